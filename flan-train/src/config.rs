@@ -69,11 +69,28 @@ pub struct ModelSection {
     pub pretrained: Option<PathBuf>,
     /// A `config.json` to build a randomly initialised model from (seeded by `seed`).
     pub config: Option<PathBuf>,
-    /// `tokenizer.json`; defaults to the one in `pretrained`.
+    /// `tokenizer.json`; defaults to the one in `pretrained`, or with `train_tokenizer` to
+    /// `output_dir/tokenizer.json`.
     pub tokenizer: Option<PathBuf>,
+    /// Train a Unigram tokenizer on the mixture when the tokenizer file does not exist yet (a
+    /// from-scratch run on a new mixture); an existing file is reused as it is.
+    pub train_tokenizer: Option<TokenizerTraining>,
     /// Dropout rate during training (Flan: 0.05); overrides the model config's `dropout_rate`.
     #[serde(default = "default_dropout")]
     pub dropout: f64,
+}
+
+/// `[model.train_tokenizer]`: the tokenizer a from-scratch run trains on its own mixture.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizerTraining {
+    /// Unigram pieces (the 100 T5 sentinels come on top); the model's `vocab_size` must cover
+    /// pieces + sentinels.
+    pub vocab_size: usize,
+    /// Rendered mixture examples added to the raw task texts as the training corpus (so that
+    /// template wording is in the vocabulary).
+    #[serde(default = "default_tokenizer_rendered")]
+    pub rendered: usize,
 }
 
 /// `[data]`: the mixture and how it becomes batches.
@@ -246,6 +263,29 @@ pub struct EvalSection {
     /// `max` or `min`.
     #[serde(default = "default_mode")]
     pub best_mode: MetricMode,
+    /// The synthetic task suite evaluated before and after training, with a report (flan-cli
+    /// runs it; see `[eval.synthetic]`).
+    pub synthetic: Option<SyntheticEvalSection>,
+}
+
+/// `[eval.synthetic]`: flan-data's synthetic suite (seen templates, held-out templates, held-out
+/// families; zero-shot, few-shot, CoT) run on the model before training and on the final model,
+/// written to `output_dir/eval/` with a Markdown report and charts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticEvalSection {
+    /// Seed of the evaluation examples and prompt renderings.
+    #[serde(default)]
+    pub seed: u64,
+    /// Prompts per (family, template set, mode) cell.
+    #[serde(default = "default_items_per_cell")]
+    pub items_per_cell: usize,
+    /// Exemplars in the few-shot modes (0: no few-shot modes).
+    #[serde(default = "default_shots")]
+    pub shots: usize,
+    /// Prompts per generation batch.
+    #[serde(default = "default_eval_batch")]
+    pub batch_size: usize,
 }
 
 impl Default for EvalSection {
@@ -257,6 +297,7 @@ impl Default for EvalSection {
             data_dir: None,
             best_metric: None,
             best_mode: MetricMode::Max,
+            synthetic: None,
         }
     }
 }
@@ -296,6 +337,18 @@ impl Default for LogSection {
     }
 }
 
+fn default_items_per_cell() -> usize {
+    8
+}
+fn default_shots() -> usize {
+    2
+}
+fn default_eval_batch() -> usize {
+    64
+}
+fn default_tokenizer_rendered() -> usize {
+    20_000
+}
 fn default_output_dir() -> PathBuf {
     PathBuf::from("runs/flan")
 }
@@ -403,8 +456,19 @@ impl TrainConfig {
         if self.model.pretrained.is_some() == self.model.config.is_some() {
             return bad("set exactly one of model.pretrained (a model directory to finetune) and model.config (a T5 config.json to train from scratch)".into());
         }
-        if self.model.pretrained.is_none() && self.model.tokenizer.is_none() {
-            return bad("model.tokenizer is required when training from model.config".into());
+        if self.model.pretrained.is_none()
+            && self.model.tokenizer.is_none()
+            && self.model.train_tokenizer.is_none()
+        {
+            return bad("model.tokenizer (or model.train_tokenizer) is required when training from model.config".into());
+        }
+        if let Some(t) = &self.model.train_tokenizer {
+            if t.vocab_size < 4 || t.rendered == 0 {
+                return bad(format!(
+                    "model.train_tokenizer needs vocab_size >= 4 and rendered >= 1, got {} and {}",
+                    t.vocab_size, t.rendered
+                ));
+            }
         }
         if !(0.0..1.0).contains(&self.model.dropout) {
             return bad(format!(
@@ -450,6 +514,14 @@ impl TrainConfig {
         if self.eval.every > 0 && self.eval.benchmarks.is_empty() {
             return bad("eval.every is set but eval.benchmarks is empty".into());
         }
+        if let Some(s) = &self.eval.synthetic {
+            if s.items_per_cell == 0 || s.batch_size == 0 {
+                return bad(
+                    "eval.synthetic.items_per_cell and eval.synthetic.batch_size must be >= 1"
+                        .into(),
+                );
+            }
+        }
         self.kind()?;
         self.tch_device()?;
         crate::schedule::Schedule::new(self.schedule.clone(), self.train.steps)?;
@@ -482,6 +554,23 @@ impl TrainConfig {
                 .ok_or_else(|| Error::Config {
                     message: format!("device must be cpu, cuda, cuda:N or auto, got `{d}`"),
                 }),
+        }
+    }
+
+    /// The tokenizer file of the run: `model.tokenizer`, else the pretrained directory's, else
+    /// (with `model.train_tokenizer`) `output_dir/tokenizer.json`.
+    pub fn tokenizer_path(&self) -> Result<PathBuf> {
+        match (
+            &self.model.tokenizer,
+            &self.model.pretrained,
+            &self.model.train_tokenizer,
+        ) {
+            (Some(t), _, _) => Ok(t.clone()),
+            (None, Some(dir), _) => Ok(dir.join("tokenizer.json")),
+            (None, None, Some(_)) => Ok(self.output_dir.join("tokenizer.json")),
+            (None, None, None) => Err(Error::Config {
+                message: "model.tokenizer is required when training from model.config".into(),
+            }),
         }
     }
 
@@ -546,6 +635,19 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
         })?;
     }
     node.insert(parts[parts.len() - 1].to_string(), value);
+    // The two model sources are alternatives: naming one on the command line replaces the
+    // other (and what only a from-scratch run uses), so `--model DIR` works on top of a config
+    // that trains from scratch.
+    if let ["model", chosen @ ("pretrained" | "config")] = parts.as_slice() {
+        let dropped: &[&str] = if *chosen == "pretrained" {
+            &["config", "train_tokenizer"]
+        } else {
+            &["pretrained"]
+        };
+        for key in dropped {
+            node.remove(*key);
+        }
+    }
     Ok(())
 }
 
@@ -597,6 +699,38 @@ mod tests {
         assert_eq!(cfg.data.mixture, Some(dir.path().join("mixture.toml")));
         // The default output directory is relative to where `flan train` runs.
         assert_eq!(cfg.output_dir, PathBuf::from("runs/flan"));
+    }
+
+    #[test]
+    fn naming_a_pretrained_model_replaces_the_from_scratch_model() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+            [model]
+            config = "config.json"
+            train_tokenizer = { vocab_size = 500 }
+            [data]
+            mixture = "mixture.toml"
+        "#;
+        let file = write(dir.path(), text);
+        let scratch = TrainConfig::load(&file, &["output_dir=out".into()]).unwrap();
+        assert_eq!(
+            scratch.model.train_tokenizer.as_ref().unwrap().rendered,
+            20_000
+        );
+        assert_eq!(
+            scratch.tokenizer_path().unwrap(),
+            PathBuf::from("out/tokenizer.json")
+        );
+        let tuned = TrainConfig::load(&file, &["model.pretrained=/models/t5".into()]).unwrap();
+        assert_eq!(tuned.model.pretrained, Some(PathBuf::from("/models/t5")));
+        assert_eq!(tuned.model.config, None);
+        assert_eq!(tuned.model.train_tokenizer, None);
+        assert_eq!(
+            tuned.tokenizer_path().unwrap(),
+            PathBuf::from("/models/t5/tokenizer.json")
+        );
+        let named = TrainConfig::load(&file, &["model.tokenizer=t.json".into()]).unwrap();
+        assert_eq!(named.tokenizer_path().unwrap(), PathBuf::from("t.json"));
     }
 
     #[test]
@@ -662,8 +796,16 @@ mod tests {
     fn inconsistent_settings_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let file = write(dir.path(), MINIMAL);
+        // Both model sources in one file (the command line replaces one with the other).
+        let both = write(dir.path(), &format!("{MINIMAL}\n"));
+        let both_text = std::fs::read_to_string(&both)
+            .unwrap()
+            .replace("[model]", "[model]\npretrained = \"x\"");
+        std::fs::write(&both, both_text).unwrap();
+        let err = TrainConfig::load(&both, &[]).unwrap_err().to_string();
+        assert!(err.contains("exactly one"), "{err}");
+        let file = write(dir.path(), MINIMAL);
         for (set, needle) in [
-            ("model.pretrained=x", "exactly one"),
             ("train.steps=0", "train.steps"),
             ("dtype=f16", "dtype"),
             ("device=tpu", "device"),

@@ -21,6 +21,7 @@ pub type T5Trainer = Trainer<T5ForConditionalGeneration, MixtureBatches>;
 /// Returns the trainer and the checkpoint it resumed from.
 pub fn prepare(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(T5Trainer, Option<PathBuf>)> {
     cfg.validate()?;
+    ensure_tokenizer(cfg)?;
     let (model, tokenizer_file) = build_model(cfg)?;
     let tokenizer = Arc::new(
         Tokenizer::from_file(&tokenizer_file).map_err(|e| Error::Data {
@@ -48,6 +49,42 @@ pub fn prepare(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(T5Trainer, O
         None => None,
     };
     Ok((trainer, resumed))
+}
+
+/// Trains the run's tokenizer on its mixture when `model.train_tokenizer` asks for one and the
+/// file does not exist yet; returns its path. The file is written whole or not at all (a
+/// temporary file renamed into place), so concurrent ranks and interrupted runs never see half
+/// of one. Training is deterministic (the mixture's seed), so a rerun makes the same file.
+pub fn ensure_tokenizer(cfg: &TrainConfig) -> Result<PathBuf> {
+    let path = cfg.tokenizer_path()?;
+    let Some(training) = &cfg.model.train_tokenizer else {
+        return Ok(path);
+    };
+    if path.exists() {
+        return Ok(path);
+    }
+    let spec = cfg.data.mixture.as_ref().ok_or_else(|| Error::Config {
+        message: "data.mixture is required".into(),
+    })?;
+    let data_error = |e: flan_data::Error| Error::Data {
+        message: e.to_string(),
+    };
+    let mixture = Arc::new(Mixture::from_spec_file(spec).map_err(data_error)?);
+    let seed = cfg.data.seed.unwrap_or(mixture.seed());
+    let tokenizer = flan_data::pipeline::train_tokenizer_on_mixture(
+        &mixture,
+        seed,
+        training.rendered,
+        training.vocab_size,
+    )
+    .map_err(data_error)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
+    tokenizer.save(&tmp).map_err(data_error)?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    Ok(path)
 }
 
 /// The batches of `cfg`'s mixture: lengths from `data` or else the spec, rows from `batch`.

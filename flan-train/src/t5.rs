@@ -48,21 +48,10 @@ impl TrainModel for T5ForConditionalGeneration {
 pub fn build_model(cfg: &TrainConfig) -> Result<(T5ForConditionalGeneration, PathBuf)> {
     let device = cfg.tch_device()?;
     let kind = cfg.kind()?;
-    let (config_file, weights, tokenizer) = match (&cfg.model.pretrained, &cfg.model.config) {
-        (Some(dir), _) => {
-            let tokenizer = cfg
-                .model
-                .tokenizer
-                .clone()
-                .unwrap_or_else(|| dir.join("tokenizer.json"));
-            (dir.join("config.json"), Some(dir.clone()), tokenizer)
-        }
-        (None, Some(file)) => {
-            let tokenizer = cfg.model.tokenizer.clone().ok_or_else(|| Error::Config {
-                message: "model.tokenizer is required when training from model.config".into(),
-            })?;
-            (file.clone(), None, tokenizer)
-        }
+    let tokenizer = cfg.tokenizer_path()?;
+    let (config_file, weights) = match (&cfg.model.pretrained, &cfg.model.config) {
+        (Some(dir), _) => (dir.join("config.json"), Some(dir.clone())),
+        (None, Some(file)) => (file.clone(), None),
         (None, None) => {
             return Err(Error::Config {
                 message: "set model.pretrained or model.config".into(),
