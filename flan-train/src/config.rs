@@ -795,7 +795,6 @@ mod tests {
     #[test]
     fn inconsistent_settings_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let file = write(dir.path(), MINIMAL);
         // Both model sources in one file (the command line replaces one with the other).
         let both = write(dir.path(), &format!("{MINIMAL}\n"));
         let both_text = std::fs::read_to_string(&both)
