@@ -33,6 +33,9 @@ pub enum Error {
     /// The model behind [`crate::model::EvalModel`] failed or answered with the wrong shape.
     #[error("model: {0}")]
     Model(String),
+    /// flan-data could not build or score what was asked (e.g. the synthetic suite).
+    #[error("data: {0}")]
+    Data(#[from] flan_data::Error),
     /// Serialising a report failed.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

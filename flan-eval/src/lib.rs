@@ -9,7 +9,9 @@
 //! Main types: [`EvalModel`] (what a model must do), [`EvalItem`] (a prompt, its gold answers and
 //! its [`AnswerRule`]), [`suite::SuiteOptions`] and [`suite::build_items`] (benchmark readers and
 //! prompt builders), [`runner::run`] (batched evaluation, self-consistency), [`report`] (lm-eval
-//! style JSON, Markdown), [`rescore`] (score saved predictions of any system).
+//! style JSON, Markdown), [`rescore`] (score saved predictions of any system); for flan-data's
+//! synthetic suite, [`synthetic::run_synthetic`] and the before/after [`finetune_report`] with its
+//! SVG [`chart`]s.
 //!
 //! From the command line (`flan-cli`):
 //!
@@ -37,8 +39,10 @@
 #![deny(missing_docs)]
 
 pub mod bbh;
+pub mod chart;
 mod error;
 pub mod extract;
+pub mod finetune_report;
 pub mod item;
 pub mod math;
 pub mod metrics;
@@ -50,6 +54,7 @@ pub mod runner;
 pub mod scripted;
 pub mod squad;
 pub mod suite;
+pub mod synthetic;
 pub mod text;
 pub mod tydiqa;
 pub mod vote;

@@ -1,0 +1,559 @@
+//! The report of a finetuning run evaluated on the synthetic suite before and after training:
+//! `results.json` (everything, machine-readable), `report.md` (tables, charts, samples) and the
+//! SVG charts it embeds (loss curve, accuracy per family, accuracy per setting and mode).
+//!
+//! The held-out-family result is stated whatever it is: the sentence is computed from the two
+//! summaries, never chosen by the caller.
+
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+use flan_data::synthetic::{EvalSummary, Score, Setting};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::chart::{bar_chart, line_chart, BarGroup, Series};
+use crate::synthetic::SyntheticPrediction;
+use crate::{Error, Result};
+
+/// The settings in the order reports show them.
+const SETTINGS: [Setting; 3] = [
+    Setting::SeenTemplates,
+    Setting::HeldOutTemplates,
+    Setting::HeldOutFamily,
+];
+
+/// What a report is made from.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinetuneReport {
+    /// One line naming the model and where it came from.
+    pub model: String,
+    /// Trainable parameters.
+    pub parameters: u64,
+    /// The trainer's final summary (steps, tokens, seconds, ...), as it wrote it.
+    pub train: serde_json::Value,
+    /// `(step, loss)` of every logged training step.
+    pub loss: Vec<(u64, f64)>,
+    /// The suite on the model before training.
+    pub before: EvalSummary,
+    /// The suite on the trained model.
+    pub after: EvalSummary,
+    /// Seconds of the two evaluations.
+    pub eval_seconds: (f64, f64),
+    /// A few outputs of the trained model, shown in the report.
+    pub samples: Vec<SyntheticPrediction>,
+}
+
+/// The files a report consists of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportFiles {
+    /// `results.json`.
+    pub results: PathBuf,
+    /// `report.md`.
+    pub markdown: PathBuf,
+    /// The SVG charts.
+    pub charts: Vec<PathBuf>,
+}
+
+fn setting_score(summary: &EvalSummary, setting: Setting) -> Option<Score> {
+    summary.by_setting_all_modes.get(setting.name()).copied()
+}
+
+fn pct(score: Option<Score>) -> String {
+    match score {
+        Some(s) if s.n > 0 => format!("{:.1}%", 100.0 * s.accuracy),
+        _ => "n/a".into(),
+    }
+}
+
+fn label(setting: Setting) -> &'static str {
+    match setting {
+        Setting::SeenTemplates => "trained families, seen templates",
+        Setting::HeldOutTemplates => "trained families, held-out templates",
+        Setting::HeldOutFamily => "held-out families",
+    }
+}
+
+/// What the run shows on entirely held-out families, in one plain sentence.
+pub fn held_out_family_verdict(before: &EvalSummary, after: &EvalSummary) -> String {
+    let name = Setting::HeldOutFamily.name();
+    match (
+        before.by_setting_all_modes.get(name),
+        after.by_setting_all_modes.get(name),
+    ) {
+        (Some(b), Some(a)) if a.n > 0 => {
+            let diff = 100.0 * (a.accuracy - b.accuracy);
+            let verdict = if a.correct > b.correct {
+                "above"
+            } else if a.correct == b.correct {
+                "the same as"
+            } else {
+                "below"
+            };
+            format!(
+                "On entirely held-out families the trained model scored {:.1}% ({} of {}), {verdict} \
+                 the untrained model's {:.1}% ({} of {}); difference {diff:+.1} points.",
+                100.0 * a.accuracy,
+                a.correct,
+                a.n,
+                100.0 * b.accuracy,
+                b.correct,
+                b.n
+            )
+        }
+        _ => "No held-out families were evaluated.".into(),
+    }
+}
+
+/// The short table printed at the end of a run: accuracy per setting before and after.
+pub fn terminal_table(before: &EvalSummary, after: &EvalSummary) -> String {
+    let mut out = format!(
+        "{:<40} {:>8} {:>8} {:>6}\n",
+        "setting", "before", "after", "items"
+    );
+    for setting in SETTINGS {
+        let a = setting_score(after, setting);
+        let _ = writeln!(
+            out,
+            "{:<40} {:>8} {:>8} {:>6}",
+            label(setting),
+            pct(setting_score(before, setting)),
+            pct(a),
+            a.map_or(0, |s| s.n)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<40} {:>8} {:>8} {:>6}",
+        "all",
+        pct(Some(before.overall)),
+        pct(Some(after.overall)),
+        after.overall.n
+    );
+    out
+}
+
+/// Mean of the last `window` values at each point (the smoothed loss curve).
+fn moving_average(points: &[(u64, f64)], window: usize) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(points.len());
+    let mut sum = 0.0;
+    for (i, &(step, loss)) in points.iter().enumerate() {
+        sum += loss;
+        if i >= window {
+            sum -= points[i - window].1;
+        }
+        out.push((step as f64, sum / (i + 1).min(window) as f64));
+    }
+    out
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The modes present in a summary, in a stable order (zero-shot first).
+fn modes(summary: &EvalSummary) -> Vec<String> {
+    let mut modes: Vec<String> = summary
+        .by_setting
+        .values()
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    modes.sort_by_key(|m| (!m.starts_with("zero"), m.contains("cot"), m.clone()));
+    modes.dedup();
+    modes
+}
+
+fn mode_score(summary: &EvalSummary, setting: Setting, mode: &str) -> Option<Score> {
+    summary
+        .by_setting
+        .get(setting.name())
+        .and_then(|m| m.get(mode))
+        .copied()
+}
+
+fn family_score(summary: &EvalSummary, family: &str, setting: Setting) -> Option<Score> {
+    summary
+        .by_family
+        .get(family)
+        .and_then(|s| s.get(setting.name()))
+        .copied()
+}
+
+/// A family's accuracy over all its items.
+fn family_total(summary: &EvalSummary, family: &str) -> Score {
+    let mut total = Score::default();
+    if let Some(by_setting) = summary.by_family.get(family) {
+        for s in by_setting.values() {
+            total.n += s.n;
+            total.correct += s.correct;
+        }
+    }
+    total.accuracy = if total.n > 0 {
+        total.correct as f64 / total.n as f64
+    } else {
+        0.0
+    };
+    total
+}
+
+/// Writes `results.json`, `report.md` and `charts/*.svg` into `dir`.
+pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> {
+    let charts_dir = dir.join("charts");
+    std::fs::create_dir_all(&charts_dir).map_err(|source| Error::Io {
+        path: charts_dir.clone(),
+        source,
+    })?;
+    let verdict = held_out_family_verdict(&report.before, &report.after);
+
+    // Charts.
+    let loss_svg = line_chart(
+        "Training loss",
+        "step",
+        "loss (mean per target token)",
+        &[
+            Series {
+                name: "loss".into(),
+                points: report.loss.iter().map(|&(s, l)| (s as f64, l)).collect(),
+            },
+            Series {
+                name: "mean of the last 20 steps".into(),
+                points: moving_average(&report.loss, 20),
+            },
+        ],
+    );
+    let held_out: Vec<String> = report
+        .after
+        .by_family
+        .iter()
+        .filter(|(_, s)| s.contains_key(Setting::HeldOutFamily.name()))
+        .map(|(f, _)| f.clone())
+        .collect();
+    let mut families: Vec<&String> = report.after.by_family.keys().collect();
+    // Trained families first, then the held-out ones, each alphabetical.
+    families.sort_by_key(|f| (held_out.contains(f), f.to_string()));
+    let family_groups: Vec<BarGroup> = families
+        .iter()
+        .map(|f| BarGroup {
+            label: if held_out.contains(f) {
+                format!("{f} (held out)")
+            } else {
+                f.to_string()
+            },
+            values: vec![
+                100.0 * family_total(&report.before, f).accuracy,
+                100.0 * family_total(&report.after, f).accuracy,
+            ],
+        })
+        .collect();
+    let families_svg = bar_chart(
+        "Accuracy per family, all templates and modes",
+        &["before training", "after training"],
+        &family_groups,
+        100.0,
+        "%",
+    );
+    let all_modes = modes(&report.after);
+    let mut setting_groups = Vec::new();
+    for setting in SETTINGS {
+        for mode in &all_modes {
+            let (b, a) = (
+                mode_score(&report.before, setting, mode),
+                mode_score(&report.after, setting, mode),
+            );
+            if let (Some(b), Some(a)) = (b, a) {
+                setting_groups.push(BarGroup {
+                    label: format!("{} · {mode}", setting.name().replace('_', " ")),
+                    values: vec![100.0 * b.accuracy, 100.0 * a.accuracy],
+                });
+            }
+        }
+    }
+    let settings_svg = bar_chart(
+        "Seen vs held out: accuracy per setting and prompt form",
+        &["before training", "after training"],
+        &setting_groups,
+        100.0,
+        "%",
+    );
+    let charts = vec![
+        (charts_dir.join("loss.svg"), loss_svg),
+        (charts_dir.join("families.svg"), families_svg),
+        (charts_dir.join("settings.svg"), settings_svg),
+    ];
+    for (path, svg) in &charts {
+        write_file(path, svg)?;
+    }
+
+    // results.json
+    let delta: serde_json::Map<String, serde_json::Value> = SETTINGS
+        .iter()
+        .filter_map(|&s| {
+            let (b, a) = (
+                setting_score(&report.before, s)?,
+                setting_score(&report.after, s)?,
+            );
+            Some((s.name().to_string(), json!(a.accuracy - b.accuracy)))
+        })
+        .collect();
+    let results = json!({
+        "model": report.model,
+        "parameters": report.parameters,
+        "train": report.train,
+        "before": report.before,
+        "after": report.after,
+        "accuracy_change_by_setting": delta,
+        "held_out_family_verdict": verdict,
+        "eval_seconds": { "before": report.eval_seconds.0, "after": report.eval_seconds.1 },
+    });
+    let results_path = dir.join("results.json");
+    write_file(&results_path, &serde_json::to_string_pretty(&results)?)?;
+
+    // report.md
+    let mut md = String::from("# Finetuning report\n\n");
+    let _ = writeln!(
+        md,
+        "Model: {} ({:.2}M parameters).",
+        report.model,
+        report.parameters as f64 / 1e6
+    );
+    let t = &report.train;
+    if let (Some(steps), Some(seconds)) = (t["steps"].as_u64(), t["seconds"].as_f64()) {
+        let _ = writeln!(
+            md,
+            "Training: {steps} steps, {} examples, {} target tokens, {:.0} s ({:.0} tokens/s), final loss {:.3} \
+             (mean of the last steps {:.3}).",
+            t["examples_seen"],
+            t["target_tokens_seen"],
+            seconds,
+            t["tokens_per_second"].as_f64().unwrap_or(0.0),
+            t["final_loss"].as_f64().unwrap_or(f64::NAN),
+            t["recent_mean_loss"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    let _ = writeln!(
+        md,
+        "Evaluation: greedy decoding, exact match after whitespace normalisation ({} items, {:.0} s before and {:.0} s after training).\n",
+        report.after.overall.n, report.eval_seconds.0, report.eval_seconds.1
+    );
+    md.push_str(
+        "## Before and after\n\n| setting | before | after | items |\n|---|---:|---:|---:|\n",
+    );
+    for setting in SETTINGS {
+        let a = setting_score(&report.after, setting);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            label(setting),
+            pct(setting_score(&report.before, setting)),
+            pct(a),
+            a.map_or(0, |s| s.n)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "| all | {} | {} | {} |\n\n{verdict}\n",
+        pct(Some(report.before.overall)),
+        pct(Some(report.after.overall)),
+        report.after.overall.n
+    );
+    md.push_str(
+        "![Seen vs held out](charts/settings.svg)\n\n![Training loss](charts/loss.svg)\n\n",
+    );
+    md.push_str("## By prompt form\n\n| setting | form | before | after | items |\n|---|---|---:|---:|---:|\n");
+    for setting in SETTINGS {
+        for mode in &all_modes {
+            if let Some(a) = mode_score(&report.after, setting, mode) {
+                let _ = writeln!(
+                    md,
+                    "| {} | {mode} | {} | {} | {} |",
+                    label(setting),
+                    pct(mode_score(&report.before, setting, mode)),
+                    pct(Some(a)),
+                    a.n
+                );
+            }
+        }
+    }
+    md.push_str("\n## By family\n\n![Accuracy per family](charts/families.svg)\n\n");
+    md.push_str("| family | held out | before | after: seen templates | after: held-out templates | after: held-out family |\n|---|---|---:|---:|---:|---:|\n");
+    for f in &families {
+        let _ = writeln!(
+            md,
+            "| {f} | {} | {} | {} | {} | {} |",
+            if held_out.contains(f) { "yes" } else { "no" },
+            pct(Some(family_total(&report.before, f))),
+            pct(family_score(&report.after, f, Setting::SeenTemplates)),
+            pct(family_score(&report.after, f, Setting::HeldOutTemplates)),
+            pct(family_score(&report.after, f, Setting::HeldOutFamily)),
+        );
+    }
+    if !report.samples.is_empty() {
+        md.push_str("\n## Sample outputs after training\n\n");
+        for s in &report.samples {
+            let _ = writeln!(
+                md,
+                "- **{}** ({}, {}, {}): `{}` → `{}` (expected `{}`)",
+                s.item.family,
+                Setting::of(&s.item).name(),
+                s.item.mode.name(),
+                if s.correct { "correct" } else { "wrong" },
+                one_line(&s.item.inputs, 160),
+                one_line(&s.prediction, 120),
+                one_line(&s.item.targets, 120)
+            );
+        }
+    }
+    let markdown = dir.join("report.md");
+    write_file(&markdown, &md)?;
+    Ok(ReportFiles {
+        results: results_path,
+        markdown,
+        charts: charts.into_iter().map(|(p, _)| p).collect(),
+    })
+}
+
+/// Text on one line, cut to `max` characters, with backticks that would end a code span
+/// replaced.
+fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('`', "'");
+    if flat.chars().count() > max {
+        let cut: String = flat.chars().take(max).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scripted::ScriptedModel;
+    use crate::synthetic::{run_synthetic, SyntheticOptions};
+    use flan_data::synthetic::{StandardEval, Suite};
+    use std::collections::HashMap;
+
+    #[test]
+    fn report_files_parse_and_say_what_the_summaries_say() {
+        let suite = Suite::new().unwrap();
+        let plan = StandardEval {
+            seed: 1,
+            items_per_cell: 2,
+            shots: 1,
+        };
+        let items = suite.standard_eval(&plan).unwrap();
+        let mut silent = ScriptedModel::new(|_, _, _| String::new());
+        let before = run_synthetic(
+            &mut silent,
+            &suite,
+            &items,
+            &SyntheticOptions::default(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        // Knows every trained family, nothing of the held-out ones.
+        let answers: HashMap<String, (bool, String)> = items
+            .iter()
+            .map(|i| (i.inputs.clone(), (i.held_out_family, i.targets.clone())))
+            .collect();
+        let mut trained = ScriptedModel::new(move |p, _, _| {
+            let (held_out, target) = &answers[p];
+            if *held_out {
+                "?".into()
+            } else {
+                target.clone()
+            }
+        });
+        let after = run_synthetic(
+            &mut trained,
+            &suite,
+            &items,
+            &SyntheticOptions::default(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let report = FinetuneReport {
+            model: "scripted".into(),
+            parameters: 1_500_000,
+            train: json!({"steps": 3, "seconds": 1.5, "examples_seen": 30, "target_tokens_seen": 300,
+                          "tokens_per_second": 200.0, "final_loss": 1.0, "recent_mean_loss": 1.2}),
+            loss: vec![(1, 5.0), (2, 3.0), (3, 1.0)],
+            before: before.summary.clone(),
+            after: after.summary.clone(),
+            eval_seconds: (before.seconds, after.seconds),
+            samples: after.predictions[..2].to_vec(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_report(dir.path(), &report).unwrap();
+        let results: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&files.results).unwrap()).unwrap();
+        assert_eq!(
+            results["after"]["by_setting_all_modes"]["seen_templates"]["accuracy"],
+            1.0
+        );
+        assert_eq!(
+            results["accuracy_change_by_setting"]["held_out_templates"],
+            1.0
+        );
+        assert_eq!(
+            results["accuracy_change_by_setting"]["held_out_family"],
+            0.0
+        );
+        let verdict = results["held_out_family_verdict"].as_str().unwrap();
+        assert!(verdict.contains("the same as the untrained"), "{verdict}");
+        let md = std::fs::read_to_string(&files.markdown).unwrap();
+        assert!(
+            md.contains("| trained families, held-out templates | 0.0% | 100.0% |"),
+            "{md}"
+        );
+        assert!(md.contains(verdict));
+        for chart in &files.charts {
+            let svg = std::fs::read_to_string(chart).unwrap();
+            assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+            let name = chart.file_name().unwrap().to_str().unwrap();
+            assert!(
+                md.contains(&format!("charts/{name}")),
+                "{name} not embedded"
+            );
+        }
+        let table = terminal_table(&report.before, &report.after);
+        assert!(table.contains("held-out families"));
+        assert_eq!(table.lines().count(), 5);
+    }
+
+    #[test]
+    fn the_verdict_follows_the_numbers() {
+        let mut before = EvalSummary::default();
+        let mut after = EvalSummary::default();
+        let name = Setting::HeldOutFamily.name().to_string();
+        before.by_setting_all_modes.insert(
+            name.clone(),
+            Score {
+                n: 10,
+                correct: 2,
+                accuracy: 0.2,
+            },
+        );
+        after.by_setting_all_modes.insert(
+            name,
+            Score {
+                n: 10,
+                correct: 1,
+                accuracy: 0.1,
+            },
+        );
+        let v = held_out_family_verdict(&before, &after);
+        assert!(v.contains("below the untrained model's 20.0%"), "{v}");
+        assert!(v.contains("-10.0 points"), "{v}");
+        assert_eq!(
+            held_out_family_verdict(&EvalSummary::default(), &EvalSummary::default()),
+            "No held-out families were evaluated."
+        );
+    }
+}
