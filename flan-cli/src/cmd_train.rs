@@ -139,6 +139,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     } else {
         None
     };
+    // `[eval.synthetic]`: the suite on the untrained model now, on the saved model at the end.
+    let synthetic = crate::train_report::from_config(&cfg)?;
+    let before = match &synthetic {
+        Some(s) => Some(s.before(&cfg)?),
+        None => None,
+    };
     let summary = flan_train::run::train(&cfg, args.resume.as_deref(), hook)?;
     eprintln!(
         "trained {} steps (from {}): final loss {:.4}, mean of the last steps {:.4}, {:.0} tokens/s, packing {:.1}%, {} examples, {} skipped updates, {} truncated examples, {:.1} s",
@@ -153,8 +159,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
         summary.truncated_examples,
         summary.seconds
     );
+    let report = match (&synthetic, before, &summary.model_dir) {
+        (Some(s), Some(before), Some(dir)) => Some(s.after(&cfg, dir, &summary, before)?),
+        _ => None,
+    };
     if let Some(dir) = &summary.model_dir {
-        eprintln!("model: {}", dir.display());
+        eprintln!("model:   {}", dir.display());
+    }
+    eprintln!(
+        "metrics: {}",
+        cfg.output_dir.join("metrics.jsonl").display()
+    );
+    if let Some(files) = &report {
+        eprintln!("results: {}", files.results.display());
+        eprintln!("report:  {}", files.markdown.display());
     }
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())

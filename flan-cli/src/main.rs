@@ -8,6 +8,7 @@ mod cmd_score;
 mod cmd_train;
 mod model_io;
 mod t5_adapter;
+mod train_report;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -34,6 +34,32 @@ pub fn load(dir: &Path, device: &str, max_input_tokens: usize) -> Result<T5EvalM
     })
 }
 
+impl T5EvalModel {
+    /// Wraps a model already in memory (e.g. the untrained network a run starts from).
+    pub fn new(
+        model: T5ForConditionalGeneration,
+        tokenizer: Tokenizer,
+        name: String,
+        max_input_tokens: usize,
+    ) -> Self {
+        T5EvalModel {
+            model,
+            tokenizer,
+            name,
+            max_input_tokens,
+        }
+    }
+
+    /// Number of parameters (each tensor counted once, tied embeddings once).
+    pub fn parameter_count(&self) -> u64 {
+        self.model
+            .named_parameters()
+            .iter()
+            .map(|(_, t)| t.numel() as u64)
+            .sum()
+    }
+}
+
 fn model_err(e: impl std::fmt::Display) -> flan_eval::Error {
     flan_eval::Error::Model(e.to_string())
 }

@@ -1,0 +1,219 @@
+//! The before/after evaluation of `flan train` on flan-data's synthetic suite (`[eval.synthetic]`)
+//! and the report it ends with: the untrained model (the config's initialisation, or the
+//! pretrained checkpoint) is evaluated before training, the saved final model (`output_dir/model`,
+//! exactly what the user gets) after it, and `output_dir/eval/` receives both runs' predictions,
+//! `results.json`, `report.md` and the charts.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use flan_data::synthetic::{EvalItem, Setting, StandardEval, Suite};
+use flan_data::Tokenizer;
+use flan_eval::finetune_report::{terminal_table, write_report, FinetuneReport, ReportFiles};
+use flan_eval::synthetic::{run_synthetic, SyntheticOptions, SyntheticPrediction, SyntheticRun};
+use flan_train::config::{SyntheticEvalSection, TrainConfig};
+use flan_train::trainer::TrainSummary;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::t5_adapter::T5EvalModel;
+
+/// The suite, its items and where the results go.
+pub struct SyntheticEvaluation {
+    suite: Suite,
+    items: Vec<EvalItem>,
+    options: SyntheticOptions,
+    dir: PathBuf,
+}
+
+impl SyntheticEvaluation {
+    /// The plan of `section`, results under `cfg.output_dir/eval`.
+    pub fn new(cfg: &TrainConfig, section: &SyntheticEvalSection) -> Result<Self> {
+        let suite = Suite::new().context("building the synthetic suite")?;
+        let items = suite
+            .standard_eval(&StandardEval {
+                seed: section.seed,
+                items_per_cell: section.items_per_cell,
+                shots: section.shots,
+            })
+            .context("building the synthetic evaluation items")?;
+        Ok(SyntheticEvaluation {
+            suite,
+            items,
+            options: SyntheticOptions {
+                batch_size: section.batch_size,
+                ..SyntheticOptions::default()
+            },
+            dir: cfg.output_dir.join("eval"),
+        })
+    }
+
+    fn run(&self, model: &mut T5EvalModel, what: &str) -> Result<SyntheticRun> {
+        let bar = ProgressBar::new(self.items.len() as u64).with_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} prompts ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("evaluating {what}"));
+        let run = run_synthetic(
+            model,
+            &self.suite,
+            &self.items,
+            &self.options,
+            &mut |done, _| bar.set_position(done as u64),
+        )?;
+        bar.finish_and_clear();
+        eprintln!(
+            "evaluated {what}: {} of {} prompts correct ({:.1}%) in {:.0} s",
+            run.summary.overall.correct,
+            run.summary.overall.n,
+            100.0 * run.summary.overall.accuracy,
+            run.seconds
+        );
+        std::fs::create_dir_all(&self.dir).with_context(|| self.dir.display().to_string())?;
+        write_predictions(&self.dir.join(format!("predictions-{what}.jsonl")), &run)?;
+        Ok(run)
+    }
+
+    /// The suite on the model as training starts from it. The result is kept in
+    /// `eval/before.json`, so a resumed run reuses it instead of evaluating a checkpoint.
+    pub fn before(&self, cfg: &TrainConfig) -> Result<SyntheticRun> {
+        let cached = self.dir.join("before.json");
+        if cached.exists() {
+            let text = std::fs::read_to_string(&cached)
+                .with_context(|| format!("reading {}", cached.display()))?;
+            let run: SyntheticRun = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a saved evaluation", cached.display()))?;
+            if run.predictions.len() == self.items.len()
+                && run
+                    .predictions
+                    .iter()
+                    .zip(&self.items)
+                    .all(|(p, i)| &p.item == i)
+            {
+                eprintln!(
+                    "using the evaluation before training from {}",
+                    cached.display()
+                );
+                return Ok(run);
+            }
+            eprintln!(
+                "{} was made with other evaluation settings; evaluating again",
+                cached.display()
+            );
+        }
+        let tokenizer_file = flan_train::run::ensure_tokenizer(cfg)?;
+        let (model, _) = flan_train::t5::build_model(cfg)?;
+        let tokenizer = Tokenizer::from_file(&tokenizer_file)
+            .with_context(|| format!("reading {}", tokenizer_file.display()))?;
+        let mut model = T5EvalModel::new(model, tokenizer, "untrained".into(), usize::MAX);
+        let run = self.run(&mut model, "before")?;
+        std::fs::write(&cached, serde_json::to_string(&run)?)
+            .with_context(|| cached.display().to_string())?;
+        Ok(run)
+    }
+
+    /// The suite on the trained model in `model_dir`, then the report.
+    pub fn after(
+        &self,
+        cfg: &TrainConfig,
+        model_dir: &Path,
+        train: &TrainSummary,
+        before: SyntheticRun,
+    ) -> Result<ReportFiles> {
+        let device = if cfg.device == "auto" {
+            "cpu"
+        } else {
+            cfg.device.as_str()
+        };
+        let mut model = crate::t5_adapter::load(model_dir, device, usize::MAX)?;
+        let parameters = model.parameter_count();
+        let after = self.run(&mut model, "after")?;
+        std::fs::write(self.dir.join("after.json"), serde_json::to_string(&after)?)
+            .with_context(|| self.dir.display().to_string())?;
+        let source = match (&cfg.model.pretrained, &cfg.model.config) {
+            (Some(dir), _) => format!("T5 finetuned from {}", dir.display()),
+            (None, Some(file)) => format!("T5 trained from scratch ({})", file.display()),
+            (None, None) => "T5".into(),
+        };
+        let report = FinetuneReport {
+            model: source,
+            parameters,
+            train: serde_json::to_value(train)?,
+            loss: loss_curve(&cfg.output_dir.join("metrics.jsonl"))?,
+            eval_seconds: (before.seconds, after.seconds),
+            samples: samples(&after.predictions),
+            before: before.summary,
+            after: after.summary,
+        };
+        let files = write_report(&self.dir, &report)?;
+        eprintln!("\n{}", terminal_table(&report.before, &report.after));
+        eprintln!(
+            "{}",
+            flan_eval::finetune_report::held_out_family_verdict(&report.before, &report.after)
+        );
+        Ok(files)
+    }
+}
+
+/// Every prediction as one JSON line (item, output, correct).
+fn write_predictions(path: &Path, run: &SyntheticRun) -> Result<()> {
+    let mut text = String::new();
+    for p in &run.predictions {
+        text.push_str(&serde_json::to_string(p)?);
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| path.display().to_string())
+}
+
+/// `(step, loss)` of the training records in `metrics.jsonl`; when a resumed run logged a step
+/// twice, its last record counts.
+fn loss_curve(metrics: &Path) -> Result<Vec<(u64, f64)>> {
+    let file = std::fs::File::open(metrics).with_context(|| metrics.display().to_string())?;
+    let mut by_step = BTreeMap::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| metrics.display().to_string())?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let record: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not JSON", metrics.display(), i + 1))?;
+        if record["kind"] == "train" {
+            if let (Some(step), Some(loss)) = (record["step"].as_u64(), record["loss"].as_f64()) {
+                by_step.insert(step, loss);
+            }
+        }
+    }
+    Ok(by_step.into_iter().collect())
+}
+
+/// The first item of every (setting, prompt form) cell, right or wrong: a fixed choice, so the
+/// samples are not picked for looking good.
+fn samples(predictions: &[SyntheticPrediction]) -> Vec<SyntheticPrediction> {
+    let mut seen = std::collections::BTreeSet::new();
+    predictions
+        .iter()
+        .filter(|p| seen.insert((Setting::of(&p.item), p.item.mode.name())))
+        .cloned()
+        .collect()
+}
+
+/// Whether this process writes reports: rank 0 of a distributed launch, or a single process.
+pub fn is_primary_process() -> Result<bool> {
+    match std::env::var("RANK") {
+        Ok(rank) => Ok(rank
+            .trim()
+            .parse::<u64>()
+            .with_context(|| format!("RANK={rank:?} is not a rank number"))?
+            == 0),
+        Err(_) => Ok(true),
+    }
+}
+
+/// Builds the evaluation when the config asks for one and this process reports.
+pub fn from_config(cfg: &TrainConfig) -> Result<Option<SyntheticEvaluation>> {
+    match &cfg.eval.synthetic {
+        Some(section) if is_primary_process()? => Ok(Some(SyntheticEvaluation::new(cfg, section)?)),
+        _ => Ok(None),
+    }
+}

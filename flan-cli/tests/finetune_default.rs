@@ -1,0 +1,151 @@
+//! The default run of `cargo xtask finetune` (configs/finetune-default/train.toml) end to end
+//! with a tiny budget: tokenizer trained on the synthetic suite, T5 from scratch, evaluation
+//! before and after, report. Checks that the loss fell and that every output file exists and
+//! parses; and that `--model DIR` turns the same config into finetuning a checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use flan_model::T5ForConditionalGeneration;
+
+fn default_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs/finetune-default/train.toml")
+}
+
+/// The budget of the test: a few small steps, one prompt per evaluation cell and no few-shot
+/// cells, a small tokenizer corpus.
+const SMALL: [&str; 16] = [
+    "--set",
+    "train.steps=12",
+    "--set",
+    "batch.size=4",
+    "--set",
+    "schedule.warmup_steps=3",
+    "--set",
+    "eval.synthetic.items_per_cell=1",
+    "--set",
+    "eval.synthetic.shots=0",
+    "--set",
+    "model.train_tokenizer.rendered=2000",
+    "--set",
+    "log.progress=off",
+    "--set",
+    "checkpoint.every=6",
+];
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+#[test]
+fn the_default_run_trains_evaluates_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_flan"))
+        .arg("train")
+        .arg("--config")
+        .arg(default_config())
+        .arg("--output-dir")
+        .arg(&out_dir)
+        .args(SMALL)
+        .output()
+        .expect("flan runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "flan train failed:\n{stderr}");
+    for line in ["report:", "results:", "model:", "held-out families"] {
+        assert!(stderr.contains(line), "`{line}` missing from:\n{stderr}");
+    }
+
+    // The loss fell: the last steps against the first ones.
+    let records: Vec<serde_json::Value> = jsonl(&out_dir.join("metrics.jsonl"))
+        .into_iter()
+        .filter(|r| r["kind"] == "train")
+        .collect();
+    assert_eq!(records.len(), 12);
+    let mean = |rs: &[serde_json::Value]| {
+        rs.iter().map(|r| r["loss"].as_f64().unwrap()).sum::<f64>() / rs.len() as f64
+    };
+    let (first, last) = (mean(&records[..3]), mean(&records[9..]));
+    assert!(last < 0.8 * first, "loss did not fall: {first} -> {last}");
+
+    // The checkpoint in HF layout loads with its tokenizer.
+    let model_dir = out_dir.join("model");
+    for f in ["config.json", "generation_config.json"] {
+        json(&model_dir.join(f));
+    }
+    let (model, _) =
+        T5ForConditionalGeneration::from_pretrained(&model_dir, tch::Device::Cpu, tch::Kind::Float)
+            .unwrap();
+    let tokenizer = flan_data::Tokenizer::from_file(model_dir.join("tokenizer.json")).unwrap();
+    assert!(tokenizer.vocab_size() as i64 <= model.config().vocab_size);
+    assert_eq!(json(&out_dir.join("summary.json"))["steps"], 12);
+
+    // Evaluation outputs and the report.
+    let eval = out_dir.join("eval");
+    let results = json(&eval.join("results.json"));
+    let n = results["after"]["overall"]["n"].as_u64().unwrap();
+    assert!(n > 50, "{n} items");
+    assert_eq!(results["before"]["overall"]["n"].as_u64().unwrap(), n);
+    for setting in ["seen_templates", "held_out_templates", "held_out_family"] {
+        assert!(
+            results["after"]["by_setting_all_modes"][setting]["n"]
+                .as_u64()
+                .unwrap()
+                > 0,
+            "{setting}"
+        );
+    }
+    assert!(results["held_out_family_verdict"]
+        .as_str()
+        .unwrap()
+        .starts_with("On entirely held-out families"));
+    for what in ["before", "after"] {
+        assert_eq!(
+            jsonl(&eval.join(format!("predictions-{what}.jsonl"))).len() as u64,
+            n
+        );
+        json(&eval.join(format!("{what}.json")));
+    }
+    let report = std::fs::read_to_string(eval.join("report.md")).unwrap();
+    for chart in ["loss", "families", "settings"] {
+        assert!(report.contains(&format!("charts/{chart}.svg")));
+        let svg = std::fs::read_to_string(eval.join(format!("charts/{chart}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    }
+
+    // The same config finetunes an existing checkpoint when given --model (the tokenizer then
+    // comes from the checkpoint; no evaluation this time, to keep the test short).
+    let tuned = dir.path().join("tuned");
+    let out = Command::new(env!("CARGO_BIN_EXE_flan"))
+        .arg("train")
+        .arg("--config")
+        .arg(default_config())
+        .arg("--model")
+        .arg(&model_dir)
+        .arg("--output-dir")
+        .arg(&tuned)
+        .args(["--steps", "2", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("pretrained = "), "{printed}");
+    assert!(!printed.contains("train_tokenizer"), "{printed}");
+    assert!(!printed.contains("config = "), "{printed}");
+}
