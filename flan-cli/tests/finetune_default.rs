@@ -136,7 +136,7 @@ fn the_default_run_trains_evaluates_and_reports() {
         .arg(&model_dir)
         .arg("--output-dir")
         .arg(&tuned)
-        .args(["--steps", "2", "--print-config"])
+        .args(["--steps", "100", "--print-config"])
         .output()
         .unwrap();
     assert!(
@@ -148,4 +148,23 @@ fn the_default_run_trains_evaluates_and_reports() {
     assert!(printed.contains("pretrained = "), "{printed}");
     assert!(!printed.contains("train_tokenizer"), "{printed}");
     assert!(!printed.contains("config = "), "{printed}");
+
+    // The checked-in config for `cargo xtask finetune -- --model DIR` (the Flan recipe) is valid.
+    let pretrained = default_config().with_file_name("pretrained.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_flan"))
+        .arg("train")
+        .arg("--config")
+        .arg(&pretrained)
+        .arg("--model")
+        .arg(&model_dir)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("kind = \"adafactor\""), "{printed}");
 }

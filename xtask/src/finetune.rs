@@ -1,7 +1,8 @@
 //! `cargo xtask finetune [--nproc N] [ARGS]`: build `flan` in release and run `flan train ARGS`.
 //!
 //! Without `--config`, the checked-in default run is used (configs/finetune-default/train.toml:
-//! a tiny T5 trained from scratch on the synthetic suite, evaluated before and after); without
+//! a tiny T5 trained from scratch on the synthetic suite, evaluated before and after; with
+//! `--model DIR`, pretrained.toml: the Flan recipe on that checkpoint, same suite); without
 //! `--output-dir` (or `--set output_dir=...`), each run gets a new directory
 //! `runs/finetune-<UTC date>-<time>`. `--nproc N` starts N local processes with the environment
 //! `torchrun` would give them (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
@@ -13,8 +14,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{libtorch, process};
 
-/// The default run's config, relative to the workspace root.
+/// The default run's config, relative to the workspace root: training from scratch...
 const DEFAULT_CONFIG: &str = "configs/finetune-default/train.toml";
+/// ...or, when `--model DIR` names a checkpoint, the Flan recipe for finetuning it.
+const PRETRAINED_CONFIG: &str = "configs/finetune-default/pretrained.toml";
 
 pub fn run(args: &[String]) -> Result<()> {
     // `cargo xtask finetune -- --model DIR` and `cargo xtask finetune --model DIR` both work.
@@ -28,7 +31,12 @@ pub fn run(args: &[String]) -> Result<()> {
             .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
     };
     if !has(&train_args, "--config") && !has(&train_args, "-c") {
-        let config = process::workspace_root().join(DEFAULT_CONFIG);
+        let default = if has(&train_args, "--model") {
+            PRETRAINED_CONFIG
+        } else {
+            DEFAULT_CONFIG
+        };
+        let config = process::workspace_root().join(default);
         train_args.splice(0..0, ["--config".to_string(), config.display().to_string()]);
     }
     let sets_output = train_args
