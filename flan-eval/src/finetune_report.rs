@@ -352,9 +352,26 @@ pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> 
             a.map_or(0, |s| s.n)
         );
     }
+    // Which held-out families carry the number: a two-way choice at 50% is format, not skill.
+    let per_family: Vec<String> = held_out
+        .iter()
+        .map(|f| {
+            let s = family_total(&report.after, f);
+            format!("{f} {:.1}% ({} of {})", 100.0 * s.accuracy, s.correct, s.n)
+        })
+        .collect();
+    let per_family = if per_family.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Per held-out family after training: {}. Families answered by choosing among \
+             options score about 1/k by guessing once the format is learned.",
+            per_family.join(", ")
+        )
+    };
     let _ = writeln!(
         md,
-        "| all | {} | {} | {} |\n\n{verdict}\n",
+        "| all | {} | {} | {} |\n\n{verdict}{per_family}\n",
         pct(Some(report.before.overall)),
         pct(Some(report.after.overall)),
         report.after.overall.n
@@ -513,6 +530,10 @@ mod tests {
             "{md}"
         );
         assert!(md.contains(verdict));
+        assert!(
+            md.contains("Per held-out family after training: day_before 0.0% (0 of "),
+            "{md}"
+        );
         for chart in &files.charts {
             let svg = std::fs::read_to_string(chart).unwrap();
             assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
