@@ -198,22 +198,12 @@ fn samples(predictions: &[SyntheticPrediction]) -> Vec<SyntheticPrediction> {
         .collect()
 }
 
-/// Whether this process writes reports: rank 0 of a distributed launch, or a single process.
-pub fn is_primary_process() -> Result<bool> {
-    match std::env::var("RANK") {
-        Ok(rank) => Ok(rank
-            .trim()
-            .parse::<u64>()
-            .with_context(|| format!("RANK={rank:?} is not a rank number"))?
-            == 0),
-        Err(_) => Ok(true),
-    }
-}
-
 /// Builds the evaluation when the config asks for one and this process reports.
 pub fn from_config(cfg: &TrainConfig) -> Result<Option<SyntheticEvaluation>> {
     match &cfg.eval.synthetic {
-        Some(section) if is_primary_process()? => Ok(Some(SyntheticEvaluation::new(cfg, section)?)),
+        Some(section) if flan_train::distributed::is_primary_from_env()? => {
+            Ok(Some(SyntheticEvaluation::new(cfg, section)?))
+        }
         _ => Ok(None),
     }
 }

@@ -114,6 +114,46 @@ impl<'g> DataParallel<'g> {
         Ok(())
     }
 
+    /// Overwrites each of `tensors` with rank 0's value (a model whose parameters are not in a
+    /// VarStore, e.g. a trainer's parameter list). Every rank must pass the same names in the
+    /// same order.
+    pub fn broadcast_tensors(&self, tensors: &[(String, Tensor)]) -> Result<()> {
+        let named: Vec<(&str, Tensor)> = tensors
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.shallow_clone()))
+            .collect();
+        for bucket in self.buckets(&named) {
+            let mut flat = tch::no_grad(|| flatten(&bucket));
+            self.group.broadcast(&mut flat, 0)?;
+            tch::no_grad(|| unflatten_into(&flat, &bucket));
+        }
+        Ok(())
+    }
+
+    /// Reduces the gradients of `params` across ranks with `op` (`Sum` when each rank already
+    /// divided its loss by the global normaliser, `Avg` for per-rank means). Every rank must
+    /// pass the same names in the same order; a parameter without a gradient on this rank is
+    /// an error, since the ranks would step differently.
+    pub fn reduce_gradients(&self, params: &[(String, Tensor)], op: ReduceOp) -> Result<()> {
+        let mut grads: Vec<(&str, Tensor)> = Vec::with_capacity(params.len());
+        for (n, t) in params {
+            let g = t.grad();
+            if !g.defined() {
+                return Err(Error::InvalidArgument(format!(
+                    "parameter {n} has no gradient; every rank must use every trainable \
+                     parameter in each step"
+                )));
+            }
+            grads.push((n.as_str(), g));
+        }
+        for bucket in self.buckets(&grads) {
+            let mut flat = tch::no_grad(|| flatten(&bucket));
+            self.group.all_reduce(&mut flat, op)?;
+            tch::no_grad(|| unflatten_into(&flat, &bucket));
+        }
+        Ok(())
+    }
+
     /// Splits tensors into buckets of one dtype and at most `bucket_elements` elements, keeping
     /// the given order inside each dtype.
     fn buckets<'a>(&self, tensors: &'a [(&'a str, Tensor)]) -> Vec<Vec<&'a Tensor>> {

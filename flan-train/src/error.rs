@@ -33,6 +33,13 @@ pub enum Error {
         /// What was wrong (unknown key, wrong type).
         message: String,
     },
+    /// A collective or the rendezvous of a distributed run failed (a peer died, timed out, or
+    /// the launch environment is wrong).
+    #[error("distributed: {message}")]
+    Distributed {
+        /// What failed.
+        message: String,
+    },
     /// The settings are inconsistent.
     #[error("config: {message}")]
     Config {

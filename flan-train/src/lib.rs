@@ -34,6 +34,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
+pub mod distributed;
 pub mod error;
 pub mod loss;
 pub mod metrics;

@@ -8,6 +8,7 @@ use flan_data::{Mixture, Tokenizer};
 use flan_model::T5ForConditionalGeneration;
 
 use crate::config::TrainConfig;
+use crate::distributed::Distributed;
 use crate::source::MixtureBatches;
 use crate::t5::build_model;
 use crate::trainer::{EvalHook, TrainSummary, Trainer};
@@ -38,8 +39,14 @@ pub fn prepare(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(T5Trainer, O
             ),
         });
     }
-    let source = mixture_batches(cfg, tokenizer)?;
+    // A distributed launch (WORLD_SIZE > 1): this rank reads its own shard of the stream.
+    let dist = Distributed::from_env(model.device())?;
+    let shard = dist.as_ref().map(|d| (d.rank(), d.world_size()));
+    let source = mixture_batches(cfg, tokenizer, shard)?;
     let mut trainer = Trainer::new(cfg.clone(), model, source)?.with_tokenizer_file(tokenizer_file);
+    if let Some(d) = dist {
+        trainer = trainer.with_distributed(d)?;
+    }
     let resumed = match resume {
         Some(dir) => {
             trainer.resume_from(dir)?;
@@ -87,8 +94,13 @@ pub fn ensure_tokenizer(cfg: &TrainConfig) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The batches of `cfg`'s mixture: lengths from `data` or else the spec, rows from `batch`.
-pub fn mixture_batches(cfg: &TrainConfig, tokenizer: Arc<Tokenizer>) -> Result<MixtureBatches> {
+/// The batches of `cfg`'s mixture: lengths from `data` or else the spec, rows from `batch`;
+/// with `shard = Some((rank, world_size))`, only the stream positions of that rank.
+pub fn mixture_batches(
+    cfg: &TrainConfig,
+    tokenizer: Arc<Tokenizer>,
+    shard: Option<(usize, usize)>,
+) -> Result<MixtureBatches> {
     let spec = cfg.data.mixture.as_ref().ok_or_else(|| Error::Config {
         message: "data.mixture is required".into(),
     })?;
@@ -98,14 +110,18 @@ pub fn mixture_batches(cfg: &TrainConfig, tokenizer: Arc<Tokenizer>) -> Result<M
     let mixture = Arc::new(mixture.with_tokenizer(tokenizer.clone()));
     let input_len = cfg.data.input_len.unwrap_or(mixture.input_len());
     let target_len = cfg.data.target_len.unwrap_or(mixture.target_len());
-    MixtureBatches::new(
+    let batches = MixtureBatches::new(
         mixture,
         tokenizer,
         cfg.data.seed.unwrap_or(cfg.seed),
         cfg.batch.rows(input_len, target_len),
         (input_len, target_len),
         cfg.data.pack,
-    )
+    )?;
+    match shard {
+        Some((rank, world)) => batches.with_shard(rank as u64, world as u64),
+        None => Ok(batches),
+    }
 }
 
 /// Prepares and runs to `train.steps`, with an optional evaluation hook.

@@ -44,6 +44,8 @@ pub struct MixtureBatches {
     /// Where the next batch starts.
     next_start: MixtureCursor,
     truncated: u64,
+    /// `(index, count)`: this reader's shard of the stream positions.
+    shard: (u64, u64),
 }
 
 /// How many examples to render and tokenize at once (in parallel, by flan-data and rayon).
@@ -73,7 +75,20 @@ impl MixtureBatches {
             queue: VecDeque::new(),
             next_start,
             truncated: 0,
+            shard: (0, 1),
         })
+    }
+
+    /// Reads only the stream positions `p` with `p % count == index` (one rank of a
+    /// data-parallel run), also after a restore.
+    pub fn with_shard(mut self, index: u64, count: u64) -> Result<Self> {
+        self.shard = (index, count);
+        self.stream = self
+            .mixture
+            .resume(self.next_start.clone())
+            .and_then(|s| s.shard(index, count))
+            .map_err(data_error)?;
+        Ok(self)
     }
 
     /// Renders and tokenizes the next chunk of the stream into the queue.
@@ -160,7 +175,12 @@ impl BatchSource for MixtureBatches {
             serde_json::from_value(cursor.clone()).map_err(|e| Error::Data {
                 message: format!("the checkpoint's data cursor is not a mixture cursor: {e}"),
             })?;
-        self.stream = self.mixture.resume(cursor.clone()).map_err(data_error)?;
+        let (index, count) = self.shard;
+        self.stream = self
+            .mixture
+            .resume(cursor.clone())
+            .and_then(|s| s.shard(index, count))
+            .map_err(data_error)?;
         self.packer =
             Packer::new(self.rows, self.input_len, self.target_len).map_err(data_error)?;
         self.queue.clear();

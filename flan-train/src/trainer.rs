@@ -21,6 +21,7 @@ use crate::checkpoint::{
 };
 use crate::clip::clip_grad_norm;
 use crate::config::{MetricMode, OnNonFinite, TrainConfig};
+use crate::distributed::{cursor_for_rank, cursors_to_json, Distributed};
 use crate::loss::loss_sums;
 use crate::metrics::{EvalRecord, MetricsLog, StepRecord};
 use crate::model::TrainModel;
@@ -84,6 +85,7 @@ pub struct Trainer<M: TrainModel, S: BatchSource> {
     resumed_from: u64,
     tokenizer_file: Option<PathBuf>,
     eval_hook: Option<Box<dyn EvalHook<M>>>,
+    dist: Option<Distributed>,
 }
 
 impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
@@ -110,7 +112,29 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             resumed_from: 0,
             tokenizer_file: None,
             eval_hook: None,
+            dist: None,
         })
+    }
+
+    /// Makes this trainer one rank of a data-parallel run: the parameters are overwritten with
+    /// rank 0's now, gradients are summed over the ranks every step, and only rank 0 writes.
+    /// The batch source must already be this rank's shard.
+    pub fn with_distributed(mut self, dist: Distributed) -> Result<Self> {
+        dist.broadcast_parameters(&self.params)?;
+        self.state.data_cursor = self.source.cursor()?;
+        self.dist = Some(dist);
+        Ok(self)
+    }
+
+    /// Whether this process writes checkpoints, metrics and the final model.
+    pub fn is_primary(&self) -> bool {
+        self.dist.as_ref().is_none_or(|d| d.rank() == 0)
+    }
+
+    fn rank_and_world(&self) -> (usize, usize) {
+        self.dist
+            .as_ref()
+            .map_or((0, 1), |d| (d.rank(), d.world_size()))
     }
 
     /// Copies this `tokenizer.json` into every checkpoint, so each is a complete model directory.
@@ -143,7 +167,12 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     /// Continues from the newest complete checkpoint in the output directory, if any; removes
     /// temporary directories a crash left behind. Returns the checkpoint used.
     pub fn resume_latest(&mut self) -> Result<Option<PathBuf>> {
-        let stale = self.checkpoints.remove_stale()?;
+        // Only the writer cleans up, so a rank never removes what rank 0 is writing.
+        let stale = if self.is_primary() {
+            self.checkpoints.remove_stale()?
+        } else {
+            0
+        };
         if stale > 0 {
             eprintln!(
                 "removed {stale} incomplete checkpoint director{} left by an interrupted write",
@@ -185,10 +214,14 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             .map(|(n, t)| (n, t.to_device(device)))
             .collect();
         self.optimizer.load_state_tensors(tensors)?;
-        self.source.restore(&ckpt.state.data_cursor)?;
+        let (rank, world) = self.rank_and_world();
+        let cursor = cursor_for_rank(&ckpt.state.data_cursor, rank, world)
+            .map_err(|e| Error::checkpoint(&ckpt.dir, e.to_string()))?;
+        self.source.restore(&cursor)?;
         self.resumed_from = ckpt.state.step;
         self.state = TrainerState {
             config: self.cfg.to_toml()?,
+            data_cursor: cursor,
             ..ckpt.state
         };
         Ok(())
@@ -204,12 +237,22 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     pub fn run_until(&mut self, stop_at: u64) -> Result<TrainSummary> {
         let stop_at = stop_at.min(self.cfg.train.steps);
         let started = Instant::now();
+        let primary = self.is_primary();
         let metrics_path = self.cfg.output_dir.join("metrics.jsonl");
-        let mut metrics = MetricsLog::open(
-            &metrics_path,
-            (self.state.step > 0).then_some(self.state.step),
-        )?;
-        let progress = Progress::new(self.cfg.log.progress, self.state.step, self.cfg.train.steps);
+        let mut metrics = if primary {
+            Some(MetricsLog::open(
+                &metrics_path,
+                (self.state.step > 0).then_some(self.state.step),
+            )?)
+        } else {
+            None
+        };
+        let progress_style = if primary {
+            self.cfg.log.progress
+        } else {
+            crate::config::ProgressStyle::Off
+        };
+        let progress = Progress::new(progress_style, self.state.step, self.cfg.train.steps);
         let mut totals = BatchCounts::default();
         let mut recent: Vec<f64> = Vec::new();
         let mut last_loss = f64::NAN;
@@ -238,24 +281,29 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             if recent.len() > 100 {
                 recent.remove(0);
             }
-            if step % self.cfg.log.every == 0 || step == stop_at {
-                metrics.write(&record)?;
+            if let Some(metrics) = metrics.as_mut() {
+                if step % self.cfg.log.every == 0 || step == stop_at {
+                    metrics.write(&record)?;
+                }
             }
             progress.step(&record);
 
             if self.cfg.eval.every > 0 && step % self.cfg.eval.every == 0 {
-                self.evaluate(step, &mut metrics, &progress)?;
+                if let Some(metrics) = metrics.as_mut() {
+                    self.evaluate(step, metrics, &progress)?;
+                }
             }
             let every = self.cfg.checkpoint.every;
             if (every > 0 && step % every == 0) || step == self.cfg.train.steps {
-                let dir = self.save_checkpoint()?;
-                progress.note(&format!("step {step}: checkpoint {}", dir.display()));
-                last_checkpoint = Some(dir);
+                if let Some(dir) = self.save_checkpoint()? {
+                    progress.note(&format!("step {step}: checkpoint {}", dir.display()));
+                    last_checkpoint = Some(dir);
+                }
             }
         }
         progress.finish();
 
-        let model_dir = if self.state.step == self.cfg.train.steps && !data_exhausted {
+        let model_dir = if primary && self.state.step == self.cfg.train.steps && !data_exhausted {
             let dir = self.cfg.output_dir.join("model");
             self.save_model_dir(&dir)?;
             Some(dir)
@@ -287,7 +335,13 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             best: self.state.best.clone(),
             data_exhausted,
         };
-        write_json(&self.cfg.output_dir.join("summary.json"), &summary)?;
+        if primary {
+            write_json(&self.cfg.output_dir.join("summary.json"), &summary)?;
+        }
+        if let Some(d) = &self.dist {
+            // Nobody leaves before the final model is written.
+            d.barrier()?;
+        }
         Ok(summary)
     }
 
@@ -328,18 +382,31 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         for b in batches {
             counts.add(&b.counts);
         }
-        // Normalise by the real target tokens of the whole step, so that accumulation over
-        // micro-batches gives the gradient of one large batch.
+        let device = self.model.device();
+        // The real target tokens of the whole step on every rank: the loss is normalised by
+        // them, so that accumulation over micro-batches and ranks gives the gradient of one
+        // large batch.
+        let global_target_tokens = match &self.dist {
+            Some(d) => d.sum(&[counts.target_tokens as f64], device)?[0],
+            None => counts.target_tokens as f64,
+        };
         let norm = self
             .cfg
             .train
             .loss_normalizing_factor
-            .unwrap_or(counts.target_tokens.max(1) as f64);
+            .unwrap_or(global_target_tokens.max(1.0));
+        let (rank, _) = self.rank_and_world();
+        let micro_offset = (rank * batches.len()) as u64;
         let z_coef = self.cfg.train.z_loss;
         zero_grads(&self.params);
         let (mut ce_sum, mut z_sum) = (0.0, 0.0);
         for (micro, b) in batches.iter().enumerate() {
-            tch::manual_seed(dropout_seed(self.cfg.seed, step, micro as u64));
+            // Ranks draw the dropout masks of distinct micro-batches of the global step.
+            tch::manual_seed(dropout_seed(
+                self.cfg.seed,
+                step,
+                micro_offset + micro as u64,
+            ));
             let logits = self.model.logits(b, true)?;
             let sums = loss_sums(
                 &logits,
@@ -351,6 +418,24 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             objective.f_backward()?;
             ce_sum += sums.cross_entropy.double_value(&[]);
             z_sum += sums.z.double_value(&[]);
+        }
+        if let Some(d) = &self.dist {
+            d.sum_gradients(&self.params)?;
+            let totals = d.sum(
+                &[
+                    ce_sum,
+                    z_sum,
+                    counts.examples as f64,
+                    counts.input_tokens as f64,
+                    counts.slots as f64,
+                ],
+                device,
+            )?;
+            (ce_sum, z_sum) = (totals[0], totals[1]);
+            counts.examples = totals[2] as u64;
+            counts.input_tokens = totals[3] as u64;
+            counts.slots = totals[4] as u64;
+            counts.target_tokens = global_target_tokens as u64;
         }
         let tokens = counts.target_tokens.max(1) as f64;
         let loss = ce_sum / tokens;
@@ -456,16 +541,44 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         Ok(())
     }
 
-    fn save_checkpoint(&self) -> Result<PathBuf> {
+    /// Writes a checkpoint (rank 0 only; every rank takes part in gathering the data cursors).
+    /// `None` on the other ranks.
+    fn save_checkpoint(&self) -> Result<Option<PathBuf>> {
+        let state = match &self.dist {
+            None => self.state.clone(),
+            Some(d) => {
+                let mine =
+                    serde_json::to_vec(&self.state.data_cursor).map_err(|e| Error::Data {
+                        message: format!("cannot record the data cursor: {e}"),
+                    })?;
+                let mut cursors = Vec::with_capacity(d.world_size());
+                for bytes in d.all_gather_bytes(&mine, self.model.device())? {
+                    cursors.push(serde_json::from_slice(&bytes).map_err(|e| {
+                        Error::Distributed {
+                            message: format!("a rank sent an unreadable data cursor: {e}"),
+                        }
+                    })?);
+                }
+                TrainerState {
+                    data_cursor: cursors_to_json(cursors),
+                    ..self.state.clone()
+                }
+            }
+        };
+        if !self.is_primary() {
+            return Ok(None);
+        }
         let tokenizer = self.tokenizer_file.clone();
-        self.checkpoints.save(
-            &self.state,
-            |dir| {
-                self.model.save_pretrained(dir)?;
-                copy_tokenizer(tokenizer.as_deref(), dir)
-            },
-            &self.optimizer.state_tensors(),
-        )
+        self.checkpoints
+            .save(
+                &state,
+                |dir| {
+                    self.model.save_pretrained(dir)?;
+                    copy_tokenizer(tokenizer.as_deref(), dir)
+                },
+                &self.optimizer.state_tensors(),
+            )
+            .map(Some)
     }
 
     /// Writes the weights (and tokenizer) atomically into `dir`.

@@ -2,6 +2,7 @@
 
 mod adafactor_parity;
 mod common;
+mod data_parallel;
 mod overfit;
 mod resume;
 mod t5;
