@@ -166,10 +166,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(dir) = &summary.model_dir {
         eprintln!("model:   {}", dir.display());
     }
-    eprintln!(
-        "metrics: {}",
-        cfg.output_dir.join("metrics.jsonl").display()
-    );
+    if flan_train::distributed::is_primary_from_env()? {
+        eprintln!(
+            "metrics: {}",
+            cfg.output_dir.join("metrics.jsonl").display()
+        );
+    }
     if let Some(files) = &report {
         eprintln!("results: {}", files.results.display());
         eprintln!("report:  {}", files.markdown.display());

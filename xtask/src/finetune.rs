@@ -20,11 +20,8 @@ const DEFAULT_CONFIG: &str = "configs/finetune-default/train.toml";
 const PRETRAINED_CONFIG: &str = "configs/finetune-default/pretrained.toml";
 
 pub fn run(args: &[String]) -> Result<()> {
-    // `cargo xtask finetune -- --model DIR` and `cargo xtask finetune --model DIR` both work.
-    let args = match args.first().map(String::as_str) {
-        Some("--") => &args[1..],
-        _ => args,
-    };
+    // `cargo xtask finetune -- --model DIR` and `cargo xtask finetune --model DIR` both work
+    // (take_nproc drops the separator).
     let (nproc, mut train_args) = take_nproc(args)?;
     let has = |args: &[String], flag: &str| {
         args.iter()
@@ -138,6 +135,10 @@ fn take_nproc(args: &[String]) -> Result<(usize, Vec<String>)> {
     let mut rest = Vec::with_capacity(args.len());
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        // `cargo xtask finetune --nproc 2 -- --model DIR`: the separator is ours, not flan's.
+        if a == "--" {
+            continue;
+        }
         let value = if a == "--nproc" {
             Some(
                 it.next()
@@ -196,7 +197,7 @@ mod tests {
 
     #[test]
     fn nproc_is_taken_out_and_checked() {
-        let args: Vec<String> = ["--nproc", "2", "--steps", "5", "--nproc=3"]
+        let args: Vec<String> = ["--nproc", "2", "--", "--steps", "5", "--nproc=3"]
             .iter()
             .map(|s| s.to_string())
             .collect();
