@@ -16,12 +16,13 @@ use crate::{libtorch, process};
 const PACKAGES: [&str; 4] = ["transformers", "safetensors", "tokenizers", "numpy"];
 
 /// `(script stem, output directory relative to the workspace root)`.
-const OUTPUTS: [(&str, &str); 3] = [
+const OUTPUTS: [(&str, &str); 4] = [
     ("t5", "flan-model/tests/fixtures"),
     // Runs after t5.py (scripts run in name order): resaves its models with flan-model and
     // loads them in transformers.
     ("t5_roundtrip", "flan-model/tests/fixtures"),
     ("adafactor", "flan-train/tests/fixtures"),
+    ("adamw", "flan-train/tests/fixtures"),
 ];
 
 /// Runs the fixture scripts (all, or those whose stem is in `names`).
