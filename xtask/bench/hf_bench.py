@@ -201,6 +201,8 @@ def bench_shape(args, shape, examples, prompts):
     emit(f"train {shape}", "transformers padded", "real tokens/s", [real / s for s in secs],
          {"batches": len(batches)})
 
+    # Generate with the saved initial weights, as our side does: training changed this copy.
+    model = T5ForConditionalGeneration.from_pretrained(os.path.join(args.dir, f"model-{shape}"))
     model.eval()
     gen = dict(max_new_tokens=args.new_tokens, do_sample=False, num_beams=1, eos_token_id=1,
                pad_token_id=0, decoder_start_token_id=0)

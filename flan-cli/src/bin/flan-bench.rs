@@ -352,7 +352,10 @@ fn bench_shape(
         json!({}),
     );
 
-    // (2) Greedy generation with the KV cache, batch 1 and batch 32.
+    // (2) Greedy generation with the KV cache, batch 1 and batch 32, from the saved initial
+    // weights (the training runs above changed `model`, and the Python side trained its own
+    // copy differently), so both sides decode the same network and must agree on the tokens.
+    let (model, _) = T5ForConditionalGeneration::from_pretrained(&dir, Device::Cpu, Kind::Float)?;
     let cfg = GenerationConfig::greedy(args.new_tokens);
     let singles = &prompts[..args.gen_single.min(prompts.len())];
     let mut produced = 0usize;
