@@ -267,8 +267,7 @@ fn token_by_token(
     };
     for _ in 0..config.max_new_tokens {
         let logits = dec.next_logits();
-        let logprobs = to_vec_f32(&logits.log_softmax(-1, Kind::Float));
-        let vocab = logprobs.len() / rows;
+        let vocab = logits.size().last().copied().unwrap_or(0).max(1) as usize;
         let chosen: Vec<i64> = match (&config.strategy, rng.as_mut()) {
             (
                 Strategy::Sample {
@@ -292,6 +291,15 @@ fn token_by_token(
             _ => Vec::<i64>::try_from(logits.argmax(-1, false).to_device(tch::Device::Cpu))
                 .map_err(Error::Torch)?,
         };
+        // Only the chosen tokens' log-probabilities leave the device, not `rows × vocab` of them.
+        let chosen_ids = Tensor::from_slice(&chosen)
+            .view([-1, 1])
+            .to_device(logits.device());
+        let logprobs = to_vec_f32(&logits.log_softmax(-1, Kind::Float).gather(
+            1,
+            &chosen_ids,
+            false,
+        ));
         let mut step = Vec::with_capacity(rows);
         for (i, &token) in chosen.iter().enumerate() {
             if finished[i] {
@@ -299,7 +307,7 @@ fn token_by_token(
                 continue;
             }
             out[i].token_ids.push(token);
-            out[i].score += logprobs[i * vocab + token as usize] as f64;
+            out[i].score += logprobs[i] as f64;
             finished[i] = token == eos;
             step.push(token);
         }

@@ -28,6 +28,27 @@ fn greedy_token_ids_match_transformers() {
 }
 
 #[test]
+fn greedy_scores_are_the_log_likelihood_of_the_output() {
+    for name in MODELS {
+        let model = load(name);
+        let (g, input, mask) = reference_prompts(name);
+        let out = generate(&model, &input, &mask, &GenerationConfig::greedy(12)).unwrap();
+        let prompts = ids(&g["input_ids"]);
+        let targets: Vec<Vec<i64>> = out.iter().map(|r| r[0].token_ids.clone()).collect();
+        let scored = flan_model::score::score_batch(&model, &prompts, &targets).unwrap();
+        for (row, s) in out.iter().zip(&scored) {
+            let diff = (row[0].score - s.logprob).abs();
+            assert!(
+                diff < 1e-4 * s.logprob.abs().max(1.0),
+                "{name}: greedy score {} vs scored {}",
+                row[0].score,
+                s.logprob
+            );
+        }
+    }
+}
+
+#[test]
 fn beam_token_ids_match_transformers() {
     for name in MODELS {
         let model = load(name);
