@@ -49,6 +49,22 @@ fn jsonl(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `flan train ARGS --print-config`: the resolved config, after checking the command succeeded.
+fn print_config(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_flan"))
+        .arg("train")
+        .args(args)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn the_default_run_trains_evaluates_and_reports() {
     let dir = tempfile::tempdir().unwrap();
@@ -128,43 +144,27 @@ fn the_default_run_trains_evaluates_and_reports() {
     // The same config finetunes an existing checkpoint when given --model (the tokenizer then
     // comes from the checkpoint; no evaluation this time, to keep the test short).
     let tuned = dir.path().join("tuned");
-    let out = Command::new(env!("CARGO_BIN_EXE_flan"))
-        .arg("train")
-        .arg("--config")
-        .arg(default_config())
-        .arg("--model")
-        .arg(&model_dir)
-        .arg("--output-dir")
-        .arg(&tuned)
-        .args(["--steps", "100", "--print-config"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let printed = print_config(&[
+        "--config".as_ref(),
+        default_config().as_os_str(),
+        "--model".as_ref(),
+        model_dir.as_os_str(),
+        "--output-dir".as_ref(),
+        tuned.as_os_str(),
+        "--steps".as_ref(),
+        "100".as_ref(),
+    ]);
     assert!(printed.contains("pretrained = "), "{printed}");
     assert!(!printed.contains("train_tokenizer"), "{printed}");
     assert!(!printed.contains("config = "), "{printed}");
 
     // The checked-in config for `cargo xtask finetune -- --model DIR` (the Flan recipe) is valid.
     let pretrained = default_config().with_file_name("pretrained.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_flan"))
-        .arg("train")
-        .arg("--config")
-        .arg(&pretrained)
-        .arg("--model")
-        .arg(&model_dir)
-        .arg("--print-config")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8_lossy(&out.stdout);
+    let printed = print_config(&[
+        "--config".as_ref(),
+        pretrained.as_os_str(),
+        "--model".as_ref(),
+        model_dir.as_os_str(),
+    ]);
     assert!(printed.contains("kind = \"adafactor\""), "{printed}");
 }

@@ -53,17 +53,7 @@ impl<'g> DataParallel<'g> {
     /// Overwrites every variable of `vs` (trainable or not) with rank 0's value. Call once after
     /// building (or loading) the model, before the first step.
     pub fn broadcast_parameters(&self, vs: &VarStore) -> Result<()> {
-        let named = sorted_variables(vs);
-        let tensors: Vec<(&str, Tensor)> = named
-            .iter()
-            .map(|(n, t)| (n.as_str(), t.shallow_clone()))
-            .collect();
-        for bucket in self.buckets(&tensors) {
-            let mut flat = tch::no_grad(|| flatten(&bucket));
-            self.group.broadcast(&mut flat, 0)?;
-            tch::no_grad(|| unflatten_into(&flat, &bucket));
-        }
-        Ok(())
+        self.broadcast_tensors(&sorted_variables(vs))
     }
 
     /// Replaces each trainable variable's gradient by its mean over the ranks. Call after

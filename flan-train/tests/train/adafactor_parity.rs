@@ -71,13 +71,7 @@ fn adafactor_matches_transformers() {
             .collect();
         for step in 1..=steps {
             for (name, p) in &params {
-                let grad = &fx[&format!("{case}.step{step}.grad.{name}")];
-                // Make `grad` the parameter's gradient through autograd: d(sum(p·g))/dp = g.
-                let mut old = p.grad();
-                if old.defined() {
-                    let _ = old.zero_();
-                }
-                (p * grad).sum(Kind::Float).backward();
+                crate::common::set_grad(p, &fx[&format!("{case}.step{step}.grad.{name}")]);
             }
             opt.step(&params, lr).expect("step");
             for (name, p) in &params {

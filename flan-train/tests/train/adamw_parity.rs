@@ -58,13 +58,7 @@ fn adamw_matches_torch() {
             .collect();
         for step in 1..=steps {
             for (name, p) in &params {
-                let grad = &fx[&format!("{case}.step{step}.grad.{name}")];
-                let mut old = p.grad();
-                if old.defined() {
-                    let _ = old.zero_();
-                }
-                // d(sum(p·g))/dp = g: the fixture's gradient, through autograd.
-                (p * grad).sum(Kind::Float).backward();
+                crate::common::set_grad(p, &fx[&format!("{case}.step{step}.grad.{name}")]);
             }
             opt.step(&params, lrs[step - 1]).expect("step");
             for (name, p) in &params {

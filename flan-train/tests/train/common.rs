@@ -238,3 +238,13 @@ pub fn torch_rng_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Makes `grad` the gradient of `p` through autograd (d(sum(p·g))/dp = g), replacing any
+/// earlier one: how the optimiser parity tests feed a fixture's gradients.
+pub fn set_grad(p: &Tensor, grad: &Tensor) {
+    let mut old = p.grad();
+    if old.defined() {
+        let _ = old.zero_();
+    }
+    (p * grad).sum(Kind::Float).backward();
+}
