@@ -139,13 +139,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
     } else {
         None
     };
+    // Everything that can refuse the run (config, data, checkpoint, world size) is checked
+    // before any evaluation spends time.
+    let (mut trainer, resumed) = flan_train::run::prepare(&cfg, args.resume.as_deref())?;
+    if let Some(dir) = resumed {
+        eprintln!("resuming from {} (step {})", dir.display(), trainer.step());
+    }
     // `[eval.synthetic]`: the suite on the untrained model now, on the saved model at the end.
     let synthetic = crate::train_report::from_config(&cfg)?;
     let before = match &synthetic {
         Some(s) => Some(s.before(&cfg)?),
         None => None,
     };
-    let summary = flan_train::run::train(&cfg, args.resume.as_deref(), hook)?;
+    if let Some(hook) = hook {
+        trainer = trainer.with_eval_hook(hook);
+    }
+    let summary = trainer.run()?;
     eprintln!(
         "trained {} steps (from {}): final loss {:.4}, mean of the last steps {:.4}, {:.0} tokens/s, packing {:.1}%, {} examples, {} skipped updates, {} truncated examples, {:.1} s",
         summary.steps,
