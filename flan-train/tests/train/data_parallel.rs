@@ -1,7 +1,8 @@
 //! Data parallelism through the trainer, two processes on loopback (Gloo): 2 ranks × batch b
 //! end with the parameters of 1 process × batch 2b on the same examples, with Adafactor and with
 //! AdamW; both ranks end identical; only rank 0 writes; the checkpoint of the 2-rank run refuses
-//! a single-process resume.
+//! a single-process resume; and a rank killed mid-run makes the other stop with an error in
+//! bounded time.
 
 use std::path::Path;
 use std::process::Command;
@@ -27,7 +28,8 @@ struct FixedBatches {
 
 impl BatchSource for FixedBatches {
     fn next_batch(&mut self) -> flan_train::Result<Option<PackedBatch>> {
-        let b = self.batches.get(self.next).cloned();
+        // Round and round: a run longer than the list (the kill test) never runs dry.
+        let b = self.batches.get(self.next % self.batches.len()).cloned();
         self.next += 1;
         Ok(b)
     }
@@ -74,7 +76,8 @@ fn trainer(
     rank: usize,
     world: usize,
 ) -> Trainer<TinySeq2Seq, FixedBatches> {
-    let steps = format!("train.steps={STEPS}");
+    let steps = std::env::var("FLAN_DP_STEPS").unwrap_or_else(|_| STEPS.to_string());
+    let steps = format!("train.steps={steps}");
     let kind = format!("optimizer.kind={optimizer}");
     let cfg = data.config(
         out,
@@ -118,7 +121,8 @@ fn rank_child() {
         .unwrap();
     assert_eq!(trainer.is_primary(), rank == 0);
     let summary = trainer.run().unwrap();
-    assert_eq!(summary.steps, STEPS as u64);
+    let want = std::env::var("FLAN_DP_STEPS").map_or(STEPS as u64, |s| s.parse().unwrap());
+    assert_eq!(summary.steps, want);
     save_parameters(
         trainer.model(),
         &dir.join(format!("{optimizer}-rank{rank}.safetensors")),
@@ -139,29 +143,35 @@ fn read(path: &Path) -> Vec<(String, Tensor)> {
     t
 }
 
+/// Rank `rank` of 2 as a child process of this test binary.
+fn spawn_rank(data: &TinyData, optimizer: &str, rank: usize, port: &str, steps: usize) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        "data_parallel::rank_child",
+        "--nocapture",
+    ])
+    .env("FLAN_DP_TEST_DIR", data.path())
+    .env("FLAN_DP_OPTIMIZER", optimizer)
+    .env("FLAN_DP_STEPS", steps.to_string())
+    .env("RANK", rank.to_string())
+    .env("WORLD_SIZE", "2")
+    .env("MASTER_ADDR", "127.0.0.1")
+    .env("MASTER_PORT", port)
+    .env(flan_train::distributed::TIMEOUT_ENV, "60");
+    cmd
+}
+
 #[test]
 fn two_ranks_take_the_steps_of_one_process_with_twice_the_batch() {
     let _rng = crate::common::torch_rng_lock();
     let data = TinyData::new();
     for optimizer in ["adafactor", "adamw"] {
         let port = free_port().to_string();
-        let exe = std::env::current_exe().unwrap();
         let children: Vec<_> = (0..2)
             .map(|rank| {
-                Command::new(&exe)
-                    .args([
-                        "--ignored",
-                        "--exact",
-                        "data_parallel::rank_child",
-                        "--nocapture",
-                    ])
-                    .env("FLAN_DP_TEST_DIR", data.path())
-                    .env("FLAN_DP_OPTIMIZER", optimizer)
-                    .env("RANK", rank.to_string())
-                    .env("WORLD_SIZE", "2")
-                    .env("MASTER_ADDR", "127.0.0.1")
-                    .env("MASTER_PORT", &port)
-                    .env(flan_train::distributed::TIMEOUT_ENV, "60")
+                spawn_rank(&data, optimizer, rank, &port, STEPS)
                     .spawn()
                     .unwrap()
             })
@@ -216,4 +226,50 @@ fn two_ranks_take_the_steps_of_one_process_with_twice_the_batch() {
         let err = resumed.resume_latest().unwrap_err().to_string();
         assert!(err.contains("run of 2 processes"), "{err}");
     }
+}
+
+#[test]
+fn a_killed_rank_makes_the_other_fail_in_bounded_time() {
+    let data = TinyData::new();
+    let port = free_port().to_string();
+    let mut survivor = spawn_rank(&data, "adamw", 0, &port, 1_000_000)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut victim = spawn_rank(&data, "adamw", 1, &port, 1_000_000)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill rank 1 once the two are training together (rank 0 has logged steps).
+    let metrics = data.path().join("dp-adamw").join("metrics.jsonl");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 3 {
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the ranks never started training"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let killed = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = survivor.try_wait().unwrap() {
+            break status;
+        }
+        if killed.elapsed().as_secs() > 90 {
+            let _ = survivor.kill();
+            panic!("rank 0 still ran 90 s after its peer died");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let waited = killed.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut survivor.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "rank 0 must fail when rank 1 dies");
+    assert!(stderr.contains("c10d"), "{stderr}");
+    // Well inside the collective timeout (60 s): a closed connection is seen at once.
+    assert!(waited.as_secs() < 60, "rank 0 took {waited:?} to notice");
 }
