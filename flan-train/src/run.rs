@@ -1,5 +1,7 @@
 //! A whole run from a [`TrainConfig`]: tokenizer, mixture, batches, T5, trainer; resume from a
-//! given checkpoint or the latest one in the output directory. What `flan train` calls.
+//! given checkpoint or the latest one in the output directory; one rank of a data-parallel run
+//! when the environment says so. `flan train` calls [`prepare`] (so it can evaluate between
+//! preparing and training); [`train`] does both for library users.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
