@@ -2,8 +2,7 @@
 //! links, with the flags torch-sys uses for its own shim, and links it to libtorch_cpu (which
 //! exports c10d, Gloo included).
 //!
-//! Where libtorch is: `LIBTORCH` (what `cargo xtask env` exports), else the `links` metadata of
-//! torch-sys (`DEP_TCH_LIBTORCH_LIB`, the `lib/` directory it linked against).
+//! Where libtorch is and the compiler flags come from flan-build, shared with flan-model's shim.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -12,13 +11,10 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/c10d_shim.cpp");
     println!("cargo:rerun-if-changed=csrc/c10d_shim.h");
     println!("cargo:rerun-if-changed=include");
-    println!("cargo:rerun-if-env-changed=LIBTORCH");
-    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     println!("cargo:rerun-if-env-changed=FLAN_DIST_CUDA_INCLUDE");
 
-    let libtorch = libtorch_dir();
+    let libtorch = flan_build::libtorch_dir("flan-dist");
     let include = libtorch.join("include");
-    let lib = libtorch.join("lib");
     if !include
         .join("torch/csrc/distributed/c10d/ProcessGroupGloo.hpp")
         .is_file()
@@ -30,22 +26,14 @@ fn main() {
             include.display()
         );
     }
-    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
     let manifest =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
 
-    let mut build = cc::Build::new();
+    let mut build = flan_build::libtorch_cpp_build(&libtorch);
     build
-        .cpp(true)
-        .pic(true)
-        .warnings(false)
-        .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         // ProcessGroupGloo.hpp is empty unless this is set (the wheel was built with it).
         .define("USE_C10D_GLOO", None)
         .include(manifest.join("include"))
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
         .file(manifest.join("csrc/c10d_shim.cpp"));
 
     if env::var_os("CARGO_FEATURE_NCCL").is_some() {
@@ -59,29 +47,11 @@ fn main() {
     }
     build.compile("flan_dist_c10d");
 
-    // torch-sys already links these for tch; naming them here keeps our archive's references
-    // resolvable whatever order the linker sees the libraries in.
-    println!("cargo:rustc-link-search=native={}", lib.display());
-    println!("cargo:rustc-link-lib=dylib=torch_cpu");
-    println!("cargo:rustc-link-lib=dylib=c10");
+    let mut libs = vec!["torch_cpu", "c10"];
     if env::var_os("CARGO_FEATURE_NCCL").is_some() {
-        println!("cargo:rustc-link-lib=dylib=torch_cuda");
+        libs.push("torch_cuda");
     }
-}
-
-fn libtorch_dir() -> PathBuf {
-    if let Some(dir) = env::var_os("LIBTORCH").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    if let Some(lib) = env::var_os("DEP_TCH_LIBTORCH_LIB") {
-        if let Some(parent) = Path::new(&lib).parent() {
-            return parent.to_path_buf();
-        }
-    }
-    panic!(
-        "flan-dist: LIBTORCH is not set and torch-sys reported no libtorch directory; \
-         run cargo through `cargo xtask` or after `eval \"$(cargo xtask env)\"`"
-    );
+    flan_build::link_libtorch(&libtorch, &libs);
 }
 
 /// NCCL and CUDA headers for the `nccl` feature: the directories in `FLAN_DIST_CUDA_INCLUDE` (a
