@@ -206,18 +206,21 @@ impl Attention {
                 }
             }
         };
-        let scores = q.matmul(&k.transpose(2, 3)) + bias;
-        let probs = scores
-            .to_kind(Kind::Float)
-            .softmax(-1, Kind::Float)
-            .to_kind(scores.kind())
-            .dropout(self.dropout, train);
-        let out =
-            probs
-                .matmul(&v)
-                .transpose(1, 2)
-                .contiguous()
-                .view([b, t, self.num_heads * self.d_kv]);
+        let dropout = if train { self.dropout } else { 0.0 };
+        let out = Tensor::scaled_dot_product_attention(
+            &q,
+            &k,
+            &v,
+            Some(bias),
+            dropout,
+            false,
+            1.0,
+            false,
+        );
+        let out = out
+            .transpose(1, 2)
+            .contiguous()
+            .view([b, t, self.num_heads * self.d_kv]);
         apply_linear(&out, &self.o)
     }
 }
@@ -259,7 +262,7 @@ impl DenseReluDense {
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let act = |h: Tensor| match self.kind.activation {
             Activation::Relu => h.relu(),
-            Activation::GeluTanh => h.gelu("tanh"),
+            Activation::GeluTanh => gelu_tanh(&h),
             Activation::Gelu => h.gelu("none"),
             Activation::Silu => h.silu(),
         };
@@ -277,6 +280,21 @@ impl DenseReluDense {
         };
         apply_linear(&h, &self.wo)
     }
+}
+
+/// transformers' `gelu_new`, `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`. In fp32 the fused
+/// kernel equals it to rounding; in bf16/f16 (half-precision weights, or autocast, where the
+/// linear layer before it returns bf16) transformers rounds after each of its elementwise steps,
+/// so the same steps in the same order are what gives the same numbers.
+fn gelu_tanh(x: &Tensor) -> Tensor {
+    if !matches!(x.kind(), Kind::BFloat16 | Kind::Half) {
+        return x.gelu("tanh");
+    }
+    // Built in transformers' evaluation order: autograd sums the gradient of `x` from its three
+    // uses in reverse creation order, and in half precision that order shows in the result.
+    let half = x * 0.5;
+    let inner = (x + x.pow_tensor_scalar(3.0) * 0.044715) * (2.0 / std::f64::consts::PI).sqrt();
+    half * (inner.tanh() + 1.0)
 }
 
 /// One sublayer: pre-norm, the op, dropout, residual.
