@@ -84,6 +84,10 @@ pub enum Error {
     #[error(transparent)]
     Data(#[from] flan_data::Error),
 
+    /// libtorch refused to switch autocast (an unsupported device or dtype).
+    #[error("autocast: {0}")]
+    Autocast(String),
+
     /// A caller passed inconsistent inputs (shapes, options).
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -8,6 +8,7 @@
 //!   `forward`, `forward_with_labels` (loss as transformers), `forward_packed` (t5x packing).
 //! - [`KvCache`] and [`generate`]: KV-cached greedy, beam search and seeded sampling.
 //! - [`score`]: log-likelihood of given targets, the basis of rank classification.
+//! - [`Autocast`]: mixed precision (bf16 matmuls over fp32 weights) on CPU and CUDA.
 //! - [`hub`]: resolves `--model` (a directory or a hub id) to a local directory.
 //!
 //! ```no_run
@@ -24,6 +25,7 @@
 
 #![deny(missing_docs)]
 
+pub mod autocast;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
@@ -35,6 +37,7 @@ pub mod position_bias;
 pub mod score;
 pub mod t5;
 
+pub use autocast::Autocast;
 pub use checkpoint::LoadReport;
 pub use config::T5Config;
 pub use error::{Error, Result};

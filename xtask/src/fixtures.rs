@@ -16,11 +16,13 @@ use crate::{libtorch, process};
 const PACKAGES: [&str; 4] = ["transformers", "safetensors", "tokenizers", "numpy"];
 
 /// `(script stem, output directory relative to the workspace root)`.
-const OUTPUTS: [(&str, &str); 4] = [
+const OUTPUTS: [(&str, &str); 5] = [
     ("t5", "flan-model/tests/fixtures"),
     // Runs after t5.py (scripts run in name order): resaves its models with flan-model and
     // loads them in transformers.
     ("t5_roundtrip", "flan-model/tests/fixtures"),
+    // Also after t5.py: the same models and batch under torch.autocast (CPU, bf16).
+    ("t5_autocast", "flan-model/tests/fixtures"),
     ("adafactor", "flan-train/tests/fixtures"),
     ("adamw", "flan-train/tests/fixtures"),
 ];
