@@ -27,11 +27,16 @@ pub struct TrainConfig {
     /// `cpu`, `cuda`, `cuda:N`, or `auto` (CUDA when available).
     #[serde(default = "default_device")]
     pub device: String,
-    /// Parameter and activation dtype: `f32` or `bf16` (the optimisers update bf16 parameters in
-    /// fp32 and round once, as transformers does; tch's autocast is fp16-only, which T5 v1.1/Flan
-    /// overflows, so bf16 is reached through the parameters rather than autocast).
+    /// Parameter dtype: `f32` or `bf16` (pure bf16: the optimisers update bf16 parameters in
+    /// fp32 and round once, as transformers does).
     #[serde(default = "default_dtype")]
     pub dtype: String,
+    /// Mixed precision: `bf16` runs the forward pass under autocast (bf16 matmuls over fp32
+    /// weights; gradients and optimiser state stay fp32), as `torch.autocast` does, on CUDA and
+    /// on CPU; `off` (the default) computes in `dtype`. Needs `dtype = "f32"`. No f16: T5
+    /// v1.1/Flan overflows it.
+    #[serde(default = "default_autocast")]
+    pub autocast: String,
     /// Which model to finetune.
     #[serde(default)]
     pub model: ModelSection,
@@ -358,6 +363,9 @@ fn default_device() -> String {
 fn default_dtype() -> String {
     "f32".into()
 }
+fn default_autocast() -> String {
+    "off".into()
+}
 fn default_dropout() -> f64 {
     0.05
 }
@@ -523,6 +531,7 @@ impl TrainConfig {
             }
         }
         self.kind()?;
+        self.autocast_kind()?;
         self.tch_device()?;
         crate::schedule::Schedule::new(self.schedule.clone(), self.train.steps)?;
         self.optimizer.build()?;
@@ -538,6 +547,29 @@ impl TrainConfig {
                 message: format!("dtype must be `f32` or `bf16`, got `{other}`"),
             }),
         }
+    }
+
+    /// The lower precision of autocast, or `None` when it is off.
+    pub fn autocast_kind(&self) -> Result<Option<tch::Kind>> {
+        let kind = match self.autocast.as_str() {
+            "off" | "none" | "false" => return Ok(None),
+            "bf16" | "bfloat16" => tch::Kind::BFloat16,
+            other => {
+                return Err(Error::Config {
+                    message: format!("autocast must be `off` or `bf16`, got `{other}`"),
+                })
+            }
+        };
+        if self.kind()? != tch::Kind::Float {
+            return Err(Error::Config {
+                message: format!(
+                    "autocast = \"{}\" needs dtype = \"f32\" (autocast keeps fp32 weights and \
+                     computes in bf16; with dtype = \"{}\" there is nothing left to cast)",
+                    self.autocast, self.dtype
+                ),
+            });
+        }
+        Ok(Some(kind))
     }
 
     /// The device.
@@ -807,6 +839,7 @@ mod tests {
         for (set, needle) in [
             ("train.steps=0", "train.steps"),
             ("dtype=f16", "dtype"),
+            ("autocast=f16", "autocast"),
             ("device=tpu", "device"),
             ("schedule.kind=cosine", "warmup"),
         ] {
@@ -821,6 +854,12 @@ mod tests {
             let err = TrainConfig::load(&file, &o).unwrap_err().to_string();
             assert!(err.contains(needle), "{set}: {err}");
         }
+        let err = TrainConfig::load(&file, &["dtype=bf16".into(), "autocast=bf16".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs dtype = \"f32\""), "{err}");
+        let cfg = TrainConfig::load(&file, &["autocast=bf16".into()]).unwrap();
+        assert_eq!(cfg.autocast_kind().unwrap(), Some(tch::Kind::BFloat16));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::Instant;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
+use tch::Tensor;
 
 use crate::batch::{BatchCounts, DeviceBatch};
 use crate::checkpoint::{
@@ -369,6 +370,23 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         Ok((!out.is_empty()).then_some(out))
     }
 
+    /// The training forward pass of `batch`, under autocast when the config asks for it (the
+    /// backward pass runs outside the region, as with `torch.autocast`; the loss is fp32 either
+    /// way).
+    fn forward(&self, batch: &DeviceBatch) -> Result<Tensor> {
+        let _autocast = match self.cfg.autocast_kind()? {
+            Some(kind) => Some(
+                flan_model::Autocast::enter(self.model.device(), kind).map_err(|e| {
+                    Error::Model {
+                        message: e.to_string(),
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        self.model.logits(batch, true)
+    }
+
     /// One optimizer step over `batches` (fetched since `t0`, which the throughput counts);
     /// returns its record.
     fn train_step(
@@ -407,7 +425,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
                 step,
                 micro_offset + micro as u64,
             ));
-            let logits = self.model.logits(b, true)?;
+            let logits = self.forward(b)?;
             let sums = loss_sums(
                 &logits,
                 &b.tensors.decoder_target_tokens,

@@ -98,3 +98,53 @@ fn tiny_t5_trains_and_its_checkpoint_loads_in_flan_model() {
     second.run().unwrap();
     assert!(out2.join("model/model.safetensors").is_file());
 }
+
+#[test]
+fn tiny_t5_learns_under_bf16_autocast_and_keeps_fp32_weights() {
+    let _rng = torch_rng_lock();
+    let data = TinyData::new();
+    let config = tiny_t5_config(&data);
+    let run = |name: &str, autocast: &str| {
+        let out = data.path().join(name);
+        let cfg = data.config(
+            &out,
+            &[
+                &format!("model.config={}", config.display()),
+                "train.steps=30",
+                "checkpoint.every=0",
+                "schedule.lr=1e-2",
+                "batch.size=2",
+                "model.dropout=0.0",
+                &format!("autocast={autocast}"),
+            ],
+        );
+        let (mut trainer, _) = prepare(&cfg, None).unwrap();
+        trainer.run().unwrap();
+        for (name, t) in TrainModel::parameters(trainer.model()) {
+            assert_eq!(t.kind(), Kind::Float, "{name} left fp32 under autocast");
+        }
+        losses(&out)
+    };
+    let full = run("fp32", "off");
+    let mixed = run("mixed", "bf16");
+    // Same seed, same batches, same initial weights: the first step differs by bf16 rounding
+    // only, which it must show (else autocast was not on).
+    let (a, b) = (full[0].1, mixed[0].1);
+    let rel = (a - b).abs() / a;
+    assert!(
+        rel > 0.0 && rel < 2e-2,
+        "first loss: fp32 {a}, bf16 autocast {b}"
+    );
+    let head: f64 = mixed[..5].iter().map(|r| r.1).sum::<f64>() / 5.0;
+    let tail: f64 = mixed[25..].iter().map(|r| r.1).sum::<f64>() / 5.0;
+    let full_tail: f64 = full[25..].iter().map(|r| r.1).sum::<f64>() / 5.0;
+    println!("first loss fp32 {a} autocast {b}; last five {full_tail:.4} vs {tail:.4}");
+    assert!(
+        tail < head * 0.7,
+        "the loss should fall under autocast: first five {head:.3}, last five {tail:.3}"
+    );
+    assert!(
+        (tail - full_tail).abs() < 0.1 * head,
+        "autocast should track fp32: last five {tail:.3} vs {full_tail:.3} (first five {head:.3})"
+    );
+}
