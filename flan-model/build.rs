@@ -1,11 +1,14 @@
-//! Compiles the autocast shim (`csrc/autocast.cpp`): tch binds only the deprecated CUDA-only,
-//! fp16-only autocast switch, and T5 v1.1/Flan needs bf16 (fp16 overflows its activations).
+//! Compiles the C++ shims for what tch does not bind: per-device autocast (`csrc/autocast.cpp`;
+//! tch has only the CUDA fp16 switch, and T5 v1.1/Flan needs bf16) and inference mode
+//! (`csrc/inference_mode.cpp`).
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    println!("cargo:rerun-if-changed=csrc/inference_mode.cpp");
     let libtorch = flan_build::libtorch_dir("flan-model");
     flan_build::libtorch_cpp_build(&libtorch)
         .file("csrc/autocast.cpp")
-        .compile("flan_model_autocast");
+        .file("csrc/inference_mode.cpp")
+        .compile("flan_model_shim");
     flan_build::link_libtorch(&libtorch, &["torch_cpu", "c10"]);
 }

@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
 
+use crate::inference_mode::InferenceMode;
 use crate::kv_cache::KvCache;
 use crate::t5::T5ForConditionalGeneration;
 use crate::{Error, Result};
@@ -144,7 +145,8 @@ pub fn generate(
             attention_mask.size()
         )));
     }
-    tch::no_grad(|| match &config.strategy {
+    // Nothing made here outlives the call but plain token ids and scores.
+    InferenceMode::run(|| match &config.strategy {
         Strategy::Beam {
             num_beams,
             length_penalty,
@@ -159,7 +161,7 @@ pub fn generate(
             *early_stopping,
         ),
         _ => token_by_token(model, input_ids, attention_mask, config),
-    })
+    })?
 }
 
 /// The decoder side of one generation: encoder output, mask and the growing decoder state.

@@ -17,6 +17,11 @@ pub(crate) struct LayerCache {
 pub struct KvCache {
     pub(crate) layers: Vec<LayerCache>,
     len: i64,
+    /// Self-attention position bias of a query at the last of `L` positions over all of them,
+    /// `[1, heads, 1, L]`; its last `p + 1` entries are the bias of the query at `p`.
+    pub(crate) step_bias: Option<Tensor>,
+    /// Additive cross-attention mask `[rows, 1, 1, source_len]`, built on the first step.
+    pub(crate) cross_mask: Option<Tensor>,
 }
 
 impl KvCache {
@@ -25,6 +30,8 @@ impl KvCache {
         KvCache {
             layers: (0..num_layers).map(|_| LayerCache::default()).collect(),
             len: 0,
+            step_bias: None,
+            cross_mask: None,
         }
     }
 
@@ -53,6 +60,9 @@ impl KvCache {
         for layer in &mut self.layers {
             pick(&mut layer.self_kv);
             pick(&mut layer.cross_kv);
+        }
+        if let Some(mask) = self.cross_mask.take() {
+            self.cross_mask = Some(mask.index_select(0, rows));
         }
     }
 }

@@ -5,12 +5,20 @@ use tch::{Kind, Tensor};
 /// `weight * x / sqrt(mean(x^2) + eps)`, with the variance computed in fp32 and the normalised
 /// value cast back to the weight's dtype before scaling (as transformers does for f16/bf16).
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Tensor {
-    let variance = x
-        .to_kind(Kind::Float)
-        .pow_tensor_scalar(2)
-        .mean_dim(-1, true, Kind::Float);
-    let normed = x.to_kind(Kind::Float) * (variance + eps).rsqrt();
-    weight * normed.to_kind(weight.kind())
+    // Casts only where the dtype changes: a same-dtype `to_kind` is free on the data but is
+    // still a dispatch, and decoding one token makes hundreds of these small calls.
+    let x32 = cast(x, Kind::Float);
+    let variance = x32.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float);
+    let normed = x32 * (variance + eps).rsqrt();
+    weight * cast(&normed, weight.kind())
+}
+
+fn cast(x: &Tensor, kind: Kind) -> Tensor {
+    if x.kind() == kind {
+        x.shallow_clone()
+    } else {
+        x.to_kind(kind)
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use tch::{Kind, Tensor};
 
+use crate::inference_mode::InferenceMode;
 use crate::t5::T5ForConditionalGeneration;
 use crate::{Error, Result};
 
@@ -50,7 +51,7 @@ pub fn score_batch(
     let mask_rows: Vec<Vec<i64>> = inputs.iter().map(|r| vec![1; r.len()]).collect();
     let mask = pad_rows(&mask_rows, 0).to_device(device);
     let labels = pad_rows(targets, -100).to_device(device);
-    tch::no_grad(|| {
+    InferenceMode::run(|| {
         let decoder_input_ids = model.shift_right(&labels);
         let logits = model.forward(&input_ids, &mask, &decoder_input_ids, None, false);
         let logprobs = logits.to_kind(Kind::Float).log_softmax(-1, Kind::Float);
@@ -72,5 +73,5 @@ pub fn score_batch(
                 num_tokens: t.len(),
             })
             .collect())
-    })
+    })?
 }

@@ -52,6 +52,16 @@ impl Params {
     }
 }
 
+/// Dropout in training only. Outside training libtorch's dropout returns its input, but still
+/// costs a dispatch; a decoding step makes hundreds of small calls, so skip it here.
+fn dropout(x: Tensor, p: f64, train: bool) -> Tensor {
+    if train && p > 0.0 {
+        x.dropout(p, true)
+    } else {
+        x
+    }
+}
+
 fn apply_linear(x: &Tensor, weight: &Tensor) -> Tensor {
     x.linear::<&Tensor>(weight, None)
 }
@@ -271,7 +281,7 @@ impl DenseReluDense {
             Some(wi_1) => h * apply_linear(x, wi_1),
             None => h,
         };
-        let h = h.dropout(self.dropout, train);
+        let h = dropout(h, self.dropout, train);
         // transformers keeps `wo` in fp32 for half-precision models; follow the weight's dtype.
         let h = if h.kind() != self.wo.kind() {
             h.to_kind(self.wo.kind())
@@ -360,7 +370,7 @@ impl Block {
             cache.as_deref_mut().map(|c| (c, false)),
             train,
         );
-        let mut h = clamp_fp16(h + a.dropout(self.dropout, train));
+        let mut h = clamp_fp16(h + dropout(a, self.dropout, train));
         if let (Some((attn, norm)), Some((enc_hidden, cross_bias))) = (&self.cross, encoder) {
             let normed = norm.forward(&h);
             let a = attn.forward(
@@ -370,10 +380,10 @@ impl Block {
                 cache.map(|c| (c, true)),
                 train,
             );
-            h = clamp_fp16(h + a.dropout(self.dropout, train));
+            h = clamp_fp16(h + dropout(a, self.dropout, train));
         }
         let f = self.ffn.forward(&self.ffn_norm.forward(&h), train);
-        clamp_fp16(h + f.dropout(self.dropout, train))
+        clamp_fp16(h + dropout(f, self.dropout, train))
     }
 }
 
@@ -416,27 +426,42 @@ impl Stack {
         mask: &Tensor,
         offset: i64,
         encoder: Option<(&Tensor, &Tensor)>,
-        mut cache: Option<&mut KvCache>,
+        cache: Option<&mut KvCache>,
         train: bool,
     ) -> Tensor {
         let query_len = embedded.size()[1];
         let key_len = offset + query_len;
-        let bias = match self
-            .blocks
-            .first()
-            .and_then(|b| b.self_attn.position_bias(query_len, key_len, offset))
-        {
+        let bias = match self.position_bias(query_len, key_len, offset) {
             Some(pos) => pos.to_kind(mask.kind()) + mask,
             None => mask.shallow_clone(),
         };
-        let mut h = embedded.dropout(self.dropout, train);
+        self.forward_with_bias(embedded, &bias, encoder, cache, train)
+    }
+
+    /// Block 0's relative position bias, `[1, heads, query_len, key_len]` for queries from
+    /// `offset` (None when the stack has no relative attention table).
+    fn position_bias(&self, query_len: i64, key_len: i64, offset: i64) -> Option<Tensor> {
+        self.blocks
+            .first()
+            .and_then(|b| b.self_attn.position_bias(query_len, key_len, offset))
+    }
+
+    /// Runs the blocks with `bias` (position bias plus mask) as every block's self-attention
+    /// bias.
+    fn forward_with_bias(
+        &self,
+        embedded: &Tensor,
+        bias: &Tensor,
+        encoder: Option<(&Tensor, &Tensor)>,
+        mut cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> Tensor {
+        let mut h = dropout(embedded.shallow_clone(), self.dropout, train);
         for (i, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            h = block.forward(&h, &bias, encoder, slot, train);
+            h = block.forward(&h, bias, encoder, slot, train);
         }
-        self.final_layer_norm
-            .forward(&h)
-            .dropout(self.dropout, train)
+        dropout(self.final_layer_norm.forward(&h), self.dropout, train)
     }
 }
 
@@ -766,6 +791,28 @@ impl T5ForConditionalGeneration {
         let n = decoder_input_ids.size()[1];
         let past = cache.len();
         let device = decoder_input_ids.device();
+        if n == 1 {
+            // The usual step: one query that sees every key, so no self-attention mask; its
+            // position bias is a slice of a table kept in the cache, and the cross-attention
+            // mask is built once. Same values as the general path, a fraction of its calls.
+            let bias = self.step_bias(cache, past);
+            let kind = self.kind();
+            let cross = cache
+                .cross_mask
+                .get_or_insert_with(|| {
+                    additive_mask(&encoder_mask.ne(0).unsqueeze(1).unsqueeze(1), kind)
+                })
+                .shallow_clone();
+            let h = self.decoder.forward_with_bias(
+                &self.embed(decoder_input_ids),
+                &bias,
+                Some((encoder_hidden, &cross)),
+                Some(cache),
+                false,
+            );
+            cache.advance(1);
+            return self.head(&h);
+        }
         // Query i (at past + i) may see keys 0..=past + i.
         let allowed = Tensor::ones([n, past + n], (Kind::Bool, device))
             .tril(past)
@@ -782,6 +829,27 @@ impl T5ForConditionalGeneration {
         );
         cache.advance(n);
         self.head(&h)
+    }
+
+    /// The self-attention bias of a query at position `p` over keys `0..=p`, `[1, heads, 1, p+1]`:
+    /// the last `p + 1` entries of the bias of a query at the end of a longer table (relative
+    /// positions `-p..=0`), which the cache keeps and regrows by doubling.
+    fn step_bias(&self, cache: &mut KvCache, p: i64) -> Tensor {
+        let need = p + 1;
+        let table = match &cache.step_bias {
+            Some(t) if t.size()[3] >= need => t.shallow_clone(),
+            _ => {
+                let len = (2 * need).max(64);
+                let t = match self.decoder.position_bias(1, len, len - 1) {
+                    Some(pos) => pos.to_kind(self.kind()),
+                    None => Tensor::zeros([1, 1, 1, len], (self.kind(), self.device())),
+                };
+                cache.step_bias = Some(t.shallow_clone());
+                t
+            }
+        };
+        let len = table.size()[3];
+        table.narrow(3, len - need, need)
     }
 
     /// Encoder-decoder forward: logits `[batch, target_len, vocab]`.

@@ -27,6 +27,27 @@ fn greedy_token_ids_match_transformers() {
     }
 }
 
+/// Single-token steps take their position bias from a table in the cache that starts at 64
+/// positions and doubles: steps across both regrowths must equal one uncached pass.
+#[test]
+fn cached_steps_past_the_bias_table_equal_a_full_pass() {
+    let model = load("v1_1");
+    let (_, input, mask) = reference_prompts("v1_1");
+    let (input, mask) = (input.narrow(0, 0, 2), mask.narrow(0, 0, 2));
+    let len = 140;
+    let prefix = tch::Tensor::randint_low(3, 60, [2, len], (tch::Kind::Int64, tch::Device::Cpu));
+    tch::no_grad(|| {
+        let enc = model.encode(&input, &mask, false);
+        let full = model.decode(&prefix, &enc, &mask, None, false);
+        let mut cache = model.new_cache();
+        for t in 0..len {
+            let step = model.decode_step(&prefix.narrow(1, t, 1), &enc, &mask, &mut cache);
+            let err = max_rel_err(&step.select(1, 0), &full.select(1, t));
+            assert!(err < 1e-5, "position {t}: rel err {err}");
+        }
+    });
+}
+
 #[test]
 fn greedy_scores_are_the_log_likelihood_of_the_output() {
     for name in MODELS {
