@@ -87,6 +87,8 @@ pub struct Trainer<M: TrainModel, S: BatchSource> {
     tokenizer_file: Option<PathBuf>,
     eval_hook: Option<Box<dyn EvalHook<M>>>,
     dist: Option<Distributed>,
+    /// The lower precision of the forward pass under autocast, if on (parsed once from the config).
+    autocast: Option<tch::Kind>,
 }
 
 impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
@@ -101,6 +103,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             });
         }
         let state = initial_state(&cfg, source.cursor()?)?;
+        let autocast = cfg.autocast_kind()?;
         Ok(Trainer {
             optimizer: cfg.optimizer.build()?,
             schedule: Schedule::new(cfg.schedule.clone(), cfg.train.steps)?,
@@ -114,6 +117,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             tokenizer_file: None,
             eval_hook: None,
             dist: None,
+            autocast,
         })
     }
 
@@ -374,7 +378,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     /// backward pass runs outside the region, as with `torch.autocast`; the loss is fp32 either
     /// way).
     fn forward(&self, batch: &DeviceBatch) -> Result<Tensor> {
-        let _autocast = match self.cfg.autocast_kind()? {
+        let _autocast = match self.autocast {
             Some(kind) => Some(
                 flan_model::Autocast::enter(self.model.device(), kind).map_err(|e| {
                     Error::Model {
