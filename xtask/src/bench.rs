@@ -31,6 +31,8 @@ struct Settings {
     reps: usize,
     train_examples: usize,
     pipeline_examples: usize,
+    /// Examples streamed through both pipelines untimed first (caches fill as in a long run).
+    pipeline_warmup_examples: usize,
     gen_single: usize,
 }
 
@@ -72,6 +74,7 @@ fn parse_args(args: &[String]) -> Result<Settings> {
             reps: 3,
             train_examples: 48,
             pipeline_examples: 2048,
+            pipeline_warmup_examples: 40_000,
             gen_single: 1,
         }
     } else {
@@ -84,6 +87,7 @@ fn parse_args(args: &[String]) -> Result<Settings> {
             reps: 7,
             train_examples: 256,
             pipeline_examples: 8192,
+            pipeline_warmup_examples: 40_000,
             gen_single: 4,
         }
     })
@@ -102,6 +106,10 @@ fn common_args(s: &Settings) -> Vec<String> {
         ("--reps", s.reps.to_string()),
         ("--shapes", s.shapes.to_string()),
         ("--pipeline-examples", s.pipeline_examples.to_string()),
+        (
+            "--pipeline-warmup-examples",
+            s.pipeline_warmup_examples.to_string(),
+        ),
         ("--gen-single", s.gen_single.to_string()),
     ]
     .into_iter()
