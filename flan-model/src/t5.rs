@@ -216,13 +216,13 @@ impl Attention {
                 }
             }
         };
-        let dropout = if train { self.dropout } else { 0.0 };
+        let dropout_p = if train { self.dropout } else { 0.0 };
         let out = Tensor::scaled_dot_product_attention(
             &q,
             &k,
             &v,
             Some(bias),
-            dropout,
+            dropout_p,
             false,
             1.0,
             false,
@@ -731,9 +731,14 @@ impl T5ForConditionalGeneration {
         Tensor::embedding(&self.shared, ids, -1, false, false)
     }
 
+    /// The additive mask `[batch, 1, 1, len]` that hides padded keys (`mask` 1 = token).
+    fn key_padding_mask(&self, mask: &Tensor) -> Tensor {
+        additive_mask(&mask.ne(0).unsqueeze(1).unsqueeze(1), self.kind())
+    }
+
     /// Encoder over `input_ids` `[batch, len]` with `attention_mask` (1 = token, 0 = padding).
     pub fn encode(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        let mask = additive_mask(&attention_mask.ne(0).unsqueeze(1).unsqueeze(1), self.kind());
+        let mask = self.key_padding_mask(attention_mask);
         self.encoder
             .forward(&self.embed(input_ids), &mask, 0, None, None, train)
     }
@@ -766,7 +771,7 @@ impl T5ForConditionalGeneration {
             None => causal,
         };
         let self_mask = additive_mask(&allowed, self.kind());
-        let cross = additive_mask(&encoder_mask.ne(0).unsqueeze(1).unsqueeze(1), self.kind());
+        let cross = self.key_padding_mask(encoder_mask);
         let h = self.decoder.forward(
             &self.embed(decoder_input_ids),
             &self_mask,
@@ -796,12 +801,9 @@ impl T5ForConditionalGeneration {
             // position bias is a slice of a table kept in the cache, and the cross-attention
             // mask is built once. Same values as the general path, a fraction of its calls.
             let bias = self.step_bias(cache, past);
-            let kind = self.kind();
             let cross = cache
                 .cross_mask
-                .get_or_insert_with(|| {
-                    additive_mask(&encoder_mask.ne(0).unsqueeze(1).unsqueeze(1), kind)
-                })
+                .get_or_insert_with(|| self.key_padding_mask(encoder_mask))
                 .shallow_clone();
             let h = self.decoder.forward_with_bias(
                 &self.embed(decoder_input_ids),
@@ -818,7 +820,7 @@ impl T5ForConditionalGeneration {
             .tril(past)
             .view([1, 1, n, past + n]);
         let self_mask = additive_mask(&allowed, self.kind());
-        let cross = additive_mask(&encoder_mask.ne(0).unsqueeze(1).unsqueeze(1), self.kind());
+        let cross = self.key_padding_mask(encoder_mask);
         let h = self.decoder.forward(
             &self.embed(decoder_input_ids),
             &self_mask,

@@ -70,7 +70,7 @@ pub fn build_model(cfg: &TrainConfig) -> Result<(T5ForConditionalGeneration, Pat
     Ok((model, tokenizer))
 }
 
-fn model_error(e: flan_model::Error) -> Error {
+pub(crate) fn model_error(e: flan_model::Error) -> Error {
     Error::Model {
         message: e.to_string(),
     }

@@ -380,11 +380,8 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     fn forward(&self, batch: &DeviceBatch) -> Result<Tensor> {
         let _autocast = match self.autocast {
             Some(kind) => Some(
-                flan_model::Autocast::enter(self.model.device(), kind).map_err(|e| {
-                    Error::Model {
-                        message: e.to_string(),
-                    }
-                })?,
+                flan_model::Autocast::enter(self.model.device(), kind)
+                    .map_err(crate::t5::model_error)?,
             ),
             None => None,
         };
