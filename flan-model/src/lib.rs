@@ -28,6 +28,7 @@
 pub mod autocast;
 pub mod checkpoint;
 pub mod config;
+pub mod dropout;
 pub mod error;
 pub mod generate;
 pub mod hub;

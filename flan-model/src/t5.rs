@@ -52,11 +52,12 @@ impl Params {
     }
 }
 
-/// Dropout in training only. Outside training libtorch's dropout returns its input, but still
-/// costs a dispatch; a decoding step makes hundreds of small calls, so skip it here.
+/// Dropout in training only (see [`crate::dropout`] for why not libtorch's). Outside training
+/// libtorch's dropout would return its input but still cost a dispatch, and a decoding step makes
+/// hundreds of small calls.
 fn dropout(x: Tensor, p: f64, train: bool) -> Tensor {
     if train && p > 0.0 {
-        x.dropout(p, true)
+        crate::dropout::dropout(&x, p)
     } else {
         x
     }
@@ -216,17 +217,18 @@ impl Attention {
                 }
             }
         };
-        let dropout_p = if train { self.dropout } else { 0.0 };
-        let out = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            Some(bias),
-            dropout_p,
-            false,
-            1.0,
-            false,
-        );
+        let out = if train && self.dropout > 0.0 {
+            // What sdpa does on CPU when it has to drop attention weights (its math path, as
+            // transformers' eager T5), with our dropout in place of libtorch's serial one. The
+            // bias is added in place, as transformers' eager T5 does, so that under autocast the
+            // scores stay in the matmul's precision.
+            let mut scores = q.matmul(&k.transpose(-1, -2));
+            let _ = scores.g_add_(bias);
+            let weights = scores.softmax(-1, Kind::Float).to_kind(scores.kind());
+            dropout(weights, self.dropout, train).matmul(&v)
+        } else {
+            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(bias), 0.0, false, 1.0, false)
+        };
         let out = out
             .transpose(1, 2)
             .contiguous()

@@ -10,8 +10,13 @@ use crate::common::*;
 
 #[test]
 fn autocast_turns_matmuls_bf16_and_restores_the_previous_state_when_dropped() {
-    let a = Tensor::randn([4, 8], (Kind::Float, Device::Cpu));
-    let b = Tensor::randn([8, 3], (Kind::Float, Device::Cpu));
+    let (a, b) = {
+        let _rng = torch_rng();
+        (
+            Tensor::randn([4, 8], (Kind::Float, Device::Cpu)),
+            Tensor::randn([8, 3], (Kind::Float, Device::Cpu)),
+        )
+    };
     assert!(!Autocast::is_enabled(Device::Cpu).unwrap());
     assert_eq!(a.matmul(&b).kind(), Kind::Float);
     {

@@ -58,3 +58,11 @@ pub fn max_rel_err(a: &Tensor, b: &Tensor) -> f64 {
     let scale = b.abs().clamp_min(1.0);
     (diff / scale).max().double_value(&[])
 }
+
+/// libtorch's default generator is process-wide and the tests of this binary run on parallel
+/// threads: a test that seeds it with `tch::manual_seed` and expects a repeatable draw, or that
+/// draws from it at all, holds this lock.
+pub fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -35,7 +35,10 @@ fn cached_steps_past_the_bias_table_equal_a_full_pass() {
     let (_, input, mask) = reference_prompts("v1_1");
     let (input, mask) = (input.narrow(0, 0, 2), mask.narrow(0, 0, 2));
     let len = 140;
-    let prefix = tch::Tensor::randint_low(3, 60, [2, len], (tch::Kind::Int64, tch::Device::Cpu));
+    let prefix = {
+        let _rng = torch_rng();
+        tch::Tensor::randint_low(3, 60, [2, len], (tch::Kind::Int64, tch::Device::Cpu))
+    };
     tch::no_grad(|| {
         let enc = model.encode(&input, &mask, false);
         let full = model.decode(&prefix, &enc, &mask, None, false);

@@ -4,6 +4,7 @@
 mod autocast;
 mod checkpoint;
 mod common;
+mod dropout;
 mod generation;
 mod packed;
 mod parity;

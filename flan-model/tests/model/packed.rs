@@ -121,6 +121,7 @@ fn packed_forward_is_autograd_friendly_with_dropout() {
         targets: tokens(6, 4, 60),
     }];
     let packed = pack(&examples, 8, 6);
+    let _rng = torch_rng();
     let loss =
         T5ForConditionalGeneration::packed_loss(&model.forward_packed(&packed, true), &packed);
     loss.backward();
