@@ -287,9 +287,10 @@ fn render_few_shot<R: Rng>(
     if bound > request.input_budget {
         let fixed = counter.count(&preamble) + counter.count(&query_text) + 1;
         let mut total = fixed;
-        let counts: Vec<usize> = shots.iter().map(|s| counter.count(s)).collect();
         let mut keep = 0;
-        for c in &counts {
+        // Counted lazily: shots after the first that does not fit are dropped uncounted.
+        for shot in &shots {
+            let c = counter.count(shot);
             if total + c > request.input_budget {
                 break;
             }
