@@ -13,6 +13,14 @@ mod train_report;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// The global allocator of the binary. The data pipeline allocates many short strings and id
+/// lists on rayon's threads that are freed on others; under glibc's malloc that churn (arena
+/// locking, consolidation, page faults) was its largest cost, and mimalloc nearly doubled its
+/// throughput (CoT mixture, 2 threads: ~55k -> ~95k examples/s). libtorch's tensors do not go
+/// through it (they use libtorch's own allocator).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "flan",

@@ -21,6 +21,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
+/// The allocator `flan` uses (see why in its `main.rs`): both binaries measure the same thing.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The CoT training sets of `../shared/data/flan-cot`.
 const COT_TASKS: [&str; 7] = [
     "aqua",
