@@ -9,6 +9,7 @@
 //! - [`KvCache`] and [`generate`]: KV-cached greedy, beam search and seeded sampling.
 //! - [`score`]: log-likelihood of given targets, the basis of rank classification.
 //! - [`Autocast`]: mixed precision (bf16 matmuls over fp32 weights) on CPU and CUDA.
+//! - [`FlushDenormals`]: denormals flushed to zero on every intra-op thread (training speed).
 //! - [`hub`]: resolves `--model` (a directory or a hub id) to a local directory.
 //!
 //! ```no_run
@@ -28,6 +29,7 @@
 pub mod autocast;
 pub mod checkpoint;
 pub mod config;
+pub mod denormals;
 pub mod dropout;
 pub mod error;
 pub mod generate;
@@ -42,6 +44,7 @@ pub mod t5;
 pub use autocast::Autocast;
 pub use checkpoint::LoadReport;
 pub use config::T5Config;
+pub use denormals::FlushDenormals;
 pub use error::{Error, Result};
 pub use inference_mode::InferenceMode;
 pub use kv_cache::KvCache;

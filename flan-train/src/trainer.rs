@@ -397,6 +397,10 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         t0: Instant,
         started: Instant,
     ) -> Result<StepRecord> {
+        let _flush = match self.cfg.flush_denormals && self.model.device() == tch::Device::Cpu {
+            true => Some(flan_model::FlushDenormals::enter().map_err(crate::t5::model_error)?),
+            false => None,
+        };
         let mut counts = BatchCounts::default();
         for b in batches {
             counts.add(&b.counts);
