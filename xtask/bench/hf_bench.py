@@ -180,7 +180,7 @@ def checksum(ids):
     return sum((i + 1) * t for i, t in enumerate(ids))
 
 
-def bench_shape(args, shape, examples, prompts):
+def bench_train(args, shape, examples, flushed):
     import torch
     from transformers import T5ForConditionalGeneration
     from transformers.optimization import Adafactor
@@ -201,8 +201,19 @@ def bench_shape(args, shape, examples, prompts):
             opt.step()
 
     secs = time_runs(args.warmup, args.reps, train)
-    emit(f"train {shape}", "transformers padded", "real tokens/s", [real / s for s in secs],
-         {"batches": len(batches)})
+    if flushed:
+        emit(f"train {shape}, both flush denormals", "transformers padded, set_flush_denormal",
+             "real tokens/s", [real / s for s in secs], {"batches": len(batches)})
+    else:
+        emit(f"train {shape}", "transformers padded", "real tokens/s", [real / s for s in secs],
+             {"batches": len(batches)})
+
+
+def bench_shape(args, shape, examples, prompts):
+    import torch
+    from transformers import T5ForConditionalGeneration
+
+    bench_train(args, shape, examples, flushed=False)
 
     # Generate with the saved initial weights, as our side does: training changed this copy.
     model = T5ForConditionalGeneration.from_pretrained(os.path.join(args.dir, f"model-{shape}"))
@@ -263,12 +274,24 @@ def main():
     p.add_argument("--pipeline-warmup-examples", type=int, default=40000)
     p.add_argument("--gen-single", type=int, default=2)
     p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--flush-denormals-train-only", action="store_true",
+                   help="only the training line, with torch.set_flush_denormal(True) set before "
+                        "any parallel op so that the intra-op threads inherit it")
     args = p.parse_args()
 
     import torch
+    if args.flush_denormals_train_only and not torch.set_flush_denormal(True):
+        raise SystemExit("hf_bench: this CPU cannot flush denormals")
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     torch.manual_seed(0)
+
+    if args.flush_denormals_train_only:
+        with open(os.path.join(args.dir, "train_examples.jsonl"), encoding="utf-8") as f:
+            examples = [json.loads(line) for line in f]
+        for shape in args.shapes.split(","):
+            bench_train(args, shape, examples, flushed=True)
+        return
 
     bench_pipeline(args)
     with open(os.path.join(args.dir, "train_examples.jsonl"), encoding="utf-8") as f:

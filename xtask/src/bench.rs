@@ -147,6 +147,18 @@ pub fn run(args: &[String]) -> Result<()> {
     libtorch.apply(&mut theirs);
     lines.extend(capture_lines(&mut theirs, &threads)?);
 
+    // transformers' training once more, flushing denormals as our side does (a process of its
+    // own: the flag must be set before libtorch starts its threads, which inherit it).
+    let mut theirs_flushed = Command::new(&python);
+    theirs_flushed
+        .arg(root.join("xtask").join("bench").join("hf_bench.py"))
+        .arg(&settings.out)
+        .args(common_args(&settings))
+        .arg("--flush-denormals-train-only")
+        .current_dir(&root);
+    libtorch.apply(&mut theirs_flushed);
+    lines.extend(capture_lines(&mut theirs_flushed, &threads)?);
+
     let report = Report::new(&settings, &lines, machine(), utc_now())?;
     let json_path = settings.out.join("results.json");
     let md_path = settings.out.join("results.md");

@@ -13,7 +13,7 @@ use flan_data::pack::{PackedBatch, Packer, TokenizedExample};
 use flan_data::pipeline::tokenize_examples;
 use flan_data::{Mixture, MixtureSpec, Tokenizer};
 use flan_model::generate::{generate, GenerationConfig};
-use flan_model::{PackedTensors, T5Config, T5ForConditionalGeneration};
+use flan_model::{FlushDenormals, PackedTensors, T5Config, T5ForConditionalGeneration};
 use flan_train::optim::{trainable_params, Adafactor, AdafactorConfig, NamedParam, Optimizer};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -299,6 +299,11 @@ fn bench_shape(
     let train_flops = 3.0 * (fe * real_in as f64 + fd * real_tgt as f64);
     let group = format!("train {shape}");
 
+    // Training flushes denormals, as `flan train` does by default (see flan_model::denormals);
+    // generation below keeps exact numerics. The packed line is also paired with transformers
+    // flushing them too (`hf_bench.py --flush-denormals-train-only`).
+    let flush = FlushDenormals::enter()?;
+
     // (1a) Packed: rows of input_len / target_len, as many as the examples fill.
     let (packed, stats) = flan_data::pack::pack_all(train, 8, args.input_len, args.target_len)?;
     let packed: Vec<PackedTensors> = packed
@@ -323,6 +328,14 @@ fn bench_shape(
         "real tokens/s",
         &rates,
         json!({"batches": packed.len(), "pack_efficiency": stats.efficiency(), "mfu_median": median(&mfu)}),
+    );
+    emit(
+        "ours",
+        &format!("{group}, both flush denormals"),
+        "ours packed (same run)",
+        "real tokens/s",
+        &rates,
+        json!({}),
     );
     emit(
         "ours",
@@ -363,6 +376,8 @@ fn bench_shape(
         &mfu,
         json!({}),
     );
+
+    drop(flush);
 
     // (2) Greedy generation with the KV cache, batch 1 and batch 32, from the saved initial
     // weights (the training runs above changed `model`, and the Python side trained its own
