@@ -3,7 +3,9 @@
 //!
 //! 1. builds `flan-bench` (flan-cli) in release and runs it: it prepares the shared inputs in the
 //!    output directory (tokenizer, token ids, the model saved in the HF layout) and measures ours;
-//! 2. runs `xtask/bench/hf_bench.py` in the xtask venv on those inputs;
+//! 2. runs `xtask/bench/hf_bench.py` in the xtask venv on those inputs, then once more for
+//!    transformers' training alone with denormals flushed (our training flushes them by default;
+//!    the table pairs ours with both);
 //! 3. pairs the JSON lines of both sides by group and writes `results.json` and `results.md`
 //!    (median, spread, ratio ours/theirs, the goal of issue 8) under `target/bench/` by default.
 //!
