@@ -397,7 +397,12 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         t0: Instant,
         started: Instant,
     ) -> Result<StepRecord> {
-        let _flush = match self.cfg.flush_denormals && self.model.device() == tch::Device::Cpu {
+        // x86 only: libtorch has no flush mode elsewhere (and ARM cores handle denormals in
+        // hardware), so the default must not make training fail there.
+        let flush = self.cfg.flush_denormals
+            && self.model.device() == tch::Device::Cpu
+            && cfg!(target_arch = "x86_64");
+        let _flush = match flush {
             true => Some(flan_model::FlushDenormals::enter().map_err(crate::t5::model_error)?),
             false => None,
         };

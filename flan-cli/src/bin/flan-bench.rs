@@ -302,7 +302,11 @@ fn bench_shape(
     // Training flushes denormals, as `flan train` does by default (see flan_model::denormals);
     // generation below keeps exact numerics. The packed line is also paired with transformers
     // flushing them too (`hf_bench.py --flush-denormals-train-only`).
-    let flush = FlushDenormals::enter()?;
+    let flush = if cfg!(target_arch = "x86_64") {
+        Some(FlushDenormals::enter()?)
+    } else {
+        None
+    };
 
     // (1a) Packed: rows of input_len / target_len, as many as the examples fill.
     let (packed, stats) = flan_data::pack::pack_all(train, 8, args.input_len, args.target_len)?;
