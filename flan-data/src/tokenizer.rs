@@ -91,17 +91,10 @@ impl ModelPath {
     }
 }
 
-/// Normalizers that map every printable ASCII character to itself and never join or split
-/// characters that are all printable ASCII. Not `Precompiled`: its charsmap may rewrite ASCII.
+/// Normalizers that leave printable ASCII text exactly as it is: those of
+/// [`normalizer_is_ascii_local`] but `Precompiled`, whose charsmap may rewrite ASCII.
 fn normalizer_keeps_ascii(n: &serde_json::Value) -> bool {
-    match n["type"].as_str() {
-        Some("Sequence") => n["normalizers"]
-            .as_array()
-            .is_some_and(|v| v.iter().all(normalizer_keeps_ascii)),
-        Some("NFKC" | "NFC" | "NFD" | "NFKD" | "Strip") => true,
-        Some("Replace") => n["pattern"]["Regex"] == " {2,}" && n["content"] == " ",
-        _ => false,
-    }
+    normalizer_within(n, false)
 }
 
 /// Entries of the per-thread chunk cache before it is cleared.
@@ -176,11 +169,18 @@ fn supports_chunks(inner: &tokenizers::Tokenizer) -> bool {
 
 /// Normalizers known to map printable ASCII to itself and touch only runs of 2+ spaces.
 fn normalizer_is_ascii_local(n: &serde_json::Value) -> bool {
+    normalizer_within(n, true)
+}
+
+/// The normalizers of [`normalizer_is_ascii_local`], `Precompiled` (T5's charsmap) included only
+/// when `precompiled` is true.
+fn normalizer_within(n: &serde_json::Value, precompiled: bool) -> bool {
     match n["type"].as_str() {
         Some("Sequence") => n["normalizers"]
             .as_array()
-            .is_some_and(|v| v.iter().all(normalizer_is_ascii_local)),
-        Some("NFKC" | "NFC" | "NFD" | "NFKD" | "Precompiled" | "Strip") => true,
+            .is_some_and(|v| v.iter().all(|m| normalizer_within(m, precompiled))),
+        Some("NFKC" | "NFC" | "NFD" | "NFKD" | "Strip") => true,
+        Some("Precompiled") => precompiled,
         Some("Replace") => n["pattern"]["Regex"] == " {2,}" && n["content"] == " ",
         _ => false,
     }

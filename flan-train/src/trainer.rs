@@ -89,6 +89,9 @@ pub struct Trainer<M: TrainModel, S: BatchSource> {
     dist: Option<Distributed>,
     /// The lower precision of the forward pass under autocast, if on (parsed once from the config).
     autocast: Option<tch::Kind>,
+    /// Whether optimizer steps flush denormals: the config asks and the model is on an x86 CPU
+    /// (libtorch has no flush mode elsewhere, so the default must not make training fail there).
+    flush_denormals: bool,
 }
 
 impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
@@ -104,6 +107,9 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         }
         let state = initial_state(&cfg, source.cursor()?)?;
         let autocast = cfg.autocast_kind()?;
+        let flush_denormals = cfg.flush_denormals
+            && model.device() == tch::Device::Cpu
+            && cfg!(target_arch = "x86_64");
         Ok(Trainer {
             optimizer: cfg.optimizer.build()?,
             schedule: Schedule::new(cfg.schedule.clone(), cfg.train.steps)?,
@@ -118,6 +124,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             eval_hook: None,
             dist: None,
             autocast,
+            flush_denormals,
         })
     }
 
@@ -397,15 +404,11 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         t0: Instant,
         started: Instant,
     ) -> Result<StepRecord> {
-        // x86 only: libtorch has no flush mode elsewhere (and ARM cores handle denormals in
-        // hardware), so the default must not make training fail there.
-        let flush = self.cfg.flush_denormals
-            && self.model.device() == tch::Device::Cpu
-            && cfg!(target_arch = "x86_64");
-        let _flush = match flush {
-            true => Some(flan_model::FlushDenormals::enter().map_err(crate::t5::model_error)?),
-            false => None,
-        };
+        let _flush = self
+            .flush_denormals
+            .then(flan_model::FlushDenormals::enter)
+            .transpose()
+            .map_err(crate::t5::model_error)?;
         let mut counts = BatchCounts::default();
         for b in batches {
             counts.add(&b.counts);
