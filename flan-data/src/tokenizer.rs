@@ -44,19 +44,23 @@ pub struct Tokenizer {
     cache_id: u64,
     /// When set, chunk-cache misses made of printable ASCII go straight to the model.
     model_path: Option<ModelPath>,
+    added: AddedTokens,
 }
 
-/// What the pipeline does to a chunk of printable ASCII without an added token's first byte,
-/// when its normalizer leaves ASCII alone: nothing but Metaspace's word-boundary prefix. Such a
-/// chunk can then be handed to the model itself, skipping the pipeline's per-call machinery
-/// (normalized-string alignments, splits, offsets, the `Encoding`), which cost over half of a
-/// miss (5.2 µs against 2.3 µs per chunk on the CoT mixture's new words; same ids for all 20,000).
+/// What the pipeline does to a chunk of ASCII without an added token's first byte, when its
+/// normalizer leaves ASCII alone: nothing but Metaspace's work — each single space becomes `▁`
+/// and starts a new pre-token, and the first pre-token gets the `▁` prefix. Such a chunk can
+/// then be cut into pre-tokens here and handed to the model itself, skipping the pipeline's
+/// per-call machinery (normalized-string alignments, splits, offsets, the `Encoding`), which
+/// costs over half of a miss (5.2 µs against 2.3 µs per word on the CoT mixture's new words).
+/// Template junctions ("question?\nAnswer: ") are most of the misses once words are cached,
+/// which is why line breaks and single spaces are taken too.
 #[derive(Clone)]
 struct ModelPath {
     prefix: String,
-    /// Bytes that may start an added token: chunks holding one take the full pipeline, which
-    /// splits added tokens out before the model sees the text.
-    added_starts: [bool; 256],
+    /// Whether chunks may hold whitespace and control characters: not when the normalizer
+    /// strips the text's ends, which a chunk cannot know it sits at.
+    whitespace: bool,
 }
 
 impl ModelPath {
@@ -64,30 +68,88 @@ impl ModelPath {
         let pre = serde_json::to_value(inner.get_pre_tokenizer()?).ok()?;
         let prefix = pre["replacement"].as_str()?.to_string();
         if pre["type"] != "Metaspace"
+            || pre["split"] == serde_json::Value::Bool(false)
             || !matches!(pre["prepend_scheme"].as_str(), Some("always" | "first"))
         {
             return None;
         }
-        if let Some(n) = inner.get_normalizer() {
-            if !normalizer_keeps_ascii(&serde_json::to_value(n).ok()?) {
-                return None;
+        let whitespace = match inner.get_normalizer() {
+            None => true,
+            Some(n) => {
+                let n = serde_json::to_value(n).ok()?;
+                if !normalizer_keeps_ascii(&n) {
+                    return None;
+                }
+                !normalizer_strips(&n)
             }
-        }
-        let mut added_starts = [false; 256];
-        for token in inner.get_added_tokens_decoder().values() {
-            added_starts[usize::from(*token.content.as_bytes().first()?)] = true;
-        }
-        Some(ModelPath {
-            prefix,
-            added_starts,
-        })
+        };
+        Some(ModelPath { prefix, whitespace })
     }
 
+    /// Whether a chunk of text without added tokens (see [`AddedTokens::occur_in`]) may take
+    /// this path.
     fn applies_to(&self, chunk: &str) -> bool {
-        !chunk.is_empty()
-            && chunk
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !self.added_starts[usize::from(b)])
+        let bytes = chunk.as_bytes();
+        let byte_ok = |b: u8| {
+            if self.whitespace {
+                    b.is_ascii()
+                } else {
+                    b.is_ascii_graphic()
+                }
+        };
+        // A leading space or a run of spaces is what normalizers collapse or strip.
+        !bytes.is_empty()
+            && bytes[0] != b' '
+            && !chunk.contains("  ")
+            && bytes.iter().all(|&b| byte_ok(b))
+    }
+
+    /// The pre-tokens Metaspace makes of a chunk this path applies to, each with its `▁`.
+    fn pre_tokens<'a>(&'a self, chunk: &'a str) -> impl Iterator<Item = String> + 'a {
+        chunk.split(' ').map(|piece| format!("{}{piece}", self.prefix))
+    }
+}
+
+/// The vocabulary's added tokens (T5's `<pad>`, `</s>`, `<unk>`, sentinels), as far as chunking
+/// cares: the pipeline cuts them out of the text before pre-tokenizing, so a space next to one
+/// becomes a `▁` token of its own ("a <extra_id_0> b" has three pieces between `a` and `b`), which
+/// chunks split at that space would lose. Texts holding one are encoded whole.
+#[derive(Clone)]
+struct AddedTokens {
+    /// First bytes of the added tokens, to skip the substring search for most texts.
+    starts: [bool; 256],
+    contents: Vec<String>,
+    /// Whether some added token is matched after normalization, where non-ASCII text may turn
+    /// into one (NFKC maps full-width `＜` to `<`).
+    normalized: bool,
+}
+
+impl AddedTokens {
+    fn of(inner: &tokenizers::Tokenizer) -> AddedTokens {
+        let mut starts = [false; 256];
+        let mut contents = Vec::new();
+        let mut normalized = false;
+        for token in inner.get_added_tokens_decoder().values() {
+            if let Some(&b) = token.content.as_bytes().first() {
+                starts[usize::from(b)] = true;
+                contents.push(token.content.clone());
+            }
+            normalized |= token.normalized;
+        }
+        AddedTokens {
+            starts,
+            contents,
+            normalized,
+        }
+    }
+
+    /// Whether the pipeline may find an added token in `text`.
+    fn occur_in(&self, text: &str) -> bool {
+        text.bytes().enumerate().any(|(i, b)| {
+            (self.normalized && !b.is_ascii())
+                || (self.starts[usize::from(b)]
+                    && self.contents.iter().any(|t| text[i..].starts_with(t.as_str())))
+        })
     }
 }
 
@@ -165,6 +227,17 @@ fn supports_chunks(inner: &tokenizers::Tokenizer) -> bool {
             .get_added_tokens_decoder()
             .values()
             .all(|t| !t.content.contains(' '))
+}
+
+/// Whether the normalizer (a [`normalizer_within`] one) strips whitespace at the text's ends.
+fn normalizer_strips(n: &serde_json::Value) -> bool {
+    match n["type"].as_str() {
+        Some("Sequence") => n["normalizers"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(normalizer_strips)),
+        Some("Strip") => true,
+        _ => false,
+    }
 }
 
 /// Normalizers known to map printable ASCII to itself and touch only runs of 2+ spaces.
@@ -283,6 +356,7 @@ impl Tokenizer {
             None
         };
         let cache_id = NEXT_CACHE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let added = AddedTokens::of(&inner);
         Ok(Tokenizer {
             inner,
             pad_id,
@@ -291,6 +365,7 @@ impl Tokenizer {
             chunked,
             cache_id,
             model_path,
+            added,
         })
     }
 
@@ -321,7 +396,7 @@ impl Tokenizer {
     /// Encodes without `</s>`. The EOS is appended by us rather than by the post-processor so that
     /// a `tokenizer.json` without a T5 post-processor still yields T5 sequences.
     pub fn encode_pieces(&self, text: &str) -> Result<Vec<u32>> {
-        if !self.chunked {
+        if !self.chunked || self.added.occur_in(text) {
             return self.encode_whole(text);
         }
         CHUNK_CACHE.with(|cache| {
@@ -349,7 +424,7 @@ impl Tokenizer {
     /// Number of ids [`Tokenizer::encode_pieces`] would return, without building them (chunk
     /// lengths come from the cache): the few-shot token budget asks this for every exemplar.
     pub fn count_pieces(&self, text: &str) -> Result<usize> {
-        if !self.chunked {
+        if !self.chunked || self.added.occur_in(text) {
             return Ok(self.encode_whole(text)?.len());
         }
         CHUNK_CACHE.with(|cache| {
@@ -384,13 +459,17 @@ impl Tokenizer {
     fn encode_chunk(&self, chunk: &str) -> Result<Vec<u32>> {
         use tokenizers::Model;
         match &self.model_path {
-            Some(path) if path.applies_to(chunk) => {
-                let tokens = self
-                    .inner
-                    .get_model()
-                    .tokenize(&format!("{}{chunk}", path.prefix))
-                    .map_err(|e| tok_err(None, e))?;
-                Ok(tokens.into_iter().map(|t| t.id).collect())
+            Some(path) if path.applies_to(chunk) && !self.added.occur_in(chunk) => {
+                let mut ids = Vec::new();
+                for pre_token in path.pre_tokens(chunk) {
+                    let tokens = self
+                        .inner
+                        .get_model()
+                        .tokenize(&pre_token)
+                        .map_err(|e| tok_err(None, e))?;
+                    ids.extend(tokens.into_iter().map(|t| t.id));
+                }
+                Ok(ids)
             }
             _ => self.encode_whole(chunk),
         }
@@ -673,17 +752,58 @@ mod tests {
         }
     }
 
+    /// `small()` with a `Strip` normalizer in front: chunks cannot know they sit at the text's
+    /// ends, so the model path must not take whitespace.
+    fn small_stripping() -> Tokenizer {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&small().inner().to_string(false).unwrap()).unwrap();
+        let inner = json["normalizer"].clone();
+        json["normalizer"] = serde_json::json!({"type": "Sequence", "normalizers": [
+            {"type": "Strip", "strip_left": true, "strip_right": true}, inner]});
+        Tokenizer::from_json(&json.to_string()).unwrap()
+    }
+
+    /// `small()` whose last ordinary pieces span a `▁` inside a word (`:▁`, `?▁`, `\n▁`), as
+    /// SentencePiece vocabularies trained without splitting on whitespace have: encoding a chunk
+    /// with spaces as one pre-token instead of Metaspace's would then pick them.
+    fn small_with_cross_space_pieces() -> Tokenizer {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&small().inner().to_string(false).unwrap()).unwrap();
+        let vocab = json["model"]["vocab"].as_array_mut().unwrap();
+        let n = vocab.len();
+        for (k, piece) in [":\u{2581}", "?\u{2581}", "\n\u{2581}"].into_iter().enumerate() {
+            vocab[n - 1 - k] = serde_json::json!([piece, 0.0]);
+        }
+        Tokenizer::from_json(&json.to_string()).unwrap()
+    }
+
+    /// Texts like the mixture's: words, punctuation, added-token look-alikes, digits and
+    /// non-ASCII, joined by single and double spaces, line breaks and tabs (also at the ends).
+    const TEXT: &str = "(( |  |\n|\t|\r\n| \n)?(the|cat|é|ü|<pad>|</s>|<extra_id_3>|\
+                        [0-9]{1,4}|[.,;:()?!\"-]|[!-~]{1,6})){0,12}( |  |\n)?";
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, .. Default::default() })]
-        /// Cache misses of printable ASCII go to the model alone; they must get the pipeline's
-        /// ids, also for text the vocabulary lacks, digits, punctuation and added-token look-alikes.
+        /// Cache misses of ASCII go to the model alone, cut into Metaspace's pre-tokens; they
+        /// must get the pipeline's ids, also for text the vocabulary lacks, digits, punctuation,
+        /// line breaks, trailing spaces and added-token look-alikes.
         #[test]
         fn chunks_through_the_model_get_the_pipelines_ids(
-            chunk in "[!-~]{1,12}|(the|cat|<pad>|</s>|<extra_id_3>|[0-9]{1,4}|[.,;:()?!]){1,4}",
+            chunk in "[!-~]{1,12}|(the|cat|<pad>|</s>|<extra_id_3>|[0-9]{1,4}|[.,;:()?!]|\\n|\\t| ){1,6}",
         ) {
-            let tok = small();
-            proptest::prop_assert!(tok.model_path.is_some());
-            proptest::prop_assert_eq!(tok.encode_chunk(&chunk).unwrap(), tok.encode_whole(&chunk).unwrap());
+            for tok in [small(), small_stripping(), small_with_cross_space_pieces()] {
+                proptest::prop_assert!(tok.model_path.is_some());
+                proptest::prop_assert_eq!(tok.encode_chunk(&chunk).unwrap(), tok.encode_whole(&chunk).unwrap(), "{:?}", chunk);
+            }
+        }
+
+        /// Whole texts: chunked, cached encoding (model path included) equals the pipeline's.
+        #[test]
+        fn chunked_encoding_of_any_text_equals_the_pipelines(text in TEXT) {
+            for tok in [small(), small_stripping(), small_with_cross_space_pieces()] {
+                proptest::prop_assert_eq!(tok.encode_pieces(&text).unwrap(), tok.encode_whole(&text).unwrap(), "{:?}", text);
+                proptest::prop_assert_eq!(tok.count_pieces(&text).unwrap(), tok.encode_whole(&text).unwrap().len());
+            }
         }
     }
 
@@ -692,10 +812,25 @@ mod tests {
         let tok = small();
         let path = tok.model_path.as_ref().unwrap();
         assert!(path.applies_to("cat."));
-        assert!(!path.applies_to("<pad>cat"), "an added token's first byte");
+        assert!(path.applies_to("cat?\nAnswer: "), "line breaks and single spaces");
+        assert!(path.applies_to("a\tb"));
+        // Texts with added tokens are encoded whole: a space next to one is a token of its own.
+        assert!(tok.added.occur_in("a <extra_id_3> b") && !tok.added.occur_in("a < b"));
+        let text = "the <extra_id_3> sat </s>";
+        assert_eq!(tok.encode_pieces(text).unwrap(), tok.encode_whole(text).unwrap());
         assert!(!path.applies_to("é"), "not ASCII");
-        assert!(!path.applies_to("a\tb"), "not printable");
+        assert!(!path.applies_to(" a"), "a leading space");
+        assert!(!path.applies_to("a  b"), "a run of spaces");
         assert!(!path.applies_to(""));
+        assert_eq!(
+            path.pre_tokens("cat?\nA: ").collect::<Vec<_>>(),
+            ["\u{2581}cat?\nA:", "\u{2581}"]
+        );
+        // A normalizer that strips the text's ends keeps whitespace out of the model path.
+        let stripping = small_stripping();
+        let path = stripping.model_path.as_ref().unwrap();
+        assert!(path.applies_to("cat."));
+        assert!(!path.applies_to("a\tb") && !path.applies_to("cat: "));
         // A normalizer that may rewrite ASCII turns it off.
         let mut json: serde_json::Value =
             serde_json::from_str(&tok.inner().to_string(false).unwrap()).unwrap();
