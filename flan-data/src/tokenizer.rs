@@ -10,6 +10,7 @@
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokenizers::decoders::metaspace::Metaspace as MetaspaceDecoder;
 use tokenizers::models::unigram::{Unigram, UnigramTrainer};
 use tokenizers::models::TrainerWrapper;
@@ -45,6 +46,7 @@ pub struct Tokenizer {
     /// When set, chunk-cache misses made of printable ASCII go straight to the model.
     model_path: Option<ModelPath>,
     added: AddedTokens,
+    shared: Arc<SharedChunkCache>,
 }
 
 /// What the pipeline does to a chunk of ASCII without an added token's first byte, when its
@@ -92,10 +94,10 @@ impl ModelPath {
         let bytes = chunk.as_bytes();
         let byte_ok = |b: u8| {
             if self.whitespace {
-                    b.is_ascii()
-                } else {
-                    b.is_ascii_graphic()
-                }
+                b.is_ascii()
+            } else {
+                b.is_ascii_graphic()
+            }
         };
         // A leading space or a run of spaces is what normalizers collapse or strip.
         !bytes.is_empty()
@@ -106,7 +108,9 @@ impl ModelPath {
 
     /// The pre-tokens Metaspace makes of a chunk this path applies to, each with its `▁`.
     fn pre_tokens<'a>(&'a self, chunk: &'a str) -> impl Iterator<Item = String> + 'a {
-        chunk.split(' ').map(|piece| format!("{}{piece}", self.prefix))
+        chunk
+            .split(' ')
+            .map(|piece| format!("{}{piece}", self.prefix))
     }
 }
 
@@ -148,7 +152,10 @@ impl AddedTokens {
         text.bytes().enumerate().any(|(i, b)| {
             (self.normalized && !b.is_ascii())
                 || (self.starts[usize::from(b)]
-                    && self.contents.iter().any(|t| text[i..].starts_with(t.as_str())))
+                    && self
+                        .contents
+                        .iter()
+                        .any(|t| text[i..].starts_with(t.as_str())))
         })
     }
 }
@@ -162,8 +169,53 @@ fn normalizer_keeps_ascii(n: &serde_json::Value) -> bool {
 /// Entries of the per-thread chunk cache before it is cleared.
 const CHUNK_CACHE_LIMIT: usize = 1 << 20;
 
-/// Cached ids of chunks, tagged with the `cache_id` of the tokenizer that filled it.
-type ChunkCache = (u64, ahash::AHashMap<Box<str>, Box<[u32]>>);
+/// Ids of chunks.
+type ChunkMap = ahash::AHashMap<Box<str>, Box<[u32]>>;
+
+/// A thread's cached ids of chunks, tagged with the `cache_id` of the tokenizer that filled it.
+type ChunkCache = (u64, ChunkMap);
+
+/// The second cache level, shared by all threads (and clones of one tokenizer): without it every
+/// thread of the pipeline encodes every new word itself, twice the misses on two threads. A
+/// thread asks it only on a miss of its own cache, so the locks are rarely taken (and sharded,
+/// so that two threads seldom want the same one).
+struct SharedChunkCache {
+    shards: Vec<std::sync::Mutex<ChunkMap>>,
+    hasher: ahash::RandomState,
+}
+
+impl SharedChunkCache {
+    const SHARDS: usize = 16;
+
+    fn new() -> SharedChunkCache {
+        SharedChunkCache {
+            shards: (0..Self::SHARDS).map(|_| Default::default()).collect(),
+            hasher: ahash::RandomState::new(),
+        }
+    }
+
+    fn get_or_encode(
+        &self,
+        chunk: &str,
+        encode: impl FnOnce(&str) -> Result<Vec<u32>>,
+    ) -> Result<Box<[u32]>> {
+        let shard = &self.shards[self.hasher.hash_one(chunk) as usize % Self::SHARDS];
+        // A poisoned lock only means another thread panicked while holding it; the map itself
+        // is never left half-updated by the operations below.
+        let lock = || shard.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ids) = lock().get(chunk) {
+            return Ok(ids.clone());
+        }
+        // Encoded outside the lock: two threads may both encode a chunk, never block on it.
+        let fresh: Box<[u32]> = encode(chunk)?.into_boxed_slice();
+        let mut map = lock();
+        if map.len() > CHUNK_CACHE_LIMIT / Self::SHARDS {
+            map.clear();
+        }
+        map.insert(chunk.into(), fresh.clone());
+        Ok(fresh)
+    }
+}
 
 thread_local! {
     static CHUNK_CACHE: std::cell::RefCell<ChunkCache> =
@@ -366,6 +418,7 @@ impl Tokenizer {
             cache_id,
             model_path,
             added,
+            shared: Arc::new(SharedChunkCache::new()),
         })
     }
 
@@ -399,26 +452,9 @@ impl Tokenizer {
         if !self.chunked || self.added.occur_in(text) {
             return self.encode_whole(text);
         }
-        CHUNK_CACHE.with(|cache| {
-            let mut cache = cache.borrow_mut();
-            let (owner, map) = &mut *cache;
-            if *owner != self.cache_id || map.len() > CHUNK_CACHE_LIMIT {
-                map.clear();
-                *owner = self.cache_id;
-            }
-            let mut ids = Vec::with_capacity(text.len() / 3 + 1);
-            for chunk in chunks(text) {
-                match map.get(chunk) {
-                    Some(cached) => ids.extend_from_slice(cached),
-                    None => {
-                        let fresh = self.encode_chunk(chunk)?;
-                        ids.extend_from_slice(&fresh);
-                        map.insert(chunk.into(), fresh.into_boxed_slice());
-                    }
-                }
-            }
-            Ok(ids)
-        })
+        let mut ids = Vec::with_capacity(text.len() / 3 + 1);
+        self.for_each_chunk(text, |chunk_ids| ids.extend_from_slice(chunk_ids))?;
+        Ok(ids)
     }
 
     /// Number of ids [`Tokenizer::encode_pieces`] would return, without building them (chunk
@@ -427,6 +463,14 @@ impl Tokenizer {
         if !self.chunked || self.added.occur_in(text) {
             return Ok(self.encode_whole(text)?.len());
         }
+        let mut count = 0;
+        self.for_each_chunk(text, |chunk_ids| count += chunk_ids.len())?;
+        Ok(count)
+    }
+
+    /// Hands the ids of each chunk of `text` (see [`chunks`]) to `f`, in order: from this
+    /// thread's cache, else from the one all threads share, else encoded (and cached in both).
+    fn for_each_chunk(&self, text: &str, mut f: impl FnMut(&[u32])) -> Result<()> {
         CHUNK_CACHE.with(|cache| {
             let mut cache = cache.borrow_mut();
             let (owner, map) = &mut *cache;
@@ -434,18 +478,17 @@ impl Tokenizer {
                 map.clear();
                 *owner = self.cache_id;
             }
-            let mut count = 0;
             for chunk in chunks(text) {
                 match map.get(chunk) {
-                    Some(cached) => count += cached.len(),
+                    Some(cached) => f(cached),
                     None => {
-                        let fresh = self.encode_chunk(chunk)?;
-                        count += fresh.len();
-                        map.insert(chunk.into(), fresh.into_boxed_slice());
+                        let fresh = self.shared.get_or_encode(chunk, |c| self.encode_chunk(c))?;
+                        f(&fresh);
+                        map.insert(chunk.into(), fresh);
                     }
                 }
             }
-            Ok(count)
+            Ok(())
         })
     }
 
@@ -771,7 +814,10 @@ mod tests {
             serde_json::from_str(&small().inner().to_string(false).unwrap()).unwrap();
         let vocab = json["model"]["vocab"].as_array_mut().unwrap();
         let n = vocab.len();
-        for (k, piece) in [":\u{2581}", "?\u{2581}", "\n\u{2581}"].into_iter().enumerate() {
+        for (k, piece) in [":\u{2581}", "?\u{2581}", "\n\u{2581}"]
+            .into_iter()
+            .enumerate()
+        {
             vocab[n - 1 - k] = serde_json::json!([piece, 0.0]);
         }
         Tokenizer::from_json(&json.to_string()).unwrap()
@@ -812,12 +858,18 @@ mod tests {
         let tok = small();
         let path = tok.model_path.as_ref().unwrap();
         assert!(path.applies_to("cat."));
-        assert!(path.applies_to("cat?\nAnswer: "), "line breaks and single spaces");
+        assert!(
+            path.applies_to("cat?\nAnswer: "),
+            "line breaks and single spaces"
+        );
         assert!(path.applies_to("a\tb"));
         // Texts with added tokens are encoded whole: a space next to one is a token of its own.
         assert!(tok.added.occur_in("a <extra_id_3> b") && !tok.added.occur_in("a < b"));
         let text = "the <extra_id_3> sat </s>";
-        assert_eq!(tok.encode_pieces(text).unwrap(), tok.encode_whole(text).unwrap());
+        assert_eq!(
+            tok.encode_pieces(text).unwrap(),
+            tok.encode_whole(text).unwrap()
+        );
         assert!(!path.applies_to("é"), "not ASCII");
         assert!(!path.applies_to(" a"), "a leading space");
         assert!(!path.applies_to("a  b"), "a run of spaces");
@@ -843,6 +895,39 @@ mod tests {
         let ours = serde_json::json!({"type": "Sequence", "normalizers": [{"type": "NFKC"},
             {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]});
         assert!(normalizer_keeps_ascii(&ours));
+    }
+
+    #[test]
+    fn chunks_cached_by_another_thread_get_the_pipelines_ids() {
+        let tok = small();
+        let texts = [
+            "the cat sat on the mat?\nAnswer: yes",
+            "so the answer is (B) 42.",
+            "é the dog ran ü fast",
+        ];
+        // The first thread fills the shared level; the second finds every chunk there, through
+        // a clone (clones share it), and must get what the pipeline gives.
+        std::thread::scope(|s| {
+            s.spawn(|| texts.map(|t| tok.encode_pieces(t).unwrap()));
+        });
+        let clone = tok.clone();
+        let from_shared = std::thread::scope(|s| {
+            s.spawn(|| texts.map(|t| clone.encode_pieces(t).unwrap()))
+                .join()
+                .unwrap()
+        });
+        for (text, ids) in texts.iter().zip(from_shared) {
+            assert_eq!(ids, tok.encode_whole(text).unwrap(), "{text:?}");
+        }
+        let shared: usize = tok
+            .shared
+            .shards
+            .iter()
+            .map(|m| m.lock().unwrap().len())
+            .sum();
+        let distinct: std::collections::HashSet<&str> =
+            texts.iter().flat_map(|t| chunks(t)).collect();
+        assert_eq!(shared, distinct.len());
     }
 
     #[test]
