@@ -560,11 +560,23 @@ impl MixtureStream {
     /// The next `n` examples of this shard, rendered in parallel (same result as `n` calls of
     /// `next`).
     pub fn next_batch(&mut self, n: usize) -> Result<Vec<MixedExample>> {
+        self.next_batch_with(n, Ok)
+    }
+
+    /// The next `n` examples of this shard, each rendered and handed to `then` in one parallel
+    /// task (same examples as [`MixtureStream::next_batch`], in order). Tokenizing there rather
+    /// than in a second pass finds the text, and the words the few-shot budget just counted,
+    /// still in the CPU's caches.
+    pub fn next_batch_with<T: Send>(
+        &mut self,
+        n: usize,
+        then: impl Fn(MixedExample) -> Result<T> + Sync + Send,
+    ) -> Result<Vec<T>> {
         let draws: Vec<Draw> = (0..n).map(|_| self.next_draw()).collect();
         let mixture = &self.mixture;
         draws
             .into_par_iter()
-            .map(|d| Self::render_draw(mixture, d))
+            .map(|d| then(Self::render_draw(mixture, d)?))
             .collect()
     }
 

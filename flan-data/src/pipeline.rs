@@ -2,7 +2,7 @@
 //! (what `flan mixture --stats` prints) and exporting the stream as JSONL shards.
 
 use crate::error::{Error, Result};
-use crate::mixture::{MixedExample, Mixture};
+use crate::mixture::{MixedExample, Mixture, MixtureStream};
 use crate::pack::{PackStats, Packer, TokenizedExample};
 use crate::tokenizer::Tokenizer;
 use rayon::prelude::*;
@@ -21,13 +21,36 @@ pub fn tokenize_examples(
 ) -> Result<Vec<TokenizedExample>> {
     examples
         .par_iter()
-        .map(|e| {
-            Ok(TokenizedExample {
-                inputs: tokenizer.encode_truncated(&e.inputs, input_len)?,
-                targets: tokenizer.encode_truncated(&e.targets, target_len)?,
-            })
-        })
+        .map(|e| tokenize_example(tokenizer, e, input_len, target_len))
         .collect()
+}
+
+/// Tokenizes one example, truncating to the lengths with EOS kept.
+pub fn tokenize_example(
+    tokenizer: &Tokenizer,
+    example: &MixedExample,
+    input_len: usize,
+    target_len: usize,
+) -> Result<TokenizedExample> {
+    Ok(TokenizedExample {
+        inputs: tokenizer.encode_truncated(&example.inputs, input_len)?,
+        targets: tokenizer.encode_truncated(&example.targets, target_len)?,
+    })
+}
+
+/// The next `n` examples of `stream`, rendered and tokenized in one parallel pass (see
+/// [`MixtureStream::next_batch_with`]): the same ids as [`tokenize_examples`] over
+/// [`MixtureStream::next_batch`], faster.
+pub fn next_tokenized(
+    stream: &mut MixtureStream,
+    tokenizer: &Tokenizer,
+    n: usize,
+    input_len: usize,
+    target_len: usize,
+) -> Result<Vec<TokenizedExample>> {
+    stream.next_batch_with(n, |e| {
+        tokenize_example(tokenizer, &e, input_len, target_len)
+    })
 }
 
 /// Per-task line of [`MixtureStats`].

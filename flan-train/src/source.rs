@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use flan_data::pipeline::tokenize_example;
 use flan_data::{
     Mixture, MixtureCursor, MixtureStream, PackedBatch, Packer, TokenizedExample, Tokenizer,
 };
@@ -94,23 +95,23 @@ impl MixtureBatches {
     /// Renders and tokenizes the next chunk of the stream into the queue.
     fn refill(&mut self) -> Result<()> {
         let start = self.stream.cursor();
-        let examples = self.stream.next_batch(CHUNK).map_err(data_error)?;
-        let tokenized = flan_data::pipeline::tokenize_examples(
-            &self.tokenizer,
-            &examples,
-            usize::MAX,
-            usize::MAX,
-        )
-        .map_err(data_error)?;
+        let tokenizer = &self.tokenizer;
+        let examples = self
+            .stream
+            .next_batch_with(CHUNK, |e| {
+                let tokens = tokenize_example(tokenizer, &e, usize::MAX, usize::MAX)?;
+                Ok((e.position, e.task_index, tokens))
+            })
+            .map_err(data_error)?;
         // The cursor before example i: its own position, and the draws of the examples before it.
         let mut draws = start.task_draws.clone();
-        for (ex, tok) in examples.iter().zip(tokenized) {
+        for (position, task_index, tok) in examples {
             let cursor = MixtureCursor {
-                position: ex.position,
+                position,
                 task_draws: draws.clone(),
                 ..start.clone()
             };
-            if let Some(d) = draws.get_mut(ex.task_index) {
+            if let Some(d) = draws.get_mut(task_index) {
                 *d += 1;
             }
             self.queue.push_back((cursor, tok));

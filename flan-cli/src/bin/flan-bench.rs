@@ -10,7 +10,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use flan_data::pack::{PackedBatch, Packer, TokenizedExample};
-use flan_data::pipeline::tokenize_examples;
+use flan_data::pipeline::{next_tokenized, tokenize_examples};
 use flan_data::{Mixture, MixtureSpec, Tokenizer};
 use flan_model::generate::{generate, GenerationConfig};
 use flan_model::{FlushDenormals, PackedTensors, T5Config, T5ForConditionalGeneration};
@@ -144,8 +144,7 @@ fn run(args: Args) -> Result<()> {
     let mut packed_rows = 0usize;
     let warmup_runs = args.warmup + args.pipeline_warmup_examples.div_ceil(n.max(1));
     let secs = time_runs(warmup_runs, args.reps, || {
-        let examples = stream.next_batch(n)?;
-        let tokenized = tokenize_examples(&tokenizer, &examples, il, tl)?;
+        let tokenized = next_tokenized(&mut stream, &tokenizer, n, il, tl)?;
         let mut packer = Packer::new(32, il, tl)?;
         packed_rows = 0;
         for t in &tokenized {

@@ -72,3 +72,40 @@ proptest! {
         prop_assert_eq!(tok.encode_pieces(&text).unwrap(), tok.encode_whole(&text).unwrap());
     }
 }
+
+/// Rendering and tokenizing in one parallel pass gives the two-pass ids, in stream order, and
+/// leaves the stream where the two-pass path leaves it.
+#[test]
+fn one_pass_render_and_tokenize_equals_two_passes() {
+    use flan_data::pipeline::{next_tokenized, tokenize_examples};
+    use flan_data::{Mixture, MixtureSpec};
+    use std::sync::Arc;
+    let toml: String = ["aqua", "ecqa", "gsm8k", "strategyqa"]
+        .iter()
+        .map(|n| {
+            format!(
+                "[[tasks]]\nname = \"cot_{n}\"\nformat = \"cot_tsv\"\n\
+                 path = \"flan-cot/{n}_train.tsv\"\nsubmixture = \"cot\"\n"
+            )
+        })
+        .collect();
+    let spec = MixtureSpec::from_toml(&toml, "test").unwrap();
+    let tok = Arc::new(trained().clone());
+    let mixture = Arc::new(
+        Mixture::from_spec(&spec, &shared_data())
+            .unwrap()
+            .with_tokenizer(tok.clone()),
+    );
+    let (mut one, mut two) = (mixture.stream(7), mixture.stream(7));
+    for n in [1, 300, 1000] {
+        let fused = next_tokenized(&mut one, &tok, n, 256, 128).unwrap();
+        let examples = two.next_batch(n).unwrap();
+        assert!(
+            n < 300 || examples.iter().any(|e| e.exemplars > 0),
+            "few-shot examples"
+        );
+        let separate = tokenize_examples(&tok, &examples, 256, 128).unwrap();
+        assert_eq!(fused, separate);
+        assert_eq!(one.cursor(), two.cursor());
+    }
+}
