@@ -66,6 +66,7 @@ pub mod synthetic;
 pub mod task;
 pub mod template;
 pub mod tokenizer;
+mod unigram;
 
 pub use error::{Error, Result};
 pub use example::{Example, Provenance};

@@ -8,6 +8,7 @@
 //! tokenizer that follows them, saved in the same `tokenizer.json` layout `transformers` reads.
 
 use crate::error::{Error, Result};
+use crate::unigram::UnigramViterbi;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -60,6 +61,9 @@ pub struct Tokenizer {
 #[derive(Clone)]
 struct ModelPath {
     prefix: String,
+    /// The model's segmentation on a flat trie, when the model is Unigram without byte
+    /// fallback (else the model itself is asked).
+    viterbi: Option<Arc<UnigramViterbi>>,
     /// Whether chunks may hold whitespace and control characters: not when the normalizer
     /// strips the text's ends, which a chunk cannot know it sits at.
     whitespace: bool,
@@ -85,7 +89,15 @@ impl ModelPath {
                 !normalizer_strips(&n)
             }
         };
-        Some(ModelPath { prefix, whitespace })
+        let viterbi = serde_json::to_value(inner.get_model())
+            .ok()
+            .and_then(|model| UnigramViterbi::from_model_json(&model))
+            .map(Arc::new);
+        Some(ModelPath {
+            prefix,
+            viterbi,
+            whitespace,
+        })
     }
 
     /// Whether a chunk of text without added tokens (see [`AddedTokens::occur_in`]) may take
@@ -505,6 +517,11 @@ impl Tokenizer {
             Some(path) if path.applies_to(chunk) && !self.added.occur_in(chunk) => {
                 let mut ids = Vec::new();
                 for pre_token in path.pre_tokens(chunk) {
+                    if let Some(viterbi) = &path.viterbi {
+                        if viterbi.encode_into(&pre_token, &mut ids) {
+                            continue;
+                        }
+                    }
                     let tokens = self
                         .inner
                         .get_model()
