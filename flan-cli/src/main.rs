@@ -1,6 +1,7 @@
 //! `flan`: the command-line front of the workspace. Parses arguments and hands checked settings to
 //! the library crates; it holds no logic of its own.
 
+mod allocator;
 mod cmd_eval;
 mod cmd_generate;
 mod cmd_mixture;
@@ -12,14 +13,6 @@ mod train_report;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-
-/// The global allocator of the binary. The data pipeline allocates many short strings and id
-/// lists on rayon's threads that are freed on others; under glibc's malloc that churn (arena
-/// locking, consolidation, page faults) was its largest cost, and mimalloc nearly doubled its
-/// throughput (CoT mixture, 2 threads: ~55k -> ~95k examples/s). libtorch's tensors do not go
-/// through it (they use libtorch's own allocator).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,6 +40,7 @@ enum Command {
 }
 
 fn main() {
+    allocator::tune();
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
         eprintln!("flan: error: {err:#}");

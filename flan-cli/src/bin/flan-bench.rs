@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
-/// The allocator `flan` uses (see why in its `main.rs`): both binaries measure the same thing.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator `flan` uses, set up as `flan` does.
+#[path = "../allocator.rs"]
+mod allocator;
 
 /// The CoT training sets of `../shared/data/flan-cot`.
 const COT_TASKS: [&str; 7] = [
@@ -89,6 +89,7 @@ struct Args {
 }
 
 fn main() {
+    allocator::tune();
     if let Err(err) = run(Args::parse()) {
         eprintln!("flan-bench: error: {err:#}");
         std::process::exit(1);
