@@ -44,13 +44,15 @@ pub struct Tokenizer {
     chunked: bool,
     /// Identifies the vocabulary in the per-thread chunk cache (clones share it).
     cache_id: u64,
-    /// When set, chunk-cache misses made of printable ASCII go straight to the model.
+    /// When set, chunk-cache misses made of ASCII go straight to the model (see `ModelPath`).
     model_path: Option<ModelPath>,
+    /// Texts holding one of these are encoded whole (see `AddedTokens`).
     added: AddedTokens,
+    /// The chunk cache all threads share, behind each thread's own.
     shared: Arc<SharedChunkCache>,
 }
 
-/// What the pipeline does to a chunk of ASCII without an added token's first byte, when its
+/// What the pipeline does to a chunk of ASCII from a text without added tokens, when its
 /// normalizer leaves ASCII alone: nothing but Metaspace's work — each single space becomes `▁`
 /// and starts a new pre-token, and the first pre-token gets the `▁` prefix. Such a chunk can
 /// then be cut into pre-tokens here and handed to the model itself, skipping the pipeline's
