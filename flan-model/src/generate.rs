@@ -181,6 +181,7 @@ impl<'a> Decoder<'a> {
         attention_mask: &Tensor,
         rows_per_input: i64,
         use_cache: bool,
+        max_new_tokens: usize,
     ) -> Self {
         let device = model.device();
         let input_ids = input_ids.to_device(device);
@@ -198,7 +199,8 @@ impl<'a> Decoder<'a> {
             model,
             encoder_hidden: encoder_hidden.index_select(0, &expand),
             encoder_mask: attention_mask.index_select(0, &expand),
-            cache: use_cache.then(|| model.new_cache()),
+            cache: use_cache
+                .then(|| KvCache::with_capacity(model.num_decoder_layers(), max_new_tokens)),
             prefix: Tensor::full([batch * rows_per_input, 1], start, (Kind::Int64, device)),
         }
     }
@@ -253,7 +255,14 @@ fn token_by_token(
     let r = config.num_return_sequences;
     let batch = input_ids.size()[0] as usize;
     let rows = batch * r;
-    let mut dec = Decoder::new(model, input_ids, attention_mask, r as i64, config.use_cache);
+    let mut dec = Decoder::new(
+        model,
+        input_ids,
+        attention_mask,
+        r as i64,
+        config.use_cache,
+        config.max_new_tokens,
+    );
     let eos = model.config().eos_token_id;
     let pad = model.config().pad_token_id;
     let mut out: Vec<Generated> = (0..rows)
@@ -454,7 +463,14 @@ fn beam_search(
     let device = model.device();
     let eos = model.config().eos_token_id;
     let pad = model.config().pad_token_id;
-    let mut dec = Decoder::new(model, input_ids, attention_mask, k as i64, config.use_cache);
+    let mut dec = Decoder::new(
+        model,
+        input_ids,
+        attention_mask,
+        k as i64,
+        config.use_cache,
+        config.max_new_tokens,
+    );
     // Only the first beam of each input is live at the start.
     let mut beam_scores: Vec<f32> = (0..rows)
         .map(|i| if i % k == 0 { 0.0 } else { -1e9 })

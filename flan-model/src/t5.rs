@@ -205,15 +205,7 @@ impl Attention {
                     (k.shallow_clone(), v.shallow_clone())
                 } else {
                     let (k_new, v_new) = project(hidden);
-                    let (k, v) = match slot.self_kv.take() {
-                        Some((k_old, v_old)) => (
-                            Tensor::cat(&[k_old, k_new], 2),
-                            Tensor::cat(&[v_old, v_new], 2),
-                        ),
-                        None => (k_new, v_new),
-                    };
-                    slot.self_kv = Some((k.shallow_clone(), v.shallow_clone()));
-                    (k, v)
+                    slot.append_self(k_new, v_new)
                 }
             }
         };
