@@ -7,7 +7,9 @@
 //! the normal range are unchanged, so results only move where a value would have been a
 //! denormal, which no fp32 training can resolve anyway. This is what `torch.set_flush_denormal`
 //! does, except that it sets only the calling thread; the guard also sets libtorch's intra-op
-//! threads. Off by default outside training: inference keeps transformers' exact numerics.
+//! threads. Off by default outside training: inference keeps transformers' exact numerics. (The
+//! one exception is generation's log-softmax for the chosen tokens' scores, where flushing
+//! provably changes nothing; see `generate`.)
 
 use std::marker::PhantomData;
 use std::os::raw::c_int;
