@@ -5,7 +5,8 @@
 //! - [`T5Config`]: the HF `config.json`, with transformers' defaults for missing fields.
 //! - [`T5ForConditionalGeneration`]: the network (v1.0 relu, v1.1/Flan gated-gelu, tied or untied
 //!   head); `from_pretrained` / `save_pretrained` in the HF safetensors layout (sharded too);
-//!   `forward`, `forward_with_labels` (loss as transformers), `forward_packed` (t5x packing).
+//!   `forward`, `forward_with_labels` (loss as transformers), `forward_packed` (t5x packing) and
+//!   `forward_packed_targets` ([`TargetLogits`]: the head on target positions only, for training).
 //! - [`KvCache`] and [`generate`]: KV-cached greedy, beam search and seeded sampling.
 //! - [`score`]: log-likelihood of given targets, the basis of rank classification.
 //! - [`Autocast`]: mixed precision (bf16 matmuls over fp32 weights) on CPU and CUDA.
@@ -48,4 +49,4 @@ pub use denormals::FlushDenormals;
 pub use error::{Error, Result};
 pub use inference_mode::InferenceMode;
 pub use kv_cache::KvCache;
-pub use t5::{PackedTensors, T5ForConditionalGeneration};
+pub use t5::{PackedTensors, T5ForConditionalGeneration, TargetLogits};

@@ -523,6 +523,54 @@ impl PackedTensors {
     }
 }
 
+/// Logits at the target positions of a packed batch ([`T5ForConditionalGeneration::forward_packed_targets`]),
+/// flattened in row-major order of the batch.
+#[derive(Debug)]
+pub struct TargetLogits {
+    /// `[n, vocab]`, one row per position with a nonzero loss weight.
+    pub logits: Tensor,
+    /// `[n]` target ids of those positions.
+    pub targets: Tensor,
+    /// `[n]` their loss weights.
+    pub weights: Tensor,
+}
+
+impl TargetLogits {
+    /// All positions of `logits` `[batch, target_len, vocab]` (for models without a head of
+    /// their own that can skip padding): the weights then zero out the padding.
+    pub fn all(logits: Tensor, batch: &PackedTensors) -> Self {
+        let vocab = logits.size().last().copied().unwrap_or(0);
+        TargetLogits {
+            logits: logits.reshape([-1, vocab]),
+            targets: batch.decoder_target_tokens.reshape([-1]),
+            weights: batch.decoder_loss_weights.reshape([-1]),
+        }
+    }
+
+    /// Token cross-entropy weighted by the loss weights and divided by their sum (at least 1):
+    /// the same loss as [`T5ForConditionalGeneration::packed_loss`].
+    pub fn mean_loss(&self) -> Tensor {
+        weighted_mean_cross_entropy(&self.logits, &self.targets, &self.weights)
+    }
+}
+
+/// Σ w·CE / max(Σ w, 1) over `logits` `[n, vocab]` with `targets` and `weights` `[n]`, in fp32.
+fn weighted_mean_cross_entropy(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Tensor {
+    let v = logits.size().last().copied().unwrap_or(0);
+    let ce = logits
+        .to_kind(Kind::Float)
+        .reshape([-1, v])
+        .cross_entropy_loss::<Tensor>(
+            &targets.reshape([-1]),
+            None,
+            tch::Reduction::None,
+            -100,
+            0.0,
+        );
+    let w = weights.reshape([-1]).to_kind(Kind::Float);
+    (ce * &w).sum(Kind::Float) / w.sum(Kind::Float).clamp_min(1.0)
+}
+
 /// T5 for conditional generation: shared embedding, encoder, decoder, output head.
 #[derive(Debug)]
 pub struct T5ForConditionalGeneration {
@@ -908,6 +956,36 @@ impl T5ForConditionalGeneration {
     /// (encoder, decoder causal, and cross attention), never to padding. Returns logits
     /// `[batch, target_len, vocab]`; autograd-friendly, with dropout when `train`.
     pub fn forward_packed(&self, batch: &PackedTensors, train: bool) -> Tensor {
+        self.head(&self.packed_decoder_states(batch, train))
+    }
+
+    /// Logits of a packed batch at its target positions only (those with a nonzero loss
+    /// weight), with their targets and weights: what a training loss needs.
+    ///
+    /// Why not [`Self::forward_packed`]: the output head and the softmax over the vocabulary run
+    /// on every decoder slot there, padding included, and a packed batch's decoder rows are
+    /// often far from full (58% of the slots hold a target in the bench's small-shape batches,
+    /// whose head is about a fifth of the step's FLOPs). Padding has weight 0, so its logits only
+    /// ever multiplied into zero gradients.
+    pub fn forward_packed_targets(&self, batch: &PackedTensors, train: bool) -> TargetLogits {
+        let states = self.packed_decoder_states(batch, train);
+        let d_model = states.size().last().copied().unwrap_or(0);
+        let positions = batch
+            .decoder_loss_weights
+            .view([-1])
+            .ne(0.0)
+            .nonzero()
+            .view([-1]);
+        let pick = |t: &Tensor| t.reshape([-1]).index_select(0, &positions);
+        TargetLogits {
+            logits: self.head(&states.reshape([-1, d_model]).index_select(0, &positions)),
+            targets: pick(&batch.decoder_target_tokens),
+            weights: pick(&batch.decoder_loss_weights),
+        }
+    }
+
+    /// Final decoder states `[batch, target_len, d_model]` of a packed batch (before the head).
+    fn packed_decoder_states(&self, batch: &PackedTensors, train: bool) -> Tensor {
         let kind = self.kind();
         let enc_seg = &batch.encoder_segment_ids;
         let dec_seg = &batch.decoder_segment_ids;
@@ -935,31 +1013,22 @@ impl T5ForConditionalGeneration {
             .view([1, 1, t, t]);
         let dec_mask = additive_mask(&same(dec_seg, dec_seg).logical_and(&causal), kind);
         let cross_mask = additive_mask(&same(dec_seg, enc_seg), kind);
-        let h = self.decoder.forward(
+        self.decoder.forward(
             &self.embed(&batch.decoder_input_tokens),
             &dec_mask,
             0,
             Some((&h_enc, &cross_mask)),
             None,
             train,
-        );
-        self.head(&h)
+        )
     }
 
     /// Token-weighted mean cross-entropy of a packed batch: `sum(w * ce) / sum(w)`.
     pub fn packed_loss(logits: &Tensor, batch: &PackedTensors) -> Tensor {
-        let v = logits.size()[2];
-        let ce = logits
-            .to_kind(Kind::Float)
-            .view([-1, v])
-            .cross_entropy_loss::<Tensor>(
-                &batch.decoder_target_tokens.view([-1]),
-                None,
-                tch::Reduction::None,
-                -100,
-                0.0,
-            );
-        let w = batch.decoder_loss_weights.view([-1]).to_kind(Kind::Float);
-        (ce * &w).sum(Kind::Float) / w.sum(Kind::Float).clamp_min(1.0)
+        weighted_mean_cross_entropy(
+            logits,
+            &batch.decoder_target_tokens,
+            &batch.decoder_loss_weights,
+        )
     }
 }

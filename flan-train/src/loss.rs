@@ -14,8 +14,9 @@ pub struct LossSums {
     pub z: Tensor,
 }
 
-/// `logits` `[rows, len, vocab]`, `targets` `[rows, len]` int64, `weights` `[rows, len]` fp32.
-/// Computed in fp32 whatever the logits' dtype.
+/// `logits` `[..., vocab]`, `targets` and `weights` (int64, fp32) of the leading shape: `[rows,
+/// len]` for a whole batch, `[n]` for target positions only. Computed in fp32 whatever the
+/// logits' dtype.
 pub fn loss_sums(logits: &Tensor, targets: &Tensor, weights: &Tensor, with_z: bool) -> LossSums {
     let logits = logits.to_kind(Kind::Float);
     let log_z = logits.logsumexp(-1, false);

@@ -1,9 +1,11 @@
-//! What the loop needs from a model: named parameters, logits of a packed batch, and saving and
+//! What the loop needs from a model: named parameters, logits of a packed batch (all positions, or
+//! only those the loss reads), and saving and
 //! loading the weights in the Hugging Face layout. flan-model's T5 implements it (see
 //! [`crate::t5`]); tests use small models of their own.
 
 use std::path::Path;
 
+use flan_model::TargetLogits;
 use tch::{Device, Tensor};
 
 use crate::batch::DeviceBatch;
@@ -16,6 +18,15 @@ pub trait TrainModel {
     fn parameters(&self) -> Vec<NamedParam>;
     /// Logits `[rows, target_len, vocab]` of a packed batch; dropout on when `train`.
     fn logits(&self, batch: &DeviceBatch, train: bool) -> Result<Tensor>;
+    /// What the training loss reads: logits with their targets and loss weights. By default
+    /// every position of [`TrainModel::logits`]; a model may leave out positions of weight 0
+    /// (flan-model's T5 runs its head on target positions only).
+    fn target_logits(&self, batch: &DeviceBatch, train: bool) -> Result<TargetLogits> {
+        Ok(TargetLogits::all(
+            self.logits(batch, train)?,
+            &batch.tensors,
+        ))
+    }
     /// Writes the weights (and the model config) into `dir` so that the model loads from it.
     fn save_pretrained(&self, dir: &Path) -> Result<()>;
     /// Overwrites the weights from a directory written by [`TrainModel::save_pretrained`].

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use flan_model::{T5Config, T5ForConditionalGeneration};
+use flan_model::{T5Config, T5ForConditionalGeneration, TargetLogits};
 use tch::{nn, Device, Tensor};
 
 use crate::batch::DeviceBatch;
@@ -26,6 +26,10 @@ impl TrainModel for T5ForConditionalGeneration {
 
     fn logits(&self, b: &DeviceBatch, train: bool) -> Result<Tensor> {
         Ok(self.forward_packed(&b.tensors, train))
+    }
+
+    fn target_logits(&self, b: &DeviceBatch, train: bool) -> Result<TargetLogits> {
+        Ok(self.forward_packed_targets(&b.tensors, train))
     }
 
     fn save_pretrained(&self, dir: &Path) -> Result<()> {

@@ -13,7 +13,6 @@ use std::time::Instant;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use tch::Tensor;
 
 use crate::batch::{BatchCounts, DeviceBatch};
 use crate::checkpoint::{
@@ -384,7 +383,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     /// The training forward pass of `batch`, under autocast when the config asks for it (the
     /// backward pass runs outside the region, as with `torch.autocast`; the loss is fp32 either
     /// way).
-    fn forward(&self, batch: &DeviceBatch) -> Result<Tensor> {
+    fn forward(&self, batch: &DeviceBatch) -> Result<flan_model::TargetLogits> {
         let _autocast = match self.autocast {
             Some(kind) => Some(
                 flan_model::Autocast::enter(self.model.device(), kind)
@@ -392,7 +391,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             ),
             None => None,
         };
-        self.model.logits(batch, true)
+        self.model.target_logits(batch, true)
     }
 
     /// One optimizer step over `batches` (fetched since `t0`, which the throughput counts);
@@ -438,13 +437,8 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
                 step,
                 micro_offset + micro as u64,
             ));
-            let logits = self.forward(b)?;
-            let sums = loss_sums(
-                &logits,
-                &b.tensors.decoder_target_tokens,
-                &b.tensors.decoder_loss_weights,
-                z_coef > 0.0,
-            );
+            let out = self.forward(b)?;
+            let sums = loss_sums(&out.logits, &out.targets, &out.weights, z_coef > 0.0);
             let objective = (&sums.cross_entropy + &sums.z * z_coef) / norm;
             objective.f_backward()?;
             ce_sum += sums.cross_entropy.double_value(&[]);

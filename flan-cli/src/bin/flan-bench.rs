@@ -317,8 +317,8 @@ fn bench_shape(
     let mut opt = Adafactor::new(AdafactorConfig::default())?;
     let secs = time_runs(args.warmup, args.reps, || {
         for b in &packed {
-            let logits = model.forward_packed(b, true);
-            let loss = T5ForConditionalGeneration::packed_loss(&logits, b);
+            // As `flan train` does: the head and the loss on target positions only.
+            let loss = model.forward_packed_targets(b, true).mean_loss();
             step(&params, &loss, &mut opt)?;
         }
         Ok(())

@@ -219,3 +219,95 @@ fn flan_data_packer_batches_give_each_example_its_alone_logits() {
     }
     assert_eq!(seen, examples.len());
 }
+
+/// The head on target positions only gives those positions' logits, the same loss and the same
+/// gradients as the head on every slot: padding only ever met zero weights.
+#[test]
+fn target_logits_equal_full_logits_loss_and_gradients() {
+    for name in ["v1_0", "v1_1"] {
+        let model = load(name);
+        let examples = [
+            Example {
+                inputs: tokens(7, 5, 60),
+                targets: tokens(8, 3, 60),
+            },
+            Example {
+                inputs: tokens(9, 7, 60),
+                targets: tokens(10, 6, 60),
+            },
+        ];
+        // Two rows: the second holds only the first example, so both rows end in padding.
+        let a = pack(&examples, 14, 12);
+        let b = pack(&examples[..1], 14, 12);
+        let packed = PackedTensors {
+            encoder_input_tokens: Tensor::cat(
+                &[&a.encoder_input_tokens, &b.encoder_input_tokens],
+                0,
+            ),
+            encoder_segment_ids: Tensor::cat(&[&a.encoder_segment_ids, &b.encoder_segment_ids], 0),
+            encoder_positions: Tensor::cat(&[&a.encoder_positions, &b.encoder_positions], 0),
+            decoder_target_tokens: Tensor::cat(
+                &[&a.decoder_target_tokens, &b.decoder_target_tokens],
+                0,
+            ),
+            decoder_input_tokens: Tensor::cat(
+                &[&a.decoder_input_tokens, &b.decoder_input_tokens],
+                0,
+            ),
+            decoder_segment_ids: Tensor::cat(&[&a.decoder_segment_ids, &b.decoder_segment_ids], 0),
+            decoder_positions: Tensor::cat(&[&a.decoder_positions, &b.decoder_positions], 0),
+            decoder_loss_weights: Tensor::cat(
+                &[&a.decoder_loss_weights, &b.decoder_loss_weights],
+                0,
+            ),
+        };
+        let grads = |loss: Tensor| -> Vec<Tensor> {
+            for (_, p) in model.named_parameters() {
+                let mut g = p.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            }
+            loss.backward();
+            model
+                .named_parameters()
+                .iter()
+                .map(|(_, p)| p.grad().copy())
+                .collect()
+        };
+        let full = model.forward_packed(&packed, false);
+        let full_loss = T5ForConditionalGeneration::packed_loss(&full, &packed);
+        let targets = model.forward_packed_targets(&packed, false);
+        let loss = targets.mean_loss();
+
+        // Rows 0 and 1 hold 9 and 3 targets: positions 0..9 and 12..15.
+        let want: Vec<i64> = (0..9).chain(12..15).collect();
+        let vocab = full.size()[2];
+        let picked = full
+            .view([-1, vocab])
+            .index_select(0, &Tensor::from_slice(&want));
+        assert_eq!(targets.logits.size(), [12, vocab], "{name}");
+        let err = max_rel_err(&targets.logits, &picked);
+        assert!(err < 1e-6, "{name}: logits rel err {err}");
+        assert!(targets.targets.equal(
+            &packed
+                .decoder_target_tokens
+                .view([-1])
+                .index_select(0, &Tensor::from_slice(&want))
+        ));
+        assert_eq!(targets.weights.sum(Kind::Float).double_value(&[]), 12.0);
+        let (l, w) = (loss.double_value(&[]), full_loss.double_value(&[]));
+        assert!((l - w).abs() < 1e-6 * w.abs(), "{name}: loss {l} vs {w}");
+
+        let (g_targets, g_full) = (grads(loss), grads(full_loss));
+        for ((pname, _), (g, w)) in model
+            .named_parameters()
+            .iter()
+            .zip(g_targets.iter().zip(&g_full))
+        {
+            let scale = w.abs().max().double_value(&[]).max(1e-12);
+            let err = (g - w).abs().max().double_value(&[]) / scale;
+            assert!(err < 1e-5, "{name}: {pname} gradient rel err {err}");
+        }
+    }
+}
