@@ -77,7 +77,10 @@ fn parse_args(args: &[String]) -> Result<Settings> {
             train_examples: 48,
             pipeline_examples: 2048,
             pipeline_warmup_examples: 40_000,
-            gen_single: 1,
+            // One 64-token generation is about 70 ms on our side: a timed run that short
+            // took scheduler noise of up to 28% (spread over three runs). Four, as the full
+            // bench has, cost transformers' side a few seconds more.
+            gen_single: 4,
         }
     } else {
         Settings {
