@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--quick] [--threads N] [--out DIR]`: our speed next to Hugging Face
+//! `cargo xtask bench [--quick] [--threads N] [--out DIR] [--shapes S] [--reps N]`: our speed next to Hugging Face
 //! `transformers` / `tokenizers` on the same machine, libtorch, shapes, data and weights, in one run.
 //!
 //! 1. builds `flan-bench` (flan-cli) in release and runs it: it prepares the shared inputs in the
@@ -28,7 +28,7 @@ struct Settings {
     quick: bool,
     threads: usize,
     out: PathBuf,
-    shapes: &'static str,
+    shapes: String,
     warmup: usize,
     reps: usize,
     train_examples: usize,
@@ -42,6 +42,8 @@ fn parse_args(args: &[String]) -> Result<Settings> {
     let mut quick = false;
     let mut threads = None;
     let mut out = None;
+    let mut shapes = None;
+    let mut reps = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -57,7 +59,23 @@ fn parse_args(args: &[String]) -> Result<Settings> {
                 threads = Some(n);
             }
             "--out" => out = Some(PathBuf::from(it.next().context("--out needs a directory")?)),
-            other => bail!("unknown argument `{other}` (expected --quick, --threads N, --out DIR)"),
+            "--shapes" => {
+                let v = it.next().context("--shapes needs tiny, small or tiny,small")?;
+                if v.is_empty() || v.split(',').any(|s| !matches!(s, "tiny" | "small")) {
+                    bail!("--shapes expects tiny, small or tiny,small, got `{v}`");
+                }
+                shapes = Some(v.clone());
+            }
+            "--reps" => {
+                let v = it.next().context("--reps needs a number")?;
+                match v.parse::<usize>() {
+                    Ok(n) if n > 0 => reps = Some(n),
+                    _ => bail!("--reps expects a positive integer, got `{v}`"),
+                }
+            }
+            other => bail!(
+                "unknown argument `{other}` (expected --quick, --threads N, --out DIR, --shapes S, --reps N)"
+            ),
         }
     }
     let threads = threads.unwrap_or_else(|| {
@@ -66,12 +84,12 @@ fn parse_args(args: &[String]) -> Result<Settings> {
             .unwrap_or(1)
     });
     let out = out.unwrap_or_else(|| process::workspace_root().join("target").join("bench"));
-    Ok(if quick {
+    let preset = if quick {
         Settings {
             quick,
             threads,
             out,
-            shapes: "tiny",
+            shapes: "tiny".into(),
             warmup: 1,
             reps: 3,
             train_examples: 48,
@@ -87,7 +105,7 @@ fn parse_args(args: &[String]) -> Result<Settings> {
             quick,
             threads,
             out,
-            shapes: "tiny,small",
+            shapes: "tiny,small".into(),
             warmup: 2,
             reps: 7,
             train_examples: 256,
@@ -95,6 +113,13 @@ fn parse_args(args: &[String]) -> Result<Settings> {
             pipeline_warmup_examples: 40_000,
             gen_single: 4,
         }
+    };
+    // A subset of the full bench, e.g. the small shape alone with fewer runs (the whole of it
+    // takes over an hour on two cores).
+    Ok(Settings {
+        shapes: shapes.unwrap_or(preset.shapes.clone()),
+        reps: reps.unwrap_or(preset.reps),
+        ..preset
     })
 }
 
@@ -443,8 +468,24 @@ mod tests {
     fn args_parse_and_reject() {
         let s = parse_args(&["--quick".into(), "--threads".into(), "3".into()]).unwrap();
         assert!(s.quick);
-        assert_eq!((s.threads, s.shapes), (3, "tiny"));
+        assert_eq!((s.threads, s.shapes.as_str()), (3, "tiny"));
         assert_eq!(parse_args(&[]).unwrap().shapes, "tiny,small");
+        let args: Vec<String> = ["--shapes", "small", "--reps", "2"]
+            .map(String::from)
+            .into();
+        let s = parse_args(&args).unwrap();
+        assert_eq!(
+            (s.shapes.as_str(), s.reps, s.train_examples),
+            ("small", 2, 256)
+        );
+        for bad in [
+            ["--shapes", "huge"],
+            ["--shapes", ""],
+            ["--reps", "0"],
+            ["--reps", "x"],
+        ] {
+            assert!(parse_args(&bad.map(String::from)).is_err(), "{bad:?}");
+        }
         assert!(parse_args(&["--threads".into(), "0".into()]).is_err());
         assert!(parse_args(&["--fast".into()]).is_err());
     }

@@ -24,7 +24,7 @@ tasks:
   test [ARGS]        setup if needed, then `cargo test --workspace ARGS`
   finetune [ARGS]    setup if needed, build `flan` in release, run `flan train ARGS`
   fixtures [NAME...] install transformers into the venv, rerun xtask/fixtures/*.py (parity data)
-  bench [--quick] [--threads N] [--out DIR]
+  bench [--quick] [--threads N] [--out DIR] [--shapes tiny,small] [--reps N]
                      speed next to transformers/tokenizers, same data and weights;
                      writes results.json and results.md (default target/bench/)
   ci                 what CI runs: setup, rustfmt check, clippy -D warnings, tests
