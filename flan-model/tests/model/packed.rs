@@ -239,27 +239,16 @@ fn target_logits_equal_full_logits_loss_and_gradients() {
         // Two rows: the second holds only the first example, so both rows end in padding.
         let a = pack(&examples, 14, 12);
         let b = pack(&examples[..1], 14, 12);
+        let rows = |field: fn(&PackedTensors) -> &Tensor| Tensor::cat(&[field(&a), field(&b)], 0);
         let packed = PackedTensors {
-            encoder_input_tokens: Tensor::cat(
-                &[&a.encoder_input_tokens, &b.encoder_input_tokens],
-                0,
-            ),
-            encoder_segment_ids: Tensor::cat(&[&a.encoder_segment_ids, &b.encoder_segment_ids], 0),
-            encoder_positions: Tensor::cat(&[&a.encoder_positions, &b.encoder_positions], 0),
-            decoder_target_tokens: Tensor::cat(
-                &[&a.decoder_target_tokens, &b.decoder_target_tokens],
-                0,
-            ),
-            decoder_input_tokens: Tensor::cat(
-                &[&a.decoder_input_tokens, &b.decoder_input_tokens],
-                0,
-            ),
-            decoder_segment_ids: Tensor::cat(&[&a.decoder_segment_ids, &b.decoder_segment_ids], 0),
-            decoder_positions: Tensor::cat(&[&a.decoder_positions, &b.decoder_positions], 0),
-            decoder_loss_weights: Tensor::cat(
-                &[&a.decoder_loss_weights, &b.decoder_loss_weights],
-                0,
-            ),
+            encoder_input_tokens: rows(|p| &p.encoder_input_tokens),
+            encoder_segment_ids: rows(|p| &p.encoder_segment_ids),
+            encoder_positions: rows(|p| &p.encoder_positions),
+            decoder_target_tokens: rows(|p| &p.decoder_target_tokens),
+            decoder_input_tokens: rows(|p| &p.decoder_input_tokens),
+            decoder_segment_ids: rows(|p| &p.decoder_segment_ids),
+            decoder_positions: rows(|p| &p.decoder_positions),
+            decoder_loss_weights: rows(|p| &p.decoder_loss_weights),
         };
         let grads = |loss: Tensor| -> Vec<Tensor> {
             for (_, p) in model.named_parameters() {
