@@ -117,7 +117,7 @@ fn parse_args(args: &[String]) -> Result<Settings> {
     // A subset of the full bench, e.g. the small shape alone with fewer runs (the whole of it
     // takes over an hour on two cores).
     Ok(Settings {
-        shapes: shapes.unwrap_or(preset.shapes.clone()),
+        shapes: shapes.unwrap_or(preset.shapes),
         reps: reps.unwrap_or(preset.reps),
         ..preset
     })
