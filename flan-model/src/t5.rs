@@ -1,7 +1,7 @@
 //! The T5 encoder-decoder (v1.0 relu and v1.1 / Flan-T5 gated), layer structs named after the
 //! Hugging Face modules so that `nn::Path` names are the checkpoint keys.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use tch::{nn, Kind, Tensor};
 
@@ -9,6 +9,7 @@ use crate::checkpoint::{load_variables, save_variables, LoadReport};
 use crate::config::{Activation, FeedForwardKind, T5Config};
 use crate::kv_cache::{KvCache, LayerCache};
 use crate::layer_norm::rms_norm;
+use crate::packed_linear::{PackedLinear, PackedStats};
 use crate::position_bias::{additive_mask, bucket_grid};
 use crate::{Error, Result};
 
@@ -38,9 +39,16 @@ impl Params {
         tensor
     }
 
-    /// A bias-free linear layer's weight, `[out, in]` as in PyTorch, normal with `std`.
-    fn linear(&self, path: &nn::Path, name: &str, in_dim: i64, out_dim: i64, std: f64) -> Tensor {
-        self.var(
+    /// A bias-free linear layer, weight `[out, in]` as in PyTorch, normal with `std`.
+    fn linear(
+        &self,
+        path: &nn::Path,
+        name: &str,
+        in_dim: i64,
+        out_dim: i64,
+        std: f64,
+    ) -> PackedLinear {
+        PackedLinear::new(self.var(
             &(path / name),
             "weight",
             &[out_dim, in_dim],
@@ -48,7 +56,7 @@ impl Params {
                 mean: 0.0,
                 stdev: std,
             },
-        )
+        ))
     }
 }
 
@@ -61,10 +69,6 @@ fn dropout(x: Tensor, p: f64, train: bool) -> Tensor {
     } else {
         x
     }
-}
-
-fn apply_linear(x: &Tensor, weight: &Tensor) -> Tensor {
-    x.linear::<&Tensor>(weight, None)
 }
 
 /// fp16 keeps T5 finite only with transformers' clamp after every sublayer.
@@ -104,10 +108,10 @@ impl LayerNorm {
 /// `T5Attention`: q, k, v, o without bias and without 1/sqrt(d_kv) scaling.
 #[derive(Debug)]
 struct Attention {
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    o: Tensor,
+    q: PackedLinear,
+    k: PackedLinear,
+    v: PackedLinear,
+    o: PackedLinear,
     relative_attention_bias: Option<Tensor>,
     num_heads: i64,
     d_kv: i64,
@@ -178,6 +182,9 @@ impl Attention {
     /// Attention of `hidden` over `keys_from` (itself for self-attention). `bias` is the position
     /// bias plus the additive mask, broadcastable to `[batch, heads, query, key]`. With a cache
     /// slot, self-attention appends the new keys/values and cross-attention projects them once.
+    /// `step`: a one-position decoding step, whose projections of `hidden` may use packed
+    /// weights (see [`PackedLinear::forward_step`]); cross-attention keys and values, projected
+    /// once from the encoder output, never do.
     fn forward(
         &self,
         hidden: &Tensor,
@@ -185,26 +192,27 @@ impl Attention {
         bias: &Tensor,
         cache: Option<(&mut LayerCache, bool)>,
         train: bool,
+        step: bool,
     ) -> Tensor {
         let (b, t, _) = hidden.size3().expect("hidden states are 3-d");
-        let q = self.heads(apply_linear(hidden, &self.q));
-        let project = |src: &Tensor| {
+        let q = self.heads(self.q.apply(hidden, step));
+        let project = |src: &Tensor, step: bool| {
             (
-                self.heads(apply_linear(src, &self.k)),
-                self.heads(apply_linear(src, &self.v)),
+                self.heads(self.k.apply(src, step)),
+                self.heads(self.v.apply(src, step)),
             )
         };
         let (k, v) = match cache {
-            None => project(keys_from.unwrap_or(hidden)),
+            None => project(keys_from.unwrap_or(hidden), false),
             Some((slot, is_cross)) => {
                 if is_cross {
                     if slot.cross_kv.is_none() {
-                        slot.cross_kv = Some(project(keys_from.unwrap_or(hidden)));
+                        slot.cross_kv = Some(project(keys_from.unwrap_or(hidden), false));
                     }
                     let (k, v) = slot.cross_kv.as_ref().expect("filled above");
                     (k.shallow_clone(), v.shallow_clone())
                 } else {
-                    let (k_new, v_new) = project(hidden);
+                    let (k_new, v_new) = project(hidden, step);
                     slot.append_self(k_new, v_new)
                 }
             }
@@ -225,15 +233,15 @@ impl Attention {
             .transpose(1, 2)
             .contiguous()
             .view([b, t, self.num_heads * self.d_kv]);
-        apply_linear(&out, &self.o)
+        self.o.apply(&out, step)
     }
 }
 
 /// `DenseReluDense`: `wo(act(wi x))` or gated `wo(act(wi_0 x) * wi_1 x)`.
 #[derive(Debug)]
 struct DenseReluDense {
-    wi: Vec<Tensor>,
-    wo: Tensor,
+    wi: Vec<PackedLinear>,
+    wo: PackedLinear,
     kind: FeedForwardKind,
     dropout: f64,
 }
@@ -263,26 +271,28 @@ impl DenseReluDense {
         }
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+    /// `step`: a one-position decoding step (packed weights may apply).
+    fn forward(&self, x: &Tensor, train: bool, step: bool) -> Tensor {
         let act = |h: Tensor| match self.kind.activation {
             Activation::Relu => h.relu(),
             Activation::GeluTanh => gelu_tanh(&h),
             Activation::Gelu => h.gelu("none"),
             Activation::Silu => h.silu(),
         };
-        let h = act(apply_linear(x, &self.wi[0]));
+        let h = act(self.wi[0].apply(x, step));
         let h = match self.wi.get(1) {
-            Some(wi_1) => h * apply_linear(x, wi_1),
+            Some(wi_1) => h * wi_1.apply(x, step),
             None => h,
         };
         let h = dropout(h, self.dropout, train);
         // transformers keeps `wo` in fp32 for half-precision models; follow the weight's dtype.
-        let h = if h.kind() != self.wo.kind() {
-            h.to_kind(self.wo.kind())
+        let wo_kind = self.wo.weight.kind();
+        let h = if h.kind() != wo_kind {
+            h.to_kind(wo_kind)
         } else {
             h
         };
-        apply_linear(&h, &self.wo)
+        self.wo.apply(&h, step)
     }
 }
 
@@ -348,6 +358,7 @@ impl Block {
         }
     }
 
+    /// `step`: a one-position decoding step (packed weights may apply).
     fn forward(
         &self,
         h: &Tensor,
@@ -355,6 +366,7 @@ impl Block {
         encoder: Option<(&Tensor, &Tensor)>,
         mut cache: Option<&mut LayerCache>,
         train: bool,
+        step: bool,
     ) -> Tensor {
         let normed = self.self_norm.forward(h);
         let a = self.self_attn.forward(
@@ -363,6 +375,7 @@ impl Block {
             self_bias,
             cache.as_deref_mut().map(|c| (c, false)),
             train,
+            step,
         );
         let mut h = clamp_fp16(h + dropout(a, self.dropout, train));
         if let (Some((attn, norm)), Some((enc_hidden, cross_bias))) = (&self.cross, encoder) {
@@ -373,10 +386,11 @@ impl Block {
                 cross_bias,
                 cache.map(|c| (c, true)),
                 train,
+                step,
             );
             h = clamp_fp16(h + dropout(a, self.dropout, train));
         }
-        let f = self.ffn.forward(&self.ffn_norm.forward(&h), train);
+        let f = self.ffn.forward(&self.ffn_norm.forward(&h), train, step);
         clamp_fp16(h + dropout(f, self.dropout, train))
     }
 }
@@ -429,7 +443,7 @@ impl Stack {
             Some(pos) => pos.to_kind(mask.kind()) + mask,
             None => mask.shallow_clone(),
         };
-        self.forward_with_bias(embedded, &bias, encoder, cache, train)
+        self.forward_with_bias(embedded, &bias, encoder, cache, train, false)
     }
 
     /// Block 0's relative position bias, `[1, heads, query_len, key_len]` for queries from
@@ -441,7 +455,7 @@ impl Stack {
     }
 
     /// Runs the blocks with `bias` (position bias plus mask) as every block's self-attention
-    /// bias.
+    /// bias. `step`: a one-position decoding step (packed weights may apply).
     fn forward_with_bias(
         &self,
         embedded: &Tensor,
@@ -449,13 +463,25 @@ impl Stack {
         encoder: Option<(&Tensor, &Tensor)>,
         mut cache: Option<&mut KvCache>,
         train: bool,
+        step: bool,
     ) -> Tensor {
         let mut h = dropout(embedded.shallow_clone(), self.dropout, train);
         for (i, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            h = block.forward(&h, bias, encoder, slot, train);
+            h = block.forward(&h, bias, encoder, slot, train, step);
         }
         dropout(self.final_layer_norm.forward(&h), self.dropout, train)
+    }
+
+    /// Every linear layer of the blocks.
+    fn linears(&self) -> impl Iterator<Item = &PackedLinear> {
+        self.blocks.iter().flat_map(|b| {
+            let attns = std::iter::once(&b.self_attn).chain(b.cross.as_ref().map(|(a, _)| a));
+            attns
+                .flat_map(|a| [&a.q, &a.k, &a.v, &a.o])
+                .chain(b.ffn.wi.iter())
+                .chain(std::iter::once(&b.ffn.wo))
+        })
     }
 }
 
@@ -577,7 +603,12 @@ pub struct T5ForConditionalGeneration {
     shared: Tensor,
     encoder: Stack,
     decoder: Stack,
-    lm_head: Option<Tensor>,
+    /// `lm_head`, or the `shared` embedding for a tied head.
+    head: PackedLinear,
+    /// Tied heads scale the decoder output by `d_model^-0.5` first.
+    head_scale: Option<f64>,
+    /// Whether decoding steps may use packed weights ([`Self::set_packed_decoding`]).
+    packed_decoding: Cell<bool>,
     config: T5Config,
     params: Vec<(String, Tensor)>,
 }
@@ -620,13 +651,22 @@ impl T5ForConditionalGeneration {
             true,
             ff,
         );
-        let lm_head = (!config.tied_head())
-            .then(|| p.linear(path, "lm_head", config.d_model, config.vocab_size, 1.0));
+        let (head, head_scale) = if config.tied_head() {
+            (
+                PackedLinear::new(shared.shallow_clone()),
+                Some((config.d_model as f64).powf(-0.5)),
+            )
+        } else {
+            let head = p.linear(path, "lm_head", config.d_model, config.vocab_size, 1.0);
+            (head, None)
+        };
         Ok(T5ForConditionalGeneration {
             shared,
             encoder,
             decoder,
-            lm_head,
+            head,
+            head_scale,
+            packed_decoding: Cell::new(true),
             config: config.clone(),
             params: p.list.into_inner(),
         })
@@ -705,7 +745,7 @@ impl T5ForConditionalGeneration {
         })?;
         let mut config = self.config.clone();
         // Say explicitly what the weights are, readable by transformers 4.x and 5.x alike.
-        config.tie_word_embeddings = Some(self.lm_head.is_none());
+        config.tie_word_embeddings = Some(self.head_scale.is_some());
         config.scale_decoder_outputs = None;
         // transformers 5 loads in the dtype the config names ("auto"): it must be the dtype of
         // the weights we write, not the one of the checkpoint we loaded from.
@@ -787,10 +827,43 @@ impl T5ForConditionalGeneration {
 
     /// Output head over decoder states: tied heads scale by `d_model^-0.5` first.
     fn head(&self, h: &Tensor) -> Tensor {
-        match &self.lm_head {
-            Some(w) => apply_linear(h, w),
-            None => apply_linear(&(h * (self.config.d_model as f64).powf(-0.5)), &self.shared),
+        self.head_step(h, false)
+    }
+
+    /// [`Self::head`], for a decoding step when `step` (packed weights may apply).
+    fn head_step(&self, h: &Tensor, step: bool) -> Tensor {
+        match self.head_scale {
+            None => self.head.apply(h, step),
+            Some(scale) => self.head.apply(&(h * scale), step),
         }
+    }
+
+    /// Whether decoding steps may multiply by weights packed for MKL's GEMM (on by default;
+    /// see [`crate::packed_linear`]). Results are bitwise the same either way: a packed weight
+    /// is used only where it was checked to give the plain product. Switching off drops the
+    /// packed copies and their memory (about the size of the decoder's and the head's weights
+    /// per batch size in use).
+    pub fn set_packed_decoding(&self, on: bool) {
+        self.packed_decoding.set(on);
+        if !on {
+            for linear in self.packed_linears() {
+                linear.clear_packed();
+            }
+        }
+    }
+
+    /// The packed copies the decoder and the head hold now.
+    pub fn packed_decoding_stats(&self) -> PackedStats {
+        let mut stats = PackedStats::default();
+        for linear in self.packed_linears() {
+            linear.add_stats(&mut stats);
+        }
+        stats
+    }
+
+    /// The layers a decoding step may run packed.
+    fn packed_linears(&self) -> impl Iterator<Item = &PackedLinear> {
+        self.decoder.linears().chain(std::iter::once(&self.head))
     }
 
     /// Full (uncached) decoder pass: logits `[batch, target_len, vocab]`. `decoder_mask` (1 =
@@ -847,15 +920,17 @@ impl T5ForConditionalGeneration {
                 .cross_mask
                 .get_or_insert_with(|| self.key_padding_mask(encoder_mask))
                 .shallow_clone();
+            let packed = self.packed_decoding.get();
             let h = self.decoder.forward_with_bias(
                 &self.embed(decoder_input_ids),
                 &bias,
                 Some((encoder_hidden, &cross)),
                 Some(cache),
                 false,
+                packed,
             );
             cache.advance(1);
-            return self.head(&h);
+            return self.head_step(&h, packed);
         }
         // Query i (at past + i) may see keys 0..=past + i.
         let allowed = Tensor::ones([n, past + n], (Kind::Bool, device))
