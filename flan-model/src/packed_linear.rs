@@ -243,14 +243,23 @@ mod tests {
     /// is what computed it.
     #[test]
     fn packed_step_equals_the_plain_product_bitwise_at_decoder_shapes() {
-        for (rows, inner, out) in [(16, 256, 640), (32, 256, 8000), (32, 512, 1024), (48, 640, 256)] {
+        for (rows, inner, out) in [
+            (16, 256, 640),
+            (32, 256, 8000),
+            (32, 512, 1024),
+            (48, 640, 256),
+        ] {
             let linear = PackedLinear::new(normal(1, out, inner, 0.05));
             let x = normal(2, rows, inner, 1.0).view([rows, 1, inner]);
             let (step, plain) = step_and_plain(&linear, &x);
             assert_eq!(step.size(), vec![rows, 1, out]);
             assert!(step.equal(&plain), "{rows}x{inner} by {out}x{inner}");
             if packed_gemm_available() {
-                assert_eq!(linear.packed_row_counts(), vec![(rows, true)], "{rows}x{inner}");
+                assert_eq!(
+                    linear.packed_row_counts(),
+                    vec![(rows, true)],
+                    "{rows}x{inner}"
+                );
             }
         }
     }
@@ -305,7 +314,10 @@ mod tests {
         let out = linear.forward_step(&x);
         assert!(out.requires_grad());
         out.sum(Kind::Float).backward();
-        let want = x.sum_dim_intlist(0, false, Kind::Float).unsqueeze(0).expand([64, 256], false);
+        let want = x
+            .sum_dim_intlist(0, false, Kind::Float)
+            .unsqueeze(0)
+            .expand([64, 256], false);
         assert!(weight.grad().allclose(&want, 1e-5, 1e-5, false));
     }
 
@@ -325,13 +337,15 @@ mod tests {
         assert!(step.equal(&plain), "after an in-place update");
         assert!(!step.equal(&first), "the update changed the product");
 
-        weight
-            .shallow_clone()
-            .set_data(&normal(10, 320, 256, 0.05));
+        weight.shallow_clone().set_data(&normal(10, 320, 256, 0.05));
         let (step, plain) = step_and_plain(&linear, &x);
         assert!(step.equal(&plain), "after set_data");
         if packed_gemm_available() {
-            assert_eq!(linear.packed_row_counts(), vec![(32, true)], "stale copies dropped");
+            assert_eq!(
+                linear.packed_row_counts(),
+                vec![(32, true)],
+                "stale copies dropped"
+            );
         }
     }
 
