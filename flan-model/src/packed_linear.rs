@@ -224,11 +224,11 @@ mod tests {
     use crate::InferenceMode;
     use tch::{Device, Kind};
 
-    /// A seeded `[rows, cols]` normal matrix scaled by `std` (its own generator: tests run in
-    /// parallel and libtorch's default one is shared).
-    fn normal(seed: i64, rows: i64, cols: i64, std: f64) -> Tensor {
+    /// A deterministic `[rows, cols]` matrix of values about `std` in size, different for each
+    /// `seed`: two incommensurate sine waves, with full mantissas. Not libtorch's generator,
+    /// which is shared by the tests running in parallel.
+    fn matrix(seed: i64, rows: i64, cols: i64, std: f64) -> Tensor {
         let n = Tensor::arange(rows * cols, (Kind::Double, Device::Cpu));
-        // Two incommensurate sine waves: deterministic, full mantissas, no shared RNG.
         let x = (n.shallow_clone() * (0.618_034 + seed as f64)).sin()
             + (n * (0.377_1 * (seed + 1) as f64)).sin() * 0.5;
         (x * std).to_kind(Kind::Float).view([rows, cols])
@@ -249,8 +249,8 @@ mod tests {
             (32, 512, 1024),
             (48, 640, 256),
         ] {
-            let linear = PackedLinear::new(normal(1, out, inner, 0.05));
-            let x = normal(2, rows, inner, 1.0).view([rows, 1, inner]);
+            let linear = PackedLinear::new(matrix(1, out, inner, 0.05));
+            let x = matrix(2, rows, inner, 1.0).view([rows, 1, inner]);
             let (step, plain) = step_and_plain(&linear, &x);
             assert_eq!(step.size(), vec![rows, 1, out]);
             assert!(step.equal(&plain), "{rows}x{inner} by {out}x{inner}");
@@ -270,8 +270,8 @@ mod tests {
         if !packed_gemm_available() {
             return;
         }
-        let linear = PackedLinear::new(normal(3, 96, 256, 0.05));
-        let other = normal(4, 96, 256, 0.05);
+        let linear = PackedLinear::new(matrix(3, 96, 256, 0.05));
+        let other = matrix(4, 96, 256, 0.05);
         let pack = |w: &Tensor| {
             // SAFETY: a live tensor, read during the call; the result is owned by `owned`.
             owned(unsafe { flan_packed_linear_pack(raw(w), 32) }).expect("MKL packs fp32")
@@ -288,8 +288,8 @@ mod tests {
     #[test]
     fn wide_inputs_still_give_the_plain_product() {
         for inner in [1024, 2048] {
-            let linear = PackedLinear::new(normal(3, 96, inner, 0.05));
-            let x = normal(4, 32, inner, 1.0);
+            let linear = PackedLinear::new(matrix(3, 96, inner, 0.05));
+            let x = matrix(4, 32, inner, 1.0);
             let (step, plain) = step_and_plain(&linear, &x);
             assert!(step.equal(&plain), "width {inner}");
             let counts = linear.packed_row_counts();
@@ -303,14 +303,14 @@ mod tests {
 
     #[test]
     fn few_rows_and_autograd_keep_the_plain_product() {
-        let weight = normal(5, 64, 256, 0.05).set_requires_grad(true);
+        let weight = matrix(5, 64, 256, 0.05).set_requires_grad(true);
         let linear = PackedLinear::new(weight.shallow_clone());
-        let (step, plain) = step_and_plain(&linear, &normal(6, 8, 256, 1.0));
+        let (step, plain) = step_and_plain(&linear, &matrix(6, 8, 256, 1.0));
         assert!(step.equal(&plain));
         assert!(linear.packed_row_counts().is_empty(), "8 rows: not packed");
         // Outside inference mode with a weight that wants gradients: the product is libtorch's,
         // with its gradient.
-        let x = normal(7, 32, 256, 1.0);
+        let x = matrix(7, 32, 256, 1.0);
         let out = linear.forward_step(&x);
         assert!(out.requires_grad());
         out.sum(Kind::Float).backward();
@@ -325,9 +325,9 @@ mod tests {
     /// checkpoint) is packed again: a stale copy would silently compute with the old weights.
     #[test]
     fn a_changed_weight_is_packed_again() {
-        let weight = normal(8, 320, 256, 0.05);
+        let weight = matrix(8, 320, 256, 0.05);
         let linear = PackedLinear::new(weight.shallow_clone());
-        let x = normal(9, 32, 256, 1.0);
+        let x = matrix(9, 32, 256, 1.0);
         let (first, _) = step_and_plain(&linear, &x);
 
         tch::no_grad(|| {
@@ -337,7 +337,7 @@ mod tests {
         assert!(step.equal(&plain), "after an in-place update");
         assert!(!step.equal(&first), "the update changed the product");
 
-        weight.shallow_clone().set_data(&normal(10, 320, 256, 0.05));
+        weight.shallow_clone().set_data(&matrix(10, 320, 256, 0.05));
         let (step, plain) = step_and_plain(&linear, &x);
         assert!(step.equal(&plain), "after set_data");
         if packed_gemm_available() {
@@ -351,9 +351,9 @@ mod tests {
 
     #[test]
     fn at_most_two_row_counts_are_kept() {
-        let linear = PackedLinear::new(normal(11, 128, 256, 0.05));
+        let linear = PackedLinear::new(matrix(11, 128, 256, 0.05));
         for rows in [16, 24, 32] {
-            let x = normal(12, rows, 256, 1.0);
+            let x = matrix(12, rows, 256, 1.0);
             let (step, plain) = step_and_plain(&linear, &x);
             assert!(step.equal(&plain), "{rows} rows");
         }
