@@ -16,7 +16,7 @@
 //! weight keeps the plain product at that row count.
 //!
 //! A weight is packed the first time a step needs it at a given number of rows and kept for
-//! later steps and later generations (at most [`MAX_ROW_COUNTS`] row counts per weight), until
+//! later steps and later generations (for at most two row counts per weight), until
 //! the weight changes: the cached copy remembers the weight's storage (which it keeps alive, so
 //! the address cannot be reused) and its version counter, which every in-place update bumps.
 //! Packing and checking the small shape's 73 decoder and head weights takes about 0.3 s. The
@@ -41,11 +41,11 @@ extern "C" {
 }
 
 /// Fewest rows for which a step uses the packed product (see the module docs).
-pub(crate) const MIN_PACKED_ROWS: i64 = 16;
+const MIN_PACKED_ROWS: i64 = 16;
 
 /// Row counts a weight keeps packed copies for: a batch size and, say, the last smaller batch of
 /// an evaluation.
-pub(crate) const MAX_ROW_COUNTS: usize = 2;
+const MAX_ROW_COUNTS: usize = 2;
 
 /// Whether this libtorch has MKL's packed GEMM (x86-64 builds with MKL).
 pub fn packed_gemm_available() -> bool {
