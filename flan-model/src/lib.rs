@@ -30,6 +30,7 @@
 pub mod autocast;
 pub mod checkpoint;
 pub mod config;
+pub mod cpu_kernels;
 pub mod denormals;
 pub mod dropout;
 pub mod error;
@@ -46,6 +47,7 @@ pub mod t5;
 pub use autocast::Autocast;
 pub use checkpoint::LoadReport;
 pub use config::T5Config;
+pub use cpu_kernels::CpuKernels;
 pub use denormals::FlushDenormals;
 pub use error::{Error, Result};
 pub use inference_mode::InferenceMode;

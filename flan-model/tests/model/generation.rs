@@ -107,8 +107,10 @@ fn beam_token_ids_match_transformers() {
 /// Decoding steps of 16 rows or more multiply by MKL-packed weights where that gives the plain
 /// product bitwise: greedy and beam outputs (ids and scores) must equal those with packing off.
 /// At the bench's tiny shape (untied head), and a tied variant whose FFN output projection is
-/// 1024 wide, which this machine's MKL sums in another order when packed (so the check keeps it
-/// plain and the step mixes packed and plain layers).
+/// 1024 wide, which some CPUs' MKL sums in another order when packed (Intel Xeon with AVX-512:
+/// the check keeps it plain and the step mixes packed and plain layers). Which layers pass the
+/// check depends on the CPU's MKL kernels, so only the number of checks is fixed; on a CPU where
+/// none passes, the outputs must still be unchanged.
 #[test]
 fn packed_decoding_gives_the_same_outputs_as_plain() {
     for (d_ff, tied) in [(640, false), (1024, true)] {
@@ -145,7 +147,6 @@ fn packed_decoding_gives_the_same_outputs_as_plain() {
         let packed = run();
         let stats = model.packed_decoding_stats();
         if flan_model::packed_linear::packed_gemm_available() {
-            assert!(stats.in_use > 0, "d_ff {d_ff}: {stats:?}");
             // 20 rows (greedy) and 40 (beam): per block self-attention's q, k, v, o,
             // cross-attention's q, o (its keys and values are projected once, unpacked) and the
             // FFN's wi_0, wi_1, wo; and the head.
