@@ -398,7 +398,17 @@ impl Tokenizer {
     }
 
     /// Wraps a Hugging Face tokenizer after checking T5's special ids.
-    pub fn from_hf(inner: tokenizers::Tokenizer, path: Option<&Path>) -> Result<Tokenizer> {
+    ///
+    /// Truncation and padding saved in the tokenizer are dropped: transformers writes the
+    /// settings of the last call into `tokenizer.json` (`"truncation": {"max_length": 48, ...}`
+    /// after `tok(..., truncation=True, max_length=48)`) and applies them only to calls that ask
+    /// for truncation or padding, which flan decides itself ([`Tokenizer::encode_truncated`],
+    /// counted by its callers).
+    pub fn from_hf(mut inner: tokenizers::Tokenizer, path: Option<&Path>) -> Result<Tokenizer> {
+        inner
+            .with_truncation(None)
+            .map_err(|e| tok_err(path, e))?
+            .with_padding(None);
         let id = |token: &str, want: u32| -> Result<u32> {
             match inner.token_to_id(token) {
                 Some(id) if id == want => Ok(id),

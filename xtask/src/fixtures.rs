@@ -13,10 +13,18 @@ use std::process::Command;
 use crate::{libtorch, process};
 
 /// Python packages the fixture scripts import besides torch.
-const PACKAGES: [&str; 4] = ["transformers", "safetensors", "tokenizers", "numpy"];
+const PACKAGES: [&str; 6] = [
+    "transformers",
+    "safetensors",
+    "tokenizers",
+    "numpy",
+    // tokenizer_truncation.py makes a SentencePiece model and converts it as T5's was.
+    "sentencepiece",
+    "protobuf",
+];
 
 /// `(script stem, output directory relative to the workspace root)`.
-const OUTPUTS: [(&str, &str); 5] = [
+const OUTPUTS: [(&str, &str); 6] = [
     ("t5", "flan-model/tests/fixtures"),
     // Runs after t5.py (scripts run in name order): resaves its models with flan-model and
     // loads them in transformers.
@@ -25,6 +33,10 @@ const OUTPUTS: [(&str, &str); 5] = [
     ("t5_autocast", "flan-model/tests/fixtures"),
     ("adafactor", "flan-train/tests/fixtures"),
     ("adamw", "flan-train/tests/fixtures"),
+    (
+        "tokenizer_truncation",
+        "flan-data/tests/fixtures/saved_truncation",
+    ),
 ];
 
 /// Runs the fixture scripts (all, or those whose stem is in `names`).

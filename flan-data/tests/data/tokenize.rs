@@ -109,3 +109,37 @@ fn one_pass_render_and_tokenize_equals_two_passes() {
         assert_eq!(one.cursor(), two.cursor());
     }
 }
+
+/// A tokenizer.json saved by transformers after a call with `truncation=True, max_length=48,
+/// padding="max_length"` carries those settings; transformers' T5TokenizerFast ignores them for
+/// calls that do not ask for truncation, and so must we (it once cut every input to 48 tokens).
+/// The ids come from transformers (`xtask/fixtures/tokenizer_truncation.py`).
+#[test]
+fn saved_truncation_and_padding_are_ignored_as_transformers_does() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/saved_truncation");
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    assert_eq!(expected["saved_truncation"]["max_length"], 48);
+    assert!(expected["saved_padding"].is_object());
+    let tok = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    assert!(tok.inner().get_truncation().is_none());
+    assert!(tok.inner().get_padding().is_none());
+    let cases = expected["cases"].as_array().unwrap();
+    assert!(cases
+        .iter()
+        .any(|c| c["ids"].as_array().unwrap().len() > 48));
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let ids: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+        let cut: Vec<u32> = serde_json::from_value(case["ids_max_16"].clone()).unwrap();
+        assert_eq!(tok.encode(text).unwrap(), ids, "{text:?}");
+        assert_eq!(
+            tok.encode_whole(text).unwrap(),
+            ids[..ids.len() - 1],
+            "{text:?}"
+        );
+        // flan's own truncation (EOS kept) is transformers' `truncation=True, max_length=16`.
+        assert_eq!(tok.encode_truncated(text, 16).unwrap(), cut, "{text:?}");
+    }
+}
