@@ -237,17 +237,25 @@ fn print_stats(out: &mut impl Write, mixture: &Mixture, stats: &MixtureStats) ->
         .collect();
     writeln!(out, "per template: {}", per_template.join(", "))?;
     match (&stats.packing, stats.packing_efficiency) {
-        (Some(p), Some(eff)) => writeln!(
+        (Some(p), Some(eff)) => {
+            writeln!(
             out,
             "\n## Packing (rows of {} input + {} target tokens)\n{} examples in {} batches, {} truncated; efficiency {:.1}% non-pad tokens",
             mixture.input_len(),
             mixture.target_len(),
             p.examples,
             p.batches,
-            p.truncated,
+            p.truncation.truncated,
             eff * 100.0
+            )?;
+            for line in p.truncation.describe() {
+                writeln!(out, "{line}")?;
+            }
+        }
+        _ => writeln!(
+            out,
+            "\npacking efficiency: give --tokenizer tokenizer.json to measure it"
         )?,
-        _ => writeln!(out, "\npacking efficiency: give --tokenizer tokenizer.json to measure it")?,
     }
     Ok(())
 }

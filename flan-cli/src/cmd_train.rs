@@ -155,6 +155,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         trainer = trainer.with_eval_hook(hook);
     }
     let summary = trainer.run()?;
+    for line in summary.truncation.describe() {
+        eprintln!("truncation (data.input_len / data.target_len): {line}");
+    }
     eprintln!(
         "trained {} steps (from {}): final loss {:.4}, mean of the last steps {:.4}, {:.0} tokens/s, packing {:.1}%, {} examples, {} skipped updates, {} truncated examples, {:.1} s",
         summary.steps,
@@ -165,7 +168,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         100.0 * summary.packing_efficiency,
         summary.examples_seen,
         summary.skipped_steps,
-        summary.truncated_examples,
+        summary.truncation.truncated,
         summary.seconds
     );
     let report = match (&synthetic, before, &summary.model_dir) {

@@ -66,6 +66,7 @@ pub mod synthetic;
 pub mod task;
 pub mod template;
 pub mod tokenizer;
+pub mod truncation;
 mod unigram;
 
 pub use error::{Error, Result};
@@ -78,3 +79,4 @@ pub use spec::{MixtureSpec, SourceFormat, Submixture, TaskSpec};
 pub use task::{Task, TaskRegistry};
 pub use template::TemplateLibrary;
 pub use tokenizer::Tokenizer;
+pub use truncation::{LengthLimit, Overlong, Truncation, TruncationCounts};

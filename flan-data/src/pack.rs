@@ -5,6 +5,7 @@
 //! flan-model turns them into tensors.
 
 use crate::error::{Error, Result};
+use crate::truncation::{truncate_keep_last, Truncation};
 
 /// One example as token ids (EOS included).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -69,8 +70,9 @@ impl PackedBatch {
     pub fn unpacked(examples: &[TokenizedExample], input_len: usize, target_len: usize) -> Self {
         let mut batch = Self::zeros(examples.len(), input_len, target_len);
         for (row, ex) in examples.iter().enumerate() {
-            let inputs = truncate_keep_last(&ex.inputs, input_len);
-            let targets = truncate_keep_last(&ex.targets, target_len);
+            let (mut inputs, mut targets) = (ex.inputs.clone(), ex.targets.clone());
+            truncate_keep_last(&mut inputs, input_len);
+            truncate_keep_last(&mut targets, target_len);
             batch.write_segment(row, 0, 0, 1, &inputs, &targets);
         }
         batch
@@ -156,25 +158,14 @@ impl PackedBatch {
     }
 }
 
-fn truncate_keep_last(ids: &[u32], len: usize) -> Vec<u32> {
-    if ids.len() <= len {
-        return ids.to_vec();
-    }
-    if len == 0 {
-        return Vec::new();
-    }
-    let mut v = ids[..len - 1].to_vec();
-    v.push(ids[ids.len() - 1]);
-    v
-}
-
 /// Running totals of a packer, for the efficiency report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PackStats {
     /// Examples packed.
     pub examples: u64,
-    /// Examples cut to fit the lengths.
-    pub truncated: u64,
+    /// What was cut to fit the lengths.
+    #[serde(flatten)]
+    pub truncation: Truncation,
     /// Batches emitted.
     pub batches: u64,
     /// Non-padding tokens emitted.
@@ -227,17 +218,22 @@ impl Packer {
             target_len,
             batch: PackedBatch::zeros(batch_size, input_len, target_len),
             rows: Vec::with_capacity(batch_size),
-            stats: PackStats::default(),
+            stats: PackStats {
+                truncation: Truncation::new((input_len, target_len)),
+                ..PackStats::default()
+            },
         })
     }
 
     /// Adds an example; returns a full batch when one is completed.
     pub fn push(&mut self, ex: &TokenizedExample) -> Option<PackedBatch> {
-        let truncated = ex.inputs.len() > self.input_len || ex.targets.len() > self.target_len;
-        let inputs = truncate_keep_last(&ex.inputs, self.input_len);
-        let targets = truncate_keep_last(&ex.targets, self.target_len);
+        let (mut inputs, mut targets) = (ex.inputs.clone(), ex.targets.clone());
+        truncate_keep_last(&mut inputs, self.input_len);
+        truncate_keep_last(&mut targets, self.target_len);
         self.stats.examples += 1;
-        self.stats.truncated += u64::from(truncated);
+        self.stats
+            .truncation
+            .record((ex.inputs.len(), ex.targets.len()));
         let fits = |r: &OpenRow| {
             r.enc_used + inputs.len() <= self.input_len
                 && r.dec_used + targets.len() <= self.target_len

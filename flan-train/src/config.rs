@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use flan_data::Overlong;
 use serde::{Deserialize, Serialize};
 
 use crate::optim::OptimizerConfig;
@@ -119,6 +120,11 @@ pub struct DataSection {
     pub pack: bool,
     /// Seed of the mixture stream (default: the run's `seed`).
     pub seed: Option<u64>,
+    /// An example longer than `input_len` / `target_len`: `truncate` keeps the first tokens and
+    /// the EOS and counts the cut (summary.json, the final line), `error` stops the run naming
+    /// the example.
+    #[serde(default)]
+    pub overlong: Overlong,
 }
 
 impl Default for DataSection {
@@ -129,6 +135,7 @@ impl Default for DataSection {
             target_len: None,
             pack: true,
             seed: None,
+            overlong: Overlong::Truncate,
         }
     }
 }

@@ -119,7 +119,8 @@ pub fn mixture_batches(
         cfg.batch.rows(input_len, target_len),
         (input_len, target_len),
         cfg.data.pack,
-    )?;
+    )?
+    .with_overlong(cfg.data.overlong);
     match shard {
         Some((rank, world)) => batches.with_shard(rank as u64, world as u64),
         None => Ok(batches),

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use flan_data::pipeline::tokenize_example;
 use flan_data::{
-    Mixture, MixtureCursor, MixtureStream, PackedBatch, Packer, TokenizedExample, Tokenizer,
+    Mixture, MixtureCursor, MixtureStream, Overlong, PackedBatch, Packer, TokenizedExample,
+    Tokenizer, Truncation,
 };
 
 use crate::{Error, Result};
@@ -24,9 +25,9 @@ pub trait BatchSource {
     fn cursor(&self) -> Result<serde_json::Value>;
     /// Continues from a cursor written by [`BatchSource::cursor`].
     fn restore(&mut self, cursor: &serde_json::Value) -> Result<()>;
-    /// Examples cut to fit the lengths so far (reported, never silent).
-    fn truncated(&self) -> u64 {
-        0
+    /// What was cut to fit the lengths so far (reported, never silent).
+    fn truncation(&self) -> Truncation {
+        Truncation::default()
     }
 }
 
@@ -44,7 +45,9 @@ pub struct MixtureBatches {
     queue: VecDeque<(MixtureCursor, TokenizedExample)>,
     /// Where the next batch starts.
     next_start: MixtureCursor,
-    truncated: u64,
+    truncation: Truncation,
+    /// Whether an example over the lengths is cut (counted in `truncation`) or refused.
+    overlong: Overlong,
     /// `(index, count)`: this reader's shard of the stream positions.
     shard: (u64, u64),
 }
@@ -75,9 +78,16 @@ impl MixtureBatches {
             pack,
             queue: VecDeque::new(),
             next_start,
-            truncated: 0,
+            truncation: Truncation::new((input_len, target_len)),
+            overlong: Overlong::Truncate,
             shard: (0, 1),
         })
+    }
+
+    /// Refuses examples longer than the lengths instead of cutting them.
+    pub fn with_overlong(mut self, overlong: Overlong) -> Self {
+        self.overlong = overlong;
+        self
     }
 
     /// Reads only the stream positions `p` with `p % count == index` (one rank of a
@@ -103,6 +113,9 @@ impl MixtureBatches {
                 Ok((e.position, e.task_index, tokens))
             })
             .map_err(data_error)?;
+        if self.overlong == Overlong::Error {
+            self.refuse_overlong(&examples)?;
+        }
         // The cursor before example i: its own position, and the draws of the examples before it.
         let mut draws = start.task_draws.clone();
         for (position, task_index, tok) in examples {
@@ -128,10 +141,36 @@ impl MixtureBatches {
         })
     }
 
-    fn count_truncation(&mut self, ex: &TokenizedExample) {
-        if ex.inputs.len() > self.input_len || ex.targets.len() > self.target_len {
-            self.truncated += 1;
+    /// The error for the first example over the lengths, if any.
+    fn refuse_overlong(&self, examples: &[(u64, usize, TokenizedExample)]) -> Result<()> {
+        let over = examples.iter().find_map(|(position, task, ex)| {
+            let (len, limit, what) = if ex.inputs.len() > self.input_len {
+                (ex.inputs.len(), self.input_len, "inputs have")
+            } else if ex.targets.len() > self.target_len {
+                (ex.targets.len(), self.target_len, "targets have")
+            } else {
+                return None;
+            };
+            Some((position, task, len, limit, what))
+        });
+        match over {
+            None => Ok(()),
+            Some((position, task, len, limit, what)) => Err(Error::Data {
+                message: format!(
+                    "example {position} of the mixture stream (task `{}`): its {what} {len} \
+                     tokens, over the limit of {limit} (data.input_len / data.target_len); \
+                     data.overlong = \"error\" refuses it, \"truncate\" cuts and counts it",
+                    self.mixture
+                        .rates()
+                        .get(*task)
+                        .map_or("?", |r| r.task.as_str())
+                ),
+            }),
         }
+    }
+
+    fn count_truncation(&mut self, ex: &TokenizedExample) {
+        self.truncation.record((ex.inputs.len(), ex.targets.len()));
     }
 }
 
@@ -189,8 +228,8 @@ impl BatchSource for MixtureBatches {
         Ok(())
     }
 
-    fn truncated(&self) -> u64 {
-        self.truncated
+    fn truncation(&self) -> Truncation {
+        self.truncation
     }
 }
 

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use flan_data::Truncation;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -54,8 +55,8 @@ pub struct TrainSummary {
     pub target_tokens_seen: u64,
     /// Updates skipped for non-finite values.
     pub skipped_steps: u64,
-    /// Examples truncated to fit the lengths (this process).
-    pub truncated_examples: u64,
+    /// What was cut to fit the lengths (this process).
+    pub truncation: Truncation,
     /// Mean real tokens per second (this process).
     pub tokens_per_second: f64,
     /// Mean packing efficiency (this process).
@@ -333,7 +334,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             examples_seen: self.state.examples_seen,
             target_tokens_seen: self.state.target_tokens_seen,
             skipped_steps: self.state.skipped_steps,
-            truncated_examples: self.source.truncated(),
+            truncation: self.source.truncation(),
             tokens_per_second: if train_seconds > 0.0 {
                 (totals.input_tokens + totals.target_tokens) as f64 / train_seconds
             } else {

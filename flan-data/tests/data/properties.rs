@@ -143,7 +143,7 @@ proptest! {
             check_segments(b);
             back.extend(b.unpack());
         }
-        prop_assert_eq!(stats.truncated, 0);
+        prop_assert_eq!(stats.truncation.truncated, 0);
         let real: usize = examples.iter().map(|e| e.inputs.len() + e.targets.len()).sum();
         prop_assert_eq!(stats.real_tokens as usize, real);
         prop_assert_eq!(sorted(back), sorted(examples.clone()));

@@ -118,6 +118,7 @@ impl TinyData {
             cfg.data.pack,
         )
         .unwrap()
+        .with_overlong(cfg.data.overlong)
     }
 
     /// A trainer of a freshly initialised [`TinySeq2Seq`] (seeded by the config).

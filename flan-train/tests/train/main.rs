@@ -7,3 +7,4 @@ mod data_parallel;
 mod overfit;
 mod resume;
 mod t5;
+mod truncation;
