@@ -1,22 +1,27 @@
 //! `flan generate`: greedy, beam or sampled continuations, JSONL in and out.
 
 use anyhow::{bail, Result};
+use flan_data::TruncationCounts;
 use flan_model::generate::{generate, EarlyStopping, GenerationConfig, Strategy};
 use serde::Deserialize;
 use std::io::Write;
 use std::path::PathBuf;
 
-use crate::model_io::{read_jsonl, writer, ModelArgs};
+use crate::model_io::{annotate, encode_limited, read_input, writer, InputLimitArgs, ModelArgs};
 
 /// Arguments of `flan generate`.
 #[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// JSONL with one `{"inputs": "..."}` per line.
+    #[command(flatten)]
+    pub limits: InputLimitArgs,
+    /// JSONL with one `{"inputs": "..."}` per line; an `id` is copied to the output line, other
+    /// fields are ignored (and counted on stderr).
     #[arg(long)]
     pub input: PathBuf,
-    /// Output JSONL, one line per input line; stdout if absent.
+    /// Output JSONL, one line per input line (`text`, `token_ids`; `id` when the input had one;
+    /// `input_tokens_cut` when the input was cut); stdout if absent.
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Maximum number of generated tokens (EOS included).
@@ -52,7 +57,6 @@ pub struct GenerateArgs {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct GenerateRecord {
     inputs: String,
 }
@@ -94,30 +98,49 @@ impl GenerateArgs {
 /// Runs `flan generate`.
 pub fn run(args: GenerateArgs) -> Result<()> {
     let config = args.config()?;
-    let records: Vec<GenerateRecord> = read_jsonl(&args.input, r#"{"inputs": string}"#)?;
+    let limit = args.limits.input_limit()?;
+    let records = read_input::<GenerateRecord>("generate", &args.input, r#"{"inputs": string}"#)?;
     let loaded = args.model.load()?;
+    // Every input is encoded (and checked against the limit) before any output is written.
+    let mut counts = TruncationCounts::default();
+    let mut encoded = Vec::with_capacity(records.len());
+    for r in &records {
+        let at = (args.input.as_path(), r.line, "--max-input-tokens");
+        encoded.push(encode_limited(
+            &loaded,
+            &r.fields.inputs,
+            limit.as_ref(),
+            &mut counts,
+            at,
+        )?);
+    }
     let mut out = writer(args.output.as_ref())?;
-    for chunk in records.chunks(args.model.batch_size) {
-        let rows = chunk
-            .iter()
-            .map(|r| loaded.encode(&r.inputs))
-            .collect::<Result<Vec<_>>>()?;
+    for (chunk, records) in encoded
+        .chunks(args.model.batch_size)
+        .zip(records.chunks(args.model.batch_size))
+    {
+        let rows: Vec<Vec<i64>> = chunk.iter().map(|(ids, _)| ids.clone()).collect();
         let (ids, mask) = loaded.batch(&rows);
-        for sequences in generate(&loaded.model, &ids, &mask, &config)? {
+        let outputs = generate(&loaded.model, &ids, &mask, &config)?;
+        for ((sequences, (_, cut)), record) in outputs.iter().zip(chunk).zip(records) {
             let mut items = Vec::with_capacity(sequences.len());
-            for s in &sequences {
+            for s in sequences {
                 let ids: Vec<u32> = s.token_ids.iter().map(|&t| t as u32).collect();
                 let text = loaded.tokenizer.decode(&ids, true)?;
                 items.push(serde_json::json!({"text": text, "token_ids": s.token_ids}));
             }
-            let line = if args.num_return_sequences > 1 {
+            let mut line = if args.num_return_sequences > 1 {
                 serde_json::json!({ "samples": items })
             } else {
                 items.pop().unwrap_or_default()
             };
+            annotate(&mut line, record.id.as_ref(), &[("input_tokens_cut", *cut)]);
             writeln!(out, "{line}")?;
         }
     }
     out.flush()?;
+    if let Some(note) = limit.and_then(|l| counts.describe("inputs", l.max_tokens)) {
+        eprintln!("flan generate: {note}");
+    }
     Ok(())
 }

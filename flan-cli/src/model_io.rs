@@ -3,10 +3,12 @@
 //! line-per-record output.
 
 use anyhow::{bail, Context, Result};
+use flan_data::records::{read_jsonl_records, Record, ID_FIELD};
 use flan_data::tokenizer::Tokenizer;
+use flan_data::{LengthLimit, Overlong, TruncationCounts};
 use flan_model::T5ForConditionalGeneration;
 use serde::de::DeserializeOwned;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -119,20 +121,99 @@ impl LoadedModel {
     }
 }
 
-/// Reads every line of a JSONL file as `T`; a bad line is an error naming the file and line.
-/// Blank lines are errors too: the output must have one line per input line.
-pub fn read_jsonl<T: DeserializeOwned>(path: &Path, expected: &str) -> Result<Vec<T>> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}: cannot read", path.display(), i + 1))?;
-        let record = serde_json::from_str(&line).map_err(|e| {
-            anyhow::anyhow!("{}:{}: expected {expected}: {e}", path.display(), i + 1)
-        })?;
-        out.push(record);
+/// Reads the JSONL records of `--input` (see [`flan_data::records`]) and notes on stderr which
+/// fields the command ignored.
+pub fn read_input<T: DeserializeOwned>(
+    command: &str,
+    path: &Path,
+    expected: &str,
+) -> Result<Vec<Record<T>>> {
+    let records = read_jsonl_records(path, expected)?;
+    if let Some(note) = records.ignored_note() {
+        eprintln!("flan {command}: {}: {note}", path.display());
     }
-    Ok(out)
+    Ok(records.records)
+}
+
+/// `--max-input-tokens` and `--overlong`, shared by the commands that encode inputs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct InputLimitArgs {
+    /// Cut inputs longer than this many tokens (EOS included; the EOS is kept), and count the
+    /// cuts in each output record and on stderr. No limit by default: T5's relative positions
+    /// take any length, at a memory cost quadratic in it.
+    #[arg(long)]
+    pub max_input_tokens: Option<usize>,
+    /// What a sequence over its limit gets: `truncate` (counted) or `error` (the run stops at
+    /// its line, before any output is written).
+    #[arg(long, default_value = "truncate")]
+    pub overlong: Overlong,
+}
+
+impl InputLimitArgs {
+    /// The input limit, when one is set.
+    pub fn input_limit(&self) -> Result<Option<LengthLimit>> {
+        self.limit("--max-input-tokens", self.max_input_tokens)
+    }
+
+    /// A limit of `value` tokens from `flag`, with this `--overlong`.
+    pub fn limit(&self, flag: &str, value: Option<usize>) -> Result<Option<LengthLimit>> {
+        match value {
+            Some(0) => bail!("{flag} must be at least 1 (the EOS)"),
+            Some(max_tokens) => Ok(Some(LengthLimit {
+                max_tokens,
+                overlong: self.overlong,
+            })),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Encodes one field of the record at `path:line` under `limit` (counted in `counts`); returns
+/// the ids and how many tokens were cut.
+pub fn encode_limited(
+    loaded: &LoadedModel,
+    text: &str,
+    limit: Option<&LengthLimit>,
+    counts: &mut TruncationCounts,
+    (path, line, flag): (&Path, usize, &str),
+) -> Result<(Vec<i64>, usize)> {
+    let mut ids = loaded
+        .encode(text)
+        .with_context(|| format!("{}:{line}: tokenizing", path.display()))?;
+    let Some(limit) = limit else {
+        return Ok((ids, 0));
+    };
+    let len = ids.len();
+    limit.apply(&mut ids, counts).map_err(|too_long| {
+        anyhow::anyhow!(
+            "{}:{line}: {} tokens, over {flag} {} (--overlong error refuses it; \
+             --overlong truncate cuts it and counts the cut)",
+            path.display(),
+            too_long.len,
+            too_long.limit
+        )
+    })?;
+    let cut = len - ids.len();
+    Ok((ids, cut))
+}
+
+/// Adds `id` (when the input record had one) and the tokens cut from each field (when any) to
+/// an output record.
+pub fn annotate(
+    record: &mut serde_json::Value,
+    id: Option<&serde_json::Value>,
+    cuts: &[(&str, usize)],
+) {
+    if let serde_json::Value::Object(map) = record {
+        if let Some(id) = id {
+            map.insert(ID_FIELD.to_string(), id.clone());
+        }
+        for (field, cut) in cuts {
+            if *cut > 0 {
+                map.insert(field.to_string(), serde_json::json!(cut));
+            }
+        }
+    }
 }
 
 /// JSONL output to a file, or stdout when no path is given.

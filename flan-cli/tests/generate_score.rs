@@ -187,3 +187,88 @@ fn missing_tensor_error_names_it() {
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.contains("model.safetensors"), "{err}");
 }
+
+/// Records as other tools write them (a byte-order mark, ids of any type, fields the command
+/// does not use) go through as they are: ids come back on the matching output line, ignored
+/// fields are counted on stderr, and inputs over `--max-input-tokens` are cut and counted, or
+/// refused before anything is written.
+#[test]
+fn records_from_other_tools_keep_their_ids_and_cut_inputs_are_counted() {
+    let model = fixture("v1_0");
+    let tok = flan_data::Tokenizer::from_file(model.join("tokenizer.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let long = "continue: Tom has 3 apples and gives two";
+    std::fs::write(
+        &input,
+        format!(
+            "\u{feff}{}\n{}\n{}\n",
+            serde_json::json!({"id": "a1", "inputs": "Tom", "targets": "x", "meta": {"k": 1}}),
+            serde_json::json!({"inputs": long, "id": 2, "targets": "and he eats one"}),
+            serde_json::json!({"inputs": "A farmer", "targets": "sells"}),
+        ),
+    )
+    .unwrap();
+    let long_len = tok.encode(long).unwrap().len();
+    assert!(long_len > 16);
+    let output = dir.path().join("out.jsonl");
+    let args = |command: &str, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            command,
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--max-input-tokens",
+            "16",
+        ]
+        .map(String::from)
+        .to_vec();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |a: Vec<String>| flan(&a.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let gen = run(args("generate", &["--max-new-tokens", "3"]));
+    let err = String::from_utf8_lossy(&gen.stderr);
+    assert!(gen.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "ignored fields (not used by this command): meta on 1 line, targets on 3 lines"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("1 of 3 inputs were cut to 16 tokens"), "{err}");
+    let got = lines(&output);
+    assert_eq!(got[0]["id"], "a1");
+    assert_eq!(got[1]["id"], 2);
+    assert!(got[2].get("id").is_none());
+    assert_eq!(got[1]["input_tokens_cut"], long_len - 16);
+    assert!(got[0].get("input_tokens_cut").is_none());
+
+    let score = run(args("score", &["--max-target-tokens", "3"]));
+    assert!(
+        score.status.success(),
+        "{}",
+        String::from_utf8_lossy(&score.stderr)
+    );
+    let got = lines(&output);
+    assert_eq!(got[1]["id"], 2);
+    assert_eq!(got[1]["num_tokens"], 3);
+    assert_eq!(
+        got[1]["target_tokens_cut"],
+        tok.encode("and he eats one").unwrap().len() - 3
+    );
+    assert_eq!(got[1]["input_tokens_cut"], long_len - 16);
+
+    // Refused: the error names the line and the limit, and the previous output is untouched.
+    let before = std::fs::read_to_string(&output).unwrap();
+    let refused = run(args("score", &["--overlong", "error"]));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(err.contains("in.jsonl:2:"), "{err}");
+    assert!(err.contains("over --max-input-tokens 16"), "{err}");
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), before);
+}

@@ -59,6 +59,7 @@ pub mod example;
 pub mod mixture;
 pub mod pack;
 pub mod pipeline;
+pub mod records;
 pub mod render;
 pub mod source;
 pub mod spec;
