@@ -92,9 +92,14 @@ struct RescoreArgs {
     /// phrase.
     #[arg(long)]
     task: Option<String>,
-    /// JSONL with `prediction` (or `predictions`, a list to majority-vote) and `target`.
+    /// JSONL with `prediction` (or `predictions`, a list to majority-vote) and `target`; an
+    /// optional `task` and `id`; other fields are ignored and counted in the summary.
     #[arg(long)]
     predictions: PathBuf,
+    /// Also write each record's score here, one JSONL line per prediction (`id` when it had
+    /// one, `line`, `task`, the extracted `answer`, `correct`, `f1` for TyDiQA).
+    #[arg(long)]
+    records: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -184,6 +189,15 @@ fn rescore(a: RescoreArgs) -> Result<()> {
         a.mode.into(),
         a.task.as_deref(),
     )?;
+    if let Some(path) = &a.records {
+        use std::io::Write;
+        let mut out = crate::model_io::writer(Some(path))?;
+        for record in &report.records {
+            writeln!(out, "{}", serde_json::to_string(record)?)?;
+        }
+        out.flush()
+            .with_context(|| format!("{}: writing", path.display()))?;
+    }
     print_json(&serde_json::to_value(&report)?)
 }
 

@@ -67,6 +67,51 @@ fn rescore_prints_accuracy_and_count() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["accuracy"], 25.0);
+    // Per-record scores carry the records' ids.
+    std::fs::write(
+        &preds,
+        concat!(
+            r#"{"id": "x-1", "prediction": "(A)", "target": "(A)", "source": "m"}"#,
+            "\n",
+            r#"{"id": 2, "prediction": "(C)", "target": "(A)"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let records = dir.path().join("records.jsonl");
+    let out = flan(&[
+        "eval",
+        "rescore",
+        "--benchmark",
+        "bbh",
+        "--mode",
+        "direct",
+        "--predictions",
+        p,
+        "--records",
+        records.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ignored_fields"]["source"], 1);
+    let scored: Vec<serde_json::Value> = std::fs::read_to_string(&records)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(scored.len(), 2);
+    assert_eq!(
+        (&scored[0]["id"], &scored[0]["correct"]),
+        (&"x-1".into(), &true.into())
+    );
+    assert_eq!(
+        (&scored[1]["id"], &scored[1]["answer"]),
+        (&2.into(), &"(C)".into())
+    );
     // A bad line is named.
     std::fs::write(&preds, "{\"target\": \"1\"}\n").unwrap();
     let out = flan(&[

@@ -13,6 +13,8 @@ fn bbh_records() -> Vec<PredictionRecord> {
         let (task_path, _) = bbh::task_paths(&dir, &name);
         for ex in bbh::read_task(&task_path).expect("task file").examples {
             records.push(PredictionRecord {
+                line: records.len() + 1,
+                id: None,
                 task: Some(name.clone()),
                 outputs: vec![format!(
                     "Let us reason about it step by step for a while, with numbers 1, 2 and 3. So the answer is {}.",

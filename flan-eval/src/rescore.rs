@@ -1,9 +1,10 @@
 //! Re-scoring saved predictions, so the outputs of any system can be scored by the same rules.
 //!
 //! Input: JSONL with `prediction` (a string) and `target` (string, number, or a list of gold
-//! strings for TyDiQA) per line; other fields are ignored, except an optional `task` that splits
-//! the summary by task. A line may carry `predictions` (a list of sampled outputs) instead of
-//! `prediction`: the answers are then majority-voted (self-consistency). The BBH authors'
+//! strings for TyDiQA) per line, an optional `task` that splits the summary by task and an
+//! optional `id` (any JSON value) that is carried to the record's score; other fields are ignored
+//! and counted in the report. A line may carry `predictions` (a list of sampled outputs) instead
+//! of `prediction`: the answers are then majority-voted (self-consistency). The BBH authors'
 //! published output files (`{"outputs": [{"input", "prediction", "target"}]}`) are read as well.
 
 use crate::error::read_to_string;
@@ -18,9 +19,16 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// The fields of a prediction record that rescoring reads.
+const KNOWN_FIELDS: [&str; 5] = ["prediction", "predictions", "target", "task", "id"];
+
 /// One prediction to score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PredictionRecord {
+    /// 1-based line (or, in a BBH outputs document, 1-based position in its list).
+    pub line: usize,
+    /// The record's `id`, when it has one.
+    pub id: Option<Value>,
     /// Task of the record, when the file says.
     pub task: Option<String>,
     /// The raw output(s); more than one means self-consistency.
@@ -61,6 +69,10 @@ pub struct RescoreReport {
     pub f1: Option<f64>,
     /// Blank lines skipped.
     pub blank_lines: usize,
+    /// Fields of the records that rescoring does not read, with the number of records holding
+    /// each.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub ignored_fields: BTreeMap<String, usize>,
     /// Benchmark whose rules were applied.
     pub benchmark: Benchmark,
     /// Mode whose rules were applied.
@@ -74,6 +86,29 @@ pub struct RescoreReport {
     /// Unweighted mean of the per-task accuracies, when records name their task.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_average: Option<f64>,
+    /// Each record's score, in input order (written apart from the report, one per line).
+    #[serde(skip)]
+    pub records: Vec<RecordScore>,
+}
+
+/// How one record scored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordScore {
+    /// The record's `id`, when it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    /// Its line in the predictions file.
+    pub line: usize,
+    /// Its task, when the file says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// The answer extracted by the benchmark's rule (the vote, for several predictions).
+    pub answer: Option<String>,
+    /// Whether it matches a target.
+    pub correct: bool,
+    /// Token F1 in percent (TyDiQA only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub f1: Option<f64>,
 }
 
 fn value_to_string(v: &Value) -> Option<String> {
@@ -118,38 +153,77 @@ fn record_from_value(v: &Value, path: &Path, line: usize) -> Result<PredictionRe
     }
     let task = v.get("task").and_then(Value::as_str).map(str::to_string);
     Ok(PredictionRecord {
+        line,
+        id: v.get("id").cloned(),
         task,
         outputs,
         targets,
     })
 }
 
-/// Reads a predictions file; returns the records and the number of blank lines skipped.
-pub fn read_predictions(path: &Path) -> Result<(Vec<PredictionRecord>, usize)> {
+/// The records of a predictions file, and what was skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Predictions {
+    /// In file order.
+    pub records: Vec<PredictionRecord>,
+    /// Blank lines skipped.
+    pub blank_lines: usize,
+    /// Fields rescoring does not read, with the number of records holding each.
+    pub ignored_fields: BTreeMap<String, usize>,
+}
+
+/// Reads a predictions file (JSONL, or a BBH outputs document). An empty file, or one of blank
+/// lines only, is an error: there is nothing to score.
+pub fn read_predictions(path: &Path) -> Result<Predictions> {
     let text = read_to_string(path)?;
-    // The BBH authors' published files are one JSON document with an "outputs" list.
-    if let Ok(Value::Object(doc)) = serde_json::from_str::<Value>(&text) {
-        if let Some(Value::Array(outputs)) = doc.get("outputs") {
-            let records = outputs
-                .iter()
-                .enumerate()
-                .map(|(i, v)| record_from_value(v, path, i + 1))
-                .collect::<Result<_>>()?;
-            return Ok((records, 0));
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut ignored_fields: BTreeMap<String, usize> = BTreeMap::new();
+    let mut count_ignored = |v: &Value| {
+        if let Value::Object(map) = v {
+            for key in map.keys().filter(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
+                *ignored_fields.entry(key.clone()).or_default() += 1;
+            }
         }
-    }
+    };
     let mut records = Vec::new();
-    let mut blank = 0;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            blank += 1;
-            continue;
+    let mut blank_lines = 0;
+    // The BBH authors' published files are one JSON document with an "outputs" list.
+    let document = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(mut doc)) => match doc.remove("outputs") {
+            Some(Value::Array(outputs)) => Some(outputs),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(outputs) = document {
+        for (i, v) in outputs.iter().enumerate() {
+            count_ignored(v);
+            records.push(record_from_value(v, path, i + 1)?);
         }
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| Error::parse(path, i + 1, format!("expected a JSON object: {e}")))?;
-        records.push(record_from_value(&v, path, i + 1)?);
+    } else {
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                blank_lines += 1;
+                continue;
+            }
+            let v: Value = serde_json::from_str(line)
+                .map_err(|e| Error::parse(path, i + 1, format!("expected a JSON object: {e}")))?;
+            count_ignored(&v);
+            records.push(record_from_value(&v, path, i + 1)?);
+        }
     }
-    Ok((records, blank))
+    if records.is_empty() {
+        return Err(Error::parse(
+            path,
+            1,
+            "no predictions: expected JSONL with a \"prediction\" and a \"target\" per line",
+        ));
+    }
+    Ok(Predictions {
+        records,
+        blank_lines,
+        ignored_fields,
+    })
 }
 
 /// The language of an MGSM task name (`mgsm_de` or `de`).
@@ -223,6 +297,7 @@ pub fn rescore_records(
     let default_rule = rule_for(benchmark, mode, task)?;
     let mut all = Acc::default();
     let mut by_task: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut scores = Vec::with_capacity(records.len());
     for r in records {
         let rule = match (&r.task, benchmark) {
             (Some(t), Benchmark::Mgsm) if task.is_none() => rule_for(benchmark, mode, Some(t))?,
@@ -246,6 +321,14 @@ pub fn rescore_records(
         if let Some(t) = &r.task {
             add(by_task.entry(t.clone()).or_default());
         }
+        scores.push(RecordScore {
+            id: r.id.clone(),
+            line: r.line,
+            task: r.task.clone(),
+            answer,
+            correct,
+            f1,
+        });
     }
     let by_task: BTreeMap<String, ScoreSummary> =
         by_task.into_iter().map(|(k, v)| (k, v.summary())).collect();
@@ -259,11 +342,13 @@ pub fn rescore_records(
         no_answer: s.no_answer,
         f1: s.f1,
         blank_lines: 0,
+        ignored_fields: BTreeMap::new(),
         benchmark,
         mode,
         task: task.map(str::to_string),
         by_task,
         task_average,
+        records: scores,
     })
 }
 
@@ -274,9 +359,10 @@ pub fn rescore_file(
     mode: Mode,
     task: Option<&str>,
 ) -> Result<RescoreReport> {
-    let (records, blank) = read_predictions(path)?;
-    let mut report = rescore_records(&records, benchmark, mode, task)?;
-    report.blank_lines = blank;
+    let predictions = read_predictions(path)?;
+    let mut report = rescore_records(&predictions.records, benchmark, mode, task)?;
+    report.blank_lines = predictions.blank_lines;
+    report.ignored_fields = predictions.ignored_fields;
     Ok(report)
 }
 
@@ -375,6 +461,49 @@ mod tests {
         let r = rescore_file(&p, Benchmark::Tydiqa, Mode::Direct, None).unwrap();
         assert_eq!((r.correct, r.f1), (1, Some(100.0)));
         assert!(rescore_file(&p, Benchmark::Tydiqa, Mode::Cot, None).is_err());
+    }
+
+    #[test]
+    fn ids_reach_the_record_scores_and_unused_fields_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "ids.jsonl",
+            concat!(
+                "\u{feff}",
+                r#"{"id": "q1", "prediction": "(A)", "target": "(A)", "model": "m"}"#,
+                "\n",
+                r#"{"id": 7, "prediction": "(B)", "target": "(A)", "model": "m", "x": 1}"#,
+                "\n",
+                r#"{"prediction": "nothing", "target": "(A)"}"#,
+                "\n",
+            ),
+        );
+        let r = rescore_file(&p, Benchmark::Bbh, Mode::Direct, None).unwrap();
+        let ids: Vec<Option<Value>> = r.records.iter().map(|s| s.id.clone()).collect();
+        assert_eq!(ids, [Some("q1".into()), Some(7.into()), None]);
+        let correct: Vec<bool> = r.records.iter().map(|s| s.correct).collect();
+        assert_eq!(correct, [true, false, false]);
+        assert_eq!(r.records[1].answer.as_deref(), Some("(B)"));
+        assert_eq!(r.records[2].line, 3);
+        let want: BTreeMap<String, usize> = [("model".to_string(), 2), ("x".to_string(), 1)].into();
+        assert_eq!(r.ignored_fields, want);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["ignored_fields"]["model"],
+            2
+        );
+    }
+
+    #[test]
+    fn an_empty_predictions_file_is_an_error_not_zero_accuracy() {
+        let dir = tempfile::tempdir().unwrap();
+        for text in ["", "\n\n"] {
+            let p = write(dir.path(), "empty.jsonl", text);
+            let err = rescore_file(&p, Benchmark::Bbh, Mode::Direct, None)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("empty.jsonl:1: no predictions"), "{err}");
+        }
     }
 
     #[test]
