@@ -133,9 +133,14 @@ struct RunArgs {
     /// MMLU direct: first-token rank classification, generation, or whole-letter scoring.
     #[arg(long, value_enum, default_value = "rank")]
     mmlu_answer: MmluAnswerArg,
-    /// Prompt budget in tokens; exemplars are dropped beyond it.
+    /// Prompt budget in tokens: exemplars are dropped beyond it, and a prompt still longer is
+    /// cut to it (EOS kept; counted in the results and on stderr) or refused (`--overlong`).
     #[arg(long, default_value_t = 2048)]
     max_input_tokens: usize,
+    /// What a prompt over --max-input-tokens gets: `truncate` (counted) or `error` (the run
+    /// stops before any model call, naming the item).
+    #[arg(long, default_value = "truncate")]
+    overlong: flan_data::Overlong,
     /// Generation length bound.
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
@@ -243,6 +248,9 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
     if a.self_consistency && !mode.is_cot() {
         bail!("--self-consistency votes over chain-of-thought samples; use --mode cot or zero-shot-cot");
     }
+    if a.max_input_tokens == 0 {
+        bail!("--max-input-tokens must be at least 1 (the EOS)");
+    }
     let mut suite = SuiteOptions::new(a.benchmark.into(), mode, &a.data);
     suite.tasks = a.tasks.clone();
     suite.limit = a.limit;
@@ -264,6 +272,7 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
             top_p: a.top_p,
         }),
         seed: a.seed,
+        overlong: a.overlong,
     };
     Ok(RunSettings {
         suite,
@@ -297,6 +306,9 @@ fn evaluate(model: &mut dyn EvalModel, s: &RunSettings) -> Result<()> {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();
+    if let Some(note) = result.prompts.describe("prompts", result.input_limit) {
+        eprintln!("flan eval run: {note} (--max-input-tokens)");
+    }
     let info = RunInfo {
         model: model.name(),
         benchmark: s.suite.benchmark,

@@ -70,11 +70,19 @@ impl T5EvalModel {
         Ok(ids.into_iter().map(i64::from).collect())
     }
 
-    /// Right-padded `[batch, len]` ids and attention mask on the model's device.
+    /// A prompt's ids cut to [`EvalModel::max_input_tokens`], EOS kept (the runner counts the
+    /// cuts, or refuses such prompts, from [`EvalModel::count_tokens`]).
+    fn prompt_ids(&self, text: &str) -> flan_eval::Result<Vec<i64>> {
+        let mut ids = self.ids(text)?;
+        flan_data::truncation::truncate_keep_last(&mut ids, self.max_input_tokens);
+        Ok(ids)
+    }
+
+    /// Right-padded `[batch, len]` prompt ids and attention mask on the model's device.
     fn batch(&self, prompts: &[&str]) -> flan_eval::Result<(Tensor, Tensor)> {
         let rows: Vec<Vec<i64>> = prompts
             .iter()
-            .map(|p| self.ids(p))
+            .map(|p| self.prompt_ids(p))
             .collect::<Result<_, _>>()?;
         let width = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
         let pad = i64::from(self.tokenizer.pad_id());
@@ -163,7 +171,7 @@ impl EvalModel for T5EvalModel {
     fn score(&mut self, inputs: &[String], targets: &[String]) -> flan_eval::Result<Vec<f64>> {
         let inputs: Vec<Vec<i64>> = inputs
             .iter()
-            .map(|t| self.ids(t))
+            .map(|t| self.prompt_ids(t))
             .collect::<Result<_, _>>()?;
         let targets: Vec<Vec<i64>> = targets
             .iter()
@@ -281,5 +289,34 @@ mod tests {
             .first_token_logits(&["Q?".into()], &["A".into(), "B".into()])
             .unwrap_err();
         assert!(err.to_string().contains("share the first token"), "{err}");
+    }
+
+    /// The runner counts a prompt over the limit as cut to it (from `count_tokens`); the model
+    /// must receive exactly that: the first tokens and the EOS.
+    #[test]
+    fn prompts_reach_the_model_cut_to_the_limit_with_their_eos() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flan-model/tests/fixtures/v1_1");
+        let mut m = load(&dir, "cpu", 6).unwrap();
+        let prompt = "Q: a question longer than six tokens\nA:";
+        let full = m.ids(prompt).unwrap();
+        assert!(m.count_tokens(prompt).unwrap() > 6);
+        let (ids, mask) = m.batch(&[prompt, "Q"]).unwrap();
+        assert_eq!(ids.size(), [2, 6]);
+        let row = Vec::<i64>::try_from(ids.get(0)).unwrap();
+        assert_eq!(row[..5], full[..5]);
+        assert_eq!(row[5], i64::from(m.tokenizer.eos_id()));
+        assert_eq!(i64::try_from(mask.get(0).sum(Kind::Int64)).unwrap(), 6);
+        // Scores see the same cut prompt; targets are never cut by the prompt limit.
+        let cut = m.score(&[prompt.into()], &["yes it is".into()]).unwrap();
+        let prefix: String = m
+            .tokenizer
+            .decode(
+                &full[..5].iter().map(|&i| i as u32).collect::<Vec<_>>(),
+                false,
+            )
+            .unwrap();
+        let mut wide = load(&dir, "cpu", 512).unwrap();
+        let same = wide.score(&[prefix], &["yes it is".into()]).unwrap();
+        assert!((cut[0] - same[0]).abs() < 1e-9, "{cut:?} vs {same:?}");
     }
 }

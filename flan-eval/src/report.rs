@@ -116,7 +116,10 @@ pub fn results_json(info: &RunInfo, items: &[EvalItem], result: &RunResult) -> V
             "max_new_tokens": info.options.max_new_tokens,
             "self_consistency": info.options.self_consistency,
             "seed": info.options.seed,
+            "max_input_tokens": result.input_limit,
+            "overlong": info.options.overlong,
         },
+        "truncation": {"prompts": result.prompts},
         "date": now,
         "flan": {
             "benchmark": info.benchmark.name(),

@@ -6,6 +6,7 @@ use crate::metrics::{accuracy_stderr, mean, Tally};
 use crate::model::{EvalModel, GenerateRequest, GenerationConfig};
 use crate::vote::{accuracy_by_k, majority_vote};
 use crate::{Error, Result};
+use flan_data::{Overlong, TruncationCounts};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,11 @@ pub struct RunOptions {
     pub self_consistency: Option<SelfConsistency>,
     /// Seed of all sampling (each item's seed is derived from it, its task and its index).
     pub seed: u64,
+    /// A prompt longer than the model's input limit ([`EvalModel::max_input_tokens`], after
+    /// the few-shot budget dropped every exemplar it could): cut to the limit and counted, or
+    /// refused before anything runs.
+    #[serde(default)]
+    pub overlong: Overlong,
 }
 
 impl Default for RunOptions {
@@ -57,6 +63,7 @@ impl Default for RunOptions {
             max_new_tokens: 256,
             self_consistency: None,
             seed: 0,
+            overlong: Overlong::Truncate,
         }
     }
 }
@@ -72,6 +79,9 @@ pub struct SampleRecord {
     pub n_shot: usize,
     /// The prompt.
     pub prompt: String,
+    /// Tokens cut from the end of the prompt to fit the model's input limit.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub prompt_tokens_cut: usize,
     /// Raw outputs (one, or k for self-consistency; empty for rank classification).
     pub outputs: Vec<String>,
     /// Answer extracted from each output.
@@ -112,6 +122,10 @@ pub struct TaskResult {
     pub accuracy_by_k: Option<Vec<f64>>,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// All results of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -119,6 +133,10 @@ pub struct RunResult {
     pub samples: Vec<SampleRecord>,
     /// Per task.
     pub tasks: BTreeMap<String, TaskResult>,
+    /// The model's input limit, tokens.
+    pub input_limit: usize,
+    /// The prompts cut to it.
+    pub prompts: TruncationCounts,
 }
 
 impl RunResult {
@@ -251,10 +269,30 @@ pub fn run(
         },
         None => GenerationConfig::greedy(opts.max_new_tokens),
     };
+    // Every prompt is measured against the model's limit before anything runs.
+    let input_limit = model.max_input_tokens();
+    let mut prompts = TruncationCounts::default();
+    let mut prompt_cuts = Vec::with_capacity(items.len());
+    for item in items {
+        let len = model.count_tokens(&item.prompt)?;
+        if len > input_limit && opts.overlong == Overlong::Error {
+            return Err(Error::Config(format!(
+                "{} item {}: the prompt has {len} tokens, over the input limit of {input_limit} \
+                 even without exemplars (--max-input-tokens; --overlong truncate cuts it and \
+                 counts the cut)",
+                item.task, item.index
+            )));
+        }
+        prompts.record(len, input_limit);
+        prompt_cuts.push(len.saturating_sub(input_limit));
+    }
     let mut samples = Vec::with_capacity(items.len());
     let mut done = 0;
     // Rank-classified items and generated items are batched separately, keeping item order.
-    for batch in items.chunks(opts.batch_size) {
+    for (batch, cuts) in items
+        .chunks(opts.batch_size)
+        .zip(prompt_cuts.chunks(opts.batch_size))
+    {
         let mut records: Vec<Option<SampleRecord>> = vec![None; batch.len()];
         let ranked: Vec<usize> = (0..batch.len())
             .filter(|&i| batch[i].choices.is_some())
@@ -284,6 +322,7 @@ pub fn run(
                     index: item.index,
                     n_shot: item.n_shot,
                     prompt: item.prompt.clone(),
+                    prompt_tokens_cut: cuts[i],
                     outputs: Vec::new(),
                     extracted: vec![answer.clone()],
                     answer,
@@ -331,6 +370,7 @@ pub fn run(
                     index: item.index,
                     n_shot: item.n_shot,
                     prompt: item.prompt.clone(),
+                    prompt_tokens_cut: cuts[i],
                     outputs: outs,
                     extracted,
                     answer,
@@ -346,7 +386,12 @@ pub fn run(
         progress(done, items.len());
     }
     let tasks = task_results(items, &samples, opts.self_consistency.as_ref().map(|s| s.k));
-    Ok(RunResult { samples, tasks })
+    Ok(RunResult {
+        samples,
+        tasks,
+        input_limit,
+        prompts,
+    })
 }
 
 fn task_results(

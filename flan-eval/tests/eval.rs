@@ -261,6 +261,36 @@ mod end_to_end {
             .iter()
             .all(|i| i.n_shot == 0 || small.count_tokens(&i.prompt).unwrap() <= 40));
 
+        // A budget below even the zero-shot prompt: the model gets the prompt cut to its limit,
+        // and every cut is counted; or, by choice, the run is refused before it starts.
+        let mut tiny = oracle(&items, |t| t.to_string()).with_max_input_tokens(5);
+        opts.max_input_tokens = 5;
+        let items = items_for(&opts, &mut tiny);
+        assert!(items.iter().all(|i| i.n_shot == 0));
+        let result = run(&mut tiny, &items, &RunOptions::default());
+        assert_eq!((result.input_limit, result.prompts.cut), (5, 3));
+        for s in &result.samples {
+            let len = tiny.count_tokens(&s.prompt).unwrap();
+            assert_eq!(s.prompt_tokens_cut, len - 5);
+        }
+        assert_eq!(
+            result.prompts.tokens_removed as usize,
+            result
+                .samples
+                .iter()
+                .map(|s| s.prompt_tokens_cut)
+                .sum::<usize>()
+        );
+        let refuse = RunOptions {
+            overlong: flan_data::Overlong::Error,
+            ..RunOptions::default()
+        };
+        let err = runner::run(&mut tiny, &items, &refuse, &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mmlu_anatomy item 0: the prompt has"), "{err}");
+        assert!(err.contains("over the input limit of 5"), "{err}");
+
         // Generation instead of ranking.
         opts.max_input_tokens = 2048;
         opts.mmlu_answering = MmluAnswering::Generate;
@@ -345,6 +375,8 @@ mod end_to_end {
         let results: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&paths.results).unwrap()).unwrap();
         let nav = &results["results"]["bbh_navigate"];
+        assert_eq!(results["truncation"]["prompts"]["sequences"], items.len());
+        assert_eq!(results["truncation"]["prompts"]["cut"], 0);
         let acc = nav["exact_match,strict-match"].as_f64().unwrap();
         assert!((acc * 100.0 - result.tasks["bbh_navigate"].accuracy).abs() < 1e-9);
         assert_eq!(results["n-shot"]["bbh_snarks"], 3);
