@@ -104,9 +104,11 @@ struct RescoreArgs {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Model directory in Hugging Face layout (config.json, model.safetensors, tokenizer.json).
-    #[arg(long)]
-    model: PathBuf,
+    /// Model directory in Hugging Face layout (config.json, model.safetensors, tokenizer.json),
+    /// or a hub id such as google/flan-t5-small (from the Hugging Face cache, downloaded when
+    /// online).
+    #[arg(long, value_name = "DIR|HUB_ID")]
+    model: String,
     #[arg(long, value_enum)]
     benchmark: BenchmarkArg,
     #[arg(long, value_enum)]
@@ -283,8 +285,9 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
 
 fn run_model(a: RunArgs) -> Result<()> {
     let settings = settings(&a)?;
-    let mut model = crate::t5_adapter::load(&a.model, &a.device, settings.suite.max_input_tokens)
-        .with_context(|| format!("loading model {}", a.model.display()))?;
+    let dir = flan_model::hub::resolve_model(&a.model)?;
+    let mut model = crate::t5_adapter::load(&dir, &a.device, settings.suite.max_input_tokens)
+        .with_context(|| format!("loading model {}", dir.display()))?;
     evaluate(&mut model, &settings)
 }
 

@@ -34,8 +34,9 @@ pub struct TrainArgs {
     /// Start afresh even when the output directory has checkpoints.
     #[arg(long, conflicts_with = "resume")]
     no_resume: bool,
-    /// A pretrained model directory to finetune (`model.pretrained`).
-    #[arg(long, value_name = "DIR")]
+    /// A pretrained model to finetune (`model.pretrained`): a directory, or a hub id such as
+    /// google/flan-t5-small (from the Hugging Face cache, downloaded when online).
+    #[arg(long, value_name = "DIR|HUB_ID")]
     model: Option<PathBuf>,
     /// The flan-data mixture spec (`data.mixture`).
     #[arg(long, value_name = "FILE")]
@@ -75,7 +76,13 @@ impl TrainArgs {
         };
         let mut o = Vec::new();
         if let Some(m) = &self.model {
-            o.push(format!("model.pretrained={}", path(m)));
+            let hub_id = !m.exists() && flan_model::hub::is_hub_id(&m.to_string_lossy());
+            let value = if hub_id {
+                toml_quote(&m.to_string_lossy())
+            } else {
+                path(m)
+            };
+            o.push(format!("model.pretrained={value}"));
         }
         if let Some(m) = &self.mixture {
             o.push(format!("data.mixture={}", path(m)));
@@ -125,7 +132,7 @@ fn toml_quote(s: &str) -> String {
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let overrides = args.overrides();
-    let cfg = match &args.config {
+    let mut cfg = match &args.config {
         Some(file) => TrainConfig::load(file, &overrides)?,
         None => TrainConfig::from_overrides(&overrides)
             .context("no --config given: the named flags and --set must describe the whole run")?,
@@ -134,6 +141,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         print!("{}", cfg.to_toml()?);
         return Ok(());
     }
+    // A hub id becomes its local snapshot once, for the trainer and the evaluations alike.
+    cfg.resolve_pretrained()?;
     let hook: Option<Box<dyn EvalHook<T5ForConditionalGeneration>>> = if cfg.eval.every > 0 {
         Some(Box::new(BenchmarkHook::new(&cfg)?))
     } else {

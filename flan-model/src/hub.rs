@@ -47,7 +47,9 @@ pub fn cached_snapshot(cache: &Path, repo_id: &str) -> Option<PathBuf> {
     complete.then_some(snapshot)
 }
 
-fn looks_like_hub_id(model: &str) -> bool {
+/// Whether `model` has the form of a hub id: `name` or `org/name`, of letters, digits, `-`,
+/// `_` and `.` (as the hub allows), so that it can be told from a path to a directory.
+pub fn is_hub_id(model: &str) -> bool {
     let parts: Vec<&str> = model.split('/').collect();
     (1..=2).contains(&parts.len())
         && parts.iter().all(|p| {
@@ -71,7 +73,7 @@ pub fn resolve_model(model: &str) -> Result<PathBuf> {
         model: model.to_string(),
         reason,
     };
-    if !looks_like_hub_id(model) {
+    if !is_hub_id(model) {
         return Err(not_found(
             "no such directory, and not a hub id of the form `org/name`".into(),
         ));
@@ -174,7 +176,7 @@ mod tests {
             .to_string();
         assert!(err.contains("not in the Hugging Face cache"), "{err}");
         assert!(err.contains("HF_HUB_OFFLINE"), "{err}");
-        assert!(looks_like_hub_id("google/flan-t5-small"));
-        assert!(!looks_like_hub_id("../x/y"));
+        assert!(is_hub_id("google/flan-t5-small"));
+        assert!(!is_hub_id("../x/y"));
     }
 }

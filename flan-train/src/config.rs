@@ -77,7 +77,8 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// A Hugging Face model directory (`config.json`, safetensors, usually `tokenizer.json`).
+    /// A Hugging Face model directory (`config.json`, safetensors, usually `tokenizer.json`),
+    /// or a hub id such as `google/flan-t5-small` (see [`TrainConfig::resolve_pretrained`]).
     pub pretrained: Option<PathBuf>,
     /// A `config.json` to build a randomly initialised model from (seeded by `seed`).
     pub config: Option<PathBuf>,
@@ -602,6 +603,20 @@ impl TrainConfig {
         }
     }
 
+    /// Turns a hub id in `model.pretrained` into the local directory of its snapshot (from the
+    /// Hugging Face cache, or downloaded when the hub is reachable and `HF_HUB_OFFLINE` is not
+    /// set); a directory stays as it is.
+    pub fn resolve_pretrained(&mut self) -> Result<()> {
+        if let Some(model) = &self.model.pretrained {
+            if !model.is_dir() {
+                let dir = flan_model::hub::resolve_model(&model.to_string_lossy())
+                    .map_err(crate::t5::model_error)?;
+                self.model.pretrained = Some(dir);
+            }
+        }
+        Ok(())
+    }
+
     /// The tokenizer file of the run: `model.tokenizer`, else the pretrained directory's, else
     /// (with `model.train_tokenizer`) `output_dir/tokenizer.json`.
     pub fn tokenizer_path(&self) -> Result<PathBuf> {
@@ -700,7 +715,12 @@ fn resolve_paths(table: &mut toml::Table, base: &Path) {
     for key in PATH_KEYS {
         if let Some(toml::Value::String(s)) = value_at(table, key) {
             let p = Path::new(s.as_str());
-            if p.is_relative() {
+            // `model.pretrained = "google/flan-t5-small"` names a hub model unless a directory
+            // of that name sits beside the config (transformers' from_pretrained rule).
+            let hub_id = key == ["model", "pretrained"]
+                && flan_model::hub::is_hub_id(s)
+                && !base.join(p).is_dir();
+            if p.is_relative() && !hub_id {
                 *s = base.join(p).to_string_lossy().into_owned();
             }
         }

@@ -23,6 +23,9 @@ pub type T5Trainer = Trainer<T5ForConditionalGeneration, MixtureBatches>;
 /// otherwise the latest complete checkpoint in `output_dir` is used when `checkpoint.auto_resume`.
 /// Returns the trainer and the checkpoint it resumed from.
 pub fn prepare(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(T5Trainer, Option<PathBuf>)> {
+    let mut cfg = cfg.clone();
+    cfg.resolve_pretrained()?;
+    let cfg = &cfg;
     cfg.validate()?;
     ensure_tokenizer(cfg)?;
     let (model, tokenizer_file) = build_model(cfg)?;

@@ -2,7 +2,7 @@
 //!
 //! Without `--config`, the checked-in default run is used (configs/finetune-default/train.toml:
 //! a tiny T5 trained from scratch on the synthetic suite, evaluated before and after; with
-//! `--model DIR`, pretrained.toml: the Flan recipe on that checkpoint, same suite); without
+//! `--model DIR|HUB_ID`, pretrained.toml: the Flan recipe on that checkpoint, same suite); without
 //! `--output-dir` (or `--set output_dir=...`), each run gets a new directory
 //! `runs/finetune-<UTC date>-<time>`. `--nproc N` starts N local processes with the environment
 //! `torchrun` would give them (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT).
@@ -16,7 +16,7 @@ use crate::{libtorch, process};
 
 /// The default run's config, relative to the workspace root: training from scratch...
 const DEFAULT_CONFIG: &str = "configs/finetune-default/train.toml";
-/// ...or, when `--model DIR` names a checkpoint, the Flan recipe for finetuning it.
+/// ...or, when `--model` names a checkpoint (a directory or a hub id), the Flan recipe for finetuning it.
 const PRETRAINED_CONFIG: &str = "configs/finetune-default/pretrained.toml";
 
 pub fn run(args: &[String]) -> Result<()> {
