@@ -48,7 +48,8 @@ pub fn libtorch_cpp_build(libtorch: &Path) -> cc::Build {
 
 /// Links the libtorch libraries a shim's archive refers to. torch-sys already links them for
 /// tch; naming them after the archive keeps its references resolvable whatever order the linker
-/// sees the libraries in.
+/// sees the libraries in. The package's own executables (tests, examples, benches) find them
+/// at run time through [`rpath_to_libtorch`].
 pub fn link_libtorch(libtorch: &Path, libs: &[&str]) {
     println!(
         "cargo:rustc-link-search=native={}",
@@ -57,4 +58,17 @@ pub fn link_libtorch(libtorch: &Path, libs: &[&str]) {
     for lib in libs {
         println!("cargo:rustc-link-lib=dylib={lib}");
     }
+    rpath_to_libtorch(libtorch);
+}
+
+/// Records libtorch's `lib/` as the run-time search path (DT_RUNPATH) of the calling package's
+/// executables (binaries, tests, examples, benches), so that a built `flan` starts in a fresh
+/// shell without `LD_LIBRARY_PATH`; libtorch's own libraries find theirs through their
+/// `$ORIGIN` run paths. `LD_LIBRARY_PATH`, when set, still comes first. The path is absolute:
+/// moving or deleting that libtorch breaks the binaries, as it would with any dynamic library.
+pub fn rpath_to_libtorch(libtorch: &Path) {
+    println!(
+        "cargo:rustc-link-arg=-Wl,-rpath,{}",
+        libtorch.join("lib").display()
+    );
 }

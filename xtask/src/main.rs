@@ -8,6 +8,7 @@ mod bench;
 mod ci;
 mod finetune;
 mod fixtures;
+mod install;
 mod libtorch;
 mod process;
 mod test;
@@ -23,6 +24,9 @@ tasks:
                          eval \"$(cargo xtask env)\"
   test [ARGS]        setup if needed, then `cargo test --workspace ARGS`
   finetune [ARGS]    setup if needed, build `flan` in release, run `flan train ARGS`
+  install [--prefix DIR]
+                     build `flan` in release and copy it to DIR/bin (default ~/.cargo/bin);
+                     it finds libtorch on its own
   fixtures [NAME...] install transformers into the venv, rerun xtask/fixtures/*.py (parity data)
   bench [--quick] [--threads N] [--out DIR] [--shapes tiny,small] [--reps N]
                      speed next to transformers/tokenizers, same data and weights;
@@ -53,6 +57,7 @@ fn run() -> Result<()> {
         Some("test") => test::run(&rest),
         Some("finetune") => finetune::run(&rest),
         Some("fixtures") => fixtures::run(&rest),
+        Some("install") => install::run(&rest),
         Some("bench") => bench::run(&rest),
         Some("ci") => {
             no_args("ci", &rest)?;
