@@ -20,9 +20,9 @@ pub struct T5EvalModel {
 }
 
 /// Loads a model directory in Hugging Face layout (config.json, model.safetensors,
-/// tokenizer.json) in fp32 on `device`; prompts are budgeted to `max_input_tokens`.
-pub fn load(dir: &Path, device: &str, max_input_tokens: usize) -> Result<T5EvalModel> {
-    let device = crate::model_io::parse_device(device)?;
+/// tokenizer.json) in fp32 on `device` (resolved by the caller, e.g. with
+/// [`flan_model::DeviceSpec::resolve_from_env`]); prompts are budgeted to `max_input_tokens`.
+pub fn load(dir: &Path, device: Device, max_input_tokens: usize) -> Result<T5EvalModel> {
     let (model, _report) = T5ForConditionalGeneration::from_pretrained(dir, device, Kind::Float)?;
     let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
         .with_context(|| format!("{}: reading tokenizer.json", dir.display()))?;
@@ -223,7 +223,7 @@ mod tests {
 
     fn tiny() -> T5EvalModel {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flan-model/tests/fixtures/v1_1");
-        load(&dir, "cpu", 512).unwrap()
+        load(&dir, Device::Cpu, 512).unwrap()
     }
 
     fn requests(prompts: &[&str], seed: u64) -> Vec<GenerateRequest> {
