@@ -1,13 +1,15 @@
 //! flan-dist: data-parallel building blocks on PyTorch's own distributed engine, c10d.
 //!
 //! Rust code joins the same kind of process group a `torchrun` job uses: the same rendezvous
-//! (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`, rank 0 hosting a `TCPStore`) and the same
+//! (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`, rank 0 hosting a `TCPStore`; under
+//! Slurm's `srun`, `SLURM_PROCID` and `SLURM_NTASKS` in place of the first two) and the same
 //! backends (Gloo on CPU, NCCL on CUDA behind the `nccl` feature). The collectives are libtorch's
 //! own, reached through a small C++ shim (`csrc/c10d_shim.cpp`) that `build.rs` compiles against
 //! the headers of the installed libtorch; they block until done and turn C++ exceptions (a dead
 //! peer, a timeout) into [`Error::C10d`].
 //!
-//! Main types: [`Rendezvous`] (who and where), [`TcpStore`], [`ProcessGroup`] with
+//! Main types: [`Membership`] (rank and world size, from torchrun's or Slurm's variables),
+//! [`Rendezvous`] (who and where), [`TcpStore`], [`ProcessGroup`] with
 //! [`ProcessGroup::all_reduce`], [`ProcessGroup::broadcast`] and [`ProcessGroup::barrier`];
 //! [`DataParallel`] keeps a `tch` VarStore in step across ranks (broadcast from rank 0, bucketed
 //! gradient averaging).
@@ -85,5 +87,5 @@ mod store;
 pub use data_parallel::{DataParallel, DEFAULT_BUCKET_ELEMENTS};
 pub use error::{Error, Result};
 pub use group::{Backend, ProcessGroup, ReduceOp};
-pub use rendezvous::{Rendezvous, DEFAULT_MASTER_PORT, DEFAULT_TIMEOUT};
+pub use rendezvous::{Launcher, Membership, Rendezvous, DEFAULT_MASTER_PORT, DEFAULT_TIMEOUT};
 pub use store::TcpStore;
