@@ -68,11 +68,10 @@
 //! packages installed with the torch wheel (NCCL and the CUDA runtime headers come with it), then
 //! `/usr/local/cuda/include`. The wheel's packages lack CUDA's `crt/` and `nv/` headers; they are
 //! in the PyPI packages `nvidia-cuda-crt` and `nvidia-cuda-cccl` (for torch 2.13.0's CUDA 13.0:
-//! versions 13.0.88 and 13.0.85), e.g.
-//! `pip install --target DIR --no-deps nvidia-cuda-crt==13.0.88` and the same for cccl into a
-//! second DIR, then `FLAN_DIST_CUDA_INCLUDE=DIR1/nvidia/cu13/include:DIR2/nvidia/cu13/include`.
-//! With those, `cargo test -p flan-dist --features nccl` builds, links and passes the Gloo tests
-//! on a machine without GPU. The NCCL group itself has not been run on GPUs by our tests: this
+//! versions 13.0.88 and 13.0.85), which `cargo xtask setup --cuda` installs into the same venv,
+//! next to the wheel's own CUDA headers. With those, `cargo test -p flan-dist --features nccl`
+//! builds, links and passes the Gloo tests on a machine without GPU, and `flan` gets the NCCL
+//! group through its own `nccl` feature (flan-cli → flan-train → flan-dist). The NCCL group itself has not been run on GPUs by our tests: this
 //! project's machines have none.
 
 #![deny(missing_docs)]
