@@ -11,6 +11,7 @@ use flan_eval::report::{self, RunInfo};
 use flan_eval::runner::{self, RunOptions, SelfConsistency};
 use flan_eval::suite::{self, SuiteOptions};
 use flan_eval::{Benchmark, EvalModel, Mode};
+use flan_model::DeviceSpec;
 use std::path::PathBuf;
 
 /// `flan eval ...`
@@ -167,9 +168,9 @@ struct RunArgs {
     /// Seed of all sampling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Device: cpu, cuda or cuda:N.
+    /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
-    device: String,
+    device: DeviceSpec,
 }
 
 #[derive(Args, Debug)]
@@ -286,7 +287,8 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
 fn run_model(a: RunArgs) -> Result<()> {
     let settings = settings(&a)?;
     let dir = flan_model::hub::resolve_model(&a.model)?;
-    let mut model = crate::t5_adapter::load(&dir, &a.device, settings.suite.max_input_tokens)
+    let device = a.device.resolve_from_env().context("--device")?;
+    let mut model = crate::t5_adapter::load(&dir, device, settings.suite.max_input_tokens)
         .with_context(|| format!("loading model {}", dir.display()))?;
     evaluate(&mut model, &settings)
 }

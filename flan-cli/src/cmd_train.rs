@@ -13,7 +13,7 @@ use clap::Args;
 use flan_eval::runner::{self, RunOptions};
 use flan_eval::suite::{self, SuiteOptions};
 use flan_eval::{Benchmark, EvalModel, Mode};
-use flan_model::T5ForConditionalGeneration;
+use flan_model::{DeviceSpec, T5ForConditionalGeneration};
 use flan_train::config::TrainConfig;
 use flan_train::trainer::EvalHook;
 
@@ -50,9 +50,10 @@ pub struct TrainArgs {
     /// Seed (`seed`).
     #[arg(long)]
     seed: Option<u64>,
-    /// cpu, cuda, cuda:N or auto (`device`).
+    /// cpu, cuda, cuda:N or auto (`device`). Under torchrun or srun, cuda and auto mean the
+    /// rank's own GPU (LOCAL_RANK, else SLURM_LOCALID).
     #[arg(long)]
-    device: Option<String>,
+    device: Option<DeviceSpec>,
     /// Peak learning rate (`schedule.lr`).
     #[arg(long)]
     lr: Option<f64>,
@@ -97,7 +98,7 @@ impl TrainArgs {
             o.push(format!("seed={s}"));
         }
         if let Some(d) = &self.device {
-            o.push(format!("device={}", toml_quote(d)));
+            o.push(format!("device={}", toml_quote(&d.to_string())));
         }
         if let Some(lr) = self.lr {
             o.push(format!("schedule.lr={lr:e}"));
@@ -212,7 +213,6 @@ struct Evaluation {
 struct BenchmarkHook {
     evaluations: Vec<Evaluation>,
     limit: Option<usize>,
-    device: String,
     scratch: PathBuf,
     tokenizer: PathBuf,
     seed: u64,
@@ -258,11 +258,6 @@ impl BenchmarkHook {
         Ok(BenchmarkHook {
             evaluations,
             limit: cfg.eval.limit,
-            device: if cfg.device == "auto" {
-                "cpu".into()
-            } else {
-                cfg.device.clone()
-            },
             scratch: cfg.output_dir.join("eval-model"),
             tokenizer,
             seed: cfg.seed,
@@ -280,8 +275,12 @@ impl BenchmarkHook {
         for e in &self.evaluations {
             let mut suite_opts = SuiteOptions::new(e.benchmark, e.mode, &e.data);
             suite_opts.limit = self.limit;
-            let mut eval_model =
-                crate::t5_adapter::load(&self.scratch, &self.device, suite_opts.max_input_tokens)?;
+            // On the device of the weights being trained: this rank's.
+            let mut eval_model = crate::t5_adapter::load(
+                &self.scratch,
+                model.device(),
+                suite_opts.max_input_tokens,
+            )?;
             let items = suite::build_items(&suite_opts, &mut |t| eval_model.count_tokens(t))?;
             let opts = RunOptions {
                 seed: self.seed,

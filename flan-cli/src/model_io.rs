@@ -6,11 +6,11 @@ use anyhow::{bail, Context, Result};
 use flan_data::records::{read_jsonl_records, Record, ID_FIELD};
 use flan_data::tokenizer::Tokenizer;
 use flan_data::{LengthLimit, Overlong, TruncationCounts};
-use flan_model::T5ForConditionalGeneration;
+use flan_model::{DeviceSpec, T5ForConditionalGeneration};
 use serde::de::DeserializeOwned;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// Model flags common to the inference commands.
 #[derive(clap::Args, Debug, Clone)]
@@ -19,9 +19,10 @@ pub struct ModelArgs {
     /// google/flan-t5-small (looked up in the Hugging Face cache, downloaded when online).
     #[arg(long)]
     pub model: String,
-    /// cpu, cuda or cuda:N.
+    /// cpu, cuda, cuda:N or auto (CUDA when available). Under torchrun or srun, cuda and auto
+    /// mean the process's own GPU (LOCAL_RANK, else SLURM_LOCALID).
     #[arg(long, default_value = "cpu")]
-    pub device: String,
+    pub device: DeviceSpec,
     /// Compute dtype: f32, bf16 (also on CPU) or f16 (T5 v1.1/Flan may overflow; prefer bf16).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
@@ -34,18 +35,6 @@ pub struct ModelArgs {
 pub struct LoadedModel {
     pub model: T5ForConditionalGeneration,
     pub tokenizer: Tokenizer,
-}
-
-/// Parses `cpu`, `cuda` or `cuda:N`.
-pub fn parse_device(device: &str) -> Result<Device> {
-    Ok(match device {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::Cuda(0),
-        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => Device::Cuda(n),
-            _ => bail!("unknown --device {other:?}; expected cpu, cuda or cuda:N"),
-        },
-    })
 }
 
 fn parse_dtype(dtype: &str) -> Result<Kind> {
@@ -63,15 +52,7 @@ impl ModelArgs {
         if self.batch_size == 0 {
             bail!("--batch-size must be at least 1");
         }
-        let device = parse_device(&self.device)?;
-        if let Device::Cuda(n) = device {
-            if !tch::Cuda::is_available() || n >= tch::Cuda::device_count() as usize {
-                bail!(
-                    "--device {}: no such CUDA device on this machine",
-                    self.device
-                );
-            }
-        }
+        let device = self.device.resolve_from_env().context("--device")?;
         let kind = parse_dtype(&self.dtype)?;
         let dir = flan_model::hub::resolve_model(&self.model)?;
         let (model, report) = T5ForConditionalGeneration::from_pretrained(&dir, device, kind)

@@ -20,9 +20,9 @@ pub struct T5EvalModel {
 }
 
 /// Loads a model directory in Hugging Face layout (config.json, model.safetensors,
-/// tokenizer.json) in fp32 on `device`; prompts are budgeted to `max_input_tokens`.
-pub fn load(dir: &Path, device: &str, max_input_tokens: usize) -> Result<T5EvalModel> {
-    let device = crate::model_io::parse_device(device)?;
+/// tokenizer.json) in fp32 on `device` (resolved by the caller, e.g. with
+/// [`flan_model::DeviceSpec::resolve_from_env`]); prompts are budgeted to `max_input_tokens`.
+pub fn load(dir: &Path, device: Device, max_input_tokens: usize) -> Result<T5EvalModel> {
     let (model, _report) = T5ForConditionalGeneration::from_pretrained(dir, device, Kind::Float)?;
     let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
         .with_context(|| format!("{}: reading tokenizer.json", dir.display()))?;
@@ -231,7 +231,7 @@ mod tests {
 
     fn tiny() -> T5EvalModel {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flan-model/tests/fixtures/v1_1");
-        load(&dir, "cpu", 512).unwrap()
+        load(&dir, Device::Cpu, 512).unwrap()
     }
 
     fn requests(prompts: &[&str], seed: u64) -> Vec<GenerateRequest> {
@@ -296,7 +296,7 @@ mod tests {
     #[test]
     fn prompts_reach_the_model_cut_to_the_limit_with_their_eos() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flan-model/tests/fixtures/v1_1");
-        let mut m = load(&dir, "cpu", 6).unwrap();
+        let mut m = load(&dir, Device::Cpu, 6).unwrap();
         let prompt = "Q: a question longer than six tokens\nA:";
         let full = m.ids(prompt).unwrap();
         assert!(m.count_tokens(prompt).unwrap() > 6);
@@ -315,7 +315,7 @@ mod tests {
                 false,
             )
             .unwrap();
-        let mut wide = load(&dir, "cpu", 512).unwrap();
+        let mut wide = load(&dir, Device::Cpu, 512).unwrap();
         let same = wide.score(&[prefix], &["yes it is".into()]).unwrap();
         assert!((cut[0] - same[0]).abs() < 1e-9, "{cut:?} vs {same:?}");
     }

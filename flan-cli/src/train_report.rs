@@ -121,12 +121,8 @@ impl SyntheticEvaluation {
         train: &TrainSummary,
         before: SyntheticRun,
     ) -> Result<ReportFiles> {
-        let device = if cfg.device == "auto" {
-            "cpu"
-        } else {
-            cfg.device.as_str()
-        };
-        let mut model = crate::t5_adapter::load(model_dir, device, usize::MAX)?;
+        // The device the model was trained and evaluated on before training.
+        let mut model = crate::t5_adapter::load(model_dir, cfg.tch_device()?, usize::MAX)?;
         let parameters = model.parameter_count();
         let after = self.run(&mut model, "after")?;
         std::fs::write(self.dir.join("after.json"), serde_json::to_string(&after)?)

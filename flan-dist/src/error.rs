@@ -3,8 +3,8 @@
 /// Everything that can go wrong when setting up or using a process group.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A rendezvous variable (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`) is missing or
-    /// malformed.
+    /// A rendezvous variable (`RANK`, `WORLD_SIZE`, `SLURM_PROCID`, `SLURM_NTASKS`,
+    /// `MASTER_ADDR`, `MASTER_PORT`) is missing or malformed.
     #[error("environment variable {name}: {reason}")]
     Env {
         /// The variable.

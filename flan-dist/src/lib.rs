@@ -1,13 +1,15 @@
 //! flan-dist: data-parallel building blocks on PyTorch's own distributed engine, c10d.
 //!
 //! Rust code joins the same kind of process group a `torchrun` job uses: the same rendezvous
-//! (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`, rank 0 hosting a `TCPStore`) and the same
+//! (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`, rank 0 hosting a `TCPStore`; under
+//! Slurm's `srun`, `SLURM_PROCID` and `SLURM_NTASKS` in place of the first two) and the same
 //! backends (Gloo on CPU, NCCL on CUDA behind the `nccl` feature). The collectives are libtorch's
 //! own, reached through a small C++ shim (`csrc/c10d_shim.cpp`) that `build.rs` compiles against
 //! the headers of the installed libtorch; they block until done and turn C++ exceptions (a dead
 //! peer, a timeout) into [`Error::C10d`].
 //!
-//! Main types: [`Rendezvous`] (who and where), [`TcpStore`], [`ProcessGroup`] with
+//! Main types: [`Membership`] (rank and world size, from torchrun's or Slurm's variables),
+//! [`Rendezvous`] (who and where), [`TcpStore`], [`ProcessGroup`] with
 //! [`ProcessGroup::all_reduce`], [`ProcessGroup::broadcast`] and [`ProcessGroup::barrier`];
 //! [`DataParallel`] keeps a `tch` VarStore in step across ranks (broadcast from rank 0, bucketed
 //! gradient averaging).
@@ -66,11 +68,10 @@
 //! packages installed with the torch wheel (NCCL and the CUDA runtime headers come with it), then
 //! `/usr/local/cuda/include`. The wheel's packages lack CUDA's `crt/` and `nv/` headers; they are
 //! in the PyPI packages `nvidia-cuda-crt` and `nvidia-cuda-cccl` (for torch 2.13.0's CUDA 13.0:
-//! versions 13.0.88 and 13.0.85), e.g.
-//! `pip install --target DIR --no-deps nvidia-cuda-crt==13.0.88` and the same for cccl into a
-//! second DIR, then `FLAN_DIST_CUDA_INCLUDE=DIR1/nvidia/cu13/include:DIR2/nvidia/cu13/include`.
-//! With those, `cargo test -p flan-dist --features nccl` builds, links and passes the Gloo tests
-//! on a machine without GPU. The NCCL group itself has not been run on GPUs by our tests: this
+//! versions 13.0.88 and 13.0.85), which `cargo xtask setup --cuda` installs into the same venv,
+//! next to the wheel's own CUDA headers. With those, `cargo test -p flan-dist --features nccl`
+//! builds, links and passes the Gloo tests on a machine without GPU, and `flan` gets the NCCL
+//! group through its own `nccl` feature (flan-cli → flan-train → flan-dist). The NCCL group itself has not been run on GPUs by our tests: this
 //! project's machines have none.
 
 #![deny(missing_docs)]
@@ -85,5 +86,5 @@ mod store;
 pub use data_parallel::{DataParallel, DEFAULT_BUCKET_ELEMENTS};
 pub use error::{Error, Result};
 pub use group::{Backend, ProcessGroup, ReduceOp};
-pub use rendezvous::{Rendezvous, DEFAULT_MASTER_PORT, DEFAULT_TIMEOUT};
+pub use rendezvous::{Launcher, Membership, Rendezvous, DEFAULT_MASTER_PORT, DEFAULT_TIMEOUT};
 pub use store::TcpStore;

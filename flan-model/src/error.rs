@@ -91,6 +91,34 @@ pub enum Error {
     /// A caller passed inconsistent inputs (shapes, options).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+
+    /// A device name that is not one of [`crate::device::ACCEPTED`].
+    #[error("unknown device `{given}`: expected {}", crate::device::ACCEPTED)]
+    UnknownDevice {
+        /// The name as given.
+        given: String,
+    },
+
+    /// The device a spec resolves to does not exist on this machine (or for this rank).
+    #[error("device `{spec}`: {reason}")]
+    DeviceUnavailable {
+        /// The spec as the user wrote it (`cuda`, `cuda:3`, `auto`).
+        spec: String,
+        /// Which device was wanted, why, and how many there are.
+        reason: String,
+    },
+
+    /// A launcher's local-rank variable (`LOCAL_RANK`, `SLURM_LOCALID`) that is not an index.
+    #[error(
+        "{variable}={value:?}: expected a non-negative integer (the index of this process on \
+         its node, as torchrun or srun set it)"
+    )]
+    LauncherVariable {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+    },
 }
 
 fn list(what: &str, names: &[String]) -> String {

@@ -11,6 +11,8 @@
 //! - [`score`]: log-likelihood of given targets, the basis of rank classification.
 //! - [`Autocast`]: mixed precision (bf16 matmuls over fp32 weights) on CPU and CUDA.
 //! - [`FlushDenormals`]: denormals flushed to zero on every intra-op thread (training speed).
+//! - [`DeviceSpec`]: `cpu`, `cuda`, `cuda:N` or `auto`, resolved per process from the launcher's
+//!   environment ([`LauncherEnv`]: `LOCAL_RANK`, `SLURM_LOCALID`), so each rank gets its own GPU.
 //! - [`hub`]: resolves `--model` (a directory or a hub id) to a local directory.
 //!
 //! ```no_run
@@ -32,6 +34,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod cpu_kernels;
 pub mod denormals;
+pub mod device;
 pub mod dropout;
 pub mod error;
 pub mod generate;
@@ -49,6 +52,7 @@ pub use checkpoint::LoadReport;
 pub use config::T5Config;
 pub use cpu_kernels::CpuKernels;
 pub use denormals::FlushDenormals;
+pub use device::{DeviceSpec, LauncherEnv};
 pub use error::{Error, Result};
 pub use inference_mode::InferenceMode;
 pub use kv_cache::KvCache;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use flan_data::Overlong;
 use serde::{Deserialize, Serialize};
 
+use flan_model::DeviceSpec;
+
 use crate::optim::OptimizerConfig;
 use crate::schedule::ScheduleConfig;
 use crate::{Error, Result};
@@ -25,9 +27,11 @@ pub struct TrainConfig {
     /// Seed of the model's initialisation, of dropout and (unless `data.seed`) of the mixture.
     #[serde(default)]
     pub seed: u64,
-    /// `cpu`, `cuda`, `cuda:N`, or `auto` (CUDA when available).
+    /// `cpu`, `cuda`, `cuda:N`, or `auto` (CUDA when available); a string in the file, parsed
+    /// when the config is read. Under a launcher, `cuda` and `auto` mean this rank's GPU
+    /// (`LOCAL_RANK`, else `SLURM_LOCALID`); see [`TrainConfig::tch_device`].
     #[serde(default = "default_device")]
-    pub device: String,
+    pub device: DeviceSpec,
     /// Parameter dtype: `f32` or `bf16` (pure bf16: the optimisers update bf16 parameters in
     /// fp32 and round once, as transformers does).
     #[serde(default = "default_dtype")]
@@ -371,8 +375,8 @@ fn default_tokenizer_rendered() -> usize {
 fn default_output_dir() -> PathBuf {
     PathBuf::from("runs/flan")
 }
-fn default_device() -> String {
-    "auto".into()
+fn default_device() -> DeviceSpec {
+    DeviceSpec::Auto
 }
 fn default_dtype() -> String {
     "f32".into()
@@ -546,7 +550,6 @@ impl TrainConfig {
         }
         self.kind()?;
         self.autocast_kind()?;
-        self.tch_device()?;
         crate::schedule::Schedule::new(self.schedule.clone(), self.train.steps)?;
         self.optimizer.build()?;
         Ok(())
@@ -586,21 +589,15 @@ impl TrainConfig {
         Ok(Some(kind))
     }
 
-    /// The device.
+    /// The device of this process: [`DeviceSpec::resolve`] with the launcher's variables of the
+    /// process environment and the CUDA devices libtorch sees, so that each rank of a
+    /// `torchrun --nproc_per_node=N` or `srun` launch gets its own GPU. Resolved here rather
+    /// than when the config is read, because it depends on the machine and the process: the same
+    /// config is valid on a laptop and on each rank of a GPU node.
     pub fn tch_device(&self) -> Result<tch::Device> {
-        let d = self.device.as_str();
-        match d {
-            "cpu" => Ok(tch::Device::Cpu),
-            "auto" => Ok(tch::Device::cuda_if_available()),
-            "cuda" => Ok(tch::Device::Cuda(0)),
-            _ => d
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(tch::Device::Cuda)
-                .ok_or_else(|| Error::Config {
-                    message: format!("device must be cpu, cuda, cuda:N or auto, got `{d}`"),
-                }),
-        }
+        self.device.resolve_from_env().map_err(|e| Error::Config {
+            message: e.to_string(),
+        })
     }
 
     /// Turns a hub id in `model.pretrained` into the local directory of its snapshot (from the
@@ -811,7 +808,7 @@ mod tests {
         .map(String::from);
         let cfg = TrainConfig::load(&write(dir.path(), MINIMAL), &overrides).unwrap();
         assert_eq!(cfg.schedule.lr, 5e-4);
-        assert_eq!(cfg.device, "cpu");
+        assert_eq!(cfg.device, DeviceSpec::Cpu);
         assert_eq!(cfg.train.steps, 7);
         match cfg.optimizer {
             OptimizerConfig::AdamW(a) => assert_eq!(a.weight_decay, 0.1),
@@ -896,6 +893,37 @@ mod tests {
         assert!(cfg.flush_denormals, "on by default");
         let exact = TrainConfig::load(&file, &["flush_denormals=false".into()]).unwrap();
         assert!(!exact.flush_denormals);
+    }
+
+    #[test]
+    fn the_device_is_parsed_when_the_config_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), MINIMAL);
+        assert_eq!(
+            TrainConfig::load(&file, &[]).unwrap().device,
+            DeviceSpec::Auto
+        );
+        // Parsed, not resolved: a config for GPU ranks loads on a machine without one.
+        let cfg = TrainConfig::load(&file, &["device=cuda:1".into()]).unwrap();
+        assert_eq!(cfg.device, DeviceSpec::Cuda(Some(1)));
+        assert!(
+            cfg.to_toml().unwrap().contains("device = \"cuda:1\""),
+            "a string in the file"
+        );
+        let cpu = TrainConfig::load(&file, &["device=cpu".into()]).unwrap();
+        assert_eq!(cpu.tch_device().unwrap(), tch::Device::Cpu);
+        // (`write` replaces the same train.toml.)
+        let in_file = write(dir.path(), &format!("device = \"cuda\"\n{MINIMAL}"));
+        assert_eq!(
+            TrainConfig::load(&in_file, &[]).unwrap().device,
+            DeviceSpec::Cuda(None)
+        );
+        let bad = write(dir.path(), &format!("device = \"gpu\"\n{MINIMAL}"));
+        let err = TrainConfig::load(&bad, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("train.toml") && err.contains("`gpu`") && err.contains("cuda:N"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Data parallelism for the trainer on flan-dist (libtorch's c10d: Gloo on CPU, NCCL on CUDA).
 //!
-//! A launch is distributed when `WORLD_SIZE` > 1 (torchrun, or any launcher that sets `RANK`,
-//! `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`). Every rank builds the same model, which is then
+//! A launch is distributed when its world size is above 1: `WORLD_SIZE` (torchrun, or any
+//! launcher that sets `RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`), else `SLURM_NTASKS`
+//! (`srun`, with `SLURM_PROCID` as the rank and `MASTER_ADDR`/`MASTER_PORT` set by the job script).
+//! Each rank's device comes from the config's `device` and its local rank (see
+//! [`flan_model::DeviceSpec::resolve`]). Every rank builds the same model, which is then
 //! overwritten with rank 0's parameters; each rank reads its own shard of the mixture; the loss
 //! of each rank is divided by the target tokens of the whole global batch and the gradients are
 //! summed, so that W ranks × batch b take exactly the step of one process with batch W·b. Only
@@ -13,7 +16,7 @@
 
 use std::time::Duration;
 
-use flan_dist::{Backend, DataParallel, ProcessGroup, ReduceOp, Rendezvous};
+use flan_dist::{Backend, DataParallel, Membership, ProcessGroup, ReduceOp, Rendezvous};
 use tch::{Device, Kind, Tensor};
 
 use crate::optim::NamedParam;
@@ -33,40 +36,34 @@ fn dist_error(e: flan_dist::Error) -> Error {
     }
 }
 
-/// `WORLD_SIZE` from the environment (1 when unset).
-fn world_size_from_env() -> Result<usize> {
-    match std::env::var("WORLD_SIZE") {
-        Err(_) => Ok(1),
-        Ok(v) => v.trim().parse().map_err(|_| Error::Distributed {
-            message: format!("WORLD_SIZE={v:?} is not a number of processes"),
-        }),
-    }
+/// This process's rank and world size as its launcher set them (`RANK`/`WORLD_SIZE`, else
+/// `SLURM_PROCID`/`SLURM_NTASKS`; flan-dist's [`Membership`] is the one reader of those
+/// variables, so the trainer and the rendezvous never disagree about who is who). `None` outside
+/// a launcher.
+fn membership(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Membership>> {
+    Membership::from_lookup(lookup).map_err(dist_error)
+}
+
+/// Whether `membership` makes a distributed run: more than one process.
+fn is_distributed(membership: Option<Membership>) -> bool {
+    membership.is_some_and(|m| m.world_size > 1)
 }
 
 /// Whether this process writes outputs: a single process, or rank 0 of a distributed launch.
 pub fn is_primary_from_env() -> Result<bool> {
-    if world_size_from_env()? <= 1 {
-        return Ok(true);
-    }
-    match std::env::var("RANK") {
-        Ok(r) => r
-            .trim()
-            .parse::<usize>()
-            .map(|r| r == 0)
-            .map_err(|_| Error::Distributed {
-                message: format!("RANK={r:?} is not a rank number"),
-            }),
-        Err(_) => Err(Error::Distributed {
-            message: "WORLD_SIZE > 1 but RANK is not set".into(),
-        }),
-    }
+    is_primary(|name| std::env::var(name).ok())
+}
+
+/// [`is_primary_from_env`] over any variable lookup.
+fn is_primary(lookup: impl Fn(&str) -> Option<String>) -> Result<bool> {
+    Ok(membership(lookup)?.is_none_or(|m| m.rank == 0))
 }
 
 impl Distributed {
     /// Joins the group the environment describes; `None` for a single process. Gloo on CPU,
     /// NCCL on CUDA (when flan-dist is built with its `nccl` feature).
     pub fn from_env(device: Device) -> Result<Option<Distributed>> {
-        if world_size_from_env()? <= 1 {
+        if !is_distributed(membership(|name| std::env::var(name).ok())?) {
             return Ok(None);
         }
         let mut rendezvous = Rendezvous::from_env().map_err(dist_error)?;
@@ -200,6 +197,62 @@ pub fn cursor_for_rank(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
+
+    type Vars<'a> = &'a [(&'a str, &'a str)];
+
+    fn lookup(pairs: Vars) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn primary_and_distributed_follow_the_rendezvous_variables() {
+        // (variables, is primary, is distributed)
+        let cases: [(Vars, bool, bool); 7] = [
+            (&[], true, false),
+            (&[("RANK", "0"), ("WORLD_SIZE", "1")], true, false),
+            (&[("RANK", "0"), ("WORLD_SIZE", "4")], true, true),
+            (&[("RANK", "3"), ("WORLD_SIZE", "4")], false, true),
+            (&[("SLURM_PROCID", "2"), ("SLURM_NTASKS", "4")], false, true),
+            (&[("SLURM_PROCID", "0"), ("SLURM_NTASKS", "1")], true, false),
+            // torchrun under srun: torchrun's rank decides.
+            (
+                &[
+                    ("RANK", "0"),
+                    ("WORLD_SIZE", "8"),
+                    ("SLURM_PROCID", "1"),
+                    ("SLURM_NTASKS", "2"),
+                ],
+                true,
+                true,
+            ),
+        ];
+        for (pairs, primary, distributed) in cases {
+            assert_eq!(is_primary(lookup(pairs)).unwrap(), primary, "{pairs:?}");
+            assert_eq!(
+                is_distributed(membership(lookup(pairs)).unwrap()),
+                distributed,
+                "{pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_launch_environment_is_an_error_not_a_single_process() {
+        for (pairs, needle) in [
+            (&[("RANK", "1"), ("WORLD_SIZE", "x")][..], "WORLD_SIZE"),
+            (&[("WORLD_SIZE", "4")][..], "RANK"),
+            (&[("RANK", "4"), ("WORLD_SIZE", "4")][..], "RANK"),
+            (&[("SLURM_PROCID", "1")][..], "SLURM_NTASKS"),
+        ] {
+            let err = is_primary(lookup(pairs)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{pairs:?}: {err}");
+        }
+    }
 
     #[test]
     fn a_checkpoint_resumes_only_with_its_world_size() {

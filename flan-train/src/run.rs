@@ -44,7 +44,7 @@ pub fn prepare(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(T5Trainer, O
             ),
         });
     }
-    // A distributed launch (WORLD_SIZE > 1): this rank reads its own shard of the stream.
+    // A distributed launch (world size > 1): this rank reads its own shard of the stream.
     let dist = Distributed::from_env(model.device())?;
     let shard = dist.as_ref().map(|d| (d.rank(), d.world_size()));
     let source = mixture_batches(cfg, tokenizer, shard)?;

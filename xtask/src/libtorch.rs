@@ -23,6 +23,26 @@ use crate::process;
 /// The PyTorch version `tch` 0.26 is built for.
 pub const TORCH_VERSION: &str = "2.13.0";
 
+/// The PyPI packages with CUDA's `crt/` and `nv/` headers, which the NCCL process group's headers
+/// include and the torch wheel does not pull in, at the versions torch 2.13.0's
+/// `cuda-toolkit==13.0.3` requirement pins for its `crt` and `cccl` extras (CUDA 13.0). They
+/// install into `nvidia/cu13/include` next to the wheel's own CUDA headers, where flan-dist's
+/// build script looks. Header-only: nothing here is loaded at run time.
+pub const CUDA_HEADER_PACKAGES: [(&str, &str); 2] = [
+    ("nvidia-cuda-crt", "13.0.88"),
+    ("nvidia-cuda-cccl", "13.0.85"),
+];
+
+/// What flan-dist's `nccl` feature includes that is not in libtorch's own headers, relative to
+/// the wheel's `site-packages`: NCCL (from the wheel's `nvidia-nccl-cu13`), the CUDA runtime
+/// (`nvidia-cuda-runtime`) and the two header packages above.
+const CUDA_HEADERS: [&str; 4] = [
+    "nvidia/nccl/include/nccl.h",
+    "nvidia/cu13/include/cuda_runtime.h",
+    "nvidia/cu13/include/crt/host_config.h",
+    "nvidia/cu13/include/nv/target",
+];
+
 /// Name of the record that `setup` writes once libtorch works.
 const RECORD: &str = "libtorch.env";
 
@@ -164,6 +184,69 @@ pub fn setup(verbosity: Verbosity) -> Result<Libtorch> {
         return Ok(libtorch);
     }
     install(&dir)
+}
+
+/// Makes sure the headers that flan-dist's `nccl` feature compiles against are next to
+/// `libtorch` (see [`CUDA_HEADER_PACKAGES`]); pip runs only when a pinned package or a header is
+/// missing. A libtorch the user provides (`LIBTORCH`) is left alone: its CUDA headers are theirs
+/// to provide (a CUDA toolkit in /usr/local/cuda, or `FLAN_DIST_CUDA_INCLUDE`).
+pub fn setup_cuda_headers(libtorch: &Libtorch, verbosity: Verbosity) -> Result<()> {
+    if !libtorch.dir.starts_with(install_dir()?) {
+        eprintln!(
+            "cuda headers: LIBTORCH={} is yours; installing nothing (flan-dist's nccl feature \
+             looks in FLAN_DIST_CUDA_INCLUDE, in nvidia/*/include next to libtorch, then in \
+             /usr/local/cuda/include)",
+            libtorch.dir.display()
+        );
+        return Ok(());
+    }
+    let site_packages = libtorch
+        .dir
+        .parent()
+        .context("libtorch's directory has no parent (site-packages)")?;
+    let pinned: Vec<String> = CUDA_HEADER_PACKAGES
+        .iter()
+        .map(|(name, version)| format!("{name}=={version}"))
+        .collect();
+    if missing_cuda_headers(site_packages).is_empty() {
+        if verbosity == Verbosity::Normal {
+            eprintln!(
+                "cuda headers: already installed ({}) in {}",
+                pinned.join(", "),
+                site_packages.display()
+            );
+        }
+        return Ok(());
+    }
+    eprintln!(
+        "cuda headers: installing {} into {}",
+        pinned.join(", "),
+        site_packages.display()
+    );
+    pip_install(&pinned.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let missing = missing_cuda_headers(site_packages);
+    if !missing.is_empty() {
+        bail!(
+            "after installing {}, these are still missing: {}",
+            pinned.join(", "),
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The pinned packages (by their `.dist-info` directory, as pip names it) and headers that are
+/// not in `site_packages`.
+fn missing_cuda_headers(site_packages: &Path) -> Vec<String> {
+    let packages = CUDA_HEADER_PACKAGES.iter().filter_map(|(name, version)| {
+        let dist_info = format!("{}-{version}.dist-info", name.replace('-', "_"));
+        (!site_packages.join(&dist_info).is_dir()).then_some(dist_info)
+    });
+    let headers = CUDA_HEADERS
+        .iter()
+        .filter(|h| !site_packages.join(h).exists())
+        .map(|h| h.to_string());
+    packages.chain(headers).collect()
 }
 
 /// Installs Python `packages` (the reference side of fixtures and benchmarks) into our venv.

@@ -19,7 +19,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [args]
 
 tasks:
-  setup              install libtorch (PyPI torch==2.13.0) into the per-user cache, once
+  setup [--cuda]     install libtorch (PyPI torch==2.13.0) into the per-user cache, once;
+                     --cuda also installs the CUDA headers that `--features nccl` builds need
   env                print the `export` lines that make plain cargo use that libtorch:
                          eval \"$(cargo xtask env)\"
   test [ARGS]        setup if needed, then `cargo test --workspace ARGS`
@@ -31,7 +32,8 @@ tasks:
   bench [--quick] [--threads N] [--out DIR] [--shapes tiny,small] [--reps N]
                      speed next to transformers/tokenizers, same data and weights;
                      writes results.json and results.md (default target/bench/)
-  ci                 what CI runs: setup, rustfmt check, clippy -D warnings, tests
+  ci                 what CI runs: setup, rustfmt check, clippy -D warnings,
+                     `cargo check -p flan-cli --features nccl`, tests
 ";
 
 fn main() {
@@ -47,8 +49,16 @@ fn run() -> Result<()> {
     let rest: Vec<String> = args.collect();
     match task.as_deref() {
         Some("setup") => {
-            no_args("setup", &rest)?;
-            libtorch::setup(libtorch::Verbosity::Normal).map(|_| ())
+            let cuda = match rest.as_slice() {
+                [] => false,
+                [flag] if flag == "--cuda" => true,
+                _ => bail!("`cargo xtask setup` takes only `--cuda`, got {rest:?}"),
+            };
+            let libtorch = libtorch::setup(libtorch::Verbosity::Normal)?;
+            if cuda {
+                libtorch::setup_cuda_headers(&libtorch, libtorch::Verbosity::Normal)?;
+            }
+            Ok(())
         }
         Some("env") => {
             no_args("env", &rest)?;
