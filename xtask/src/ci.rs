@@ -54,8 +54,9 @@ pub fn run() -> Result<()> {
         bail!("tests failed (exit code {code})");
     }
 
-    // The caps are read by libtorch at run time only: the same test binaries run again, nothing
-    // is rebuilt.
+    // The caps are read by libtorch at run time only. Selecting these packages alone builds a
+    // few workspace crates again (cargo unifies features over the selection, about 45 s here);
+    // torch-sys and the other dependencies are reused.
     for packages in NUMERICS_TESTS {
         let mut cmd = process::cargo();
         cmd.arg("test").args(packages);
