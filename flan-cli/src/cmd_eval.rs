@@ -4,7 +4,7 @@
 //! Raw clap arguments are turned into checked `flan_eval` settings here; all logic lives in the
 //! `flan-eval` crate.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use flan_eval::mmlu::MmluAnswering;
 use flan_eval::report::{self, RunInfo};
@@ -13,6 +13,8 @@ use flan_eval::suite::{self, SuiteOptions};
 use flan_eval::{Benchmark, EvalModel, Mode};
 use flan_model::DeviceSpec;
 use std::path::PathBuf;
+
+use crate::exit_code::usage;
 
 /// `flan eval ...`
 #[derive(Args, Debug)]
@@ -249,10 +251,13 @@ struct RunSettings {
 fn settings(a: &RunArgs) -> Result<RunSettings> {
     let mode: Mode = a.mode.into();
     if a.self_consistency && !mode.is_cot() {
-        bail!("--self-consistency votes over chain-of-thought samples; use --mode cot or zero-shot-cot");
+        return Err(usage(
+            "--self-consistency votes over chain-of-thought samples; use --mode cot or zero-shot-cot",
+        )
+        .into());
     }
     if a.max_input_tokens == 0 {
-        bail!("--max-input-tokens must be at least 1 (the EOS)");
+        return Err(usage("--max-input-tokens must be at least 1 (the EOS)").into());
     }
     let mut suite = SuiteOptions::new(a.benchmark.into(), mode, &a.data);
     suite.tasks = a.tasks.clone();
@@ -297,7 +302,7 @@ fn run_model(a: RunArgs) -> Result<()> {
 fn evaluate(model: &mut dyn EvalModel, s: &RunSettings) -> Result<()> {
     let items = suite::build_items(&s.suite, &mut |t| model.count_tokens(t))?;
     if items.is_empty() {
-        bail!("no items to evaluate (check --tasks and --limit)");
+        return Err(usage("no items to evaluate (check --tasks and --limit)").into());
     }
     let bar = indicatif::ProgressBar::new(items.len() as u64);
     bar.set_style(

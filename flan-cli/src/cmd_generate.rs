@@ -1,12 +1,13 @@
 //! `flan generate`: greedy, beam or sampled continuations, JSONL in and out.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use flan_data::TruncationCounts;
 use flan_model::generate::{generate, EarlyStopping, GenerationConfig, Strategy};
 use serde::Deserialize;
 use std::io::Write;
 use std::path::PathBuf;
 
+use crate::exit_code::usage;
 use crate::model_io::{annotate, encode_limited, read_input, writer, InputLimitArgs, ModelArgs};
 
 /// Arguments of `flan generate`.
@@ -66,7 +67,7 @@ impl GenerateArgs {
     fn config(&self) -> Result<GenerationConfig> {
         let strategy = if self.sample {
             if self.num_beams > 1 {
-                bail!("--sample and --num-beams > 1 cannot be combined");
+                return Err(usage("--sample and --num-beams > 1 cannot be combined").into());
             }
             Strategy::Sample {
                 temperature: self.temperature,
@@ -84,7 +85,7 @@ impl GenerateArgs {
             Strategy::Greedy
         };
         if self.max_new_tokens == 0 {
-            bail!("--max-new-tokens must be at least 1");
+            return Err(usage("--max-new-tokens must be at least 1").into());
         }
         Ok(GenerationConfig {
             max_new_tokens: self.max_new_tokens,

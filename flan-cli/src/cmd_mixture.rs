@@ -1,7 +1,7 @@
 //! `flan mixture`: build a task mixture from a spec and inspect it before training on it —
 //! statistics (`--stats`), formatted samples (`--sample N`) or JSONL shards (`--export DIR`).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use flan_data::pipeline::{
     export_shards, mixture_stats, to_jsonl, train_tokenizer_on_mixture, MixtureStats,
@@ -10,6 +10,8 @@ use flan_data::{Mixture, MixtureSpec, Tokenizer};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use crate::exit_code::usage;
 
 /// Arguments of `flan mixture`.
 #[derive(Args, Debug)]
@@ -76,10 +78,13 @@ impl MixtureSettings {
             && args.export.is_none()
             && args.train_tokenizer.is_none()
         {
-            bail!("nothing to do: give --stats, --sample N, --export DIR or --train-tokenizer DIR");
+            return Err(usage(
+                "nothing to do: give --stats, --sample N, --export DIR or --train-tokenizer DIR",
+            )
+            .into());
         }
         if args.shards == 0 {
-            bail!("--shards must be at least 1");
+            return Err(usage("--shards must be at least 1").into());
         }
         let mut spec = MixtureSpec::from_file(&args.spec)?;
         let cwd = std::env::current_dir().context("reading the current directory")?;

@@ -7,6 +7,7 @@ mod cmd_generate;
 mod cmd_mixture;
 mod cmd_score;
 mod cmd_train;
+mod exit_code;
 mod model_io;
 mod t5_adapter;
 mod train_report;
@@ -44,7 +45,7 @@ fn main() {
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
         eprintln!("flan: error: {err:#}");
-        std::process::exit(1);
+        std::process::exit(exit_code::classify(&err).code());
     }
 }
 

@@ -2,7 +2,7 @@
 //! id) with its tokenizer, device and dtype flags, JSONL input with file:line errors, and a
 //! line-per-record output.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use flan_data::records::{read_jsonl_records, Record, ID_FIELD};
 use flan_data::tokenizer::Tokenizer;
 use flan_data::{LengthLimit, Overlong, TruncationCounts};
@@ -11,6 +11,8 @@ use serde::de::DeserializeOwned;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
+
+use crate::exit_code::{data, usage};
 
 /// Model flags common to the inference commands.
 #[derive(clap::Args, Debug, Clone)]
@@ -42,7 +44,12 @@ fn parse_dtype(dtype: &str) -> Result<Kind> {
         "f32" | "fp32" | "float32" => Kind::Float,
         "bf16" | "bfloat16" => Kind::BFloat16,
         "f16" | "fp16" | "float16" => Kind::Half,
-        other => bail!("unknown --dtype {other:?}; expected f32, bf16 or f16"),
+        other => {
+            return Err(usage(format!(
+                "unknown --dtype {other:?}; expected f32, bf16 or f16"
+            ))
+            .into())
+        }
     })
 }
 
@@ -50,7 +57,7 @@ impl ModelArgs {
     /// Checks the flags and loads the model; load notes (aliases used) go to stderr.
     pub fn load(&self) -> Result<LoadedModel> {
         if self.batch_size == 0 {
-            bail!("--batch-size must be at least 1");
+            return Err(usage("--batch-size must be at least 1").into());
         }
         let device = self.device.resolve_from_env().context("--device")?;
         let kind = parse_dtype(&self.dtype)?;
@@ -139,7 +146,7 @@ impl InputLimitArgs {
     /// A limit of `value` tokens from `flag`, with this `--overlong`.
     pub fn limit(&self, flag: &str, value: Option<usize>) -> Result<Option<LengthLimit>> {
         match value {
-            Some(0) => bail!("{flag} must be at least 1 (the EOS)"),
+            Some(0) => Err(usage(format!("{flag} must be at least 1 (the EOS)")).into()),
             Some(max_tokens) => Ok(Some(LengthLimit {
                 max_tokens,
                 overlong: self.overlong,
@@ -166,13 +173,13 @@ pub fn encode_limited(
     };
     let len = ids.len();
     limit.apply(&mut ids, counts).map_err(|too_long| {
-        anyhow::anyhow!(
+        data(format!(
             "{}:{line}: {} tokens, over {flag} {} (--overlong error refuses it; \
              --overlong truncate cuts it and counts the cut)",
             path.display(),
             too_long.len,
             too_long.limit
-        )
+        ))
     })?;
     let cut = len - ids.len();
     Ok((ids, cut))

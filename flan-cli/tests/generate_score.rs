@@ -161,7 +161,7 @@ fn score_writes_one_line_per_input_and_reports_bad_lines() {
         "--input",
         input.to_str().unwrap(),
     ]);
-    assert!(!run.status.success());
+    assert_eq!(run.status.code(), Some(3), "a data error");
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.contains("in.jsonl:2:"), "{err}");
 }
@@ -183,7 +183,7 @@ fn missing_tensor_error_names_it() {
         "--max-new-tokens",
         "4",
     ]);
-    assert!(!run.status.success());
+    assert_eq!(run.status.code(), Some(4), "a model error");
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.contains("model.safetensors"), "{err}");
 }
@@ -267,7 +267,7 @@ fn records_from_other_tools_keep_their_ids_and_cut_inputs_are_counted() {
     let before = std::fs::read_to_string(&output).unwrap();
     let refused = run(args("score", &["--overlong", "error"]));
     let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success());
+    assert_eq!(refused.status.code(), Some(3), "a data error");
     assert!(err.contains("in.jsonl:2:"), "{err}");
     assert!(err.contains("over --max-input-tokens 16"), "{err}");
     assert_eq!(std::fs::read_to_string(&output).unwrap(), before);

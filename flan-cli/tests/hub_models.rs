@@ -190,8 +190,8 @@ fn an_uncached_hub_id_offline_says_where_it_looked() {
             args.extend(["--mode", "cot", "--data", "x.jsonl", "--output", "o"]);
         }
         let out = flan(&cache, &args);
-        assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "a model error: {err}");
         assert!(err.contains("flan-test/absent"), "{err}");
         assert!(err.contains("not in the Hugging Face cache"), "{err}");
         assert!(err.contains(&cache.display().to_string()), "{err}");

@@ -96,7 +96,8 @@ fn flan_train_finetunes_resumes_and_names_unknown_keys() {
         "--set",
         "optimizer.beta_one=0.9",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // A usage error: the same invocation would fail again (exit status 2, see the README).
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("--set optimizer.beta_one=0.9")
@@ -114,4 +115,5 @@ fn flan_train_finetunes_resumes_and_names_unknown_keys() {
         !out.status.success() && stderr.contains("bad.toml") && stderr.contains("`trainer`"),
         "{stderr}"
     );
+    assert_eq!(out.status.code(), Some(2));
 }
