@@ -349,6 +349,9 @@ pub struct LogSection {
     /// `auto`, `bar`, `lines` or `off`.
     #[serde(default = "default_progress")]
     pub progress: ProgressStyle,
+    /// Also write the metrics as TensorBoard event files in `output_dir/tensorboard/`.
+    #[serde(default = "yes")]
+    pub tensorboard: bool,
 }
 
 impl Default for LogSection {
@@ -356,6 +359,7 @@ impl Default for LogSection {
         LogSection {
             every: 1,
             progress: ProgressStyle::Auto,
+            tensorboard: true,
         }
     }
 }

@@ -45,6 +45,7 @@ pub mod run;
 pub mod schedule;
 pub mod source;
 pub mod t5;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use error::{Error, Result};

@@ -252,10 +252,13 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         let primary = self.is_primary();
         let metrics_path = self.cfg.output_dir.join("metrics.jsonl");
         let mut metrics = if primary {
-            Some(MetricsLog::open(
-                &metrics_path,
-                (self.state.step > 0).then_some(self.state.step),
-            )?)
+            let resumed_at = (self.state.step > 0).then_some(self.state.step);
+            let log = MetricsLog::open(&metrics_path, resumed_at)?;
+            Some(if self.cfg.log.tensorboard {
+                log.with_tensorboard(&self.cfg.output_dir.join("tensorboard"), resumed_at)?
+            } else {
+                log
+            })
         } else {
             None
         };

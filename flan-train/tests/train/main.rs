@@ -7,4 +7,5 @@ mod data_parallel;
 mod overfit;
 mod resume;
 mod t5;
+mod tensorboard;
 mod truncation;
