@@ -36,6 +36,7 @@ pub mod clip;
 pub mod config;
 pub mod distributed;
 pub mod error;
+pub mod lock;
 pub mod loss;
 pub mod metrics;
 pub mod model;
@@ -44,6 +45,7 @@ pub mod progress;
 pub mod run;
 pub mod schedule;
 pub mod source;
+pub mod stop;
 pub mod t5;
 pub mod trainer;
 
