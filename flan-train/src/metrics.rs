@@ -90,6 +90,14 @@ impl MetricsLog {
     }
 }
 
+impl MetricsLog {
+    /// Forces the records to disk (each is already flushed to the OS as written), so that a
+    /// run stopped by its scheduler leaves them on disk even if the node goes down next.
+    pub fn sync(&mut self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
 /// Rewrites `path` without records whose `step` is above `step` (atomically, via a temporary file).
 fn truncate_after(path: &Path, step: u64) -> Result<()> {
     let reader = BufReader::new(fs::File::open(path).map_err(|e| Error::io(path, e))?);
