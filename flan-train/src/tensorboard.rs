@@ -82,6 +82,14 @@ impl EventWriter {
             .and_then(|()| self.file.flush())
             .map_err(|e| Error::io(&self.path, e))
     }
+
+    /// Forces the events written so far to disk.
+    pub fn sync(&mut self) -> Result<()> {
+        self.file
+            .get_ref()
+            .sync_data()
+            .map_err(|e| Error::io(&self.path, e))
+    }
 }
 
 /// An event encoded and framed as a record of an event file.
