@@ -34,13 +34,35 @@ impl EventWriter {
     pub fn create(dir: &Path, restart_at: Option<u64>) -> Result<EventWriter> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let now = wall_time();
-        let path = dir.join(format!(
+        let stem = format!(
             "events.out.tfevents.{}.{}.{}",
             now as u64,
             hostname(),
             std::process::id()
-        ));
-        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        );
+        // A second writer of one process within the same second (a resume in-process) must not
+        // truncate the first one's file: later ones take a suffix, as TensorFlow's writers do.
+        let (path, file) = (0..1000)
+            .map(|n| match n {
+                0 => dir.join(&stem),
+                n => dir.join(format!("{stem}.{n}")),
+            })
+            .find_map(
+                |path| match File::options().write(true).create_new(true).open(&path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+                    opened => Some(
+                        opened
+                            .map(|f| (path.clone(), f))
+                            .map_err(|e| Error::io(&path, e)),
+                    ),
+                },
+            )
+            .unwrap_or_else(|| {
+                Err(Error::io(
+                    dir,
+                    std::io::Error::other(format!("1000 event files named {stem}* exist")),
+                ))
+            })?;
         let mut writer = EventWriter {
             path,
             file: BufWriter::new(file),
