@@ -14,7 +14,9 @@ use flan_eval::runner::{self, RunOptions};
 use flan_eval::suite::{self, SuiteOptions};
 use flan_eval::{Benchmark, EvalModel, Mode};
 use flan_model::{DeviceSpec, T5ForConditionalGeneration};
+use flan_train::card::ModelCard;
 use flan_train::config::TrainConfig;
+use flan_train::stop::{signal_name, StopSignals};
 use flan_train::trainer::EvalHook;
 
 /// `flan train ...`
@@ -164,7 +166,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(hook) = hook {
         trainer = trainer.with_eval_hook(hook);
     }
+    // From here the first SIGTERM/SIGINT stops training after the current step with a
+    // checkpoint (exit status 75); a second one exits at once.
+    let signals = StopSignals::install()?;
+    // (The trainer lives to the end of this function: it holds the output directory's lock.)
+    trainer = trainer.with_stop_flag(signals.flag());
     let summary = trainer.run()?;
+    // Nothing is left to save: a signal now ends the process at once.
+    signals.exit_on_next_signal();
     for line in summary.truncation.describe() {
         eprintln!("truncation (data.input_len / data.target_len): {line}");
     }
@@ -181,8 +190,24 @@ pub fn run(args: TrainArgs) -> Result<()> {
         summary.truncation.truncated,
         summary.seconds
     );
+    if let Some(signal) = signals.flag().requested() {
+        // A signal during the last step: training is complete and saved, the evaluation after
+        // it is not; the rerun finds the run finished and evaluates.
+        return Err(flan_train::Error::Preempted {
+            step: summary.steps,
+            signal: signal_name(signal),
+            checkpoint: summary.last_checkpoint.clone(),
+        }
+        .into());
+    }
     let report = match (&synthetic, before, &summary.model_dir) {
-        (Some(s), Some(before), Some(dir)) => Some(s.after(&cfg, dir, &summary, before)?),
+        (Some(s), Some(before), Some(dir)) => {
+            let (files, table) = s.after(&cfg, dir, &summary, before)?;
+            ModelCard::new(&cfg, &summary)
+                .with_evaluation(table)
+                .write(dir)?;
+            Some(files)
+        }
         _ => None,
     };
     if let Some(dir) = &summary.model_dir {

@@ -19,6 +19,12 @@ pub enum ExitKind {
     NonFinite,
     /// A rendezvous or collective of a distributed run failed (a peer died or timed out): 6.
     Distributed,
+    /// Another run holds the output directory (its pid and host are in the message): 7. Retry
+    /// once that run has ended.
+    Locked,
+    /// Stopped by SIGTERM or SIGINT after saving a checkpoint: 75 (`EX_TEMPFAIL` of
+    /// sysexits.h, "try again later"). Rerunning the same command resumes the run.
+    Preempted,
 }
 
 impl ExitKind {
@@ -31,6 +37,8 @@ impl ExitKind {
             ExitKind::Model => 4,
             ExitKind::NonFinite => 5,
             ExitKind::Distributed => 6,
+            ExitKind::Locked => 7,
+            ExitKind::Preempted => 75,
         }
     }
 }
@@ -90,9 +98,11 @@ pub fn classify(err: &anyhow::Error) -> ExitKind {
                         Some(ExitKind::Usage)
                     }
                     E::Data { .. } => Some(ExitKind::Data),
-                    E::Model { .. } => Some(ExitKind::Model),
+                    E::Model { .. } | E::CorruptCheckpoint { .. } => Some(ExitKind::Model),
                     E::NonFinite { .. } => Some(ExitKind::NonFinite),
                     E::Distributed { .. } => Some(ExitKind::Distributed),
+                    E::Locked { .. } => Some(ExitKind::Locked),
+                    E::Preempted { .. } => Some(ExitKind::Preempted),
                     _ => None,
                 };
             }
@@ -170,5 +180,25 @@ mod tests {
         }
         .into();
         assert_eq!(classify(&model).code(), 4);
+        let locked: anyhow::Error = flan_train::Error::Locked {
+            dir: "runs/x".into(),
+            holder: "pid 7 on host h".into(),
+        }
+        .into();
+        assert_eq!(classify(&locked).code(), 7);
+        let preempted = Err::<(), _>(flan_train::Error::Preempted {
+            step: 3,
+            signal: "SIGTERM".into(),
+            checkpoint: None,
+        })
+        .context("flan train")
+        .unwrap_err();
+        assert_eq!(classify(&preempted).code(), 75);
+        let corrupt: anyhow::Error = flan_train::Error::CorruptCheckpoint {
+            dir: "runs/x/checkpoints/step-00000003".into(),
+            message: "model.safetensors does not match its checksum".into(),
+        }
+        .into();
+        assert_eq!(classify(&corrupt).code(), 4);
     }
 }

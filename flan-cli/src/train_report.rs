@@ -13,6 +13,7 @@ use flan_data::synthetic::{EvalItem, Setting, StandardEval, Suite};
 use flan_data::Tokenizer;
 use flan_eval::finetune_report::{terminal_table, write_report, FinetuneReport, ReportFiles};
 use flan_eval::synthetic::{run_synthetic, SyntheticOptions, SyntheticPrediction, SyntheticRun};
+use flan_train::card::EvalTable;
 use flan_train::config::{SyntheticEvalSection, TrainConfig};
 use flan_train::trainer::TrainSummary;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -113,14 +114,15 @@ impl SyntheticEvaluation {
         Ok(run)
     }
 
-    /// The suite on the trained model in `model_dir`, then the report.
+    /// The suite on the trained model in `model_dir`, then the report; also the results as a
+    /// table for the model card.
     pub fn after(
         &self,
         cfg: &TrainConfig,
         model_dir: &Path,
         train: &TrainSummary,
         before: SyntheticRun,
-    ) -> Result<ReportFiles> {
+    ) -> Result<(ReportFiles, EvalTable)> {
         // The device the model was trained and evaluated on before training.
         let mut model = crate::t5_adapter::load(model_dir, cfg.tch_device()?, usize::MAX)?;
         let parameters = model.parameter_count();
@@ -143,12 +145,45 @@ impl SyntheticEvaluation {
             after: after.summary,
         };
         let files = write_report(&self.dir, &report)?;
+        let mut rows: Vec<(String, String)> = report
+            .after
+            .by_setting_all_modes
+            .iter()
+            .map(|(setting, after)| {
+                let before = report
+                    .before
+                    .by_setting_all_modes
+                    .get(setting)
+                    .map_or(0.0, |s| s.accuracy);
+                (
+                    format!("{setting} ({} prompts)", after.n),
+                    format!(
+                        "{:.1}% (before: {:.1}%)",
+                        100.0 * after.accuracy,
+                        100.0 * before
+                    ),
+                )
+            })
+            .collect();
+        rows.push((
+            format!("all ({} prompts)", report.after.overall.n),
+            format!(
+                "{:.1}% (before: {:.1}%)",
+                100.0 * report.after.overall.accuracy,
+                100.0 * report.before.overall.accuracy
+            ),
+        ));
+        let table = EvalTable {
+            title: "flan-data's synthetic suite on the saved model, exact match, greedy (`eval/report.md`)"
+                .into(),
+            rows,
+        };
         eprintln!("\n{}", terminal_table(&report.before, &report.after));
         eprintln!(
             "{}",
             flan_eval::finetune_report::held_out_family_verdict(&report.before, &report.after)
         );
-        Ok(files)
+        Ok((files, table))
     }
 }
 

@@ -107,6 +107,17 @@ fn the_default_run_trains_evaluates_and_reports() {
     let tokenizer = flan_data::Tokenizer::from_file(model_dir.join("tokenizer.json")).unwrap();
     assert!(tokenizer.vocab_size() as i64 <= model.config().vocab_size);
     assert_eq!(json(&out_dir.join("summary.json"))["steps"], 12);
+    // Its model card says how it was made, with the evaluation after training.
+    let card = std::fs::read_to_string(model_dir.join("README.md")).unwrap();
+    for needle in [
+        "library_name: \"transformers\"",
+        "Trained from scratch",
+        "synthetic-mixture.toml",
+        "synthetic suite on the saved model",
+        "| all (",
+    ] {
+        assert!(card.contains(needle), "{needle} missing from:\n{card}");
+    }
 
     // Evaluation outputs and the report.
     let eval = out_dir.join("eval");

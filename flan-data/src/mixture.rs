@@ -445,6 +445,20 @@ impl MixtureStream {
         }
     }
 
+    /// Moves on to `position` (if it is ahead) without drawing examples, counting the task
+    /// draws of every position passed, whichever shard it belongs to, as the stream itself counts
+    /// them. The cursor then is where an unsharded stream stands just before `position`, so a
+    /// reader of one shard can record where each of its examples starts (a sharded stream skips
+    /// other shards' positions but its draws still count them).
+    pub fn advance_to(&mut self, position: u64) {
+        while self.position < position {
+            let mut rng = self.rng_at(self.position);
+            let task = self.mixture.task_for(rng.gen::<f64>());
+            self.task_draws[task] += 1;
+            self.position += 1;
+        }
+    }
+
     /// The mixture this stream draws from.
     pub fn mixture(&self) -> &Arc<Mixture> {
         &self.mixture

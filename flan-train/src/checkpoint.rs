@@ -9,22 +9,36 @@
 //! A crash at any point leaves either the complete new checkpoint or none; leftover temporary
 //! directories are removed (and reported) by the next run. A directory counts as a checkpoint
 //! only if its name is final and its `trainer_state.json` parses.
+//!
+//! Atomic writes do not protect against bytes that change afterwards (a bad disk, a copy cut
+//! short, a stray write), and a damaged tensor file loads without complaint and trains on
+//! garbage. So `trainer_state.json` also records the size and xxh3-64 digest of every other file
+//! of the checkpoint ([`TrainerState::files`]), and [`CheckpointManager::latest_intact`] checks
+//! them before a resume: a newest checkpoint that fails is reported by file and the previous
+//! intact one is used instead (or the run stops, with `checkpoint.on_corrupt = "stop"`). xxh3 is
+//! a non-cryptographic hash at memory speed (several GB/s on one core); it detects accidents,
+//! not tampering.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use crate::config::TrainConfig;
+use crate::config::{OnCorrupt, TrainConfig};
 use crate::{Error, Result};
 
 /// Name of the training-state file, written last.
 pub const STATE_FILE: &str = "trainer_state.json";
 /// Name of the optimiser-state file.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-/// Format version of [`TrainerState`].
-pub const STATE_FORMAT: u32 = 1;
+/// Format version of [`TrainerState`]: 2 records file digests; 1 (no digests) is still read.
+pub const STATE_FORMAT: u32 = 2;
+/// The first format with [`TrainerState::files`].
+const FIRST_FORMAT_WITH_DIGESTS: u32 = 2;
 /// Test-only fault injection: abort the process in the middle of writing the checkpoint of this
 /// step (after the weights, before the state file and the rename), to prove crash safety.
 pub const CRASH_ENV: &str = "FLAN_TRAIN_CRASH_IN_CHECKPOINT";
@@ -67,6 +81,70 @@ pub struct TrainerState {
     pub best: Option<BestMetric>,
     /// The run's config (TOML), for the record.
     pub config: String,
+    /// Size and digest of every other file of the checkpoint, by path relative to its directory,
+    /// computed when it was written. Empty in the trainer's live state and in format 1.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+/// What a checkpoint file was when it was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDigest {
+    /// Its size.
+    pub bytes: u64,
+    /// xxh3-64 of its contents, 16 hex digits.
+    pub xxh3_64: String,
+}
+
+impl FileDigest {
+    /// Reads `path` once, in 1 MiB blocks.
+    pub fn of_file(path: &Path) -> std::io::Result<FileDigest> {
+        let mut file = fs::File::open(path)?;
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut bytes = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            bytes += n as u64;
+        }
+        Ok(FileDigest {
+            bytes,
+            xxh3_64: format!("{:016x}", hasher.digest()),
+        })
+    }
+}
+
+/// The digests of every file below `dir` except the state file, by relative path (`/`-separated).
+fn digest_tree(dir: &Path) -> Result<BTreeMap<String, FileDigest>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, FileDigest>) -> Result<()> {
+        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let path = entry.map_err(|e| Error::io(dir, e))?.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+                continue;
+            }
+            let rel = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            if rel != STATE_FILE {
+                let digest = FileDigest::of_file(&path).map_err(|e| Error::io(&path, e))?;
+                out.insert(rel, digest);
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out)?;
+    Ok(out)
 }
 
 /// The RNG state of a run (see [`TrainerState::rng`]).
@@ -100,11 +178,11 @@ impl Checkpoint {
         })?;
         let state: TrainerState = serde_json::from_str(&text)
             .map_err(|e| Error::checkpoint(dir, format!("{STATE_FILE}: {e}")))?;
-        if state.format != STATE_FORMAT {
+        if !(1..=STATE_FORMAT).contains(&state.format) {
             return Err(Error::checkpoint(
                 dir,
                 format!(
-                    "state format {} is not the supported {STATE_FORMAT}",
+                    "state format {} is not one of the supported 1..={STATE_FORMAT}",
                     state.format
                 ),
             ));
@@ -115,12 +193,81 @@ impl Checkpoint {
         })
     }
 
+    /// Checks every file against the digests recorded when the checkpoint was written; the
+    /// error names the first file that differs (missing, another size, another digest).
+    /// A format-1 checkpoint has no digests and passes unchecked (`Ok(false)`).
+    pub fn verify(&self) -> Result<bool> {
+        let corrupt = |message: String| Error::CorruptCheckpoint {
+            dir: self.dir.clone(),
+            message,
+        };
+        if self.state.format < FIRST_FORMAT_WITH_DIGESTS {
+            return Ok(false);
+        }
+        if self.state.files.is_empty() {
+            return Err(corrupt(format!("{STATE_FILE} lists no files to check")));
+        }
+        for (rel, want) in &self.state.files {
+            let path = self.dir.join(rel);
+            let found = FileDigest::of_file(&path)
+                .map_err(|e| corrupt(format!("{rel} cannot be read ({e})")))?;
+            if found.bytes != want.bytes {
+                return Err(corrupt(format!(
+                    "{rel} has {} bytes, {} were written",
+                    found.bytes, want.bytes
+                )));
+            }
+            if found.xxh3_64 != want.xxh3_64 {
+                return Err(corrupt(format!(
+                    "{rel} does not match its checksum (xxh3-64 {} when written, {} now)",
+                    want.xxh3_64, found.xxh3_64
+                )));
+            }
+        }
+        Ok(true)
+    }
+
     /// The optimiser state tensors (on the CPU).
     pub fn optimizer_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let path = self.dir.join(OPTIMIZER_FILE);
         Tensor::read_safetensors(&path)
             .map_err(|e| Error::checkpoint(&self.dir, format!("{OPTIMIZER_FILE}: {e}")))
     }
+}
+
+/// A directory named like a checkpoint that cannot be resumed from, and why.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// The directory.
+    pub dir: PathBuf,
+    /// The step its name says.
+    pub step: u64,
+    /// Why it is not used (names the file).
+    pub reason: String,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.dir.display(), self.reason)
+    }
+}
+
+/// The checkpoint a run resumes from, and the newer directories passed over.
+#[derive(Debug, Clone, Default)]
+pub struct Choice {
+    /// The newest checkpoint whose files match their digests.
+    pub checkpoint: Option<Checkpoint>,
+    /// Newer checkpoint directories that were not used, newest first.
+    pub rejected: Vec<Rejected>,
+    /// Whether `checkpoint` had digests to check (false for format 1).
+    pub verified: bool,
+}
+
+/// The checkpoint directories of an output directory: those whose state parses, and those
+/// whose state does not (with the reason).
+struct Scan {
+    checkpoints: Vec<Checkpoint>,
+    unreadable: Vec<Rejected>,
 }
 
 /// Writes, finds and rotates the checkpoints of one output directory.
@@ -149,12 +296,19 @@ impl CheckpointManager {
         self.root.join(format!("{PREFIX}{step:08}"))
     }
 
-    /// Complete checkpoints, oldest first.
+    /// Complete checkpoints (state readable, files not checked), oldest first.
     pub fn list(&self) -> Result<Vec<Checkpoint>> {
-        let mut found = Vec::new();
+        Ok(self.scan()?.checkpoints)
+    }
+
+    fn scan(&self) -> Result<Scan> {
+        let mut scan = Scan {
+            checkpoints: Vec::new(),
+            unreadable: Vec::new(),
+        };
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(scan),
             Err(e) => return Err(Error::io(&self.root, e)),
         };
         for entry in entries {
@@ -167,19 +321,75 @@ impl CheckpointManager {
                 continue;
             };
             // An incomplete directory (state missing or unreadable) is not a checkpoint.
-            if let Ok(ckpt) = Checkpoint::open(&entry.path()) {
-                if ckpt.state.step == step {
-                    found.push(ckpt);
-                }
+            let reject = |reason: String| Rejected {
+                dir: entry.path(),
+                step,
+                reason,
+            };
+            match Checkpoint::open(&entry.path()) {
+                Ok(ckpt) if ckpt.state.step == step => scan.checkpoints.push(ckpt),
+                Ok(ckpt) => scan.unreadable.push(reject(format!(
+                    "its {STATE_FILE} is of step {}, not {step}",
+                    ckpt.state.step
+                ))),
+                Err(Error::Checkpoint { message, .. }) => scan.unreadable.push(reject(message)),
+                Err(e) => return Err(e),
             }
         }
-        found.sort_by_key(|c| c.state.step);
-        Ok(found)
+        scan.checkpoints.sort_by_key(|c| c.state.step);
+        Ok(scan)
     }
 
-    /// The newest complete checkpoint.
+    /// The newest complete checkpoint (files not checked; see [`Self::latest_intact`]).
     pub fn latest(&self) -> Result<Option<Checkpoint>> {
         Ok(self.list()?.pop())
+    }
+
+    /// The newest checkpoint whose state parses and whose files match their digests, with the
+    /// newer directories passed over and why. With [`OnCorrupt::Stop`] the first directory that
+    /// fails is an error ([`Error::CorruptCheckpoint`]) instead.
+    pub fn latest_intact(&self, on_corrupt: OnCorrupt) -> Result<Choice> {
+        let Scan {
+            checkpoints,
+            unreadable,
+        } = self.scan()?;
+        // Newest first, readable or not.
+        let mut candidates: Vec<(u64, std::result::Result<Checkpoint, Rejected>)> = checkpoints
+            .into_iter()
+            .map(|c| (c.state.step, Ok(c)))
+            .chain(unreadable.into_iter().map(|r| (r.step, Err(r))))
+            .collect();
+        candidates.sort_by_key(|(step, _)| std::cmp::Reverse(*step));
+        let mut choice = Choice::default();
+        for (step, candidate) in candidates {
+            let rejected = match candidate {
+                Ok(ckpt) => match ckpt.verify() {
+                    Ok(verified) => {
+                        choice.checkpoint = Some(ckpt);
+                        choice.verified = verified;
+                        return Ok(choice);
+                    }
+                    Err(Error::CorruptCheckpoint { dir, message }) => Rejected {
+                        dir,
+                        step,
+                        reason: message,
+                    },
+                    Err(e) => return Err(e),
+                },
+                Err(rejected) => rejected,
+            };
+            if on_corrupt == OnCorrupt::Stop {
+                return Err(Error::CorruptCheckpoint {
+                    dir: rejected.dir,
+                    message: format!(
+                        "{} (checkpoint.on_corrupt = \"stop\"; set it to \"previous\" to resume from the previous intact checkpoint)",
+                        rejected.reason
+                    ),
+                });
+            }
+            choice.rejected.push(rejected);
+        }
+        Ok(choice)
     }
 
     /// Removes temporary directories left by a crash; returns how many.
@@ -227,7 +437,13 @@ impl CheckpointManager {
                 );
                 std::process::abort();
             }
-            write_json(&tmp.join(STATE_FILE), state)
+            // Last, so that the digests cover every other file as written.
+            let recorded = TrainerState {
+                format: STATE_FORMAT,
+                files: digest_tree(tmp)?,
+                ..state.clone()
+            };
+            write_json(&tmp.join(STATE_FILE), &recorded)
         })?;
         self.rotate()?;
         Ok(dir)
@@ -325,6 +541,7 @@ pub fn initial_state(config: &TrainConfig, data_cursor: serde_json::Value) -> Re
         },
         best: None,
         config: config.to_toml()?,
+        files: BTreeMap::new(),
     })
 }
 
@@ -386,6 +603,45 @@ mod tests {
         assert_eq!(m.remove_stale().unwrap(), 1);
         let err = Checkpoint::open(&m.dir_of(7)).unwrap_err().to_string();
         assert!(err.contains("not a complete checkpoint"), "{err}");
+    }
+
+    #[test]
+    fn digests_are_recorded_and_a_changed_byte_is_named() {
+        let out = tempfile::tempdir().unwrap();
+        let m = CheckpointManager::new(out.path(), 3);
+        let dir = save(&m, 4);
+        let ckpt = Checkpoint::open(&dir).unwrap();
+        let files: Vec<&str> = ckpt.state.files.keys().map(String::as_str).collect();
+        assert_eq!(files, ["config.json", OPTIMIZER_FILE]);
+        assert!(ckpt.verify().unwrap());
+
+        let config = dir.join("config.json");
+        let mut bytes = fs::read(&config).unwrap();
+        bytes[3] ^= 0x20;
+        fs::write(&config, &bytes).unwrap();
+        let err = ckpt.verify().unwrap_err();
+        assert!(matches!(err, Error::CorruptCheckpoint { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains("config.json does not match its checksum"),
+            "{err}"
+        );
+        fs::write(&config, &bytes[1..]).unwrap();
+        let err = ckpt.verify().unwrap_err().to_string();
+        assert!(err.contains("config.json has"), "{err}");
+        fs::remove_file(&config).unwrap();
+        let err = ckpt.verify().unwrap_err().to_string();
+        assert!(err.contains("config.json cannot be read"), "{err}");
+
+        // A checkpoint of format 1 (before digests) still resumes, unchecked.
+        let mut old: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(dir.join(STATE_FILE)).unwrap()).unwrap();
+        old["format"] = 1.into();
+        old.as_object_mut().unwrap().remove("files");
+        write_json(&dir.join(STATE_FILE), &old).unwrap();
+        let ckpt = Checkpoint::open(&dir).unwrap();
+        assert!(ckpt.state.files.is_empty());
+        assert!(!ckpt.verify().unwrap());
     }
 
     #[test]

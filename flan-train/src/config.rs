@@ -245,6 +245,22 @@ pub struct CheckpointSection {
     /// Continue from the latest complete checkpoint in `output_dir` when there is one.
     #[serde(default = "yes")]
     pub auto_resume: bool,
+    /// A newest checkpoint whose files do not match their recorded digests (or whose state
+    /// cannot be read): `previous` resumes from the previous intact one, saying which file
+    /// failed; `stop` refuses to start, as t5x/orbax do.
+    #[serde(default)]
+    pub on_corrupt: OnCorrupt,
+}
+
+/// What an automatic resume does with a damaged newest checkpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnCorrupt {
+    /// Report it and resume from the previous intact checkpoint.
+    #[default]
+    Previous,
+    /// Stop with an error naming the file.
+    Stop,
 }
 
 impl Default for CheckpointSection {
@@ -253,6 +269,7 @@ impl Default for CheckpointSection {
             every: default_checkpoint_every(),
             keep_last: default_keep_last(),
             auto_resume: true,
+            on_corrupt: OnCorrupt::Previous,
         }
     }
 }
@@ -349,6 +366,9 @@ pub struct LogSection {
     /// `auto`, `bar`, `lines` or `off`.
     #[serde(default = "default_progress")]
     pub progress: ProgressStyle,
+    /// Also write the metrics as TensorBoard event files in `output_dir/tensorboard/`.
+    #[serde(default = "yes")]
+    pub tensorboard: bool,
 }
 
 impl Default for LogSection {
@@ -356,6 +376,7 @@ impl Default for LogSection {
         LogSection {
             every: 1,
             progress: ProgressStyle::Auto,
+            tensorboard: true,
         }
     }
 }
@@ -419,6 +440,52 @@ fn default_mode() -> MetricMode {
 }
 fn default_progress() -> ProgressStyle {
     ProgressStyle::Auto
+}
+
+/// The range a numeric option must lie in, named in the error so the user sees what is valid.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Range {
+    /// A finite number > 0.
+    Positive,
+    /// A finite number >= 0.
+    NonNegative,
+    /// A finite number < 0.
+    Negative,
+    /// A number in [0, 1).
+    UnitOpen,
+}
+
+impl Range {
+    fn contains(self, v: f64) -> bool {
+        match self {
+            Range::Positive => v.is_finite() && v > 0.0,
+            Range::NonNegative => v.is_finite() && v >= 0.0,
+            Range::Negative => v.is_finite() && v < 0.0,
+            Range::UnitOpen => (0.0..1.0).contains(&v),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Range::Positive => "a finite number > 0",
+            Range::NonNegative => "a finite number >= 0",
+            Range::Negative => "a finite number < 0",
+            Range::UnitOpen => "in [0, 1)",
+        }
+    }
+}
+
+/// Checks a numeric option when the config is read, so that a NaN or a negative epsilon is
+/// refused with its key and valid range instead of surfacing steps later as a non-finite loss
+/// that seems to blame the learning rate.
+pub(crate) fn check(key: &str, value: f64, range: Range) -> Result<()> {
+    if range.contains(value) {
+        Ok(())
+    } else {
+        Err(Error::Config {
+            message: format!("{key} must be {}, got {value}", range.describe()),
+        })
+    }
 }
 
 /// Keys whose values are paths, resolved against the config file's directory.
@@ -502,11 +569,23 @@ impl TrainConfig {
                 self.model.dropout
             ));
         }
+        // The spec's own limit: a sequence keeps its EOS, so it needs room for one more token.
+        for (key, len) in [
+            ("data.input_len", self.data.input_len),
+            ("data.target_len", self.data.target_len),
+        ] {
+            if let Some(len) = len.filter(|&l| l < 2) {
+                return bad(format!("{key} must be >= 2 tokens, got {len}"));
+            }
+        }
         if self.data.mixture.is_none() {
             return bad("data.mixture (a flan-data MixtureSpec TOML file) is required".into());
         }
         if self.batch.size == 0 || self.batch.grad_accum == 0 {
-            return bad("batch.size and batch.grad_accum must be > 0".into());
+            return bad(format!(
+                "batch.size and batch.grad_accum must be >= 1, got {} and {}",
+                self.batch.size, self.batch.grad_accum
+            ));
         }
         if self.train.steps == 0 {
             return bad("train.steps must be > 0".into());
@@ -514,18 +593,20 @@ impl TrainConfig {
         if let Some(f) = self.train.loss_normalizing_factor {
             if !(f.is_finite() && f > 0.0) {
                 return bad(format!(
-                    "train.loss_normalizing_factor must be > 0, got {f}"
+                    "train.loss_normalizing_factor must be a finite number > 0, got {f}"
                 ));
             }
         }
         if let Some(c) = self.train.clip_grad_norm {
             if !(c.is_finite() && c > 0.0) {
-                return bad(format!("train.clip_grad_norm must be > 0, got {c}"));
+                return bad(format!(
+                    "train.clip_grad_norm must be a finite number > 0, got {c}"
+                ));
             }
         }
         if !(self.train.z_loss.is_finite() && self.train.z_loss >= 0.0) {
             return bad(format!(
-                "train.z_loss must be >= 0, got {}",
+                "train.z_loss must be a finite number >= 0, got {}",
                 self.train.z_loss
             ));
         }
@@ -536,6 +617,9 @@ impl TrainConfig {
         }
         if self.log.every == 0 {
             return bad("log.every must be >= 1".into());
+        }
+        if self.eval.limit == Some(0) {
+            return bad("eval.limit must be >= 1 samples (leave it out for all)".into());
         }
         if self.eval.every > 0 && self.eval.benchmarks.is_empty() {
             return bad("eval.every is set but eval.benchmarks is empty".into());
@@ -636,6 +720,82 @@ impl TrainConfig {
         toml::to_string_pretty(self).map_err(|e| Error::Config {
             message: format!("cannot write the config as TOML: {e}"),
         })
+    }
+}
+
+/// A setting whose value in the config a checkpoint recorded differs from the current run's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigChange {
+    /// The dotted key (`batch.size`).
+    pub key: String,
+    /// Its value when the checkpoint was written (TOML; `(unset)` when absent).
+    pub recorded: String,
+    /// Its value now.
+    pub current: String,
+}
+
+impl std::fmt::Display for ConfigChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} → {}", self.key, self.recorded, self.current)
+    }
+}
+
+/// Keys a resumed run may change without changing what it computes: where it writes and runs,
+/// its length (raising `train.steps` is how a finished run is continued), logging,
+/// checkpointing and evaluation.
+const FREE_ON_RESUME: [&str; 6] = [
+    "output_dir",
+    "device",
+    "train.steps",
+    "log",
+    "checkpoint",
+    "eval",
+];
+
+/// The settings that differ between `recorded` (the TOML a checkpoint holds) and `current`,
+/// other than [`FREE_ON_RESUME`], so that a resume with another batch size, learning rate or
+/// seed is said out loud: the run then is neither the one that was started nor a fresh one.
+pub fn config_changes(recorded: &str, current: &TrainConfig) -> Result<Vec<ConfigChange>> {
+    let parse = |text: &str| {
+        toml::from_str::<toml::Table>(text).map_err(|e| Error::Config {
+            message: format!("the checkpoint's config is not TOML: {e}"),
+        })
+    };
+    let old = parse(recorded)?;
+    let new = parse(&current.to_toml()?)?;
+    let mut changes = Vec::new();
+    diff_tables("", &old, &new, &mut changes);
+    changes.retain(|c| {
+        !FREE_ON_RESUME
+            .iter()
+            .any(|k| c.key == *k || c.key.starts_with(&format!("{k}.")))
+    });
+    Ok(changes)
+}
+
+fn diff_tables(prefix: &str, old: &toml::Table, new: &toml::Table, out: &mut Vec<ConfigChange>) {
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for key in keys {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (old.get(key), new.get(key)) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => {
+                diff_tables(&path, a, b, out)
+            }
+            (a, b) if a != b => {
+                let show =
+                    |v: Option<&toml::Value>| v.map_or("(unset)".to_string(), |v| v.to_string());
+                out.push(ConfigChange {
+                    key: path,
+                    recorded: show(a),
+                    current: show(b),
+                });
+            }
+            _ => {}
+        }
     }
 }
 
@@ -893,6 +1053,136 @@ mod tests {
         assert!(cfg.flush_denormals, "on by default");
         let exact = TrainConfig::load(&file, &["flush_denormals=false".into()]).unwrap();
         assert!(!exact.flush_denormals);
+    }
+
+    #[test]
+    fn every_numeric_option_is_checked_when_read_and_names_its_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), MINIMAL);
+        // (overrides, the key named, the range named); each would otherwise fail steps later.
+        let adamw = "optimizer.kind=adamw";
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&[adamw, "optimizer.eps=-1"], "optimizer.eps", "> 0"),
+            (&[adamw, "optimizer.eps=0"], "optimizer.eps", "> 0"),
+            (
+                &[adamw, "optimizer.weight_decay=nan"],
+                "optimizer.weight_decay",
+                ">= 0",
+            ),
+            (&[adamw, "optimizer.beta1=1.0"], "optimizer.beta1", "[0, 1)"),
+            (&[adamw, "optimizer.beta2=nan"], "optimizer.beta2", "[0, 1)"),
+            (
+                &["optimizer.weight_decay=nan"],
+                "optimizer.weight_decay",
+                ">= 0",
+            ),
+            (
+                &["optimizer.weight_decay=-0.1"],
+                "optimizer.weight_decay",
+                ">= 0",
+            ),
+            (&["optimizer.eps1=-1e-30"], "optimizer.eps1", "> 0"),
+            (&["optimizer.eps2=inf"], "optimizer.eps2", ">= 0"),
+            (&["optimizer.decay_rate=0.8"], "optimizer.decay_rate", "< 0"),
+            (
+                &["optimizer.clip_threshold=nan"],
+                "optimizer.clip_threshold",
+                "> 0",
+            ),
+            (&["optimizer.beta1=-0.5"], "optimizer.beta1", "[0, 1)"),
+            (&["schedule.lr=nan"], "schedule.lr", ">= 0"),
+            (&["schedule.final_lr=-1e-5"], "schedule.final_lr", ">= 0"),
+            (&["model.dropout=1.0"], "model.dropout", "[0, 1)"),
+            (&["model.dropout=nan"], "model.dropout", "[0, 1)"),
+            (&["data.input_len=1"], "data.input_len", ">= 2"),
+            (&["data.target_len=0"], "data.target_len", ">= 2"),
+            (&["batch.size=0"], "batch.size", ">= 1"),
+            (&["batch.grad_accum=0"], "batch.grad_accum", ">= 1"),
+            (&["train.steps=0"], "train.steps", "> 0"),
+            (&["train.clip_grad_norm=-1"], "train.clip_grad_norm", "> 0"),
+            (&["train.z_loss=nan"], "train.z_loss", ">= 0"),
+            (
+                &["train.loss_normalizing_factor=0"],
+                "train.loss_normalizing_factor",
+                "> 0",
+            ),
+            (&["checkpoint.keep_last=0"], "checkpoint.keep_last", ">= 1"),
+            (&["log.every=0"], "log.every", ">= 1"),
+            (&["eval.limit=0"], "eval.limit", ">= 1"),
+            (
+                &["eval.synthetic.batch_size=0"],
+                "eval.synthetic.batch_size",
+                ">= 1",
+            ),
+            (
+                &["model.train_tokenizer.vocab_size=2"],
+                "vocab_size",
+                ">= 4",
+            ),
+        ];
+        for (set, key, range) in cases {
+            let overrides: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+            let err = TrainConfig::load(&file, &overrides).unwrap_err();
+            assert!(matches!(err, Error::Config { .. }), "{set:?}: {err:?}");
+            let msg = err.to_string();
+            assert!(msg.contains(key) && msg.contains(range), "{set:?}: {msg}");
+        }
+        // The defaults, and values at the edges of the ranges, pass.
+        for set in [
+            &[adamw, "optimizer.weight_decay=0", "optimizer.beta1=0"][..],
+            &["optimizer.decay_rate=-0.5", "optimizer.eps2=0"],
+            &["schedule.lr=0", "model.dropout=0", "data.input_len=2"],
+        ] {
+            let overrides: Vec<String> = set.iter().map(|s| s.to_string()).collect();
+            TrainConfig::load(&file, &overrides).unwrap_or_else(|e| panic!("{set:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_resume_names_the_settings_that_changed_since_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), MINIMAL);
+        let recorded = TrainConfig::load(&file, &["seed=7".into()])
+            .unwrap()
+            .to_toml()
+            .unwrap();
+        let same = TrainConfig::load(
+            &file,
+            &[
+                "seed=7".into(),
+                "train.steps=5000".into(),
+                "device=cpu".into(),
+                "log.every=10".into(),
+                "checkpoint.every=50".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config_changes(&recorded, &same).unwrap(), vec![]);
+        let changed = TrainConfig::load(
+            &file,
+            &[
+                "seed=8".into(),
+                "batch.size=32".into(),
+                "schedule.lr=5e-4".into(),
+                "train.clip_grad_norm=1.0".into(),
+            ],
+        )
+        .unwrap();
+        let described: Vec<String> = config_changes(&recorded, &changed)
+            .unwrap()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(
+            described,
+            [
+                "batch.size 64 → 32",
+                "schedule.lr 0.001 → 0.0005",
+                "seed 7 → 8",
+                "train.clip_grad_norm (unset) → 1.0",
+            ]
+        );
+        assert!(config_changes("not = [toml", &changed).is_err());
     }
 
     #[test]

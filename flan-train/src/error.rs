@@ -61,6 +61,43 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// Another run holds the output directory (see [`crate::lock`]).
+    #[error("output directory {} is in use by another run: {holder}; wait for it to end or stop it, or choose another output_dir", dir.display())]
+    Locked {
+        /// The output directory.
+        dir: PathBuf,
+        /// Who holds it (pid, host, since when).
+        holder: String,
+    },
+    /// A checkpoint whose files do not match the checksums recorded when it was written (or
+    /// whose state cannot be read), when no fallback is allowed.
+    #[error("checkpoint {}: {message}", dir.display())]
+    CorruptCheckpoint {
+        /// The checkpoint directory.
+        dir: PathBuf,
+        /// What failed, naming the file.
+        message: String,
+    },
+    /// The run stopped on SIGTERM or SIGINT after finishing a step and writing its checkpoint:
+    /// rerunning the same command resumes it (the CLI exits with 75, EX_TEMPFAIL).
+    #[error("stopped by {signal} after step {step}; {}; run the same command again to resume", match checkpoint {
+        Some(dir) => format!("checkpoint {} is written", dir.display()),
+        None => "no step was trained, so there is no checkpoint".to_string(),
+    })]
+    Preempted {
+        /// The last step done.
+        step: u64,
+        /// The signal (`SIGTERM`, `SIGINT`), or which rank received one.
+        signal: String,
+        /// The checkpoint of `step`, when one was written.
+        checkpoint: Option<PathBuf>,
+    },
+    /// The SIGTERM/SIGINT handlers could not be installed.
+    #[error("cannot install the SIGTERM/SIGINT handlers: {source}")]
+    Signals {
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// The loss or the gradients became NaN or infinite.
     #[error("non-finite {what} at step {step} ({value}); lower the learning rate, check the data of this step, or set train.on_nonfinite = \"skip\"")]
     NonFinite {

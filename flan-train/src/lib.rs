@@ -14,6 +14,9 @@
 //! - [`trainer::Trainer`]: the loop (accumulation, z-loss, NaN/inf stop or skip, hooks);
 //!   [`checkpoint`]: atomic checkpoints in the Hugging Face layout plus training state;
 //!   [`metrics`]: JSONL; [`run`]: everything from a config, as `flan train` uses it.
+//! - [`card`]: the model card (`README.md`) of the saved model; [`lock`]: one run per output
+//!   directory; [`stop`]: SIGTERM/SIGINT stop the run after the
+//!   current step, with a checkpoint.
 //!
 //! One Adafactor step on a parameter, as in the Flan recipe:
 //!
@@ -31,11 +34,13 @@
 //! ```
 
 pub mod batch;
+pub mod card;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
 pub mod distributed;
 pub mod error;
+pub mod lock;
 pub mod loss;
 pub mod metrics;
 pub mod model;
@@ -44,7 +49,9 @@ pub mod progress;
 pub mod run;
 pub mod schedule;
 pub mod source;
+pub mod stop;
 pub mod t5;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use error::{Error, Result};

@@ -1,6 +1,8 @@
 //! Metrics as JSON lines (`<output_dir>/metrics.jsonl`): one record per logged training step and
 //! one per evaluation, flushed as written so that a platform tailing the file sees them at once.
 //! On resume the records after the checkpoint's step are dropped, so the file reads as one run.
+//! The same numbers go to TensorBoard event files when asked ([`MetricsLog::with_tensorboard`]),
+//! each under `<kind>/<field>` (`train/loss`, `eval/bbh/exact_match`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::tensorboard::EventWriter;
 use crate::{Error, Result};
 
 /// One training step.
@@ -51,10 +54,11 @@ pub struct EvalRecord {
     pub scores: BTreeMap<String, f64>,
 }
 
-/// Appends records to the metrics file.
+/// Appends records to the metrics file (and to TensorBoard events).
 pub struct MetricsLog {
     path: PathBuf,
     file: fs::File,
+    tensorboard: Option<EventWriter>,
 }
 
 impl MetricsLog {
@@ -77,17 +81,73 @@ impl MetricsLog {
         Ok(MetricsLog {
             path: path.to_path_buf(),
             file,
+            tensorboard: None,
         })
     }
 
-    /// Writes one record as a line.
+    /// Also writes every record's numbers to a new TensorBoard event file in `dir`; `resumed_at`
+    /// is the step a resumed run continues from, whose later events TensorBoard then drops.
+    pub fn with_tensorboard(mut self, dir: &Path, resumed_at: Option<u64>) -> Result<Self> {
+        self.tensorboard = Some(EventWriter::create(dir, resumed_at.map(|s| s + 1))?);
+        Ok(self)
+    }
+
+    /// Writes one record as a line (and its numbers as TensorBoard scalars).
     pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
-        let line = serde_json::to_string(record)
-            .map_err(|e| Error::io(&self.path, std::io::Error::other(e)))?;
+        let json_error = |e| Error::io(&self.path, std::io::Error::other(e));
+        let line = serde_json::to_string(record).map_err(json_error)?;
         writeln!(self.file, "{line}")
             .and_then(|()| self.file.flush())
-            .map_err(|e| Error::io(&self.path, e))
+            .map_err(|e| Error::io(&self.path, e))?;
+        if let Some(tb) = self.tensorboard.as_mut() {
+            let value = serde_json::to_value(record).map_err(json_error)?;
+            if let Some((step, scalars)) = scalars_of(&value) {
+                tb.scalars(step, &scalars)?;
+            }
+        }
+        Ok(())
     }
+
+    /// Forces the records to disk (each is already flushed to the OS as written), so that a
+    /// run stopped by its scheduler leaves them on disk even if the node goes down next.
+    pub fn sync(&mut self) -> Result<()> {
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))?;
+        match self.tensorboard.as_mut() {
+            Some(tb) => tb.sync(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The step of a record and its numbers as `<kind>/<field>` scalars, a level of nested maps
+/// flattened (`eval/bbh/exact_match`); booleans as 0/1. `None` for a record without a step.
+pub fn scalars_of(record: &serde_json::Value) -> Option<(u64, Vec<(String, f64)>)> {
+    use serde_json::Value;
+    let step = record.get("step")?.as_u64()?;
+    let kind = record
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("metrics");
+    let number = |v: &Value| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        _ => None,
+    };
+    let mut scalars = Vec::new();
+    for (field, v) in record.as_object()? {
+        if field == "step" || field == "kind" {
+            continue;
+        }
+        match v {
+            Value::Object(inner) => scalars.extend(
+                inner
+                    .iter()
+                    .filter_map(|(k, x)| Some((format!("{kind}/{k}"), number(x)?))),
+            ),
+            other => scalars.extend(number(other).map(|x| (format!("{kind}/{field}"), x))),
+        }
+    }
+    Some((step, scalars))
 }
 
 /// Rewrites `path` without records whose `step` is above `step` (atomically, via a temporary file).

@@ -11,6 +11,7 @@ use flan_model::T5ForConditionalGeneration;
 
 use crate::config::TrainConfig;
 use crate::distributed::Distributed;
+use crate::lock::OutputLock;
 use crate::source::MixtureBatches;
 use crate::t5::build_model;
 use crate::trainer::{EvalHook, TrainSummary, Trainer};
@@ -27,6 +28,11 @@ pub fn prepare(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(T5Trainer, O
     cfg.resolve_pretrained()?;
     let cfg = &cfg;
     cfg.validate()?;
+    // A distributed launch (world size > 1) joins its group before anything is written, so that
+    // every rank learns whether rank 0 could lock the output directory.
+    let device = cfg.tch_device()?;
+    let dist = Distributed::from_env(device)?;
+    let lock = lock_output_dir(cfg, dist.as_ref(), device)?;
     ensure_tokenizer(cfg)?;
     let (model, tokenizer_file) = build_model(cfg)?;
     let tokenizer = Arc::new(
@@ -44,11 +50,13 @@ pub fn prepare(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(T5Trainer, O
             ),
         });
     }
-    // A distributed launch (world size > 1): this rank reads its own shard of the stream.
-    let dist = Distributed::from_env(model.device())?;
+    // Each rank reads its own shard of the stream.
     let shard = dist.as_ref().map(|d| (d.rank(), d.world_size()));
     let source = mixture_batches(cfg, tokenizer, shard)?;
     let mut trainer = Trainer::new(cfg.clone(), model, source)?.with_tokenizer_file(tokenizer_file);
+    if let Some(lock) = lock {
+        trainer = trainer.with_output_lock(lock);
+    }
     if let Some(d) = dist {
         trainer = trainer.with_distributed(d)?;
     }
@@ -61,6 +69,42 @@ pub fn prepare(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(T5Trainer, O
         None => None,
     };
     Ok((trainer, resumed))
+}
+
+/// Rank 0 (or the single process) locks the output directory. Under data parallelism every
+/// rank then learns the outcome, so that a refused launch fails on all ranks at once, each
+/// naming the holder, instead of leaving the others waiting in a collective for a rank 0 that
+/// has gone. `None` on the ranks that do not write.
+fn lock_output_dir(
+    cfg: &TrainConfig,
+    dist: Option<&Distributed>,
+    device: tch::Device,
+) -> Result<Option<OutputLock>> {
+    let Some(d) = dist else {
+        return OutputLock::acquire(&cfg.output_dir).map(Some);
+    };
+    let mine = (d.rank() == 0).then(|| OutputLock::acquire(&cfg.output_dir));
+    // What rank 0 tells the others: nothing (locked), `L<holder>` or `E<error>`.
+    let verdict = match &mine {
+        Some(Err(Error::Locked { holder, .. })) => format!("L{holder}"),
+        Some(Err(e)) => format!("E{e}"),
+        _ => String::new(),
+    };
+    let told = d.all_gather_bytes(verdict.as_bytes(), device)?;
+    let rank0 = String::from_utf8_lossy(&told[0]).into_owned();
+    match mine {
+        Some(result) => result.map(Some),
+        None => match rank0.split_at_checked(1) {
+            None => Ok(None),
+            Some(("L", holder)) => Err(Error::Locked {
+                dir: cfg.output_dir.clone(),
+                holder: holder.to_string(),
+            }),
+            Some((_, error)) => Err(Error::Distributed {
+                message: format!("rank 0 could not lock the output directory: {error}"),
+            }),
+        },
+    }
 }
 
 /// Trains the run's tokenizer on its mixture when `model.train_tokenizer` asks for one and the

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{check, Range};
 use crate::{Error, Result};
 
 /// What happens after the warmup.
@@ -54,11 +55,8 @@ pub struct Schedule {
 impl Schedule {
     /// Checks the settings against the run's `total_steps`.
     pub fn new(cfg: ScheduleConfig, total_steps: u64) -> Result<Self> {
-        if !(cfg.lr.is_finite() && cfg.lr >= 0.0) {
-            return Err(Error::Config {
-                message: format!("schedule.lr must be a finite number >= 0, got {}", cfg.lr),
-            });
-        }
+        check("schedule.lr", cfg.lr, Range::NonNegative)?;
+        check("schedule.final_lr", cfg.final_lr, Range::NonNegative)?;
         if matches!(cfg.kind, ScheduleKind::Linear | ScheduleKind::Cosine)
             && cfg.warmup_steps >= total_steps
         {

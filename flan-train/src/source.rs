@@ -116,18 +116,13 @@ impl MixtureBatches {
         if self.overlong == Overlong::Error {
             self.refuse_overlong(&examples)?;
         }
-        // The cursor before example i: its own position, and the draws of the examples before it.
-        let mut draws = start.task_draws.clone();
-        for (position, task_index, tok) in examples {
-            let cursor = MixtureCursor {
-                position,
-                task_draws: draws.clone(),
-                ..start.clone()
-            };
-            if let Some(d) = draws.get_mut(task_index) {
-                *d += 1;
-            }
-            self.queue.push_back((cursor, tok));
+        // The cursor before example i: its own position, and the task draws of every position
+        // before it, other shards' included (replayed on an unsharded stream: counting only this
+        // shard's examples made a data-parallel resume draw other examples).
+        let mut replay = self.mixture.resume(start).map_err(data_error)?;
+        for (position, _, tok) in examples {
+            replay.advance_to(position);
+            self.queue.push_back((replay.cursor(), tok));
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use flan_data::Truncation;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::batch::{BatchCounts, DeviceBatch};
 use crate::checkpoint::{
@@ -23,6 +23,7 @@ use crate::checkpoint::{
 use crate::clip::clip_grad_norm;
 use crate::config::{MetricMode, OnNonFinite, TrainConfig};
 use crate::distributed::{cursor_for_rank, cursors_to_json, Distributed};
+use crate::lock::OutputLock;
 use crate::loss::loss_sums;
 use crate::metrics::{EvalRecord, MetricsLog, StepRecord};
 use crate::model::TrainModel;
@@ -30,6 +31,7 @@ use crate::optim::{NamedParam, Optimizer};
 use crate::progress::Progress;
 use crate::schedule::Schedule;
 use crate::source::BatchSource;
+use crate::stop::{signal_name, StopFlag};
 use crate::{Error, Result};
 
 /// Evaluation during training: called every `eval.every` steps with the model in eval mode.
@@ -39,7 +41,7 @@ pub trait EvalHook<M> {
 }
 
 /// What a finished (or stopped) run reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainSummary {
     /// Steps done in total (including those before a resume).
     pub steps: u64,
@@ -71,6 +73,15 @@ pub struct TrainSummary {
     pub best: Option<BestMetric>,
     /// Whether the data ran out before `train.steps`.
     pub data_exhausted: bool,
+    /// The signal that stopped the run early (it resumes from `last_checkpoint`).
+    #[serde(default)]
+    pub stopped_by: Option<String>,
+}
+
+/// The summary a finished run wrote, if it can be read.
+fn read_summary(path: &Path) -> Option<TrainSummary> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// A training run: the model, its data, optimiser, schedule, checkpoints and metrics.
@@ -92,6 +103,11 @@ pub struct Trainer<M: TrainModel, S: BatchSource> {
     /// Whether optimizer steps flush denormals: the config asks and the model is on an x86 CPU
     /// (libtorch has no flush mode elsewhere, so the default must not make training fail there).
     flush_denormals: bool,
+    /// The output directory's lock, held by the writing process for the trainer's life (taken
+    /// before the first write; see [`crate::lock`]).
+    lock: Option<OutputLock>,
+    /// Set by a signal: stop after the current step (see [`Trainer::with_stop_flag`]).
+    stop: Option<StopFlag>,
 }
 
 impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
@@ -125,6 +141,8 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             dist: None,
             autocast,
             flush_denormals,
+            lock: None,
+            stop: None,
         })
     }
 
@@ -136,6 +154,23 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         self.state.data_cursor = self.source.cursor()?;
         self.dist = Some(dist);
         Ok(self)
+    }
+
+    /// Holds `lock`, the output directory's lock taken by the caller (as
+    /// [`crate::run::prepare`] does before it writes anything), for the trainer's life.
+    pub fn with_output_lock(mut self, lock: OutputLock) -> Self {
+        self.lock = Some(lock);
+        self
+    }
+
+    /// Takes the output directory's lock unless this trainer has it or does not write: before
+    /// resuming (which removes leftovers) and before training, so that two runs never write one
+    /// directory.
+    fn lock_output_dir(&mut self) -> Result<()> {
+        if self.lock.is_none() && self.is_primary() {
+            self.lock = Some(OutputLock::acquire(&self.cfg.output_dir)?);
+        }
+        Ok(())
     }
 
     /// Whether this process writes checkpoints, metrics and the final model.
@@ -179,6 +214,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     /// Continues from the newest complete checkpoint in the output directory, if any; removes
     /// temporary directories a crash left behind. Returns the checkpoint used.
     pub fn resume_latest(&mut self) -> Result<Option<PathBuf>> {
+        self.lock_output_dir()?;
         // Only the writer cleans up, so a rank never removes what rank 0 is writing.
         let stale = if self.is_primary() {
             self.checkpoints.remove_stale()?
@@ -191,21 +227,89 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
                 if stale == 1 { "y" } else { "ies" }
             );
         }
-        match self.checkpoints.latest()? {
-            Some(ckpt) => {
-                let dir = ckpt.dir.clone();
-                self.restore(ckpt)?;
-                Ok(Some(dir))
+        let choice = self
+            .checkpoints
+            .latest_intact(self.cfg.checkpoint.on_corrupt)?;
+        if self.is_primary() {
+            for rejected in &choice.rejected {
+                eprintln!("not resuming from {rejected}");
             }
-            None => Ok(None),
         }
+        self.agree_on_checkpoint(choice.checkpoint.as_ref().map(|c| c.state.step))?;
+        let Some(ckpt) = choice.checkpoint else {
+            return match choice.rejected.into_iter().last() {
+                // Starting afresh would overwrite the metrics of the run these belong to.
+                Some(oldest) => Err(Error::CorruptCheckpoint {
+                    dir: oldest.dir,
+                    message: format!(
+                        "no intact checkpoint is left to resume from ({}); remove {} or pass --no-resume to start afresh",
+                        oldest.reason,
+                        self.checkpoints.root().display()
+                    ),
+                }),
+                None => Ok(None),
+            };
+        };
+        if self.is_primary() {
+            if !choice.rejected.is_empty() {
+                eprintln!(
+                    "falling back to the previous intact checkpoint {}",
+                    ckpt.dir.display()
+                );
+            }
+            if !choice.verified {
+                eprintln!(
+                    "{}: written before checkpoints recorded checksums; its files are not checked",
+                    ckpt.dir.display()
+                );
+            }
+        }
+        let dir = ckpt.dir.clone();
+        self.restore(ckpt)?;
+        Ok(Some(dir))
     }
 
     /// Continues from the checkpoint in `dir`: weights, optimiser state, step, counters, data
-    /// cursor.
+    /// cursor. Its files are checked against their digests first; a mismatch is an error (the
+    /// directory was named, so there is nothing to fall back to).
     pub fn resume_from(&mut self, dir: &Path) -> Result<()> {
+        self.lock_output_dir()?;
         let ckpt = Checkpoint::open(dir)?;
+        if !ckpt.verify()? && self.is_primary() {
+            eprintln!(
+                "{}: written before checkpoints recorded checksums; its files are not checked",
+                dir.display()
+            );
+        }
         self.restore(ckpt)
+    }
+
+    /// Under data parallelism, checks that every rank chose the checkpoint of the same step (or
+    /// none): ranks that resumed from different steps would train on inconsistent state.
+    fn agree_on_checkpoint(&self, step: Option<u64>) -> Result<()> {
+        let Some(d) = &self.dist else {
+            return Ok(());
+        };
+        let mut mine = vec![0.0; d.world_size()];
+        mine[d.rank()] = step.map_or(0.0, |s| s as f64 + 1.0);
+        let all = d.sum(&mine, self.model.device())?;
+        if all.iter().any(|&v| v != all[0]) {
+            let described: Vec<String> = all
+                .iter()
+                .enumerate()
+                .map(|(rank, &v)| match v as u64 {
+                    0 => format!("rank {rank}: none"),
+                    s => format!("rank {rank}: step {}", s - 1),
+                })
+                .collect();
+            return Err(Error::Distributed {
+                message: format!(
+                    "the ranks found different checkpoints to resume from ({}); do they all see the same output directory?",
+                    described.join(", ")
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn restore(&mut self, ckpt: Checkpoint) -> Result<()> {
@@ -217,6 +321,24 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
                     ckpt.state.step, self.cfg.train.steps
                 ),
             ));
+        }
+        if self.is_primary() {
+            match crate::config::config_changes(&ckpt.state.config, &self.cfg) {
+                Ok(changes) if changes.is_empty() => {}
+                Ok(changes) => eprintln!(
+                    "warning: resuming {} with settings other than its own: {}; the run goes on with the new values",
+                    ckpt.dir.display(),
+                    changes
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Err(e) => eprintln!(
+                    "warning: {}: cannot compare its config with this run's: {e}",
+                    ckpt.dir.display()
+                ),
+            }
         }
         self.model.load_weights(&ckpt.dir)?;
         let device = self.model.device();
@@ -232,8 +354,10 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         self.source.restore(&cursor)?;
         self.resumed_from = ckpt.state.step;
         self.state = TrainerState {
+            format: crate::checkpoint::STATE_FORMAT,
             config: self.cfg.to_toml()?,
             data_cursor: cursor,
+            files: Default::default(),
             ..ckpt.state
         };
         Ok(())
@@ -247,15 +371,21 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     /// Trains up to step `stop_at` (at most `train.steps`); the schedule still spans the whole
     /// run. Stopping early is what a pre-empted job does.
     pub fn run_until(&mut self, stop_at: u64) -> Result<TrainSummary> {
+        self.lock_output_dir()?;
         let stop_at = stop_at.min(self.cfg.train.steps);
         let started = Instant::now();
         let primary = self.is_primary();
+        let start_step = self.state.step;
         let metrics_path = self.cfg.output_dir.join("metrics.jsonl");
+        let summary_path = self.cfg.output_dir.join("summary.json");
         let mut metrics = if primary {
-            Some(MetricsLog::open(
-                &metrics_path,
-                (self.state.step > 0).then_some(self.state.step),
-            )?)
+            let resumed_at = (self.state.step > 0).then_some(self.state.step);
+            let log = MetricsLog::open(&metrics_path, resumed_at)?;
+            Some(if self.cfg.log.tensorboard {
+                log.with_tensorboard(&self.cfg.output_dir.join("tensorboard"), resumed_at)?
+            } else {
+                log
+            })
         } else {
             None
         };
@@ -271,6 +401,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         let mut last_checkpoint = None;
         let mut data_exhausted = false;
         let mut train_seconds = 0.0;
+        let mut stopped_by = None;
 
         while self.state.step < stop_at {
             let step = self.state.step + 1;
@@ -293,27 +424,62 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             if recent.len() > 100 {
                 recent.remove(0);
             }
+            // A signal stops the run after this step, on every rank alike; at the last step
+            // there is nothing left to stop.
+            let stop = self.stop_requested()?.filter(|_| step < stop_at);
             if let Some(metrics) = metrics.as_mut() {
-                if step % self.cfg.log.every == 0 || step == stop_at {
+                if step % self.cfg.log.every == 0 || step == stop_at || stop.is_some() {
                     metrics.write(&record)?;
                 }
             }
             progress.step(&record);
 
             if self.cfg.eval.every > 0 && step % self.cfg.eval.every == 0 {
-                if let Some(metrics) = metrics.as_mut() {
+                if stop.is_some() {
+                    // The grace period is for saving; the resumed run does not repeat it.
+                    progress.note(&format!(
+                        "step {step}: evaluation skipped, the run is stopping"
+                    ));
+                } else if let Some(metrics) = metrics.as_mut() {
                     self.evaluate(step, metrics, &progress)?;
                 }
             }
             let every = self.cfg.checkpoint.every;
-            if (every > 0 && step % every == 0) || step == self.cfg.train.steps {
+            if (every > 0 && step % every == 0) || step == self.cfg.train.steps || stop.is_some() {
                 if let Some(dir) = self.save_checkpoint()? {
                     progress.note(&format!("step {step}: checkpoint {}", dir.display()));
                     last_checkpoint = Some(dir);
                 }
             }
+            if let Some(reason) = stop {
+                stopped_by = Some(reason);
+                break;
+            }
         }
         progress.finish();
+        if let Some(metrics) = metrics.as_mut() {
+            metrics.sync()?;
+        }
+
+        let ran = self.state.step > start_step;
+        if !ran && primary {
+            // Nothing trained (the run was already at `stop_at`): the finished run's figures are
+            // in its summary, and recomputing them from nothing would replace them with nulls.
+            if let Some(finished) = read_summary(&summary_path).filter(|s| {
+                s.steps == self.state.step && s.model_dir.as_ref().is_none_or(|d| d.is_dir())
+            }) {
+                self.barrier()?;
+                return Ok(finished);
+            }
+            // No usable summary: the last losses are in the metrics file, if it can be read.
+            let losses: Vec<f64> = crate::metrics::read_step_records(&metrics_path)
+                .unwrap_or_default()
+                .iter()
+                .map(|r| r.loss)
+                .collect();
+            last_loss = losses.last().copied().unwrap_or(f64::NAN);
+            recent = losses[losses.len().saturating_sub(100)..].to_vec();
+        }
 
         let model_dir = if primary && self.state.step == self.cfg.train.steps && !data_exhausted {
             let dir = self.cfg.output_dir.join("model");
@@ -346,15 +512,61 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             model_dir,
             best: self.state.best.clone(),
             data_exhausted,
+            stopped_by: stopped_by.clone(),
         };
         if primary {
-            write_json(&self.cfg.output_dir.join("summary.json"), &summary)?;
+            if let Some(dir) = &summary.model_dir {
+                crate::card::ModelCard::new(&self.cfg, &summary).write(dir)?;
+            }
+            write_json(&summary_path, &summary)?;
         }
-        if let Some(d) = &self.dist {
-            // Nobody leaves before the final model is written.
-            d.barrier()?;
+        // Nobody leaves before the final model (or the stopping checkpoint) is written.
+        self.barrier()?;
+        match stopped_by {
+            Some(signal) => Err(Error::Preempted {
+                step: self.state.step,
+                signal,
+                checkpoint: Some(self.checkpoints.dir_of(self.state.step)),
+            }),
+            None => Ok(summary),
         }
-        Ok(summary)
+    }
+
+    fn barrier(&self) -> Result<()> {
+        match &self.dist {
+            Some(d) => d.barrier(),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops this run after its current step when `flag` is set (by [`crate::stop::StopSignals`]
+    /// on SIGTERM/SIGINT): the step finishes, a checkpoint and the metrics are written, and
+    /// [`Trainer::run`] returns [`Error::Preempted`]. Under data parallelism the ranks sum their
+    /// flags after every step and stop together, whichever of them was signalled.
+    pub fn with_stop_flag(mut self, flag: StopFlag) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// Whether to stop after this step, and why (the signal, and the rank that got it when it
+    /// was another). Under data parallelism a collective on every rank at every step, whether
+    /// or not this rank has a flag, so that all ranks decide alike.
+    fn stop_requested(&self) -> Result<Option<String>> {
+        let mine = self.stop.as_ref().and_then(StopFlag::requested);
+        let Some(d) = &self.dist else {
+            return Ok(mine.map(signal_name));
+        };
+        let mut signals = vec![0.0; d.world_size()];
+        signals[d.rank()] = mine.map_or(0.0, f64::from);
+        let all = d.sum(&signals, self.model.device())?;
+        if let Some(signal) = mine {
+            return Ok(Some(signal_name(signal)));
+        }
+        Ok(all
+            .iter()
+            .enumerate()
+            .find(|(_, &s)| s != 0.0)
+            .map(|(rank, &s)| format!("{} on rank {rank}", signal_name(s as i32))))
     }
 
     /// One optimizer step outside [`Trainer::run`] (benchmarks, custom loops): no metrics file,

@@ -13,7 +13,7 @@ use std::process::Command;
 use crate::{libtorch, process};
 
 /// Python packages the fixture scripts import besides torch.
-const PACKAGES: [&str; 6] = [
+const PACKAGES: [&str; 7] = [
     "transformers",
     "safetensors",
     "tokenizers",
@@ -21,10 +21,12 @@ const PACKAGES: [&str; 6] = [
     // tokenizer_truncation.py makes a SentencePiece model and converts it as T5's was.
     "sentencepiece",
     "protobuf",
+    // tensorboard_events.py writes an event file with TensorBoard's own writer.
+    "tensorboard",
 ];
 
 /// `(script stem, output directory relative to the workspace root)`.
-const OUTPUTS: [(&str, &str); 6] = [
+const OUTPUTS: [(&str, &str); 7] = [
     ("t5", "flan-model/tests/fixtures"),
     // Runs after t5.py (scripts run in name order): resaves its models with flan-model and
     // loads them in transformers.
@@ -36,6 +38,10 @@ const OUTPUTS: [(&str, &str); 6] = [
     (
         "tokenizer_truncation",
         "flan-data/tests/fixtures/saved_truncation",
+    ),
+    (
+        "tensorboard_events",
+        "flan-train/tests/fixtures/tensorboard",
     ),
 ];
 

@@ -181,7 +181,20 @@ proptest! {
         }
         union.sort_by_key(|e| e.position);
         let whole = m.stream(seed).next_batch(60).unwrap();
-        prop_assert_eq!(union, whole);
+        prop_assert_eq!(&union, &whole);
+        // A shard resumes at any of its examples from the cursor replayed up to that example
+        // (what a data-parallel checkpoint records), counting the draws of the other shards.
+        let k = (head % 3) as u64;
+        let mine: Vec<_> = whole.iter().filter(|e| e.position % shards == k).collect();
+        let at = mine[tail % mine.len()];
+        let mut replay = m.stream(seed);
+        replay.advance_to(at.position);
+        let cursor = replay.cursor();
+        prop_assert_eq!(cursor.position, at.position);
+        let resumed = m.resume(cursor).unwrap().shard(k, shards).unwrap().next_batch(2).unwrap();
+        let expected: Vec<_> = m.stream(seed).shard(k, shards).unwrap()
+            .map(Result::unwrap).skip_while(|e| e.position < at.position).take(2).collect();
+        prop_assert_eq!(resumed, expected);
     }
 
     #[test]

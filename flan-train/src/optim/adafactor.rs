@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::{is_half, read_step, rms, split_state_name, step_tensor, NamedParam, Optimizer};
+use crate::config::{check, Range};
 use crate::{Error, Result};
 
 /// Adafactor settings (`[optimizer] kind = "adafactor"`).
@@ -83,21 +84,24 @@ impl Adafactor {
                     .into(),
             });
         }
-        if cfg.clip_threshold <= 0.0 {
-            return Err(Error::Config {
-                message: format!(
-                    "optimizer.clip_threshold must be > 0, got {}",
-                    cfg.clip_threshold
-                ),
-            });
-        }
+        check(
+            "optimizer.clip_threshold",
+            cfg.clip_threshold,
+            Range::Positive,
+        )?;
         if let Some(b1) = cfg.beta1 {
-            if !(0.0..1.0).contains(&b1) {
-                return Err(Error::Config {
-                    message: format!("optimizer.beta1 must be in [0, 1), got {b1}"),
-                });
-            }
+            check("optimizer.beta1", b1, Range::UnitOpen)?;
         }
+        // ε₁ = 0 gives 0/0 on a parameter whose gradient is zero.
+        check("optimizer.eps1", cfg.eps1, Range::Positive)?;
+        check("optimizer.eps2", cfg.eps2, Range::NonNegative)?;
+        // β₂ = 1 − t^decay_rate lies in [0, 1) only for a negative exponent.
+        check("optimizer.decay_rate", cfg.decay_rate, Range::Negative)?;
+        check(
+            "optimizer.weight_decay",
+            cfg.weight_decay,
+            Range::NonNegative,
+        )?;
         Ok(Adafactor {
             cfg,
             state: HashMap::new(),

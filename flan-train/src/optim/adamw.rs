@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::{is_half, read_step, split_state_name, step_tensor, NamedParam, Optimizer};
+use crate::config::{check, Range};
 use crate::{Error, Result};
 
 /// AdamW settings (`[optimizer] kind = "adamw"`); defaults are PyTorch's.
@@ -52,13 +53,15 @@ pub struct AdamW {
 impl AdamW {
     /// Checks the settings and makes an empty state.
     pub fn new(cfg: AdamWConfig) -> Result<Self> {
-        for (name, b) in [("beta1", cfg.beta1), ("beta2", cfg.beta2)] {
-            if !(0.0..1.0).contains(&b) {
-                return Err(Error::Config {
-                    message: format!("optimizer.{name} must be in [0, 1), got {b}"),
-                });
-            }
-        }
+        check("optimizer.beta1", cfg.beta1, Range::UnitOpen)?;
+        check("optimizer.beta2", cfg.beta2, Range::UnitOpen)?;
+        // ε = 0 divides by zero where a gradient has always been zero.
+        check("optimizer.eps", cfg.eps, Range::Positive)?;
+        check(
+            "optimizer.weight_decay",
+            cfg.weight_decay,
+            Range::NonNegative,
+        )?;
         Ok(AdamW {
             cfg,
             state: HashMap::new(),

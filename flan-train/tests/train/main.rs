@@ -2,9 +2,12 @@
 
 mod adafactor_parity;
 mod adamw_parity;
+mod checksum;
 mod common;
 mod data_parallel;
 mod overfit;
+mod preempt;
 mod resume;
 mod t5;
+mod tensorboard;
 mod truncation;
