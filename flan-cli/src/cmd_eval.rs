@@ -11,10 +11,12 @@ use flan_eval::report::{self, RunInfo};
 use flan_eval::runner::{self, RunOptions, SelfConsistency};
 use flan_eval::suite::{self, SuiteOptions};
 use flan_eval::{Benchmark, EvalModel, Mode};
+use flan_model::memory::{human_bytes, longest_that_fits, Call, MemoryEstimate};
 use flan_model::DeviceSpec;
 use std::path::PathBuf;
 
 use crate::exit_code::usage;
+use crate::values;
 
 /// `flan eval ...`
 #[derive(Args, Debug)]
@@ -123,8 +125,8 @@ struct RunArgs {
     /// Directory for samples_*.jsonl, results_*.json and results_*.md.
     #[arg(long)]
     output: PathBuf,
-    /// At most N items per task.
-    #[arg(long)]
+    /// At most N items per task (at least 1).
+    #[arg(long, value_parser = values::at_least_one)]
     limit: Option<usize>,
     /// Only these tasks (comma-separated BBH tasks, MMLU subjects, MGSM or TyDiQA languages).
     #[arg(long, value_delimiter = ',')]
@@ -138,34 +140,35 @@ struct RunArgs {
     /// MMLU direct: first-token rank classification, generation, or whole-letter scoring.
     #[arg(long, value_enum, default_value = "rank")]
     mmlu_answer: MmluAnswerArg,
-    /// Prompt budget in tokens: exemplars are dropped beyond it, and a prompt still longer is
-    /// cut to it (EOS kept; counted in the results and on stderr) or refused (`--overlong`).
-    #[arg(long, default_value_t = 2048)]
+    /// Prompt budget in tokens (at least 1): exemplars are dropped beyond it, and a prompt
+    /// still longer is cut to it (EOS kept; counted in the results and on stderr) or refused
+    /// (`--overlong`).
+    #[arg(long, default_value_t = 2048, value_parser = values::at_least_one)]
     max_input_tokens: usize,
     /// What a prompt over --max-input-tokens gets: `truncate` (counted) or `error` (the run
     /// stops before any model call, naming the item).
     #[arg(long, default_value = "truncate")]
     overlong: flan_data::Overlong,
-    /// Generation length bound.
-    #[arg(long, default_value_t = 256)]
+    /// Generation length bound (at least 1).
+    #[arg(long, default_value_t = 256, value_parser = values::at_least_one)]
     max_new_tokens: usize,
-    /// Prompts per model call.
-    #[arg(long, default_value_t = 8)]
+    /// Prompts per model call (at least 1).
+    #[arg(long, default_value_t = 8, value_parser = values::at_least_one)]
     batch_size: usize,
     /// Self-consistency: sample k CoT outputs and majority-vote the answers.
     #[arg(long)]
     self_consistency: bool,
-    /// Samples per item for self-consistency.
-    #[arg(long, default_value_t = 40)]
+    /// Samples per item for self-consistency (at least 1).
+    #[arg(long, default_value_t = 40, value_parser = values::at_least_one)]
     k: usize,
-    /// Sampling temperature for self-consistency.
-    #[arg(long, default_value_t = 0.7)]
+    /// Sampling temperature for self-consistency (finite, above 0).
+    #[arg(long, default_value_t = 0.7, value_parser = values::positive)]
     temperature: f64,
-    /// Top-k filter for self-consistency sampling.
-    #[arg(long)]
+    /// Top-k filter for self-consistency sampling (at least 1).
+    #[arg(long, value_parser = values::at_least_one)]
     top_k: Option<usize>,
-    /// Nucleus (top-p) filter for self-consistency sampling.
-    #[arg(long)]
+    /// Nucleus (top-p) filter for self-consistency sampling, in (0, 1].
+    #[arg(long, value_parser = values::nucleus)]
     top_p: Option<f64>,
     /// Seed of all sampling.
     #[arg(long, default_value_t = 0)]
@@ -200,13 +203,11 @@ fn rescore(a: RescoreArgs) -> Result<()> {
         a.task.as_deref(),
     )?;
     if let Some(path) = &a.records {
-        use std::io::Write;
-        let mut out = crate::model_io::writer(Some(path))?;
+        let mut out = crate::model_io::Output::open(Some(path))?;
         for record in &report.records {
-            writeln!(out, "{}", serde_json::to_string(record)?)?;
+            out.line(serde_json::to_string(record)?)?;
         }
-        out.flush()
-            .with_context(|| format!("{}: writing", path.display()))?;
+        out.finish()?;
     }
     print_json(&serde_json::to_value(&report)?)
 }
@@ -294,16 +295,113 @@ fn run_model(a: RunArgs) -> Result<()> {
     let dir = flan_model::hub::resolve_model(&a.model)?;
     let device = a.device.resolve_from_env().context("--device")?;
     let mut model = crate::t5_adapter::load(&dir, device, settings.suite.max_input_tokens)
-        .with_context(|| format!("loading model {}", dir.display()))?;
-    evaluate(&mut model, &settings)
+        .with_context(|| format!("loading model {}", dir.display()))?
+        .with_budget(crate::model_io::memory_budget(device)?);
+    let items = build(&mut model, &settings)?;
+    check_memory(&mut model, &settings, &items)?;
+    run_and_report(&mut model, &settings, &items)
+}
+
+/// Refuses, before the first model call, a run whose largest call cannot fit in memory: the
+/// longest prompt (as cut to --max-input-tokens) in a full batch, generating --max-new-tokens
+/// (k samples at once under self-consistency), or scoring short targets.
+fn check_memory(
+    model: &mut crate::t5_adapter::T5EvalModel,
+    s: &RunSettings,
+    items: &[flan_eval::EvalItem],
+) -> Result<()> {
+    let mut longest = 1;
+    for item in items {
+        longest = longest.max(model.count_tokens(&item.prompt)?);
+    }
+    let longest = longest.min(s.suite.max_input_tokens) as u64;
+    let batch = s.run.batch_size.min(items.len()) as u64;
+    let call = |input_len: u64| -> Vec<Call> {
+        let generate = match &s.run.self_consistency {
+            Some(sc) => Call::Generate {
+                batch: 1,
+                input_len,
+                max_new_tokens: s.run.max_new_tokens as u64,
+                rows_per_input: sc.k as u64,
+                beam: false,
+            },
+            None => Call::Generate {
+                batch,
+                input_len,
+                max_new_tokens: s.run.max_new_tokens as u64,
+                rows_per_input: 1,
+                beam: false,
+            },
+        };
+        // Rank classification and letter scoring: a full batch, targets of a few tokens.
+        let score = Call::Score {
+            batch,
+            input_len,
+            target_len: 16,
+        };
+        vec![generate, score]
+    };
+    let Some(budget) = model.budget() else {
+        return Ok(());
+    };
+    let need = |len: u64| {
+        call(len)
+            .into_iter()
+            .map(|c| model.estimate(c).bytes)
+            .max()
+            .unwrap_or(0)
+    };
+    let need_now = MemoryEstimate {
+        bytes: need(longest),
+    };
+    if need_now.bytes <= budget.bytes {
+        return Ok(());
+    }
+    let fit = longest_that_fits(budget.bytes, need).filter(|&fit| fit < longest);
+    let need = need_now;
+    let mut message = format!(
+        "prompts of up to {longest} tokens, --batch-size {}, --max-new-tokens {}{}: the largest \
+         model call needs about {}, more than the {} available ({}); try ",
+        s.run.batch_size,
+        s.run.max_new_tokens,
+        s.run
+            .self_consistency
+            .as_ref()
+            .map(|sc| format!(", --k {}", sc.k))
+            .unwrap_or_default(),
+        human_bytes(need.bytes),
+        human_bytes(budget.bytes),
+        budget.source,
+    );
+    if let Some(fit) = fit {
+        message.push_str(&format!("--max-input-tokens {fit}, or "));
+    }
+    message.push_str("a smaller --batch-size, --max-new-tokens or --k");
+    Err(usage(message).into())
 }
 
 /// Builds the items, runs them with a progress bar and writes the reports.
+#[cfg(test)]
 fn evaluate(model: &mut dyn EvalModel, s: &RunSettings) -> Result<()> {
+    let items = build(model, s)?;
+    run_and_report(model, s, &items)
+}
+
+/// The items of the run: at least one.
+fn build(model: &mut dyn EvalModel, s: &RunSettings) -> Result<Vec<flan_eval::EvalItem>> {
     let items = suite::build_items(&s.suite, &mut |t| model.count_tokens(t))?;
     if items.is_empty() {
         return Err(usage("no items to evaluate (check --tasks and --limit)").into());
     }
+    Ok(items)
+}
+
+/// Runs `items` with a progress bar and writes the reports.
+fn run_and_report(
+    model: &mut dyn EvalModel,
+    s: &RunSettings,
+    items: &[flan_eval::EvalItem],
+) -> Result<()> {
     let bar = indicatif::ProgressBar::new(items.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -312,7 +410,7 @@ fn evaluate(model: &mut dyn EvalModel, s: &RunSettings) -> Result<()> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_prefix(format!("{} {}", s.suite.benchmark, s.suite.mode));
-    let result = runner::run(model, &items, &s.run, &mut |done, _| {
+    let result = runner::run(model, items, &s.run, &mut |done, _| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();
@@ -326,7 +424,7 @@ fn evaluate(model: &mut dyn EvalModel, s: &RunSettings) -> Result<()> {
         limit: s.suite.limit,
         options: s.run.clone(),
     };
-    let paths = report::write_outputs(&s.output, &info, &items, &result)?;
+    let paths = report::write_outputs(&s.output, &info, items, &result)?;
     print!("{}", report::markdown(&info, &result));
     eprintln!(
         "wrote {}, {} and {}",

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::exit_code::usage;
+use crate::values;
 
 /// Arguments of `flan mixture`.
 #[derive(Args, Debug)]
@@ -22,17 +23,18 @@ pub struct MixtureArgs {
     /// Print per-task and per-submixture counts, rates, template shares and packing efficiency.
     #[arg(long)]
     stats: bool,
-    /// Print N formatted examples as JSONL {"task", "inputs", "targets"}.
-    #[arg(long, value_name = "N")]
+    /// Print N formatted examples (at least 1) as JSONL {"task", "inputs", "targets"}.
+    #[arg(long, value_name = "N", value_parser = values::at_least_one)]
     sample: Option<usize>,
     /// Write the mixture as JSONL shards into DIR.
     #[arg(long, value_name = "DIR")]
     export: Option<PathBuf>,
-    /// Examples to export.
-    #[arg(long, default_value_t = 100_000)]
+    /// Examples to export (at least 1).
+    #[arg(long, default_value_t = 100_000, value_parser = values::at_least_one_u64)]
     count: u64,
-    /// Number of export shards (shard k holds stream positions p with p % shards == k).
-    #[arg(long, default_value_t = 1)]
+    /// Number of export shards, from 1 to --count (shard k holds stream positions p with
+    /// p % shards == k).
+    #[arg(long, default_value_t = 1, value_parser = values::at_least_one_u64)]
     shards: u64,
     /// Seed of the stream (default: the spec's).
     #[arg(long)]
@@ -43,21 +45,21 @@ pub struct MixtureArgs {
     /// Extra template file(s) applied over the built-in and the spec's templates.
     #[arg(long)]
     templates: Vec<PathBuf>,
-    /// Task draws for the rate statistics.
-    #[arg(long, default_value_t = 100_000)]
+    /// Task draws for the rate statistics (at least 1).
+    #[arg(long, default_value_t = 100_000, value_parser = values::at_least_one_u64)]
     stats_draws: u64,
-    /// Examples rendered (and packed) for template shares and packing efficiency.
-    #[arg(long, default_value_t = 5_000)]
+    /// Examples rendered (and packed) for template shares and packing efficiency (at least 1).
+    #[arg(long, default_value_t = 5_000, value_parser = values::at_least_one)]
     stats_rendered: usize,
-    /// Rows per packed batch for the packing statistics.
-    #[arg(long, default_value_t = 32)]
+    /// Rows per packed batch for the packing statistics (at least 1).
+    #[arg(long, default_value_t = 32, value_parser = values::at_least_one)]
     batch_size: usize,
     /// Train a Unigram tokenizer on the mixture's text and save it (tokenizer.json and the
     /// transformers config files) into DIR.
     #[arg(long, value_name = "DIR")]
     train_tokenizer: Option<PathBuf>,
-    /// Piece vocabulary of --train-tokenizer (100 sentinels are added on top).
-    #[arg(long, default_value_t = 8000)]
+    /// Piece vocabulary of --train-tokenizer, at least 4 (100 sentinels are added on top).
+    #[arg(long, default_value_t = 8000, value_parser = values::vocab_size)]
     vocab_size: usize,
     /// Print --stats as JSON instead of tables.
     #[arg(long)]
@@ -83,8 +85,12 @@ impl MixtureSettings {
             )
             .into());
         }
-        if args.shards == 0 {
-            return Err(usage("--shards must be at least 1").into());
+        if args.export.is_some() && args.shards > args.count {
+            return Err(usage(format!(
+                "--shards {} is more than --count {}: shards would be empty; use 1 to {}",
+                args.shards, args.count, args.count
+            ))
+            .into());
         }
         let mut spec = MixtureSpec::from_file(&args.spec)?;
         let cwd = std::env::current_dir().context("reading the current directory")?;

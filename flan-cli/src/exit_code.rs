@@ -76,6 +76,14 @@ pub fn data(message: impl Into<String>) -> Classified {
     }
 }
 
+/// A model error the CLI finds itself (outputs that are NaN).
+pub fn model(message: impl Into<String>) -> Classified {
+    Classified {
+        kind: ExitKind::Model,
+        message: message.into(),
+    }
+}
+
 /// The kind of the outermost cause in `err`'s chain that says what it is.
 pub fn classify(err: &anyhow::Error) -> ExitKind {
     err.chain()
@@ -99,12 +107,7 @@ pub fn classify(err: &anyhow::Error) -> ExitKind {
                 };
             }
             if let Some(e) = cause.downcast_ref::<flan_data::Error>() {
-                use flan_data::Error as E;
-                return match e {
-                    E::Parse { .. } | E::Io { .. } => Some(ExitKind::Data),
-                    E::Tokenizer { .. } => Some(ExitKind::Model),
-                    E::Config { .. } => Some(ExitKind::Usage),
-                };
+                return Some(data_kind(e));
             }
             if let Some(e) = cause.downcast_ref::<flan_model::Error>() {
                 use flan_model::Error as E;
@@ -113,14 +116,18 @@ pub fn classify(err: &anyhow::Error) -> ExitKind {
                     | E::DeviceUnavailable { .. }
                     | E::LauncherVariable { .. }
                     | E::InvalidInput(_) => Some(ExitKind::Usage),
-                    E::Data(_) => Some(ExitKind::Data),
+                    E::Data(inner) => Some(data_kind(inner)),
+                    // Out of memory, a CUDA error: not the model's fault, and a retry elsewhere
+                    // may succeed.
+                    E::Libtorch { .. } => Some(ExitKind::Failure),
                     _ => Some(ExitKind::Model),
                 };
             }
             if let Some(e) = cause.downcast_ref::<flan_eval::Error>() {
                 use flan_eval::Error as E;
                 return match e {
-                    E::Parse { .. } | E::Io { .. } | E::Data(_) => Some(ExitKind::Data),
+                    E::Data(inner) => Some(data_kind(inner)),
+                    E::Parse { .. } | E::Io { .. } => Some(ExitKind::Data),
                     E::Config(_) | E::Unsupported(_) => Some(ExitKind::Usage),
                     E::Model(_) => Some(ExitKind::Model),
                     _ => None,
@@ -129,6 +136,18 @@ pub fn classify(err: &anyhow::Error) -> ExitKind {
             None
         })
         .unwrap_or(ExitKind::Failure)
+}
+
+/// The kind of a flan-data error: reading inputs is data (3), writing outputs a plain failure
+/// (1: a full disk is not bad data), a tokenizer a model error (4), a spec a usage error (2).
+fn data_kind(e: &flan_data::Error) -> ExitKind {
+    use flan_data::Error as E;
+    match e {
+        E::Parse { .. } | E::Io { .. } => ExitKind::Data,
+        E::Write { .. } => ExitKind::Failure,
+        E::Tokenizer { .. } => ExitKind::Model,
+        E::Config { .. } => ExitKind::Usage,
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod exit_code;
 mod model_io;
 mod t5_adapter;
 mod train_report;
+mod values;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -42,6 +43,9 @@ enum Command {
 
 fn main() {
     allocator::tune();
+    // A libtorch failure inside a model call is reported as an error (exit 1), not as a panic
+    // with a backtrace; other panics are printed as before.
+    flan_data::contain::install_quiet_hook();
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
         eprintln!("flan: error: {err:#}");

@@ -3,9 +3,11 @@
 //! line-per-record output.
 
 use anyhow::{Context, Result};
+use flan_data::atomic::AtomicFile;
 use flan_data::records::{read_jsonl_records, Record, ID_FIELD};
 use flan_data::tokenizer::Tokenizer;
 use flan_data::{LengthLimit, Overlong, TruncationCounts};
+use flan_model::memory::{human_bytes, MemoryBudget, MemoryEstimate};
 use flan_model::{DeviceSpec, T5ForConditionalGeneration};
 use serde::de::DeserializeOwned;
 use std::io::{BufWriter, Write};
@@ -28,8 +30,8 @@ pub struct ModelArgs {
     /// Compute dtype: f32, bf16 (also on CPU) or f16 (T5 v1.1/Flan may overflow; prefer bf16).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// Examples per forward pass.
-    #[arg(long, default_value_t = 16)]
+    /// Examples per forward pass (at least 1).
+    #[arg(long, default_value_t = 16, value_parser = crate::values::at_least_one)]
     pub batch_size: usize,
 }
 
@@ -37,6 +39,8 @@ pub struct ModelArgs {
 pub struct LoadedModel {
     pub model: T5ForConditionalGeneration,
     pub tokenizer: Tokenizer,
+    /// What a model call may take ([`memory_budget`]), read after the weights were loaded.
+    pub budget: Option<MemoryBudget>,
 }
 
 fn parse_dtype(dtype: &str) -> Result<Kind> {
@@ -56,9 +60,6 @@ fn parse_dtype(dtype: &str) -> Result<Kind> {
 impl ModelArgs {
     /// Checks the flags and loads the model; load notes (aliases used) go to stderr.
     pub fn load(&self) -> Result<LoadedModel> {
-        if self.batch_size == 0 {
-            return Err(usage("--batch-size must be at least 1").into());
-        }
         let device = self.device.resolve_from_env().context("--device")?;
         let kind = parse_dtype(&self.dtype)?;
         let dir = flan_model::hub::resolve_model(&self.model)?;
@@ -73,8 +74,74 @@ impl ModelArgs {
                 dir.display()
             )
         })?;
-        Ok(LoadedModel { model, tokenizer })
+        let budget = memory_budget(device)?;
+        Ok(LoadedModel {
+            model,
+            tokenizer,
+            budget,
+        })
     }
+}
+
+/// The memory a model call on `device` may take: [`MemoryBudget::detect`] on the CPU; on a GPU
+/// only `FLAN_MEMORY_LIMIT` (host memory says nothing about the GPU's, and an out-of-memory
+/// there is caught as an error by [`flan_model::fallible`]).
+pub fn memory_budget(device: tch::Device) -> Result<Option<MemoryBudget>> {
+    if device != tch::Device::Cpu && std::env::var_os(flan_model::memory::LIMIT_VAR).is_none() {
+        return Ok(None);
+    }
+    MemoryBudget::detect().map_err(|e| usage(e).into())
+}
+
+/// What a refused model call could change, for the message.
+pub struct Remedies<'a> {
+    /// Flags that would help, each with the value to try (`--max-input-tokens 1234`).
+    pub flags: Vec<String>,
+    /// The flags that make the call big whatever the input (`--num-beams 100000`).
+    pub settings: &'a str,
+}
+
+/// Refuses a call whose [`MemoryEstimate`] exceeds the budget. `what` describes the batch (a
+/// record at `file:line`, or the flags alone); the error is a data error (exit 3) for a record,
+/// a usage error (exit 2) for flags that cannot fit whatever the input.
+pub fn check_memory(
+    budget: Option<&MemoryBudget>,
+    estimate: MemoryEstimate,
+    what: std::fmt::Arguments<'_>,
+    remedies: Remedies<'_>,
+    flags_only: bool,
+) -> Result<()> {
+    let Some(budget) = budget else {
+        return Ok(());
+    };
+    if estimate.bytes <= budget.bytes {
+        return Ok(());
+    }
+    let mut message = format!(
+        "{what}: the model call needs about {}, more than the {} available ({}){}",
+        human_bytes(estimate.bytes),
+        human_bytes(budget.bytes),
+        budget.source,
+        if remedies.settings.is_empty() {
+            String::new()
+        } else {
+            format!(" with {}", remedies.settings)
+        },
+    );
+    if remedies.flags.is_empty() {
+        message.push_str(&format!(
+            "; set {} to a budget you know is free",
+            flan_model::memory::LIMIT_VAR
+        ));
+    } else {
+        message.push_str(&format!("; try {}", remedies.flags.join(", or ")));
+    }
+    Err(if flags_only {
+        usage(message)
+    } else {
+        data(message)
+    }
+    .into())
 }
 
 impl LoadedModel {
@@ -126,10 +193,11 @@ pub fn read_input<T: DeserializeOwned>(
 /// `--max-input-tokens` and `--overlong`, shared by the commands that encode inputs.
 #[derive(clap::Args, Debug, Clone)]
 pub struct InputLimitArgs {
-    /// Cut inputs longer than this many tokens (EOS included; the EOS is kept), and count the
-    /// cuts in each output record and on stderr. No limit by default: T5's relative positions
-    /// take any length, at a memory cost quadratic in it.
-    #[arg(long)]
+    /// Cut inputs longer than this many tokens (EOS included and kept; at least 1), and count
+    /// the cuts in each output record and on stderr. No limit by default: T5's relative
+    /// positions take any length, at a memory cost quadratic in it; a batch that would not fit
+    /// in memory is refused before the model runs, naming its line and a limit that fits.
+    #[arg(long, value_parser = crate::values::at_least_one)]
     pub max_input_tokens: Option<usize>,
     /// What a sequence over its limit gets: `truncate` (counted) or `error` (the run stops at
     /// its line, before any output is written).
@@ -185,6 +253,18 @@ pub fn encode_limited(
     Ok((ids, cut))
 }
 
+/// The error for a record whose output came out NaN or infinite although the weights are finite
+/// (they are checked at load): an overflow in the computation, typically in float16. Never
+/// written as `null`: a consumer would read it as a score.
+pub fn non_finite_output(path: &Path, line: usize, value: f64) -> crate::exit_code::Classified {
+    crate::exit_code::model(format!(
+        "{}:{line}: the model's log-probability for this record is {value}, not a number a \
+         consumer could use; the weights are finite, so the computation overflowed (with \
+         --dtype f16, try bf16 or f32)",
+        path.display()
+    ))
+}
+
 /// Adds `id` (when the input record had one) and the tokens cut from each field (when any) to
 /// an output record.
 pub fn annotate(
@@ -204,13 +284,40 @@ pub fn annotate(
     }
 }
 
-/// JSONL output to a file, or stdout when no path is given.
-pub fn writer(output: Option<&PathBuf>) -> Result<Box<dyn Write>> {
-    Ok(match output {
-        Some(path) => Box::new(BufWriter::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("{}: cannot create", path.display()))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
-    })
+/// Where a command's JSONL goes: a file that replaces its old version only when the run
+/// succeeds ([`AtomicFile`]), or stdout, which streams line by line.
+pub enum Output {
+    /// `--output PATH`.
+    File(AtomicFile),
+    /// No `--output`.
+    Stdout(BufWriter<std::io::StdoutLock<'static>>),
+}
+
+impl Output {
+    /// Opens `output`, or stdout when no path is given.
+    pub fn open(output: Option<&PathBuf>) -> Result<Output> {
+        Ok(match output {
+            Some(path) => Output::File(AtomicFile::create(path)?),
+            None => Output::Stdout(BufWriter::new(std::io::stdout().lock())),
+        })
+    }
+
+    /// Writes one line; an error names the file.
+    pub fn line(&mut self, line: impl std::fmt::Display) -> Result<()> {
+        let text = format!("{line}\n");
+        match self {
+            Output::File(f) => f.write_bytes(text.as_bytes())?,
+            Output::Stdout(out) => out.write_all(text.as_bytes()).context("writing stdout")?,
+        }
+        Ok(())
+    }
+
+    /// Puts the file in place (or flushes stdout): call it once the run has succeeded.
+    pub fn finish(self) -> Result<()> {
+        match self {
+            Output::File(f) => f.commit()?,
+            Output::Stdout(mut out) => out.flush().context("writing stdout")?,
+        }
+        Ok(())
+    }
 }

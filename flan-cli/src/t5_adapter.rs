@@ -5,7 +5,9 @@
 use anyhow::{Context, Result};
 use flan_data::tokenizer::Tokenizer;
 use flan_eval::{EvalModel, GenerateRequest, GenerationConfig};
+use flan_model::fallible;
 use flan_model::generate::{self, Strategy};
+use flan_model::memory::{human_bytes, Call, MemoryBudget, MemoryEstimate};
 use flan_model::score::score_batch;
 use flan_model::T5ForConditionalGeneration;
 use std::path::Path;
@@ -17,6 +19,8 @@ pub struct T5EvalModel {
     tokenizer: Tokenizer,
     name: String,
     max_input_tokens: usize,
+    /// Memory a model call may take; `None` checks nothing (see [`T5EvalModel::with_budget`]).
+    budget: Option<MemoryBudget>,
 }
 
 /// Loads a model directory in Hugging Face layout (config.json, model.safetensors,
@@ -31,6 +35,7 @@ pub fn load(dir: &Path, device: Device, max_input_tokens: usize) -> Result<T5Eva
         tokenizer,
         name: dir.display().to_string(),
         max_input_tokens,
+        budget: None,
     })
 }
 
@@ -47,6 +52,46 @@ impl T5EvalModel {
             tokenizer,
             name,
             max_input_tokens,
+            budget: None,
+        }
+    }
+
+    /// Refuses every model call whose [`MemoryEstimate`] exceeds `budget` (an error instead of
+    /// an allocation failure or the OOM killer). Without a budget no call is checked.
+    pub fn with_budget(mut self, budget: Option<MemoryBudget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The budget model calls are checked against, if any.
+    pub fn budget(&self) -> Option<&MemoryBudget> {
+        self.budget.as_ref()
+    }
+
+    /// What `call` would take on this model.
+    pub fn estimate(&self, call: Call) -> MemoryEstimate {
+        MemoryEstimate::of(self.model.config(), self.model.kind(), call)
+    }
+
+    /// The estimate of `call` and the budget it exceeds, or `None` when it fits (or nothing is
+    /// checked).
+    fn over_budget(&self, call: Call) -> Option<(MemoryEstimate, &MemoryBudget)> {
+        let budget = self.budget.as_ref()?;
+        let need = self.estimate(call);
+        (need.bytes > budget.bytes).then_some((need, budget))
+    }
+
+    /// [`Self::over_budget`] as an error, just before a call.
+    fn check_call(&self, call: Call) -> flan_eval::Result<()> {
+        match self.over_budget(call) {
+            None => Ok(()),
+            Some((need, budget)) => Err(model_err(format!(
+                "a model call of {call:?} needs about {}, more than the {} available ({}); \
+                 lower --max-input-tokens or --batch-size",
+                human_bytes(need.bytes),
+                human_bytes(budget.bytes),
+                budget.source
+            ))),
         }
     }
 
@@ -64,9 +109,14 @@ fn model_err(e: impl std::fmt::Display) -> flan_eval::Error {
     flan_eval::Error::Model(e.to_string())
 }
 
+/// [`model_err`] for typed errors, keeping their causes in the text.
+fn model_chain(e: impl std::error::Error + 'static) -> flan_eval::Error {
+    flan_eval::Error::Model(flan_data::error::chain(&e))
+}
+
 impl T5EvalModel {
     fn ids(&self, text: &str) -> flan_eval::Result<Vec<i64>> {
-        let ids = self.tokenizer.encode(text).map_err(model_err)?;
+        let ids = self.tokenizer.encode(text).map_err(model_chain)?;
         Ok(ids.into_iter().map(i64::from).collect())
     }
 
@@ -102,9 +152,33 @@ impl T5EvalModel {
         ))
     }
 
-    fn decode(&self, ids: &[i64]) -> flan_eval::Result<String> {
+    /// The texts of generated sequences, refusing any whose score is NaN or infinite: such
+    /// a model emits padding (empty text) that would be graded as a wrong answer.
+    fn decode_all(
+        &self,
+        seqs: Vec<Vec<generate::Generated>>,
+    ) -> flan_eval::Result<Vec<Vec<String>>> {
+        seqs.into_iter()
+            .map(|item| {
+                item.iter()
+                    .map(|g| {
+                        if !g.score.is_finite() {
+                            return Err(model_err(format!(
+                                "a generated sequence has the log-probability {}: the \
+                                 computation overflowed (the weights were checked at load)",
+                                g.score
+                            )));
+                        }
+                        self.decode(&g.token_ids)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+        fn decode(&self, ids: &[i64]) -> flan_eval::Result<String> {
         let ids: Vec<u32> = ids.iter().filter_map(|&i| u32::try_from(i).ok()).collect();
-        self.tokenizer.decode(&ids, true).map_err(model_err)
+        self.tokenizer.decode(&ids, true).map_err(model_chain)
     }
 }
 
@@ -143,27 +217,35 @@ impl EvalModel for T5EvalModel {
                     use_cache: true,
                 };
                 let (ids, mask) = self.batch(&[r.prompt.as_str()])?;
-                let seqs = generate::generate(&self.model, &ids, &mask, &gen).map_err(model_err)?;
-                for item in seqs {
-                    out.push(
-                        item.iter()
-                            .map(|g| self.decode(&g.token_ids))
-                            .collect::<Result<_, _>>()?,
-                    );
-                }
+                self.check_call(Call::Generate {
+                    batch: 1,
+                    input_len: ids.size()[1] as u64,
+                    max_new_tokens: config.max_new_tokens as u64,
+                    rows_per_input: config.num_return_sequences as u64,
+                    beam: false,
+                })?;
+                let seqs = fallible::catch("generating", || {
+                    generate::generate(&self.model, &ids, &mask, &gen)
+                })
+                .map_err(model_chain)?;
+                out.extend(self.decode_all(seqs)?);
             }
         } else {
             let prompts: Vec<&str> = requests.iter().map(|r| r.prompt.as_str()).collect();
             let (ids, mask) = self.batch(&prompts)?;
+            self.check_call(Call::Generate {
+                batch: prompts.len() as u64,
+                input_len: ids.size()[1] as u64,
+                max_new_tokens: config.max_new_tokens as u64,
+                rows_per_input: 1,
+                beam: false,
+            })?;
             let gen = generate::GenerationConfig::greedy(config.max_new_tokens);
-            let seqs = generate::generate(&self.model, &ids, &mask, &gen).map_err(model_err)?;
-            for item in seqs {
-                out.push(
-                    item.iter()
-                        .map(|g| self.decode(&g.token_ids))
-                        .collect::<Result<_, _>>()?,
-                );
-            }
+            let seqs = fallible::catch("generating", || {
+                generate::generate(&self.model, &ids, &mask, &gen)
+            })
+            .map_err(model_chain)?;
+            out.extend(self.decode_all(seqs)?);
         }
         Ok(out)
     }
@@ -177,7 +259,22 @@ impl EvalModel for T5EvalModel {
             .iter()
             .map(|t| self.ids(t))
             .collect::<Result<_, _>>()?;
-        let scores = score_batch(&self.model, &inputs, &targets).map_err(model_err)?;
+        let width = |rows: &[Vec<i64>]| rows.iter().map(Vec::len).max().unwrap_or(1) as u64;
+        self.check_call(Call::Score {
+            batch: inputs.len() as u64,
+            input_len: width(&inputs),
+            target_len: width(&targets),
+        })?;
+        let scores = fallible::catch("scoring", || score_batch(&self.model, &inputs, &targets))
+            .map_err(model_chain)?;
+        // A NaN score would rank (and be reported) as if it meant something.
+        if let Some(i) = scores.iter().position(|s| !s.logprob.is_finite()) {
+            return Err(model_err(format!(
+                "the log-probability of target {i} of this batch is {}: the computation \
+                 overflowed (the weights were checked at load)",
+                scores[i].logprob
+            )));
+        }
         Ok(scores.into_iter().map(|s| s.logprob).collect())
     }
 
@@ -209,18 +306,33 @@ impl EvalModel for T5EvalModel {
         }
         let refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
         let (ids, mask) = self.batch(&refs)?;
+        self.check_call(Call::Score {
+            batch: prompts.len() as u64,
+            input_len: ids.size()[1] as u64,
+            target_len: 1,
+        })?;
         let start = self.model.config().decoder_start_token_id();
         let device = self.model.device();
-        let decoder_input = Tensor::full([prompts.len() as i64, 1], start, (Kind::Int64, device));
-        let logits = tch::no_grad(|| {
-            self.model
-                .forward(&ids, &mask, &decoder_input, None, false)
-                .to_kind(Kind::Float)
-                .select(1, 0)
-                .index_select(1, &Tensor::from_slice(&candidate_ids).to_device(device))
-                .to_device(Device::Cpu)
-        });
-        let rows: Vec<Vec<f32>> = Vec::<Vec<f32>>::try_from(&logits).map_err(model_err)?;
+        let rows = fallible::catch("ranking the first token", || {
+            let decoder_input =
+                Tensor::full([prompts.len() as i64, 1], start, (Kind::Int64, device));
+            let logits = tch::no_grad(|| {
+                self.model
+                    .forward(&ids, &mask, &decoder_input, None, false)
+                    .to_kind(Kind::Float)
+                    .select(1, 0)
+                    .index_select(1, &Tensor::from_slice(&candidate_ids).to_device(device))
+                    .to_device(Device::Cpu)
+            });
+            Ok(Vec::<Vec<f32>>::try_from(&logits)?)
+        })
+        .map_err(model_chain)?;
+        if rows.iter().flatten().any(|x| !x.is_finite()) {
+            return Err(model_err(
+                "the first-token logits are not finite: the computation overflowed (the \
+                 weights were checked at load)",
+            ));
+        }
         Ok(rows)
     }
 }

@@ -16,10 +16,21 @@ pub enum Error {
         /// What was expected and what was found.
         message: String,
     },
-    /// An I/O error on a named file.
-    #[error("{}: {source}", path.display())]
+    /// An I/O error on a named file. The message is the path; the OS error is the `source`,
+    /// which error chains (`{:#}`, [`chain`]) print after it, so it appears once.
+    #[error("{}", path.display())]
     Io {
         /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An output file could not be created, written, synced or renamed into place (the OS
+    /// error is the `source`). Separate from [`Error::Io`], which is about reading inputs: a
+    /// full disk is not bad data.
+    #[error("writing {}", path.display())]
+    Write {
+        /// The output file, as the user named it.
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
@@ -60,6 +71,14 @@ impl Error {
         }
     }
 
+    /// An error writing the output file `path`.
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Write {
+            path: path.into(),
+            source,
+        }
+    }
+
     /// A configuration error in `context`.
     pub fn config(context: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Config {
@@ -67,6 +86,20 @@ impl Error {
             message: message.into(),
         }
     }
+}
+
+/// `err` and each of its causes, joined by `: ` (what anyhow's `{:#}` prints), for the places
+/// that keep an error as text: `err.to_string()` alone would drop the causes that error types
+/// leave to [`std::error::Error::source`].
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// Result with this crate's [`Error`].

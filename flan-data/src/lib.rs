@@ -54,6 +54,8 @@
 //! assert_eq!(batch.unpack().len(), 3);
 //! ```
 
+pub mod atomic;
+pub mod contain;
 pub mod error;
 pub mod example;
 pub mod mixture;

@@ -1,6 +1,7 @@
 //! The steps after mixing: tokenizing mixed examples in parallel, statistics of a mixture sample
 //! (what `flan mixture --stats` prints) and exporting the stream as JSONL shards.
 
+use crate::atomic::{commit_all, AtomicFile};
 use crate::error::{Error, Result};
 use crate::mixture::{MixedExample, Mixture, MixtureStream};
 use crate::pack::{PackStats, Packer, TokenizedExample};
@@ -8,7 +9,6 @@ use crate::tokenizer::Tokenizer;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -235,25 +235,30 @@ pub fn export_shards(
         return Err(Error::config("export", "need at least one shard"));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    (0..shards)
+    // Every shard is written in full before any replaces its old version, so that a failed
+    // export leaves the previous export whole.
+    let written: Vec<AtomicFile> = (0..shards)
         .into_par_iter()
         .map(|k| {
             let path = dir.join(format!("mixture-{k:05}-of-{shards:05}.jsonl"));
-            let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-            let mut out = std::io::BufWriter::new(file);
+            let mut out = AtomicFile::create(&path)?;
             let mut stream = mixture.stream(seed).shard(k, shards)?;
             let mut left = total / shards + u64::from(k < total % shards);
             while left > 0 {
                 let chunk = left.min(4096);
                 for e in stream.next_batch(chunk as usize)? {
-                    writeln!(out, "{}", to_jsonl(&e)?).map_err(|err| Error::io(&path, err))?;
+                    let mut line = to_jsonl(&e)?;
+                    line.push('\n');
+                    out.write_bytes(line.as_bytes())?;
                 }
                 left -= chunk;
             }
-            out.flush().map_err(|err| Error::io(&path, err))?;
-            Ok(path)
+            Ok(out)
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    let paths = written.iter().map(|f| f.path().to_path_buf()).collect();
+    commit_all(written)?;
+    Ok(paths)
 }
 
 /// Trains a Unigram tokenizer (`vocab_size` pieces + 100 sentinels) on the text of a mixture:

@@ -65,10 +65,9 @@ impl<T> Records<T> {
 /// errors: outputs have one line per input line.
 pub fn read_jsonl_records<T: DeserializeOwned>(path: &Path, expected: &str) -> Result<Records<T>> {
     let bytes = read_bytes(path)?;
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let mut records = Vec::new();
     let mut ignored: BTreeMap<String, usize> = BTreeMap::new();
-    for (line, text) in utf8_lines(path, body, expected)? {
+    for (line, text) in utf8_lines(path, &bytes, expected)? {
         let text = text?;
         let bad = |message: String| Error::parse(path, line, message);
         if text.trim().is_empty() {

@@ -157,10 +157,11 @@ impl MixtureSpec {
         Ok(spec)
     }
 
-    /// Reads a spec file.
+    /// Reads a spec file (a leading byte-order mark is dropped).
     pub fn from_file(path: &Path) -> Result<MixtureSpec> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_toml(&text, &path.display().to_string())
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        Self::from_toml(text, &path.display().to_string())
     }
 
     /// Checks weights, ratios and submixture names.

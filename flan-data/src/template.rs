@@ -480,9 +480,10 @@ impl TemplateLibrary {
     /// replaced, new ones added; option headers and styles, when given, replace ours.
     pub fn extend_from_file(&mut self, path: &std::path::Path) -> Result<()> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let origin = path.display().to_string();
         let file: TemplateFile =
-            toml::from_str(&text).map_err(|e| Error::config(&origin, e.to_string()))?;
+            toml::from_str(text).map_err(|e| Error::config(&origin, e.to_string()))?;
         self.absorb(file, &origin)
     }
 

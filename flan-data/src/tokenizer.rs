@@ -367,6 +367,61 @@ impl Default for UnigramTrainingConfig {
     }
 }
 
+/// A `tokenizer.json` parsed by the `tokenizers` crate, whose deserializer panics on some
+/// malformed sections (a `decoder` that is neither tagged nor a known untagged form:
+/// `expect("Helper")`, found by fuzzing): the panic is contained and reported as a parse error.
+fn parse_hf(bytes: &[u8]) -> std::result::Result<tokenizers::Tokenizer, String> {
+    check_piece_lengths(bytes)?;
+    crate::contain::catch_panic(|| tokenizers::Tokenizer::from_bytes(bytes))
+        .map_err(|panic| format!("not a tokenizer.json the tokenizers library can read ({panic})"))?
+        .map_err(|e| e.to_string())
+}
+
+/// The longest Unigram piece accepted, in bytes. SentencePiece caps pieces at 16 characters by
+/// default; real vocabularies stay far below this.
+const MAX_UNIGRAM_PIECE_BYTES: usize = 1024;
+
+/// Refuses a Unigram vocabulary with an absurdly long piece before the `tokenizers` crate builds
+/// its trie from it: the trie is one level per byte and is dropped recursively, so a piece of a
+/// few thousand bytes overflows a thread's stack and aborts the process, which no error handling
+/// can catch (found by fuzzing, with a 2,448-byte piece). Files that are not JSON, or not
+/// Unigram, are left to the library's own parser and its errors.
+fn check_piece_lengths(bytes: &[u8]) -> std::result::Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        model: Option<Model>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Model {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        vocab: Option<serde_json::Value>,
+    }
+    let Ok(File {
+        model: Some(Model {
+            kind: Some(kind),
+            vocab: Some(serde_json::Value::Array(vocab)),
+        }),
+    }) = serde_json::from_slice::<File>(bytes)
+    else {
+        return Ok(());
+    };
+    if kind != "Unigram" {
+        return Ok(());
+    }
+    for (i, entry) in vocab.iter().enumerate() {
+        let piece = entry.get(0).and_then(serde_json::Value::as_str).unwrap_or_default();
+        if piece.len() > MAX_UNIGRAM_PIECE_BYTES {
+            return Err(format!(
+                "Unigram vocabulary entry {i} is a piece of {} bytes, longer than any real \
+                 vocabulary's (at most {MAX_UNIGRAM_PIECE_BYTES} accepted); the file is corrupt",
+                piece.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn tok_err(path: Option<&Path>, message: impl std::fmt::Display) -> Error {
     Error::Tokenizer {
         path: path.map(Path::to_path_buf),
@@ -385,15 +440,14 @@ impl Tokenizer {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer file not found"),
             ));
         }
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| tok_err(Some(path), e))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let inner = parse_hf(&bytes).map_err(|e| tok_err(Some(path), e))?;
         Self::from_hf(inner, Some(path))
     }
 
     /// Parses a `tokenizer.json` held in memory.
     pub fn from_json(json: &str) -> Result<Tokenizer> {
-        let inner: tokenizers::Tokenizer = json
-            .parse()
-            .map_err(|e: tokenizers::Error| tok_err(None, e))?;
+        let inner = parse_hf(json.as_bytes()).map_err(|e| tok_err(None, e))?;
         Self::from_hf(inner, None)
     }
 
@@ -770,6 +824,34 @@ mod tests {
 
     fn small() -> Tokenizer {
         Tokenizer::train_unigram(corpus().into_iter(), 100, 10).unwrap()
+    }
+
+    /// Found by fuzzing: a control character inside a string of the `decoder` section makes
+    /// the tokenizers library panic (`expect("Helper")`) instead of returning its error.
+    #[test]
+    fn a_malformed_decoder_is_an_error_not_a_panic() {
+        let json = small().inner().to_string(false).unwrap();
+        let decoder = json.find("\"decoder\":").unwrap();
+        let quote = decoder + json[decoder..].find("\"replacement\":\"").unwrap() + 15;
+        let bad = format!("{}\u{1}{}", &json[..quote], &json[quote..]);
+        let err = Tokenizer::from_json(&bad).unwrap_err().to_string();
+        assert!(err.contains("control character"), "{err}");
+        assert!(Tokenizer::from_json(&json).is_ok());
+    }
+
+    /// Found by fuzzing: a Unigram piece of a few thousand bytes builds a trie as deep, whose
+    /// recursive drop overflowed the stack and aborted the process.
+    #[test]
+    fn an_absurdly_long_unigram_piece_is_refused_before_the_trie_is_built() {
+        let json = small().inner().to_string(false).unwrap();
+        let with_piece = |len: usize| {
+            let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            v["model"]["vocab"][3][0] = "a".repeat(len).into();
+            v.to_string()
+        };
+        let err = Tokenizer::from_json(&with_piece(3000)).unwrap_err().to_string();
+        assert!(err.contains("3000 bytes"), "{err}");
+        assert!(Tokenizer::from_json(&with_piece(MAX_UNIGRAM_PIECE_BYTES)).is_ok());
     }
 
     #[test]

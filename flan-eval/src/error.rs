@@ -34,10 +34,10 @@ pub enum Error {
     #[error("model: {0}")]
     Model(String),
     /// flan-data could not build or score what was asked (e.g. the synthetic suite).
-    #[error("data: {0}")]
+    #[error(transparent)]
     Data(#[from] flan_data::Error),
-    /// Serialising a report failed.
-    #[error("json: {0}")]
+    /// Serialising a report failed (the serializer's error is the `source`).
+    #[error("serialising JSON")]
     Json(#[from] serde_json::Error),
 }
 
@@ -63,7 +63,12 @@ impl Error {
     }
 }
 
-/// Reads a whole file as UTF-8, naming the file on failure.
+/// Reads a whole file as UTF-8, naming the file on failure. A leading byte-order mark is dropped:
+/// every reader accepts one, as files exported by editors and spreadsheets often start with it.
 pub(crate) fn read_to_string(path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+    let mut text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
+    Ok(text)
 }

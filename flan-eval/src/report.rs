@@ -14,7 +14,7 @@ use crate::runner::{RunOptions, RunResult};
 use crate::Result;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
+use flan_data::atomic::{commit_all, AtomicFile};
 use std::path::{Path, PathBuf};
 
 /// Which of the paper's six settings a run is, if any.
@@ -197,7 +197,9 @@ pub struct OutputPaths {
 }
 
 /// Writes `samples_<benchmark>_<mode>.jsonl`, `results_<benchmark>_<mode>.json` and
-/// `results_<benchmark>_<mode>.md` into `dir` (created if missing).
+/// `results_<benchmark>_<mode>.md` into `dir` (created if missing). The three are written to
+/// temporaries first and replace the files of an earlier run only once all three are complete,
+/// so a failure leaves the earlier run's reports as they were, never a mix.
 pub fn write_outputs(
     dir: &Path,
     info: &RunInfo,
@@ -211,18 +213,19 @@ pub fn write_outputs(
         results: dir.join(format!("results_{stem}.json")),
         markdown: dir.join(format!("results_{stem}.md")),
     };
-    let file = std::fs::File::create(&paths.samples).map_err(|e| Error::io(&paths.samples, e))?;
-    let mut w = std::io::BufWriter::new(file);
+    let mut samples = AtomicFile::create(&paths.samples)?;
     for s in &result.samples {
-        serde_json::to_writer(&mut w, s)?;
-        w.write_all(b"\n")
-            .map_err(|e| Error::io(&paths.samples, e))?;
+        let mut line = serde_json::to_vec(s)?;
+        line.push(b'\n');
+        samples.write_bytes(&line)?;
     }
-    w.flush().map_err(|e| Error::io(&paths.samples, e))?;
-    let results = serde_json::to_string_pretty(&results_json(info, items, result))?;
-    std::fs::write(&paths.results, results).map_err(|e| Error::io(&paths.results, e))?;
-    std::fs::write(&paths.markdown, markdown(info, result))
-        .map_err(|e| Error::io(&paths.markdown, e))?;
+    let mut results = AtomicFile::create(&paths.results)?;
+    results.write_bytes(
+        serde_json::to_string_pretty(&results_json(info, items, result))?.as_bytes(),
+    )?;
+    let mut table = AtomicFile::create(&paths.markdown)?;
+    table.write_bytes(markdown(info, result).as_bytes())?;
+    commit_all(vec![samples, results, table])?;
     Ok(paths)
 }
 

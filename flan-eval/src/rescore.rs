@@ -176,7 +176,6 @@ pub struct Predictions {
 /// lines only, is an error: there is nothing to score.
 pub fn read_predictions(path: &Path) -> Result<Predictions> {
     let text = read_to_string(path)?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut ignored_fields: BTreeMap<String, usize> = BTreeMap::new();
     let mut count_ignored = |v: &Value| {
         if let Value::Object(map) = v {
@@ -188,7 +187,7 @@ pub fn read_predictions(path: &Path) -> Result<Predictions> {
     let mut records = Vec::new();
     let mut blank_lines = 0;
     // The BBH authors' published files are one JSON document with an "outputs" list.
-    let document = match serde_json::from_str::<Value>(text) {
+    let document = match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(mut doc)) => match doc.remove("outputs") {
             Some(Value::Array(outputs)) => Some(outputs),
             _ => None,

@@ -479,3 +479,71 @@ mod properties {
         }
     }
 }
+
+/// Every reader takes a file that starts with a UTF-8 byte-order mark exactly as the same file
+/// without it (editors and spreadsheet exports write one).
+mod byte_order_mark {
+    use super::*;
+    use flan_eval::{math, mmlu, tydiqa};
+
+    /// Writes `body` twice, plain and after a byte-order mark.
+    fn both(dir: &Path, name: &str, body: &[u8]) -> (PathBuf, PathBuf) {
+        let plain = dir.join(format!("plain-{name}"));
+        std::fs::write(&plain, body).unwrap();
+        let marked = dir.join(format!("bom-{name}"));
+        std::fs::write(&marked, [b"\xEF\xBB\xBF".as_slice(), body].concat()).unwrap();
+        (plain, marked)
+    }
+
+    fn head(path: &Path, lines: usize) -> Vec<u8> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let lines: Vec<&str> = text.lines().take(lines).collect();
+        format!("{}\n", lines.join("\n")).into_bytes()
+    }
+
+    #[test]
+    fn every_reader_accepts_a_byte_order_mark() {
+        let data = shared_data();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+
+        let task = std::fs::read(data.join("bbh/tasks/navigate.json")).unwrap();
+        let (p, m) = both(dir, "navigate.json", &task);
+        let (a, b) = (bbh::read_task(&p).unwrap(), bbh::read_task(&m).unwrap());
+        assert!(!a.examples.is_empty());
+        assert_eq!(a.examples.len(), b.examples.len());
+        assert_eq!(a.examples[0].input, b.examples[0].input);
+
+        let prompts = std::fs::read(data.join("bbh/cot-prompts/navigate.txt")).unwrap();
+        let (p, m) = both(dir, "navigate.txt", &prompts);
+        let (a, b) = (
+            CotPromptFile::read(&p).unwrap(),
+            CotPromptFile::read(&m).unwrap(),
+        );
+        assert_eq!(a.description, b.description);
+        assert_eq!(a.exemplars.len(), b.exemplars.len());
+
+        let (p, m) = both(dir, "mgsm_de.tsv", &head(&data.join("mgsm/mgsm_de.tsv"), 4));
+        let a = math::read_mgsm(&p).unwrap();
+        assert_eq!(a.len(), 4);
+        assert_eq!(math::read_mgsm(&m).unwrap(), a);
+
+        let (p, m) = both(dir, "test.jsonl", &head(&data.join("gsm8k/test.jsonl"), 3));
+        let a = math::read_gsm8k(&p).unwrap();
+        assert_eq!(a.len(), 3);
+        assert_eq!(math::read_gsm8k(&m).unwrap(), a);
+
+        let csv = b"\"What is 1+1?\",1,2,3,4,B\nSecond,a,b,c,d,D\n";
+        let (p, m) = both(dir, "x_test.csv", csv);
+        let a = mmlu::read_csv(&p).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].question, "What is 1+1?");
+        assert_eq!(mmlu::read_csv(&m).unwrap(), a);
+
+        let line = br#"{"id": "finnish-1", "context": "Helsinki on Suomen p\u00e4\u00e4kaupunki.", "question": "Mik\u00e4 on Suomen p\u00e4\u00e4kaupunki?", "answers": {"text": ["Helsinki"]}}"#;
+        let (p, m) = both(dir, "tydiqa.jsonl", line);
+        let a = tydiqa::read_jsonl(&p).unwrap();
+        assert_eq!(a[0].language, "finnish");
+        assert_eq!(tydiqa::read_jsonl(&m).unwrap(), a);
+    }
+}

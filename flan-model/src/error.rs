@@ -9,8 +9,9 @@ pub enum Error {
     #[error(transparent)]
     Torch(#[from] tch::TchError),
 
-    /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    /// A file could not be read or written (the OS error is the `source`, printed after the
+    /// path by error chains).
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -19,7 +20,7 @@ pub enum Error {
     },
 
     /// A JSON file (config, index) is malformed.
-    #[error("{}:{line}: invalid JSON: {source}", path.display())]
+    #[error("{}:{line}: invalid JSON", path.display())]
     Json {
         /// The file.
         path: PathBuf,
@@ -69,6 +70,33 @@ pub enum Error {
         expected: Vec<i64>,
         /// Shape in the file.
         found: Vec<i64>,
+    },
+
+    /// A checkpoint holds NaN or infinite weights (a diverged run, a corrupt download or a cast
+    /// that overflowed): every output of such a model is garbage, so it is refused at load.
+    #[error(
+        "{}: tensor `{tensor}` has {count} non-finite value(s) (NaN or infinity){after}; the \
+         checkpoint is unusable (a diverged training run or a corrupt file)",
+        dir.display()
+    )]
+    NonFiniteWeights {
+        /// The model directory.
+        dir: PathBuf,
+        /// The first tensor (in checkpoint-key order) with non-finite values.
+        tensor: String,
+        /// How many of its values are not finite.
+        count: i64,
+        /// Empty, or where the values became non-finite (` after the cast to float16`).
+        after: String,
+    },
+
+    /// libtorch failed inside a model call (see [`crate::fallible`]).
+    #[error("libtorch failed while {during}: {message}")]
+    Libtorch {
+        /// What the call was doing.
+        during: &'static str,
+        /// libtorch's message (its first line).
+        message: String,
     },
 
     /// A model name resolves to nothing usable.

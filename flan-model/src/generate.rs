@@ -89,7 +89,9 @@ impl GenerationConfig {
         }
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks the settings and their combinations (also done by [`generate`]), so that a caller
+    /// can refuse them before any work.
+    pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidInput(m));
         if self.num_return_sequences == 0 {
             return bad("num_return_sequences must be at least 1".into());

@@ -14,6 +14,8 @@
 //! - [`DeviceSpec`]: `cpu`, `cuda`, `cuda:N` or `auto`, resolved per process from the launcher's
 //!   environment ([`LauncherEnv`]: `LOCAL_RANK`, `SLURM_LOCALID`), so each rank gets its own GPU.
 //! - [`hub`]: resolves `--model` (a directory or a hub id) to a local directory.
+//! - [`memory`]: the memory a generation or scoring call will take, estimated before the call,
+//!   and the memory there is; [`fallible`]: a libtorch failure inside a call as an error.
 //!
 //! ```no_run
 //! use flan_model::{generate::{generate, GenerationConfig}, T5ForConditionalGeneration};
@@ -37,11 +39,13 @@ pub mod denormals;
 pub mod device;
 pub mod dropout;
 pub mod error;
+pub mod fallible;
 pub mod generate;
 pub mod hub;
 pub mod inference_mode;
 pub mod kv_cache;
 pub mod layer_norm;
+pub mod memory;
 pub mod packed_linear;
 pub mod position_bias;
 pub mod score;

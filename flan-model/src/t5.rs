@@ -685,17 +685,60 @@ impl T5ForConditionalGeneration {
         let model = Self::build(&vs.root(), &config, true)?;
         let report = model.load_weights(dir)?;
         model.set_kind(kind)?;
+        if kind == Kind::Half {
+            // float16 tops out at 65504: larger weights become infinite in the cast.
+            model.check_finite(dir, " after the cast to float16")?;
+        }
         Ok((model, report))
     }
 
-    /// Overwrites every parameter from the checkpoint in `dir` (strict: see [`load_variables`]).
+    /// Overwrites every parameter from the checkpoint in `dir` (strict: see [`load_variables`])
+    /// and refuses weights that are NaN or infinite ([`Error::NonFiniteWeights`]): a model with
+    /// them generates empty text and scores NaN without any other sign.
     pub fn load_weights(&self, dir: impl AsRef<std::path::Path>) -> Result<LoadReport> {
         let vars: HashMap<String, Tensor> = self
             .params
             .iter()
             .map(|(n, t)| (n.clone(), t.shallow_clone()))
             .collect();
-        load_variables(dir.as_ref(), &vars)
+        let report = load_variables(dir.as_ref(), &vars)?;
+        self.check_finite(dir.as_ref(), "")?;
+        Ok(report)
+    }
+
+    /// The first parameter, in checkpoint-key order, that holds NaN or infinite values, and how
+    /// many. One f64 sum per tensor decides (NaN and infinities survive a sum, and a sum of
+    /// finite f32 values cannot overflow f64), so the check reads the weights once and
+    /// allocates nothing of their size; only a tensor that fails is counted element-wise.
+    pub fn first_non_finite(&self) -> Result<Option<(String, i64)>> {
+        let mut params: Vec<&(String, Tensor)> = self.params.iter().collect();
+        params.sort_by(|a, b| a.0.cmp(&b.0));
+        tch::no_grad(|| {
+            for (name, t) in params {
+                let sum = t.f_sum(Kind::Double)?.f_double_value(&[])?;
+                if !sum.is_finite() {
+                    let count = t
+                        .f_isfinite()?
+                        .f_logical_not()?
+                        .f_sum(Kind::Int64)?
+                        .f_int64_value(&[])?;
+                    return Ok(Some((name.clone(), count)));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    fn check_finite(&self, dir: &std::path::Path, after: &str) -> Result<()> {
+        match self.first_non_finite()? {
+            None => Ok(()),
+            Some((tensor, count)) => Err(Error::NonFiniteWeights {
+                dir: dir.to_path_buf(),
+                tensor,
+                count,
+                after: after.to_string(),
+            }),
+        }
     }
 
     /// Casts the parameters to `kind` in place. As in transformers, the FFN output projections

@@ -9,8 +9,9 @@ pub enum Error {
     /// An error raised by libtorch.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
-    /// An I/O error on a named file or directory.
-    #[error("{}: {source}", path.display())]
+    /// An I/O error on a named file or directory (the OS error is the `source`, printed after
+    /// the path by error chains).
+    #[error("{}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,

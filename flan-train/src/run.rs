@@ -37,7 +37,7 @@ pub fn prepare(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(T5Trainer, O
     let (model, tokenizer_file) = build_model(cfg)?;
     let tokenizer = Arc::new(
         Tokenizer::from_file(&tokenizer_file).map_err(|e| Error::Data {
-            message: e.to_string(),
+            message: flan_data::error::chain(&e),
         })?,
     );
     let vocab = model.config().vocab_size;
@@ -123,7 +123,7 @@ pub fn ensure_tokenizer(cfg: &TrainConfig) -> Result<PathBuf> {
         message: "data.mixture is required".into(),
     })?;
     let data_error = |e: flan_data::Error| Error::Data {
-        message: e.to_string(),
+        message: flan_data::error::chain(&e),
     };
     let mixture = Arc::new(Mixture::from_spec_file(spec).map_err(data_error)?);
     let seed = cfg.data.seed.unwrap_or(mixture.seed());
@@ -154,7 +154,7 @@ pub fn mixture_batches(
         message: "data.mixture is required".into(),
     })?;
     let mixture = Mixture::from_spec_file(spec).map_err(|e| Error::Data {
-        message: e.to_string(),
+        message: flan_data::error::chain(&e),
     })?;
     let mixture = Arc::new(mixture.with_tokenizer(tokenizer.clone()));
     let input_len = cfg.data.input_len.unwrap_or(mixture.input_len());

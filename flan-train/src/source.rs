@@ -230,6 +230,6 @@ impl BatchSource for MixtureBatches {
 
 fn data_error(e: flan_data::Error) -> Error {
     Error::Data {
-        message: e.to_string(),
+        message: flan_data::error::chain(&e),
     }
 }

@@ -76,6 +76,6 @@ pub fn build_model(cfg: &TrainConfig) -> Result<(T5ForConditionalGeneration, Pat
 
 pub(crate) fn model_error(e: flan_model::Error) -> Error {
     Error::Model {
-        message: e.to_string(),
+        message: flan_data::error::chain(&e),
     }
 }

@@ -79,14 +79,25 @@ pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
+/// The UTF-8 byte-order mark that Windows editors and spreadsheet exports put at the start of
+/// a text file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// `bytes` without a leading UTF-8 byte-order mark: every reader accepts one, as the files
+/// people bring from other tools often start with it, and it is never part of the data.
+pub(crate) fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(BOM).unwrap_or(bytes)
+}
+
 /// Splits a text file into `(1-based line number, line)` pairs, checking UTF-8 line by line so
-/// that an encoding error names its line. A trailing `\r` is removed. An empty file is an error:
-/// it is almost always a failed download or a wrong path.
+/// that an encoding error names its line. A leading byte-order mark and a trailing `\r` are
+/// removed. An empty file is an error: it is almost always a failed download or a wrong path.
 pub(crate) fn utf8_lines<'a>(
     path: &'a Path,
     bytes: &'a [u8],
     expected: &'a str,
 ) -> Result<impl Iterator<Item = (usize, std::result::Result<&'a str, Error>)> + 'a> {
+    let bytes = strip_bom(bytes);
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::parse(
             path,
@@ -115,9 +126,13 @@ pub(crate) fn utf8_lines<'a>(
         }))
 }
 
-/// Reads a file that must be UTF-8 as a whole (JSON), naming the line of the first bad byte.
+/// Reads a file that must be UTF-8 as a whole (JSON), naming the line of the first bad byte. A
+/// leading byte-order mark is dropped.
 pub(crate) fn read_utf8(path: &Path, expected: &str) -> Result<String> {
-    let bytes = read_bytes(path)?;
+    let mut bytes = read_bytes(path)?;
+    if bytes.starts_with(BOM) {
+        bytes.drain(..BOM.len());
+    }
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(Error::parse(
             path,

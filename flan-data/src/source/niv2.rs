@@ -162,10 +162,13 @@ fn replace_non_json_numbers(text: &str) -> String {
             i += 1;
             continue;
         }
-        let rest = &text[i..];
+        // Bytes, not `&text[i..]`: outside a string `i` may sit inside a multi-byte character
+        // of malformed JSON (found by fuzzing; a panic on `\u{e9}NaN` outside quotes). The
+        // tokens are ASCII, so a match starts and ends on character boundaries.
+        let rest = &bytes[i..];
         let token = ["-Infinity", "Infinity", "NaN"]
             .into_iter()
-            .find(|t| rest.starts_with(t));
+            .find(|t| rest.starts_with(t.as_bytes()));
         if let Some(token) = token {
             out.push_str(&text[copied..i]);
             out.push_str("null");
@@ -246,4 +249,21 @@ pub fn read_niv2_split(path: &Path) -> Result<Vec<String>> {
         names.push(text.to_string());
     }
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing: a multi-byte character outside a string before a token sliced `text`
+    /// inside the character and panicked.
+    #[test]
+    fn non_json_numbers_after_a_multibyte_character_outside_strings() {
+        assert_eq!(
+            replace_non_json_numbers("{\"a\": \u{e9}NaN, \"b\": \"NaN\"}"),
+            "{\"a\": \u{e9}null, \"b\": \"NaN\"}"
+        );
+        assert_eq!(replace_non_json_numbers("\u{20ac}-Infinity"), "\u{20ac}null");
+        assert_eq!(replace_non_json_numbers("\u{20ac}"), "\u{20ac}");
+    }
 }

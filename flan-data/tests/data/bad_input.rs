@@ -196,3 +196,73 @@ fn a_family_that_needs_rationales_rejects_examples_without_one() {
         "{msg}"
     );
 }
+
+/// Every reader takes a file that starts with a UTF-8 byte-order mark (as editors and
+/// spreadsheet exports write them) exactly as the same file without it: same records, same lines.
+#[test]
+fn a_byte_order_mark_is_accepted_by_every_reader() {
+    use flan_data::source::{read_niv2_split, Loaded};
+    let data = crate::shared_data();
+    let dir = tempfile::tempdir().unwrap();
+    let head = |path: &Path, lines: usize| -> Vec<u8> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut out: String = text.lines().take(lines).collect::<Vec<_>>().join("\n");
+        out.push('\n');
+        out.into_bytes()
+    };
+    let with_and_without = |name: &str, body: Vec<u8>| {
+        let plain = write(dir.path(), &format!("plain-{name}"), &body);
+        let mut marked = b"\xEF\xBB\xBF".to_vec();
+        marked.extend_from_slice(&body);
+        let marked = write(dir.path(), &format!("bom-{name}"), &marked);
+        (plain, marked)
+    };
+    let same = |what: &str, a: Loaded, b: Loaded| {
+        assert!(!a.examples.is_empty(), "{what}: the test needs records");
+        assert_eq!(b.skipped.count, 0, "{what}: {:?}", b.skipped.reasons);
+        let key = |l: &Loaded| -> Vec<(String, String, usize)> {
+            l.examples
+                .iter()
+                .map(|e| (e.inputs.clone(), e.targets.clone(), e.provenance.line))
+                .collect()
+        };
+        assert_eq!(key(&a), key(&b), "{what}");
+    };
+
+    let (p, m) = with_and_without("cot.tsv", head(&data.join("flan-cot/aqua_train.tsv"), 5));
+    same(
+        "cot tsv",
+        read_cot_tsv(&p, "t", Strictness::Strict).unwrap(),
+        read_cot_tsv(&m, "t", Strictness::Strict).unwrap(),
+    );
+    let (p, m) = with_and_without("gsm8k.jsonl", head(&data.join("gsm8k/test.jsonl"), 5));
+    same(
+        "gsm8k",
+        read_gsm8k_jsonl(&p, "t", true, Strictness::Strict).unwrap(),
+        read_gsm8k_jsonl(&m, "t", true, Strictness::Strict).unwrap(),
+    );
+    let jsonl = b"{\"inputs\": \"a\", \"targets\": \"b\"}\n{\"inputs\": \"c\", \"targets\": \"d\"}\n";
+    let (p, m) = with_and_without("x.jsonl", jsonl.to_vec());
+    same(
+        "jsonl",
+        read_jsonl(&p, "t", Strictness::Strict).unwrap(),
+        read_jsonl(&m, "t", Strictness::Strict).unwrap(),
+    );
+    let task = std::fs::read(data.join("niv2/tasks/task1149_item_check_edible.json")).unwrap();
+    let (p, m) = with_and_without("task1149_item_check_edible.json", task);
+    let (a, b) = (
+        read_niv2_task(&p, Strictness::Strict).unwrap(),
+        read_niv2_task(&m, Strictness::Strict).unwrap(),
+    );
+    assert_eq!(a.definition, b.definition);
+    same("niv2", a.loaded, b.loaded);
+    let (p, m) = with_and_without("split.txt", head(&data.join("niv2/splits/default/train_tasks.txt"), 4));
+    let split = read_niv2_split(&p).unwrap();
+    assert_eq!(split.len(), 4);
+    assert_eq!(read_niv2_split(&m).unwrap(), split);
+    let spec = "seed = 3\n[[tasks]]\nformat = \"jsonl\"\npath = \"x.jsonl\"\nsubmixture = \"flan\"\n";
+    let (p, m) = with_and_without("spec.toml", spec.as_bytes().to_vec());
+    let spec = MixtureSpec::from_file(&p).unwrap();
+    assert_eq!(spec.seed, 3);
+    assert_eq!(MixtureSpec::from_file(&m).unwrap(), spec);
+}

@@ -1,0 +1,323 @@
+//! Fuzz targets of flan-eval's readers (see the `flan-fuzz` crate): BBH tasks and CoT prompt
+//! files, MMLU CSVs and CoT exemplars, MGSM TSVs, GSM8K and math exemplars, TyDiQA (JSONL and
+//! SQuAD JSON) and saved predictions for `flan eval rescore`; then whole suites built from
+//! mutated files and run with a scripted model whose outputs are arbitrary text, so that prompt
+//! building, answer extraction, voting and the reports see any input. No input may panic; an
+//! error about a file must name it.
+//!
+//! `FLAN_FUZZ_CASES=2000 cargo test -p flan-eval --test fuzz -- --nocapture` runs more inputs.
+
+use flan_eval::bbh::{self, CotPromptFile};
+use flan_eval::report::{self, RunInfo};
+use flan_eval::rescore::{read_predictions, rescore_file};
+use flan_eval::runner::{self, RunOptions, SelfConsistency};
+use flan_eval::scripted::ScriptedModel;
+use flan_eval::suite::{self, SuiteOptions};
+use flan_eval::{math, mmlu, tydiqa, Benchmark, Error, Mode};
+use flan_fuzz::{documents, fuzz, head, names_file, shared_data, Scratch};
+use proptest::prelude::*;
+use std::path::Path;
+
+fn check<T>(file: &Path, result: Result<T, Error>) -> Result<(), String> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => names_file(&flan_data::error::chain(&e), file),
+    }
+}
+
+fn bbh_task_seeds() -> Vec<Vec<u8>> {
+    ["navigate.json", "date_understanding.json"]
+        .iter()
+        .map(|f| {
+            // The first examples only: a task file holds 250 of them.
+            let text = std::fs::read_to_string(shared_data().join("bbh/tasks").join(f)).unwrap();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let few: Vec<_> = v["examples"].as_array().unwrap()[..3].to_vec();
+            serde_json::to_vec_pretty(&serde_json::json!({"examples": few})).unwrap()
+        })
+        .collect()
+}
+
+fn bbh_prompt_seeds() -> Vec<Vec<u8>> {
+    ["navigate.txt", "date_understanding.txt"]
+        .iter()
+        .map(|f| std::fs::read(shared_data().join("bbh/cot-prompts").join(f)).unwrap())
+        .collect()
+}
+
+#[test]
+fn bbh_task() {
+    let scratch = Scratch::new();
+    fuzz("flan-eval bbh_task", documents(bbh_task_seeds()), |bytes| {
+        let path = scratch.file("task.json", &bytes);
+        check(&path, bbh::read_task(&path))
+    });
+}
+
+#[test]
+fn bbh_cot_prompts() {
+    let scratch = Scratch::new();
+    fuzz(
+        "flan-eval bbh_cot_prompts",
+        documents(bbh_prompt_seeds()),
+        |bytes| {
+            let path = scratch.file("prompts.txt", &bytes);
+            if let Ok(file) = CotPromptFile::read(&path) {
+                let _ = file.cot_prompt("Q?");
+                let _ = file.direct_prompt("Q?");
+                let _ = file.zero_shot_cot_prompt("Q?");
+                return Ok(());
+            }
+            check(&path, CotPromptFile::read(&path))
+        },
+    );
+}
+
+const MMLU_CSV: &[u8] = b"\"Which is prime?\",4,6,7,9,C\n\"A \"\"quoted\"\", comma, question\",a,b,c,d,A\n";
+const MMLU_COT: &[u8] = b"{\"question\": \"Which is prime?\", \"choices\": [\"4\", \"6\", \"7\", \"9\"], \
+    \"answer\": \"C\", \"rationale\": \"7 has no divisors but 1 and 7.\", \"subject\": \"math\"}\n";
+
+#[test]
+fn mmlu_csv() {
+    let scratch = Scratch::new();
+    fuzz(
+        "flan-eval mmlu_csv",
+        documents(vec![MMLU_CSV.to_vec()]),
+        |bytes| {
+            let path = scratch.file("algebra_test.csv", &bytes);
+            check(&path, mmlu::read_csv(&path))
+        },
+    );
+}
+
+#[test]
+fn mmlu_cot_exemplars() {
+    let scratch = Scratch::new();
+    fuzz(
+        "flan-eval mmlu_cot_exemplars",
+        documents(vec![MMLU_COT.to_vec()]),
+        |bytes| {
+            let path = scratch.file("mmlu_cot.jsonl", &bytes);
+            check(&path, mmlu::read_cot_exemplars(&path))
+        },
+    );
+}
+
+#[test]
+fn mgsm() {
+    let scratch = Scratch::new();
+    let seeds = vec![
+        head(&shared_data().join("mgsm/mgsm_de.tsv"), 4),
+        head(&shared_data().join("mgsm/mgsm_zh.tsv"), 3),
+    ];
+    fuzz("flan-eval mgsm", documents(seeds), |bytes| {
+        let path = scratch.file("mgsm_xx.tsv", &bytes);
+        check(&path, math::read_mgsm(&path))
+    });
+}
+
+#[test]
+fn gsm8k_and_exemplars() {
+    let scratch = Scratch::new();
+    let seeds = vec![
+        head(&shared_data().join("gsm8k/test.jsonl"), 3),
+        b"{\"question\": \"1+1?\", \"rationale\": \"One and one.\", \"answer\": \"2\"}\n".to_vec(),
+    ];
+    fuzz("flan-eval gsm8k_and_exemplars", documents(seeds), |bytes| {
+        let path = scratch.file("math.jsonl", &bytes);
+        check(&path, math::read_gsm8k(&path))?;
+        check(&path, math::gsm8k_exemplars(&path, 8))?;
+        check(&path, math::read_exemplars(&path))
+    });
+}
+
+const TYDIQA_JSONL: &[u8] = br#"{"id": "finnish-1", "context": "Helsinki on Suomen paakaupunki.", "question": "Mika on paakaupunki?", "answers": {"text": ["Helsinki"], "answer_start": [0]}}
+{"id": "x-2", "language": "swahili", "passage": "Nairobi ni mji.", "question": "Mji?", "answers": [{"text": "Nairobi"}]}
+"#;
+const TYDIQA_SQUAD: &[u8] = br#"{"data": [{"paragraphs": [{"context": "Tokyo is big.", "qas": [{"id": "japanese-1", "question": "Big?", "answers": [{"text": "Tokyo", "answer_start": 0}]}]}]}]}"#;
+
+#[test]
+fn tydiqa() {
+    let scratch = Scratch::new();
+    let seeds = vec![TYDIQA_JSONL.to_vec(), TYDIQA_SQUAD.to_vec()];
+    fuzz("flan-eval tydiqa", documents(seeds), |bytes| {
+        let path = scratch.file("tydiqa-goldp.jsonl", &bytes);
+        check(&path, tydiqa::read_jsonl(&path))
+    });
+}
+
+const PREDICTIONS: &[u8] = br#"{"id": 1, "prediction": "So the answer is (A).", "target": "(A)", "task": "navigate"}
+{"id": "b", "predictions": ["The answer is 42.", "The answer is 41.", null], "target": "42"}
+{"prediction": "Die Antwort lautet 1.000,5", "target": "1000.5", "extra": [1]}
+"#;
+
+fn benchmark_and_mode() -> impl Strategy<Value = (Benchmark, Mode)> {
+    (
+        prop_oneof![
+            Just(Benchmark::Bbh),
+            Just(Benchmark::Mmlu),
+            Just(Benchmark::Mgsm),
+            Just(Benchmark::Gsm8k),
+            Just(Benchmark::Tydiqa),
+        ],
+        prop_oneof![Just(Mode::Direct), Just(Mode::Cot), Just(Mode::ZeroShotCot)],
+    )
+}
+
+#[test]
+fn rescore_predictions() {
+    let scratch = Scratch::new();
+    let bbh_outputs = std::fs::read(shared_data().join("bbh/tasks/navigate.json"))
+        .map(|b| b[..b.len().min(3000)].to_vec())
+        .unwrap();
+    let input = (
+        documents(vec![PREDICTIONS.to_vec(), bbh_outputs]),
+        benchmark_and_mode(),
+        proptest::option::of("(mgsm_)?(de|zh|ja|xx|)"),
+    );
+    fuzz("flan-eval rescore", input, |(bytes, (benchmark, mode), task)| {
+        let path = scratch.file("predictions.jsonl", &bytes);
+        check(&path, read_predictions(&path))?;
+        match rescore_file(&path, benchmark, mode, task.as_deref()) {
+            Ok(report) => {
+                // Counts add up whatever the predictions were.
+                let n = report.n;
+                if report.correct > n || report.no_answer > n || !(0.0..=100.0).contains(&report.accuracy) && n > 0 {
+                    return Err(format!(
+                        "inconsistent counts: n {n}, correct {}, no answer {}, accuracy {}",
+                        report.correct, report.no_answer, report.accuracy
+                    ));
+                }
+                serde_json::to_string(&report).map_err(|e| e.to_string())?;
+                Ok(())
+            }
+            Err(Error::Unsupported(_)) => Ok(()),
+            Err(e) => names_file(&flan_data::error::chain(&e), &path),
+        }
+    });
+}
+
+/// A benchmark directory of one small task (mutated), and what to build from it.
+fn suite_dir(scratch: &Scratch, benchmark: Benchmark, doc: &[u8], other: &[u8]) -> SuiteOptions {
+    let root = scratch.dir().join("suite");
+    let _ = std::fs::remove_dir_all(&root);
+    let write = |rel: &str, bytes: &[u8]| {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    };
+    match benchmark {
+        Benchmark::Bbh => {
+            write("tasks/navigate.json", doc);
+            write("cot-prompts/navigate.txt", other);
+            SuiteOptions::new(benchmark, Mode::Cot, &root)
+        }
+        Benchmark::Mmlu => {
+            write("test/algebra_test.csv", doc);
+            write("dev/algebra_dev.csv", other);
+            SuiteOptions::new(benchmark, Mode::Direct, &root)
+        }
+        Benchmark::Mgsm => {
+            write("mgsm/mgsm_de.tsv", doc);
+            write("gsm8k/train.jsonl", other);
+            let mut o = SuiteOptions::new(benchmark, Mode::Cot, root.join("mgsm"));
+            o.exemplars = Some(root.join("gsm8k/train.jsonl"));
+            o
+        }
+        _ => {
+            write("tydiqa.jsonl", doc);
+            SuiteOptions::new(Benchmark::Tydiqa, Mode::Direct, root.join("tydiqa.jsonl"))
+        }
+    }
+}
+
+/// Whole runs: a suite from mutated files, a scripted model answering arbitrary text, then the
+/// reports written.
+#[test]
+fn suites_with_arbitrary_outputs() {
+    let scratch = Scratch::new();
+    let task_seeds = bbh_task_seeds();
+    let prompt_seeds = bbh_prompt_seeds();
+    let mgsm_seed = head(&shared_data().join("mgsm/mgsm_de.tsv"), 3);
+    let gsm8k_seed = head(&shared_data().join("gsm8k/train.jsonl"), 3);
+    let outputs = prop_oneof![
+        any::<String>(),
+        Just("So the answer is (A).".to_string()),
+        Just("The answer is 1,000.".to_string()),
+        Just("Die Antwort lautet 12.".to_string()),
+        "[ -~]{0,80}",
+    ];
+    let input = (
+        0usize..4,
+        documents(vec![task_seeds[0].clone(), MMLU_CSV.to_vec(), mgsm_seed, TYDIQA_JSONL.to_vec()]),
+        documents(vec![prompt_seeds[0].clone(), MMLU_CSV.to_vec(), gsm8k_seed]),
+        proptest::collection::vec(outputs, 1..6),
+        (1usize..4, 1usize..40, any::<bool>(), 1usize..4),
+    );
+    // Unmutated, every benchmark builds items and runs: mutations start from deep inside.
+    let valid = [
+        (task_seeds[0].clone(), prompt_seeds[0].clone()),
+        (MMLU_CSV.to_vec(), MMLU_CSV.to_vec()),
+        (head(&shared_data().join("mgsm/mgsm_de.tsv"), 3), head(&shared_data().join("gsm8k/train.jsonl"), 3)),
+        (TYDIQA_JSONL.to_vec(), Vec::new()),
+    ];
+    for (which, (doc, other)) in valid.iter().enumerate() {
+        let benchmark = [Benchmark::Bbh, Benchmark::Mmlu, Benchmark::Mgsm, Benchmark::Tydiqa][which];
+        let opts = suite_dir(&scratch, benchmark, doc, other);
+        let items = suite::build_items(&opts, &mut |t| Ok(t.split_whitespace().count() + 1))
+            .unwrap_or_else(|e| panic!("{benchmark}: {e}"));
+        assert!(!items.is_empty(), "{benchmark}");
+        let mut model = ScriptedModel::new(|_, _, _| "So the answer is (A).".to_string());
+        runner::run(&mut model, &items, &RunOptions::default(), &mut |_, _| {})
+            .unwrap_or_else(|e| panic!("{benchmark}: {e}"));
+    }
+    fuzz(
+        "flan-eval suites",
+        input,
+        |(which, doc, other, answers, (batch, budget, sc, shots))| {
+            let benchmark = [Benchmark::Bbh, Benchmark::Mmlu, Benchmark::Mgsm, Benchmark::Tydiqa]
+                [which];
+            let mut opts = suite_dir(&scratch, benchmark, &doc, &other);
+            opts.limit = Some(4);
+            opts.shots = Some(shots);
+            opts.max_input_tokens = budget * 10;
+            let mut n = 0;
+            let mut model = ScriptedModel::new(move |_, _, _| {
+                n += 1;
+                answers[n % answers.len()].clone()
+            })
+            .with_max_input_tokens(opts.max_input_tokens);
+            let items = match suite::build_items(&opts, &mut |t| {
+                Ok(t.split_whitespace().count() + 1)
+            }) {
+                Ok(items) => items,
+                Err(_) => return Ok(()),
+            };
+            let run = RunOptions {
+                batch_size: batch,
+                max_new_tokens: 8,
+                self_consistency: (sc && opts.mode.is_cot()).then_some(SelfConsistency {
+                    k: 3,
+                    temperature: 0.7,
+                    top_k: None,
+                    top_p: None,
+                }),
+                ..RunOptions::default()
+            };
+            let Ok(result) = runner::run(&mut model, &items, &run, &mut |_, _| {}) else {
+                return Ok(());
+            };
+            let info = RunInfo {
+                model: "scripted".into(),
+                benchmark,
+                mode: opts.mode,
+                limit: opts.limit,
+                options: run,
+            };
+            let out = scratch.dir().join("out");
+            report::write_outputs(&out, &info, &items, &result).map_err(|e| e.to_string())?;
+            let _ = report::markdown(&info, &result);
+            Ok(())
+        },
+    );
+}
