@@ -150,7 +150,7 @@ pub struct Pos(pub u32);
 impl Pos {
     /// The position in `0..=len`.
     pub fn of(self, len: usize) -> usize {
-        ((len as u64 + 1) * self.0 as u64 >> 32) as usize
+        (((len as u64 + 1) * self.0 as u64) >> 32) as usize
     }
 
     /// An index in `0..len` (`len` > 0).

@@ -111,7 +111,9 @@ impl MetricsLog {
     /// Forces the records to disk (each is already flushed to the OS as written), so that a
     /// run stopped by its scheduler leaves them on disk even if the node goes down next.
     pub fn sync(&mut self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(&self.path, e))?;
         match self.tensorboard.as_mut() {
             Some(tb) => tb.sync(),
             None => Ok(()),
