@@ -176,7 +176,7 @@ impl T5EvalModel {
             .collect()
     }
 
-        fn decode(&self, ids: &[i64]) -> flan_eval::Result<String> {
+    fn decode(&self, ids: &[i64]) -> flan_eval::Result<String> {
         let ids: Vec<u32> = ids.iter().filter_map(|&i| u32::try_from(i).ok()).collect();
         self.tokenizer.decode(&ids, true).map_err(model_chain)
     }

@@ -94,7 +94,9 @@ impl AtomicFile {
     /// Flushes, syncs and renames the temporary over the target: from here on the target holds
     /// everything written, and before it the old content (or nothing). Errors name the target.
     pub fn commit(mut self) -> Result<()> {
-        self.file.flush().map_err(|e| Error::write(&self.target, e))?;
+        self.file
+            .flush()
+            .map_err(|e| Error::write(&self.target, e))?;
         let Some(temp) = self.temp.take() else {
             return Ok(());
         };
@@ -171,7 +173,11 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
         drop(f);
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "old\n");
-        assert!(leftovers(dir.path()).is_empty(), "{:?}", leftovers(dir.path()));
+        assert!(
+            leftovers(dir.path()).is_empty(),
+            "{:?}",
+            leftovers(dir.path())
+        );
 
         let mut f = AtomicFile::create(&target).unwrap();
         f.write_bytes(b"new\n").unwrap();

@@ -398,10 +398,11 @@ fn check_piece_lengths(bytes: &[u8]) -> std::result::Result<(), String> {
         vocab: Option<serde_json::Value>,
     }
     let Ok(File {
-        model: Some(Model {
-            kind: Some(kind),
-            vocab: Some(serde_json::Value::Array(vocab)),
-        }),
+        model:
+            Some(Model {
+                kind: Some(kind),
+                vocab: Some(serde_json::Value::Array(vocab)),
+            }),
     }) = serde_json::from_slice::<File>(bytes)
     else {
         return Ok(());
@@ -410,7 +411,10 @@ fn check_piece_lengths(bytes: &[u8]) -> std::result::Result<(), String> {
         return Ok(());
     }
     for (i, entry) in vocab.iter().enumerate() {
-        let piece = entry.get(0).and_then(serde_json::Value::as_str).unwrap_or_default();
+        let piece = entry
+            .get(0)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default();
         if piece.len() > MAX_UNIGRAM_PIECE_BYTES {
             return Err(format!(
                 "Unigram vocabulary entry {i} is a piece of {} bytes, longer than any real \
@@ -849,7 +853,9 @@ mod tests {
             v["model"]["vocab"][3][0] = "a".repeat(len).into();
             v.to_string()
         };
-        let err = Tokenizer::from_json(&with_piece(3000)).unwrap_err().to_string();
+        let err = Tokenizer::from_json(&with_piece(3000))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("3000 bytes"), "{err}");
         assert!(Tokenizer::from_json(&with_piece(MAX_UNIGRAM_PIECE_BYTES)).is_ok());
     }

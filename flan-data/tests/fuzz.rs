@@ -7,7 +7,9 @@
 //! `FLAN_FUZZ_CASES=2000 cargo test -p flan-data --test fuzz -- --nocapture` runs more inputs.
 
 use flan_data::records::read_jsonl_records;
-use flan_data::source::{read_cot_tsv, read_gsm8k_jsonl, read_jsonl, read_niv2_split, read_niv2_task};
+use flan_data::source::{
+    read_cot_tsv, read_gsm8k_jsonl, read_jsonl, read_niv2_split, read_niv2_task,
+};
 use flan_data::{Error, Mixture, MixtureSpec, Strictness, TemplateLibrary, Tokenizer};
 use flan_fuzz::{documents, fuzz, head, names_file, shared_data, Scratch};
 use proptest::prelude::*;
@@ -239,7 +241,10 @@ fn mixture_spec() {
 fn templates() {
     let scratch = Scratch::new();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-    let seeds = vec![head(&root.join("default.toml"), 120), head(&root.join("synthetic.toml"), 80)];
+    let seeds = vec![
+        head(&root.join("default.toml"), 120),
+        head(&root.join("synthetic.toml"), 80),
+    ];
     fuzz("flan-data templates", documents(seeds), |bytes| {
         let path = scratch.file("templates.toml", &bytes);
         let mut library = TemplateLibrary::builtin().expect("the built-in templates load");
@@ -261,7 +266,9 @@ fn tokenizer_json() {
     fuzz("flan-data tokenizer_json", documents(seeds), |bytes| {
         let text = String::from_utf8_lossy(&bytes);
         if let Ok(tok) = Tokenizer::from_json(&text) {
-            let ids = tok.encode("Q: what is 2 + 2?\nA:").map_err(|e| e.to_string())?;
+            let ids = tok
+                .encode("Q: what is 2 + 2?\nA:")
+                .map_err(|e| e.to_string())?;
             let _ = tok.decode(&ids, true);
         }
         Ok(())

@@ -12,9 +12,9 @@ use crate::item::{Benchmark, EvalItem, Mode};
 use crate::metrics::{normalized, Setting};
 use crate::runner::{RunOptions, RunResult};
 use crate::Result;
+use flan_data::atomic::{commit_all, AtomicFile};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use flan_data::atomic::{commit_all, AtomicFile};
 use std::path::{Path, PathBuf};
 
 /// Which of the paper's six settings a run is, if any.

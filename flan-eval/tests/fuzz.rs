@@ -73,8 +73,10 @@ fn bbh_cot_prompts() {
     );
 }
 
-const MMLU_CSV: &[u8] = b"\"Which is prime?\",4,6,7,9,C\n\"A \"\"quoted\"\", comma, question\",a,b,c,d,A\n";
-const MMLU_COT: &[u8] = b"{\"question\": \"Which is prime?\", \"choices\": [\"4\", \"6\", \"7\", \"9\"], \
+const MMLU_CSV: &[u8] =
+    b"\"Which is prime?\",4,6,7,9,C\n\"A \"\"quoted\"\", comma, question\",a,b,c,d,A\n";
+const MMLU_COT: &[u8] =
+    b"{\"question\": \"Which is prime?\", \"choices\": [\"4\", \"6\", \"7\", \"9\"], \
     \"answer\": \"C\", \"rationale\": \"7 has no divisors but 1 and 7.\", \"subject\": \"math\"}\n";
 
 #[test]
@@ -146,7 +148,8 @@ fn tydiqa() {
     });
 }
 
-const PREDICTIONS: &[u8] = br#"{"id": 1, "prediction": "So the answer is (A).", "target": "(A)", "task": "navigate"}
+const PREDICTIONS: &[u8] =
+    br#"{"id": 1, "prediction": "So the answer is (A).", "target": "(A)", "task": "navigate"}
 {"id": "b", "predictions": ["The answer is 42.", "The answer is 41.", null], "target": "42"}
 {"prediction": "Die Antwort lautet 1.000,5", "target": "1000.5", "extra": [1]}
 "#;
@@ -175,26 +178,33 @@ fn rescore_predictions() {
         benchmark_and_mode(),
         proptest::option::of("(mgsm_)?(de|zh|ja|xx|)"),
     );
-    fuzz("flan-eval rescore", input, |(bytes, (benchmark, mode), task)| {
-        let path = scratch.file("predictions.jsonl", &bytes);
-        check(&path, read_predictions(&path))?;
-        match rescore_file(&path, benchmark, mode, task.as_deref()) {
-            Ok(report) => {
-                // Counts add up whatever the predictions were.
-                let n = report.n;
-                if report.correct > n || report.no_answer > n || !(0.0..=100.0).contains(&report.accuracy) && n > 0 {
-                    return Err(format!(
-                        "inconsistent counts: n {n}, correct {}, no answer {}, accuracy {}",
-                        report.correct, report.no_answer, report.accuracy
-                    ));
+    fuzz(
+        "flan-eval rescore",
+        input,
+        |(bytes, (benchmark, mode), task)| {
+            let path = scratch.file("predictions.jsonl", &bytes);
+            check(&path, read_predictions(&path))?;
+            match rescore_file(&path, benchmark, mode, task.as_deref()) {
+                Ok(report) => {
+                    // Counts add up whatever the predictions were.
+                    let n = report.n;
+                    if report.correct > n
+                        || report.no_answer > n
+                        || !(0.0..=100.0).contains(&report.accuracy) && n > 0
+                    {
+                        return Err(format!(
+                            "inconsistent counts: n {n}, correct {}, no answer {}, accuracy {}",
+                            report.correct, report.no_answer, report.accuracy
+                        ));
+                    }
+                    serde_json::to_string(&report).map_err(|e| e.to_string())?;
+                    Ok(())
                 }
-                serde_json::to_string(&report).map_err(|e| e.to_string())?;
-                Ok(())
+                Err(Error::Unsupported(_)) => Ok(()),
+                Err(e) => names_file(&flan_data::error::chain(&e), &path),
             }
-            Err(Error::Unsupported(_)) => Ok(()),
-            Err(e) => names_file(&flan_data::error::chain(&e), &path),
-        }
-    });
+        },
+    );
 }
 
 /// A benchmark directory of one small task (mutated), and what to build from it.
@@ -249,7 +259,12 @@ fn suites_with_arbitrary_outputs() {
     ];
     let input = (
         0usize..4,
-        documents(vec![task_seeds[0].clone(), MMLU_CSV.to_vec(), mgsm_seed, TYDIQA_JSONL.to_vec()]),
+        documents(vec![
+            task_seeds[0].clone(),
+            MMLU_CSV.to_vec(),
+            mgsm_seed,
+            TYDIQA_JSONL.to_vec(),
+        ]),
         documents(vec![prompt_seeds[0].clone(), MMLU_CSV.to_vec(), gsm8k_seed]),
         proptest::collection::vec(outputs, 1..6),
         (1usize..4, 1usize..40, any::<bool>(), 1usize..4),
@@ -258,11 +273,19 @@ fn suites_with_arbitrary_outputs() {
     let valid = [
         (task_seeds[0].clone(), prompt_seeds[0].clone()),
         (MMLU_CSV.to_vec(), MMLU_CSV.to_vec()),
-        (head(&shared_data().join("mgsm/mgsm_de.tsv"), 3), head(&shared_data().join("gsm8k/train.jsonl"), 3)),
+        (
+            head(&shared_data().join("mgsm/mgsm_de.tsv"), 3),
+            head(&shared_data().join("gsm8k/train.jsonl"), 3),
+        ),
         (TYDIQA_JSONL.to_vec(), Vec::new()),
     ];
     for (which, (doc, other)) in valid.iter().enumerate() {
-        let benchmark = [Benchmark::Bbh, Benchmark::Mmlu, Benchmark::Mgsm, Benchmark::Tydiqa][which];
+        let benchmark = [
+            Benchmark::Bbh,
+            Benchmark::Mmlu,
+            Benchmark::Mgsm,
+            Benchmark::Tydiqa,
+        ][which];
         let opts = suite_dir(&scratch, benchmark, doc, other);
         let items = suite::build_items(&opts, &mut |t| Ok(t.split_whitespace().count() + 1))
             .unwrap_or_else(|e| panic!("{benchmark}: {e}"));
@@ -275,8 +298,12 @@ fn suites_with_arbitrary_outputs() {
         "flan-eval suites",
         input,
         |(which, doc, other, answers, (batch, budget, sc, shots))| {
-            let benchmark = [Benchmark::Bbh, Benchmark::Mmlu, Benchmark::Mgsm, Benchmark::Tydiqa]
-                [which];
+            let benchmark = [
+                Benchmark::Bbh,
+                Benchmark::Mmlu,
+                Benchmark::Mgsm,
+                Benchmark::Tydiqa,
+            ][which];
             let mut opts = suite_dir(&scratch, benchmark, &doc, &other);
             opts.limit = Some(4);
             opts.shots = Some(shots);
@@ -287,12 +314,11 @@ fn suites_with_arbitrary_outputs() {
                 answers[n % answers.len()].clone()
             })
             .with_max_input_tokens(opts.max_input_tokens);
-            let items = match suite::build_items(&opts, &mut |t| {
-                Ok(t.split_whitespace().count() + 1)
-            }) {
-                Ok(items) => items,
-                Err(_) => return Ok(()),
-            };
+            let items =
+                match suite::build_items(&opts, &mut |t| Ok(t.split_whitespace().count() + 1)) {
+                    Ok(items) => items,
+                    Err(_) => return Ok(()),
+                };
             let run = RunOptions {
                 batch_size: batch,
                 max_new_tokens: 8,

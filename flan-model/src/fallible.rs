@@ -63,7 +63,10 @@ mod tests {
         let b = Tensor::ones([4, 5], (Kind::Float, tch::Device::Cpu));
         let err = catch("multiplying", || Ok(a.matmul(&b))).unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("libtorch failed while multiplying: "), "{text}");
+        assert!(
+            text.starts_with("libtorch failed while multiplying: "),
+            "{text}"
+        );
         assert!(text.contains("cannot be multiplied"), "{text}");
         assert!(!text.contains("frame #"), "{text}");
         assert!(!flan_data::contain::is_catching());

@@ -89,7 +89,12 @@ impl MemoryEstimate {
             let grid = m(48, sq).saturating_add(mm(&[heads, sq, s]));
             let bias = mm(&[batch, heads, sq, s]);
             let layer = mm(&[2, batch, heads, sq, s32]);
-            let ffn = mm(&[batch, len, d_ff.saturating_mul(3).saturating_add(4 * d_model), s]);
+            let ffn = mm(&[
+                batch,
+                len,
+                d_ff.saturating_mul(3).saturating_add(4 * d_model),
+                s,
+            ]);
             grid.max(bias.saturating_add(layer).saturating_add(ffn))
         };
         let bytes = match call {
@@ -327,7 +332,12 @@ mod tests {
             )
             .bytes
         };
-        assert!(gen(100_000) > 100 * gen(100), "{} {}", gen(100_000), gen(100));
+        assert!(
+            gen(100_000) > 100 * gen(100),
+            "{} {}",
+            gen(100_000),
+            gen(100)
+        );
         // Nothing overflows: absurd sizes saturate.
         assert_eq!(at(u64::MAX), u64::MAX);
         // Half precision takes less than f32.

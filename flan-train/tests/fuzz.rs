@@ -82,7 +82,10 @@ fn train_config() {
                 Err(e) => {
                     let text = flan_data::error::chain(&e);
                     // Errors about the file name it; the others name a key or an override.
-                    if matches!(e, flan_train::Error::ConfigFile { .. } | flan_train::Error::Io { .. }) {
+                    if matches!(
+                        e,
+                        flan_train::Error::ConfigFile { .. } | flan_train::Error::Io { .. }
+                    ) {
                         names_file(&text, &path)
                     } else {
                         Ok(())

@@ -263,7 +263,10 @@ mod tests {
             replace_non_json_numbers("{\"a\": \u{e9}NaN, \"b\": \"NaN\"}"),
             "{\"a\": \u{e9}null, \"b\": \"NaN\"}"
         );
-        assert_eq!(replace_non_json_numbers("\u{20ac}-Infinity"), "\u{20ac}null");
+        assert_eq!(
+            replace_non_json_numbers("\u{20ac}-Infinity"),
+            "\u{20ac}null"
+        );
         assert_eq!(replace_non_json_numbers("\u{20ac}"), "\u{20ac}");
     }
 }

@@ -241,7 +241,8 @@ fn a_byte_order_mark_is_accepted_by_every_reader() {
         read_gsm8k_jsonl(&p, "t", true, Strictness::Strict).unwrap(),
         read_gsm8k_jsonl(&m, "t", true, Strictness::Strict).unwrap(),
     );
-    let jsonl = b"{\"inputs\": \"a\", \"targets\": \"b\"}\n{\"inputs\": \"c\", \"targets\": \"d\"}\n";
+    let jsonl =
+        b"{\"inputs\": \"a\", \"targets\": \"b\"}\n{\"inputs\": \"c\", \"targets\": \"d\"}\n";
     let (p, m) = with_and_without("x.jsonl", jsonl.to_vec());
     same(
         "jsonl",
@@ -256,11 +257,15 @@ fn a_byte_order_mark_is_accepted_by_every_reader() {
     );
     assert_eq!(a.definition, b.definition);
     same("niv2", a.loaded, b.loaded);
-    let (p, m) = with_and_without("split.txt", head(&data.join("niv2/splits/default/train_tasks.txt"), 4));
+    let (p, m) = with_and_without(
+        "split.txt",
+        head(&data.join("niv2/splits/default/train_tasks.txt"), 4),
+    );
     let split = read_niv2_split(&p).unwrap();
     assert_eq!(split.len(), 4);
     assert_eq!(read_niv2_split(&m).unwrap(), split);
-    let spec = "seed = 3\n[[tasks]]\nformat = \"jsonl\"\npath = \"x.jsonl\"\nsubmixture = \"flan\"\n";
+    let spec =
+        "seed = 3\n[[tasks]]\nformat = \"jsonl\"\npath = \"x.jsonl\"\nsubmixture = \"flan\"\n";
     let (p, m) = with_and_without("spec.toml", spec.as_bytes().to_vec());
     let spec = MixtureSpec::from_file(&p).unwrap();
     assert_eq!(spec.seed, 3);
