@@ -15,7 +15,8 @@
 //!   reach the code behind the first checks.
 //!
 //! How many inputs each target runs is set by `FLAN_FUZZ_CASES` (default 64, so `cargo test`
-//! stays quick; CI sets more); `FLAN_FUZZ_SEED` replays a run. Each target prints
+//! stays quick; `cargo xtask fuzz`, which CI runs, sets more); `FLAN_FUZZ_SEED` picks the
+//! inputs (default 0; `random` for fresh ones) and replays a run. Each target prints
 //! `fuzz <target>: <n> inputs (seed <s>)` on stderr.
 
 use proptest::prelude::*;
@@ -74,8 +75,7 @@ pub fn shared_data() -> PathBuf {
 
 /// The first `max_lines` lines of a text file, as bytes (a seed small enough to mutate fast).
 pub fn head(path: &Path, max_lines: usize) -> Vec<u8> {
-    let bytes =
-        std::fs::read(path).unwrap_or_else(|e| panic!("fuzz seed {}: {e}", path.display()));
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("fuzz seed {}: {e}", path.display()));
     let mut out = Vec::new();
     for line in bytes.split_inclusive(|&b| b == b'\n').take(max_lines) {
         out.extend_from_slice(line);
@@ -246,12 +246,12 @@ pub fn documents(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![3 => mutations_of(seeds), 1 => arbitrary_bytes(2048)]
 }
 
-/// The seed of a run: `FLAN_FUZZ_SEED`, or a fresh one (printed, so a failure can be replayed).
+/// The seed of a run: `FLAN_FUZZ_SEED` (a number, or `random` for a fresh one, printed so a
+/// failure can be replayed); unset, 0, so that `cargo test` runs the same inputs every time.
+/// `cargo xtask fuzz` seeds from the commit, so each commit explores new inputs reproducibly.
 fn seed() -> u64 {
-    std::env::var(SEED_VAR)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| {
+    match std::env::var(SEED_VAR) {
+        Ok(v) if v.trim() == "random" => {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
@@ -262,7 +262,13 @@ fn seed() -> u64 {
             z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
-        })
+        }
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{SEED_VAR}={v:?}: expected a number or `random`")),
+        Err(_) => 0,
+    }
 }
 
 /// Runs `check` on [`cases`] inputs of `strategy`. A panic in `check` (or an `Err`, for a
@@ -270,6 +276,20 @@ fn seed() -> u64 {
 /// is printed and returned.
 pub fn fuzz<S: Strategy>(
     target: &str,
+    strategy: S,
+    check: impl Fn(S::Value) -> Result<(), String>,
+) -> u64
+where
+    S::Value: std::fmt::Debug,
+{
+    fuzz_cases(target, cases(), strategy, check)
+}
+
+/// [`fuzz`] with `n` inputs, for targets whose inputs are costly (a process per input): they
+/// take a fraction of [`cases`].
+pub fn fuzz_cases<S: Strategy>(
+    target: &str,
+    n: u32,
     strategy: S,
     check: impl Fn(S::Value) -> Result<(), String>,
 ) -> u64
@@ -284,7 +304,7 @@ where
         key[8 + i % 24] ^= b;
     }
     let config = Config {
-        cases: cases(),
+        cases: n,
         failure_persistence: None,
         // Inputs are files; shrinking a big document takes many steps.
         max_shrink_iters: 4096,
@@ -306,7 +326,7 @@ where
         }
         runs.set(runs.get() + 1);
         // Inputs of the run proper; those tried while shrinking a failure are not counted.
-        if runs.get() <= u64::from(cases()) {
+        if runs.get() <= u64::from(n) {
             count.set(count.get() + 1);
         }
         check(value).map_err(TestCaseError::fail)
@@ -393,7 +413,15 @@ mod tests {
             let out = apply(seed, std::slice::from_ref(edit));
             assert_ne!(out, seed, "{edit:?}");
         }
-        assert_eq!(apply(b"", &all), b"");
+        // On an empty document the edits that need bytes do nothing and the inserts insert.
+        let removals = [
+            Mutation::Flip(end, b'x'),
+            Mutation::Delete(start, 5),
+            Mutation::Duplicate(start, 4, end),
+            Mutation::Truncate(end),
+        ];
+        assert_eq!(apply(b"", &removals), b"");
+        assert_eq!(apply(b"", &all), b"\tz");
         assert_eq!(apply(seed, &[]), seed);
     }
 

@@ -402,10 +402,9 @@ fn wall_time() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The host part of an event file's name (a host name with a `/` would make a path).
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
+    Some(crate::lock::host_name())
         .filter(|h| !h.is_empty() && !h.contains('/'))
         .unwrap_or_else(|| "localhost".to_string())
 }
@@ -454,8 +453,14 @@ mod tests {
         let last = bytes.len() - 6;
         bytes[last] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let err = read_events(&path).unwrap_err().to_string();
-        assert!(err.contains("checksum mismatch"), "{err}");
+        let err = read_events(&path).unwrap_err();
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            cause
+                .as_deref()
+                .is_some_and(|c| c.contains("checksum mismatch")),
+            "{err}: {cause:?}"
+        );
     }
 
     proptest! {
