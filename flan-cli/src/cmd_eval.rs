@@ -295,7 +295,8 @@ fn run_model(a: RunArgs) -> Result<()> {
     let dir = flan_model::hub::resolve_model(&a.model)?;
     let device = a.device.resolve_from_env().context("--device")?;
     let mut model = crate::t5_adapter::load(&dir, device, settings.suite.max_input_tokens)
-        .with_context(|| format!("loading model {}", dir.display()))?
+        // flan-model's load errors name the file (or the directory) themselves.
+        .context("loading the model")?
         .with_budget(crate::model_io::memory_budget(device)?);
     let items = build(&mut model, &settings)?;
     check_memory(&mut model, &settings, &items)?;
@@ -415,7 +416,7 @@ fn run_and_report(
     })?;
     bar.finish_and_clear();
     if let Some(note) = result.prompts.describe("prompts", result.input_limit) {
-        eprintln!("flan eval run: {note} (--max-input-tokens)");
+        tracing::info!("flan eval run: {note} (--max-input-tokens)");
     }
     let info = RunInfo {
         model: model.name(),
@@ -426,7 +427,7 @@ fn run_and_report(
     };
     let paths = report::write_outputs(&s.output, &info, items, &result)?;
     print!("{}", report::markdown(&info, &result));
-    eprintln!(
+    tracing::info!(
         "wrote {}, {} and {}",
         paths.samples.display(),
         paths.results.display(),

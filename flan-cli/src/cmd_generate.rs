@@ -176,7 +176,9 @@ fn check_memory_of_batches(
         let b = chunk.len();
         let mut flags = Vec::new();
         if let Some(fit) = longest_that_fits(budget.bytes, |len| estimate(b, len).bytes) {
-            flags.push(format!("--max-input-tokens {fit} (cuts longer inputs, counted)"));
+            flags.push(format!(
+                "--max-input-tokens {fit} (cuts longer inputs, counted)"
+            ));
         }
         if b > 1 && estimate(1, longest).bytes <= budget.bytes {
             flags.push("a smaller --batch-size".into());
@@ -251,7 +253,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     out.finish()?;
     if let Some(note) = limit.and_then(|l| counts.describe("inputs", l.max_tokens)) {
-        eprintln!("flan generate: {note}");
+        tracing::info!("flan generate: {note}");
     }
     Ok(())
 }

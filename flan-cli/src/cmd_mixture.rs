@@ -126,7 +126,7 @@ pub fn run(args: MixtureArgs) -> Result<()> {
             args.vocab_size,
         )?;
         tok.save_pretrained(dir)?;
-        eprintln!(
+        tracing::info!(
             "trained a {}-id Unigram tokenizer into {}",
             tok.vocab_size(),
             dir.display()
@@ -164,7 +164,7 @@ pub fn run(args: MixtureArgs) -> Result<()> {
             args.shards,
         )?;
         for p in paths {
-            eprintln!("wrote {}", p.display());
+            tracing::info!("wrote {}", p.display());
         }
     }
     out.flush()?;

@@ -90,9 +90,9 @@ fn check_memory_of_batches(
             .expect("chunks are not empty");
         let mut flags = Vec::new();
         match longest_that_fits(budget.bytes, |len| estimate(b, len, target_len)) {
-            Some(fit) if fit < input_len => {
-                flags.push(format!("--max-input-tokens {fit} (cuts longer inputs, counted)"))
-            }
+            Some(fit) if fit < input_len => flags.push(format!(
+                "--max-input-tokens {fit} (cuts longer inputs, counted)"
+            )),
             _ => {}
         }
         match longest_that_fits(budget.bytes, |len| estimate(b, input_len, len)) {
@@ -165,9 +165,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     {
         let inputs: Vec<Vec<i64>> = chunk.iter().map(|(i, _, _)| i.clone()).collect();
         let targets: Vec<Vec<i64>> = chunk.iter().map(|(_, t, _)| t.clone()).collect();
-        let scores = fallible::catch("scoring", || {
-            score_batch(&loaded.model, &inputs, &targets)
-        })?;
+        let scores = fallible::catch("scoring", || score_batch(&loaded.model, &inputs, &targets))?;
         for ((s, (_, _, [inputs_cut, targets_cut])), record) in
             scores.iter().zip(chunk).zip(records)
         {
@@ -192,7 +190,7 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         target_limit.and_then(|l| target_counts.describe("targets", l.max_tokens)),
     ];
     for note in notes.into_iter().flatten() {
-        eprintln!("flan score: {note}");
+        tracing::info!("flan score: {note}");
     }
     Ok(())
 }

@@ -15,9 +15,11 @@ use flan_eval::suite::{self, SuiteOptions};
 use flan_eval::{Benchmark, EvalModel, Mode};
 use flan_model::{DeviceSpec, T5ForConditionalGeneration};
 use flan_train::card::ModelCard;
-use flan_train::config::TrainConfig;
+use flan_train::config::{ProgressStyle, TrainConfig};
 use flan_train::stop::{signal_name, StopSignals};
 use flan_train::trainer::EvalHook;
+
+use crate::logging::LogFormat;
 
 /// `flan train ...`
 #[derive(Args, Debug)]
@@ -133,7 +135,7 @@ fn toml_quote(s: &str) -> String {
     out
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(args: TrainArgs, log_format: LogFormat) -> Result<()> {
     let overrides = args.overrides();
     let mut cfg = match &args.config {
         Some(file) => TrainConfig::load(file, &overrides)?,
@@ -143,6 +145,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.print_config {
         print!("{}", cfg.to_toml()?);
         return Ok(());
+    }
+    // A log pipeline reads events, not a bar redrawn in place.
+    if log_format == LogFormat::Json
+        && matches!(cfg.log.progress, ProgressStyle::Auto | ProgressStyle::Bar)
+    {
+        cfg.log.progress = ProgressStyle::Lines;
     }
     // A hub id becomes its local snapshot once, for the trainer and the evaluations alike.
     cfg.resolve_pretrained()?;
@@ -155,7 +163,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // before any evaluation spends time.
     let (mut trainer, resumed) = flan_train::run::prepare(&cfg, args.resume.as_deref())?;
     if let Some(dir) = resumed {
-        eprintln!("resuming from {} (step {})", dir.display(), trainer.step());
+        tracing::info!("resuming from {} (step {})", dir.display(), trainer.step());
     }
     // `[eval.synthetic]`: the suite on the untrained model now, on the saved model at the end.
     let synthetic = crate::train_report::from_config(&cfg)?;
@@ -175,9 +183,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // Nothing is left to save: a signal now ends the process at once.
     signals.exit_on_next_signal();
     for line in summary.truncation.describe() {
-        eprintln!("truncation (data.input_len / data.target_len): {line}");
+        tracing::info!("truncation (data.input_len / data.target_len): {line}");
     }
-    eprintln!(
+    tracing::info!(
         "trained {} steps (from {}): final loss {:.4}, mean of the last steps {:.4}, {:.0} tokens/s, packing {:.1}%, {} examples, {} skipped updates, {} truncated examples, {:.1} s",
         summary.steps,
         summary.resumed_from,
@@ -211,17 +219,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         _ => None,
     };
     if let Some(dir) = &summary.model_dir {
-        eprintln!("model:   {}", dir.display());
+        tracing::info!("model:   {}", dir.display());
     }
     if flan_train::distributed::is_primary_from_env()? {
-        eprintln!(
+        tracing::info!(
             "metrics: {}",
             cfg.output_dir.join("metrics.jsonl").display()
         );
     }
     if let Some(files) = &report {
-        eprintln!("results: {}", files.results.display());
-        eprintln!("report:  {}", files.markdown.display());
+        tracing::info!("results: {}", files.results.display());
+        tracing::info!("report:  {}", files.markdown.display());
     }
     println!("{}", serde_json::to_string_pretty(&summary)?);
     Ok(())

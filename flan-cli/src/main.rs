@@ -8,6 +8,7 @@ mod cmd_mixture;
 mod cmd_score;
 mod cmd_train;
 mod exit_code;
+mod logging;
 mod model_io;
 mod t5_adapter;
 mod train_report;
@@ -23,6 +24,11 @@ use clap::{Parser, Subcommand};
     about = "Instruction finetuning of T5 models, the Flan recipe"
 )]
 struct Cli {
+    /// Form of the messages on stderr: `text` lines for people, or `json`, one object per
+    /// event with timestamp, level, run_id, rank and the event's fields (step, loss, ...).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -47,9 +53,13 @@ fn main() {
     // with a backtrace; other panics are printed as before.
     flan_data::contain::install_quiet_hook();
     let cli = Cli::parse();
+    // A rank variable that does not parse is reported by the command that needs it.
+    let rank = flan_train::distributed::rank_from_env().unwrap_or(0);
+    logging::init(cli.log_format, rank);
     if let Err(err) = run(cli) {
-        eprintln!("flan: error: {err:#}");
-        std::process::exit(exit_code::classify(&err).code());
+        let code = exit_code::classify(&err).code();
+        tracing::error!(exit_code = code, "flan: error: {err:#}");
+        std::process::exit(code);
     }
 }
 
@@ -59,6 +69,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => cmd_generate::run(args),
         Command::Score(args) => cmd_score::run(args),
         Command::Mixture(args) => cmd_mixture::run(args),
-        Command::Train(args) => cmd_train::run(args),
+        Command::Train(args) => cmd_train::run(args, cli.log_format),
     }
 }

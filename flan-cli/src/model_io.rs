@@ -64,9 +64,10 @@ impl ModelArgs {
         let kind = parse_dtype(&self.dtype)?;
         let dir = flan_model::hub::resolve_model(&self.model)?;
         let (model, report) = T5ForConditionalGeneration::from_pretrained(&dir, device, kind)
-            .with_context(|| format!("loading model {}", dir.display()))?;
+            // flan-model's load errors name the file (or the directory) themselves.
+            .context("loading the model")?;
         for (var, key) in &report.aliased {
-            eprintln!("flan: note: {var} loaded from {key}");
+            tracing::info!("flan: note: {var} loaded from {key}");
         }
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).with_context(|| {
             format!(
@@ -185,7 +186,7 @@ pub fn read_input<T: DeserializeOwned>(
 ) -> Result<Vec<Record<T>>> {
     let records = read_jsonl_records(path, expected)?;
     if let Some(note) = records.ignored_note() {
-        eprintln!("flan {command}: {}: {note}", path.display());
+        tracing::info!("flan {command}: {}: {note}", path.display());
     }
     Ok(records.records)
 }

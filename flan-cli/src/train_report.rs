@@ -64,7 +64,7 @@ impl SyntheticEvaluation {
             &mut |done, _| bar.set_position(done as u64),
         )?;
         bar.finish_and_clear();
-        eprintln!(
+        tracing::info!(
             "evaluated {what}: {} of {} prompts correct ({:.1}%) in {:.0} s",
             run.summary.overall.correct,
             run.summary.overall.n,
@@ -92,13 +92,13 @@ impl SyntheticEvaluation {
                     .zip(&self.items)
                     .all(|(p, i)| &p.item == i)
             {
-                eprintln!(
+                tracing::info!(
                     "using the evaluation before training from {}",
                     cached.display()
                 );
                 return Ok(run);
             }
-            eprintln!(
+            tracing::info!(
                 "{} was made with other evaluation settings; evaluating again",
                 cached.display()
             );
@@ -178,8 +178,8 @@ impl SyntheticEvaluation {
                 .into(),
             rows,
         };
-        eprintln!("\n{}", terminal_table(&report.before, &report.after));
-        eprintln!(
+        tracing::info!("\n{}", terminal_table(&report.before, &report.after));
+        tracing::info!(
             "{}",
             flan_eval::finetune_report::held_out_family_verdict(&report.before, &report.after)
         );

@@ -439,3 +439,58 @@ fn numeric_options_out_of_range_are_usage_errors() {
         assert!(err.contains(needle), "{sets:?}: {err}");
     }
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_with_run_id_rank_and_the_steps_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run(dir.path(), 3, 0);
+    // `auto` progress would draw a bar on a terminal; json asks for events whatever the style.
+    let run = flan_cmd(&[
+        "--log-format",
+        "json",
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--set",
+        "log.progress=\"auto\"",
+    ])
+    .env("FLAN_RUN_ID", "job-42")
+    .output()
+    .unwrap();
+    let err = stderr(&run);
+    assert!(run.status.success(), "{err}");
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect();
+    for event in &events {
+        assert_eq!(event["run_id"], "job-42", "{event}");
+        assert_eq!(event["rank"], 0, "{event}");
+        assert!(
+            event["timestamp"].is_string() && event["level"].is_string(),
+            "{event}"
+        );
+        assert!(event["message"].is_string(), "{event}");
+    }
+    let logged: Vec<(u64, f64)> = events
+        .iter()
+        .filter(|e| e.get("loss").is_some())
+        .map(|e| (e["step"].as_u64().unwrap(), e["loss"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(logged, losses(&dir.path().join("out/metrics.jsonl")));
+    assert_eq!(logged.len(), 3);
+
+    // The error that ends a run is an event too, with the exit status.
+    let bad = flan_cmd(&["--log-format", "json", "train", "--config", "missing.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = stderr(&bad);
+    let last: serde_json::Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "ERROR", "{err}");
+    assert_eq!(last["exit_code"].as_i64(), bad.status.code().map(i64::from));
+    assert!(
+        last["message"].as_str().unwrap().contains("missing.toml"),
+        "{err}"
+    );
+}

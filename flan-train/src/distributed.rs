@@ -54,6 +54,11 @@ pub fn is_primary_from_env() -> Result<bool> {
     is_primary(|name| std::env::var(name).ok())
 }
 
+/// This process's rank as its launcher set it; 0 for a single process.
+pub fn rank_from_env() -> Result<usize> {
+    Ok(membership(|name| std::env::var(name).ok())?.map_or(0, |m| m.rank))
+}
+
 /// [`is_primary_from_env`] over any variable lookup.
 fn is_primary(lookup: impl Fn(&str) -> Option<String>) -> Result<bool> {
     Ok(membership(lookup)?.is_none_or(|m| m.rank == 0))

@@ -1,5 +1,6 @@
 //! What a person watching sees: a progress bar with loss and tokens/s on a terminal, plain lines
-//! otherwise (logs of batch jobs), and a final summary.
+//! otherwise (logs of batch jobs), and a final summary. Lines are `tracing` events carrying the
+//! step's numbers as fields, so `flan --log-format json` gives one JSON object per step.
 
 use std::io::IsTerminal;
 
@@ -54,16 +55,26 @@ impl Progress {
                 pb.set_position(r.step);
                 pb.set_message(msg);
             }
-            Progress::Lines => eprintln!("step {} {msg}", r.step),
+            Progress::Lines => tracing::info!(
+                step = r.step,
+                loss = r.loss,
+                learning_rate = r.learning_rate,
+                grad_norm = r.grad_norm,
+                tokens_per_second = r.tokens_per_second,
+                examples_seen = r.examples_seen,
+                skipped = r.skipped,
+                "step {} {msg}",
+                r.step
+            ),
             Progress::Off => {}
         }
     }
 
     /// Prints a note (checkpoint written, evaluation scores) without breaking the bar.
-    pub fn note(&self, text: &str) {
+    pub fn note(&self, step: u64, text: &str) {
         match self {
             Progress::Bar(pb) => pb.println(text),
-            Progress::Lines => eprintln!("{text}"),
+            Progress::Lines => tracing::info!(step, "{text}"),
             Progress::Off => {}
         }
     }

@@ -182,7 +182,7 @@ pub fn train(
 ) -> Result<TrainSummary> {
     let (mut trainer, resumed) = prepare(cfg, resume)?;
     if let Some(dir) = resumed {
-        eprintln!("resuming from {} (step {})", dir.display(), trainer.step());
+        tracing::info!("resuming from {} (step {})", dir.display(), trainer.step());
     }
     if let Some(hook) = eval_hook {
         trainer = trainer.with_eval_hook(hook);

@@ -222,7 +222,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             0
         };
         if stale > 0 {
-            eprintln!(
+            tracing::info!(
                 "removed {stale} incomplete checkpoint director{} left by an interrupted write",
                 if stale == 1 { "y" } else { "ies" }
             );
@@ -232,7 +232,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             .latest_intact(self.cfg.checkpoint.on_corrupt)?;
         if self.is_primary() {
             for rejected in &choice.rejected {
-                eprintln!("not resuming from {rejected}");
+                tracing::warn!("not resuming from {rejected}");
             }
         }
         self.agree_on_checkpoint(choice.checkpoint.as_ref().map(|c| c.state.step))?;
@@ -252,13 +252,13 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         };
         if self.is_primary() {
             if !choice.rejected.is_empty() {
-                eprintln!(
+                tracing::info!(
                     "falling back to the previous intact checkpoint {}",
                     ckpt.dir.display()
                 );
             }
             if !choice.verified {
-                eprintln!(
+                tracing::info!(
                     "{}: written before checkpoints recorded checksums; its files are not checked",
                     ckpt.dir.display()
                 );
@@ -276,7 +276,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         self.lock_output_dir()?;
         let ckpt = Checkpoint::open(dir)?;
         if !ckpt.verify()? && self.is_primary() {
-            eprintln!(
+            tracing::info!(
                 "{}: written before checkpoints recorded checksums; its files are not checked",
                 dir.display()
             );
@@ -325,7 +325,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         if self.is_primary() {
             match crate::config::config_changes(&ckpt.state.config, &self.cfg) {
                 Ok(changes) if changes.is_empty() => {}
-                Ok(changes) => eprintln!(
+                Ok(changes) => tracing::warn!(
                     "warning: resuming {} with settings other than its own: {}; the run goes on with the new values",
                     ckpt.dir.display(),
                     changes
@@ -334,7 +334,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                Err(e) => eprintln!(
+                Err(e) => tracing::warn!(
                     "warning: {}: cannot compare its config with this run's: {e}",
                     ckpt.dir.display()
                 ),
@@ -408,7 +408,10 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             let t0 = Instant::now();
             let Some(batches) = self.next_batches()? else {
                 data_exhausted = true;
-                progress.note(&format!("the data ran out after step {}", self.state.step));
+                progress.note(
+                    self.state.step,
+                    &format!("the data ran out after step {}", self.state.step),
+                );
                 break;
             };
             let record = self.train_step(step, &batches, t0, started)?;
@@ -437,9 +440,10 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             if self.cfg.eval.every > 0 && step % self.cfg.eval.every == 0 {
                 if stop.is_some() {
                     // The grace period is for saving; the resumed run does not repeat it.
-                    progress.note(&format!(
-                        "step {step}: evaluation skipped, the run is stopping"
-                    ));
+                    progress.note(
+                        step,
+                        &format!("step {step}: evaluation skipped, the run is stopping"),
+                    );
                 } else if let Some(metrics) = metrics.as_mut() {
                     self.evaluate(step, metrics, &progress)?;
                 }
@@ -447,7 +451,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             let every = self.cfg.checkpoint.every;
             if (every > 0 && step % every == 0) || step == self.cfg.train.steps || stop.is_some() {
                 if let Some(dir) = self.save_checkpoint()? {
-                    progress.note(&format!("step {step}: checkpoint {}", dir.display()));
+                    progress.note(step, &format!("step {step}: checkpoint {}", dir.display()));
                     last_checkpoint = Some(dir);
                 }
             }
@@ -735,14 +739,17 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             });
         };
         let scores = tch::no_grad(|| hook.evaluate(&self.model, step))?;
-        progress.note(&format!(
-            "step {step}: eval {}",
-            scores
-                .iter()
-                .map(|(k, v)| format!("{k}={v:.4}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ));
+        progress.note(
+            step,
+            &format!(
+                "step {step}: eval {}",
+                scores
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        );
         metrics.write(&EvalRecord {
             kind: "eval".into(),
             step,
@@ -770,10 +777,10 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
                 let dir = self.cfg.output_dir.join("best");
                 self.save_model_dir(&dir)?;
                 write_json(&dir.join("best.json"), &self.state.best)?;
-                progress.note(&format!(
-                    "step {step}: new best {value:.4}, saved {}",
-                    dir.display()
-                ));
+                progress.note(
+                    step,
+                    &format!("step {step}: new best {value:.4}, saved {}", dir.display()),
+                );
             }
         }
         Ok(())
