@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::{libtorch, process, test};
+use crate::{fuzz, libtorch, process, test};
 
 /// The kernel caps of the second pass: libtorch's kernels of an AVX2-only CPU (ATen's AVX2 loops,
 /// ATen's own bf16 GEMM since oneDNN is capped below AVX-512, MKL's AVX2 code), whatever CPU CI
@@ -73,5 +73,8 @@ pub fn run() -> Result<()> {
             bail!("tests failed under the lower ISA (exit code {code})");
         }
     }
-    Ok(())
+
+    // `cargo test` runs each fuzz target on a few inputs; here each gets more, new at each
+    // commit, in a bounded time.
+    fuzz::fuzz(&libtorch, fuzz::CI_CASES, &fuzz::commit_seed()?)
 }

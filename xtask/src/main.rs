@@ -8,6 +8,7 @@ mod bench;
 mod ci;
 mod finetune;
 mod fixtures;
+mod fuzz;
 mod install;
 mod libtorch;
 mod process;
@@ -32,8 +33,12 @@ tasks:
   bench [--quick] [--threads N] [--out DIR] [--shapes tiny,small] [--reps N]
                      speed next to transformers/tokenizers, same data and weights;
                      writes results.json and results.md (default target/bench/)
+  fuzz [--cases N] [--seed S]
+                     every fuzz target (readers, specs, configs, tokenizer files) with N
+                     inputs each (default 1000), seeded from the commit; prints the counts
   ci                 what CI runs: setup, rustfmt check, clippy -D warnings,
-                     `cargo check -p flan-cli --features nccl`, tests
+                     `cargo check -p flan-cli --features nccl`, tests, the tests again
+                     with AVX2-only kernels, the fuzz targets
 ";
 
 fn main() {
@@ -68,6 +73,7 @@ fn run() -> Result<()> {
         Some("finetune") => finetune::run(&rest),
         Some("fixtures") => fixtures::run(&rest),
         Some("install") => install::run(&rest),
+        Some("fuzz") => fuzz::run(&rest),
         Some("bench") => bench::run(&rest),
         Some("ci") => {
             no_args("ci", &rest)?;
