@@ -265,11 +265,12 @@ fn tokenizer_json() {
     let seeds = vec![fixture_tokenizer().into_bytes()];
     fuzz("flan-data tokenizer_json", documents(seeds), |bytes| {
         let text = String::from_utf8_lossy(&bytes);
+        // A damaged tokenizer may refuse to load or to encode (no `unk_id` for an unknown
+        // piece); either is an error, and only a panic fails the target.
         if let Ok(tok) = Tokenizer::from_json(&text) {
-            let ids = tok
-                .encode("Q: what is 2 + 2?\nA:")
-                .map_err(|e| e.to_string())?;
-            let _ = tok.decode(&ids, true);
+            if let Ok(ids) = tok.encode("Q: what is 2 + 2?\nA:") {
+                let _ = tok.decode(&ids, true);
+            }
         }
         Ok(())
     });

@@ -68,7 +68,8 @@ pub fn fuzz(libtorch: &libtorch::Libtorch, cases: u32, seed: &str) -> Result<()>
     for package in FUZZED {
         cmd.args(["--package", package]);
     }
-    cmd.args(["--test", "fuzz", "--", "--nocapture"])
+    // Every target runs even when one fails, so the table counts them all.
+    cmd.args(["--no-fail-fast", "--test", "fuzz", "--", "--nocapture"])
         .env("FLAN_FUZZ_CASES", cases.to_string())
         .env("FLAN_FUZZ_SEED", seed)
         .stderr(Stdio::piped());
