@@ -51,6 +51,19 @@ pub fn run_id(lookup: impl Fn(&str) -> Option<String>) -> String {
         })
 }
 
+/// Whether the command line asks for `--log-format json` (read before the arguments parse, so
+/// that an argument error can be a JSON event too).
+pub fn json_requested(args: impl IntoIterator<Item = String>) -> bool {
+    let mut previous = String::new();
+    for arg in args {
+        if arg == "--log-format=json" || (previous == "--log-format" && arg == "json") {
+            return true;
+        }
+        previous = arg;
+    }
+    false
+}
+
 /// Installs the subscriber for `format`; events at INFO and above (or as `RUST_LOG` says) go to
 /// stderr. `rank` is this process's rank in its launch (0 alone).
 pub fn init(format: LogFormat, rank: usize) {
@@ -159,6 +172,19 @@ impl Visit for Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_is_seen_before_the_arguments_parse() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(json_requested(args(&["flan", "--log-format", "json", "x"])));
+        assert!(json_requested(args(&[
+            "flan",
+            "score",
+            "--log-format=json"
+        ])));
+        assert!(!json_requested(args(&["flan", "--log-format", "text"])));
+        assert!(!json_requested(args(&["flan", "json", "--log-format"])));
+    }
 
     #[test]
     fn the_run_id_is_the_launchers_and_else_this_processs() {

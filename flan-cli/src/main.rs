@@ -52,9 +52,19 @@ fn main() {
     // A libtorch failure inside a model call is reported as an error (exit 1), not as a panic
     // with a backtrace; other panics are printed as before.
     flan_data::contain::install_quiet_hook();
-    let cli = Cli::parse();
     // A rank variable that does not parse is reported by the command that needs it.
     let rank = flan_train::distributed::rank_from_env().unwrap_or(0);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A log pipeline that asked for JSON gets the usage error as an event too.
+        Err(err) if err.use_stderr() && logging::json_requested(std::env::args()) => {
+            logging::init(logging::LogFormat::Json, rank);
+            let code = err.exit_code();
+            tracing::error!(exit_code = code, "{}", err.to_string().trim_end());
+            std::process::exit(code);
+        }
+        Err(err) => err.exit(),
+    };
     logging::init(cli.log_format, rank);
     if let Err(err) = run(cli) {
         let code = exit_code::classify(&err).code();

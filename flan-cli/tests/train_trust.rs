@@ -493,4 +493,20 @@ fn json_logs_are_one_object_per_line_with_run_id_rank_and_the_steps_numbers() {
         last["message"].as_str().unwrap().contains("missing.toml"),
         "{err}"
     );
+
+    // So is an argument error.
+    let usage = flan_cmd(&["--log-format", "json", "train", "--no-such-flag"])
+        .output()
+        .unwrap();
+    let err = stderr(&usage);
+    assert_eq!(usage.status.code(), Some(2), "{err}");
+    let event: serde_json::Value = serde_json::from_str(err.trim_end()).unwrap();
+    assert_eq!(event["exit_code"], 2, "{err}");
+    assert!(
+        event["message"]
+            .as_str()
+            .unwrap()
+            .contains("--no-such-flag"),
+        "{err}"
+    );
 }
