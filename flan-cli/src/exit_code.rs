@@ -116,7 +116,6 @@ pub fn classify(err: &anyhow::Error) -> ExitKind {
                     | E::DeviceUnavailable { .. }
                     | E::LauncherVariable { .. }
                     | E::InvalidInput(_) => Some(ExitKind::Usage),
-                    E::Data(inner) => Some(data_kind(inner)),
                     // Out of memory, a CUDA error: not the model's fault, and a retry elsewhere
                     // may succeed.
                     E::Libtorch { .. } => Some(ExitKind::Failure),

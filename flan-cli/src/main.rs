@@ -51,7 +51,7 @@ fn main() {
     allocator::tune();
     // A libtorch failure inside a model call is reported as an error (exit 1), not as a panic
     // with a backtrace; other panics are printed as before.
-    flan_data::contain::install_quiet_hook();
+    flan_contain::install_quiet_hook();
     // A rank variable that does not parse is reported by the command that needs it.
     let rank = flan_train::distributed::rank_from_env().unwrap_or(0);
     let cli = match Cli::try_parse() {

@@ -55,7 +55,6 @@
 //! ```
 
 pub mod atomic;
-pub mod contain;
 pub mod error;
 pub mod example;
 pub mod mixture;

@@ -372,7 +372,7 @@ impl Default for UnigramTrainingConfig {
 /// `expect("Helper")`, found by fuzzing): the panic is contained and reported as a parse error.
 fn parse_hf(bytes: &[u8]) -> std::result::Result<tokenizers::Tokenizer, String> {
     check_piece_lengths(bytes)?;
-    crate::contain::catch_panic(|| tokenizers::Tokenizer::from_bytes(bytes))
+    flan_contain::catch_panic(|| tokenizers::Tokenizer::from_bytes(bytes))
         .map_err(|panic| format!("not a tokenizer.json the tokenizers library can read ({panic})"))?
         .map_err(|e| e.to_string())
 }

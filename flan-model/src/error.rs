@@ -108,10 +108,6 @@ pub enum Error {
         reason: String,
     },
 
-    /// The tokenizer failed.
-    #[error(transparent)]
-    Data(#[from] flan_data::Error),
-
     /// libtorch refused to switch autocast (an unsupported device or dtype).
     #[error("autocast: {0}")]
     Autocast(String),

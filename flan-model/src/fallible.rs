@@ -12,7 +12,7 @@
 //! stays usable.
 //!
 //! Rust prints a panic's message through the panic hook before it unwinds. A binary that wants
-//! the caught ones silent installs [`flan_data::contain::install_quiet_hook`] once at start: it
+//! the caught ones silent installs [`flan_contain::install_quiet_hook`] once at start: it
 //! hides the panics caught here and passes every other panic (a real bug) to the previous hook.
 
 use crate::{Error, Result};
@@ -20,7 +20,7 @@ use crate::{Error, Result};
 /// Runs `f`, turning a panic inside it into [`Error::Libtorch`] naming `during` (what the call
 /// was doing: "generating", "scoring", ...).
 pub fn catch<T>(during: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    match flan_data::contain::catch_panic(f) {
+    match flan_contain::catch_panic(f) {
         Ok(result) => result,
         Err(panic) => Err(Error::Libtorch {
             during,
@@ -69,7 +69,7 @@ mod tests {
         );
         assert!(text.contains("cannot be multiplied"), "{text}");
         assert!(!text.contains("frame #"), "{text}");
-        assert!(!flan_data::contain::is_catching());
+        assert!(!flan_contain::is_catching());
         // The library keeps working after a caught failure.
         let ok = catch("multiplying", || Ok(a.matmul(&a.transpose(0, 1)))).unwrap();
         assert_eq!(ok.size(), [2, 2]);

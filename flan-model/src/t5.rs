@@ -485,7 +485,8 @@ impl Stack {
     }
 }
 
-/// Packed (or padded) batch as tensors, t5x feature names; see `flan_data::pack::PackedBatch`.
+/// Packed (or padded) batch as tensors, t5x feature names (flan-train makes them from flan-data's
+/// `PackedBatch`; the model takes tensors and knows nothing of the data pipeline).
 #[derive(Debug)]
 pub struct PackedTensors {
     /// `[batch, input_len]` encoder tokens (0 = padding).
@@ -504,49 +505,6 @@ pub struct PackedTensors {
     pub decoder_positions: Tensor,
     /// `[batch, target_len]` fp32 loss weights (1 on real targets).
     pub decoder_loss_weights: Tensor,
-}
-
-impl PackedTensors {
-    /// Copies a [`flan_data::pack::PackedBatch`] (plain row-major buffers) to `device`,
-    /// checking that every field has `batch_size x input_len` or `batch_size x target_len` values.
-    pub fn from_batch(batch: &flan_data::pack::PackedBatch, device: tch::Device) -> Result<Self> {
-        let enc = [batch.batch_size as i64, batch.input_len as i64];
-        let dec = [batch.batch_size as i64, batch.target_len as i64];
-        let check = |len: usize, shape: [i64; 2], name: &str| -> Result<()> {
-            if len as i64 != shape[0] * shape[1] {
-                return Err(Error::InvalidInput(format!(
-                    "packed batch field `{name}` has {len} values, expected {}x{}",
-                    shape[0], shape[1]
-                )));
-            }
-            Ok(())
-        };
-        let ints = |data: &[i64], shape: [i64; 2], name: &str| -> Result<Tensor> {
-            check(data.len(), shape, name)?;
-            Ok(Tensor::from_slice(data).view(shape).to_device(device))
-        };
-        check(
-            batch.decoder_loss_weights.len(),
-            dec,
-            "decoder_loss_weights",
-        )?;
-        Ok(PackedTensors {
-            encoder_input_tokens: ints(&batch.encoder_input_tokens, enc, "encoder_input_tokens")?,
-            encoder_segment_ids: ints(&batch.encoder_segment_ids, enc, "encoder_segment_ids")?,
-            encoder_positions: ints(&batch.encoder_positions, enc, "encoder_positions")?,
-            decoder_target_tokens: ints(
-                &batch.decoder_target_tokens,
-                dec,
-                "decoder_target_tokens",
-            )?,
-            decoder_input_tokens: ints(&batch.decoder_input_tokens, dec, "decoder_input_tokens")?,
-            decoder_segment_ids: ints(&batch.decoder_segment_ids, dec, "decoder_segment_ids")?,
-            decoder_positions: ints(&batch.decoder_positions, dec, "decoder_positions")?,
-            decoder_loss_weights: Tensor::from_slice(&batch.decoder_loss_weights)
-                .view(dec)
-                .to_device(device),
-        })
-    }
 }
 
 /// Logits at the target positions of a packed batch ([`T5ForConditionalGeneration::forward_packed_targets`]),

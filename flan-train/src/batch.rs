@@ -3,7 +3,7 @@
 
 use flan_data::PackedBatch;
 use flan_model::PackedTensors;
-use tch::Device;
+use tch::{Device, Tensor};
 
 use crate::{Error, Result};
 
@@ -52,9 +52,7 @@ pub struct DeviceBatch {
 impl DeviceBatch {
     /// Checks the buffers' shapes and copies them to `device`.
     pub fn from_packed(b: &PackedBatch, device: Device) -> Result<DeviceBatch> {
-        let tensors = PackedTensors::from_batch(b, device).map_err(|e| Error::Batch {
-            message: e.to_string(),
-        })?;
+        let tensors = packed_tensors(b, device)?;
         let (il, tl) = (b.input_len, b.target_len);
         let counts = BatchCounts {
             examples: count_segments(&b.encoder_segment_ids, il),
@@ -64,6 +62,46 @@ impl DeviceBatch {
         };
         Ok(DeviceBatch { tensors, counts })
     }
+}
+
+/// Copies a [`PackedBatch`] (plain row-major buffers) to `device` as the model's
+/// [`PackedTensors`], checking that every field has `batch_size x input_len` or
+/// `batch_size x target_len` values.
+pub fn packed_tensors(batch: &PackedBatch, device: Device) -> Result<PackedTensors> {
+    let enc = [batch.batch_size as i64, batch.input_len as i64];
+    let dec = [batch.batch_size as i64, batch.target_len as i64];
+    let check = |len: usize, shape: [i64; 2], name: &str| -> Result<()> {
+        if len as i64 != shape[0] * shape[1] {
+            return Err(Error::Batch {
+                message: format!(
+                    "packed batch field `{name}` has {len} values, expected {}x{}",
+                    shape[0], shape[1]
+                ),
+            });
+        }
+        Ok(())
+    };
+    let ints = |data: &[i64], shape: [i64; 2], name: &str| -> Result<Tensor> {
+        check(data.len(), shape, name)?;
+        Ok(Tensor::from_slice(data).view(shape).to_device(device))
+    };
+    check(
+        batch.decoder_loss_weights.len(),
+        dec,
+        "decoder_loss_weights",
+    )?;
+    Ok(PackedTensors {
+        encoder_input_tokens: ints(&batch.encoder_input_tokens, enc, "encoder_input_tokens")?,
+        encoder_segment_ids: ints(&batch.encoder_segment_ids, enc, "encoder_segment_ids")?,
+        encoder_positions: ints(&batch.encoder_positions, enc, "encoder_positions")?,
+        decoder_target_tokens: ints(&batch.decoder_target_tokens, dec, "decoder_target_tokens")?,
+        decoder_input_tokens: ints(&batch.decoder_input_tokens, dec, "decoder_input_tokens")?,
+        decoder_segment_ids: ints(&batch.decoder_segment_ids, dec, "decoder_segment_ids")?,
+        decoder_positions: ints(&batch.decoder_positions, dec, "decoder_positions")?,
+        decoder_loss_weights: Tensor::from_slice(&batch.decoder_loss_weights)
+            .view(dec)
+            .to_device(device),
+    })
 }
 
 /// Number of examples: the largest segment id of each row (ids run 1..=n within a row).

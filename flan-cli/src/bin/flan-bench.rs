@@ -312,8 +312,8 @@ fn bench_shape(
     let (packed, stats) = flan_data::pack::pack_all(train, 8, args.input_len, args.target_len)?;
     let packed: Vec<PackedTensors> = packed
         .iter()
-        .map(|b| PackedTensors::from_batch(b, Device::Cpu))
-        .collect::<flan_model::Result<_>>()?;
+        .map(|b| flan_train::batch::packed_tensors(b, Device::Cpu))
+        .collect::<flan_train::Result<_>>()?;
     let mut opt = Adafactor::new(AdafactorConfig::default())?;
     let secs = time_runs(args.warmup, args.reps, || {
         for b in &packed {

@@ -6,6 +6,7 @@ mod checksum;
 mod common;
 mod data_parallel;
 mod overfit;
+mod packing;
 mod preempt;
 mod resume;
 mod t5;
