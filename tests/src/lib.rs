@@ -1,4 +1,4 @@
-//! Helpers shared by the end-to-end tests in `tests/tests/`.
+//! Helpers shared by the workspace-wide tests in `tests/tests/`.
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! End-to-end tests across crates.
+//! Smoke checks of the setup: the shared data sets beside the checkout, and libtorch runs.
 
 #[test]
 fn shared_data_is_beside_the_checkout() {
