@@ -7,7 +7,7 @@
 //!    transformers' training alone with denormals flushed (our training flushes them by default;
 //!    the table pairs ours with both);
 //! 3. pairs the JSON lines of both sides by group and writes `results.json` and `results.md`
-//!    (median, spread, ratio ours/theirs, the goal of issue 8) under `target/bench/` by default.
+//!    (median, spread, ratio ours/theirs, the speed goal of the group) under `target/bench/` by default.
 //!
 //! Absolute figures on a shared CPU are noise; the ratios, measured side by side with the same
 //! thread count, are what this is for. Never part of tests or CI.
@@ -273,7 +273,7 @@ impl Summary {
     }
 }
 
-/// The goal issue 8 sets for a group, as a ratio ours/theirs (or a fraction for MFU).
+/// The speed goal of a group (see docs/performance.md), as a ratio ours/theirs (or a fraction for MFU).
 fn goal(group: &str) -> Option<f64> {
     match group {
         g if g.starts_with("train ") => Some(1.5),

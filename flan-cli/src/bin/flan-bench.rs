@@ -231,7 +231,7 @@ fn write_ids(path: &Path, examples: &[TokenizedExample]) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// T5 v1.1 (gated-gelu, untied head) shapes of issue 8.
+/// T5 v1.1 (gated-gelu, untied head) shapes of the speed goals (see docs/performance.md).
 fn shape_config(shape: &str, tokenizer_vocab: i64) -> Result<T5Config> {
     let (vocab, d_model, d_kv, d_ff, layers) = match shape {
         "tiny" => (8192, 256, 32, 640, 4),
