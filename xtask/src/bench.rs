@@ -38,46 +38,36 @@ struct Settings {
     gen_single: usize,
 }
 
-fn parse_args(args: &[String]) -> Result<Settings> {
-    let mut quick = false;
-    let mut threads = None;
-    let mut out = None;
-    let mut shapes = None;
-    let mut reps = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            "--threads" => {
-                let v = it.next().context("--threads needs a number")?;
-                let n: usize = v
-                    .parse()
-                    .with_context(|| format!("--threads expects a positive integer, got `{v}`"))?;
-                if n == 0 {
-                    bail!("--threads expects a positive integer, got 0");
-                }
-                threads = Some(n);
-            }
-            "--out" => out = Some(PathBuf::from(it.next().context("--out needs a directory")?)),
-            "--shapes" => {
-                let v = it.next().context("--shapes needs tiny, small or tiny,small")?;
-                if v.is_empty() || v.split(',').any(|s| !matches!(s, "tiny" | "small")) {
-                    bail!("--shapes expects tiny, small or tiny,small, got `{v}`");
-                }
-                shapes = Some(v.clone());
-            }
-            "--reps" => {
-                let v = it.next().context("--reps needs a number")?;
-                match v.parse::<usize>() {
-                    Ok(n) if n > 0 => reps = Some(n),
-                    _ => bail!("--reps expects a positive integer, got `{v}`"),
-                }
-            }
-            other => bail!(
-                "unknown argument `{other}` (expected --quick, --threads N, --out DIR, --shapes S, --reps N)"
-            ),
-        }
-    }
+/// `cargo xtask bench` arguments.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// The tiny shape only, fewer runs: a few minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Threads on both sides (default: every core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    threads: Option<u64>,
+    /// Output directory (default target/bench/).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Shapes to run: tiny, small or tiny,small.
+    #[arg(long, value_parser = ["tiny", "small", "tiny,small", "small,tiny"])]
+    shapes: Option<String>,
+    /// Timed runs per case.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    reps: Option<u64>,
+}
+
+fn settings(args: BenchArgs) -> Settings {
+    let BenchArgs {
+        quick,
+        threads,
+        out,
+        shapes,
+        reps,
+    } = args;
+    let threads = threads.map(|n| n as usize);
+    let reps = reps.map(|n| n as usize);
     let threads = threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -116,11 +106,11 @@ fn parse_args(args: &[String]) -> Result<Settings> {
     };
     // A subset of the full bench, e.g. the small shape alone with fewer runs (the whole of it
     // takes over an hour on two cores).
-    Ok(Settings {
+    Settings {
         shapes: shapes.unwrap_or(preset.shapes),
         reps: reps.unwrap_or(preset.reps),
         ..preset
-    })
+    }
 }
 
 /// The arguments both sides take, in the same spelling.
@@ -147,8 +137,8 @@ fn common_args(s: &Settings) -> Vec<String> {
     .collect()
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let settings = parse_args(args)?;
+pub fn run(args: BenchArgs) -> Result<()> {
+    let settings = settings(args);
     let libtorch = libtorch::setup(libtorch::Verbosity::Quiet)?;
     let python = libtorch::venv_python()?;
     let root = process::workspace_root();
@@ -462,6 +452,18 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(civil_from_days(20_415), (2025, 11, 23));
+    }
+
+    fn parse_args(args: &[String]) -> Result<Settings> {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            bench: BenchArgs,
+        }
+        let cli =
+            Cli::try_parse_from(std::iter::once("bench".to_string()).chain(args.iter().cloned()))?;
+        Ok(settings(cli.bench))
     }
 
     #[test]

@@ -17,33 +17,27 @@ const FUZZED: [&str; 4] = ["flan-data", "flan-eval", "flan-train", "flan-cli"];
 /// Inputs per target in CI: about a minute for all targets on a 2-core machine.
 pub const CI_CASES: u32 = 1000;
 
-pub fn run(args: &[String]) -> Result<()> {
-    let mut cases = CI_CASES;
-    let mut seed = None;
-    let mut rest = args.iter();
-    while let Some(flag) = rest.next() {
-        let mut value = || {
-            rest.next()
-                .with_context(|| format!("`{flag}` needs a value"))
-        };
-        match flag.as_str() {
-            "--cases" => {
-                cases = value()?
-                    .parse()
-                    .context("--cases: expected a whole number of at least 1")?
-            }
-            "--seed" => seed = Some(value()?.clone()),
-            other => bail!("`cargo xtask fuzz` takes --cases N and --seed S, got {other:?}"),
-        }
-    }
-    if cases == 0 {
-        bail!("--cases: expected a whole number of at least 1");
-    }
-    let seed = match seed {
+/// `cargo xtask fuzz` arguments.
+#[derive(clap::Args, Debug)]
+pub struct FuzzArgs {
+    /// Inputs per target (the targets that run a process per input take a sixteenth).
+    #[arg(long, default_value_t = CI_CASES, value_parser = clap::value_parser!(u32).range(1..))]
+    cases: u32,
+    /// The seed (a number, or `random`; default: from the commit).
+    #[arg(long)]
+    seed: Option<String>,
+}
+
+pub fn run(args: FuzzArgs) -> Result<()> {
+    let seed = match args.seed {
         Some(seed) => seed,
         None => commit_seed()?,
     };
-    fuzz(&libtorch::setup(libtorch::Verbosity::Quiet)?, cases, &seed)
+    fuzz(
+        &libtorch::setup(libtorch::Verbosity::Quiet)?,
+        args.cases,
+        &seed,
+    )
 }
 
 /// A seed from the checked-out commit: the first 16 hex digits of HEAD, as a number.

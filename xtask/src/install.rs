@@ -11,12 +11,10 @@ use std::process::Command;
 
 use crate::{libtorch, process};
 
-pub fn run(args: &[String]) -> Result<()> {
-    let prefix = match args {
-        [] => default_prefix()?,
-        [flag, dir] if flag == "--prefix" => PathBuf::from(dir),
-        [arg] if arg.starts_with("--prefix=") => PathBuf::from(&arg["--prefix=".len()..]),
-        other => bail!("usage: cargo xtask install [--prefix DIR], got {other:?}"),
+pub fn run(prefix: Option<PathBuf>) -> Result<()> {
+    let prefix = match prefix {
+        Some(dir) => dir,
+        None => default_prefix()?,
     };
     let libtorch = libtorch::setup(libtorch::Verbosity::Quiet)?;
     let built = process::build_release_bin(&libtorch, "flan")?;

@@ -14,82 +14,119 @@ mod libtorch;
 mod process;
 mod test;
 
-use anyhow::{bail, Result};
+use std::path::PathBuf;
 
-const USAGE: &str = "\
-usage: cargo xtask <task> [args]
+use anyhow::Result;
+use clap::{Parser, Subcommand};
 
-tasks:
-  setup [--cuda]     install libtorch (PyPI torch==2.13.0) into the per-user cache, once;
-                     --cuda also installs the CUDA headers that `--features nccl` builds need
-  env                print the `export` lines that make plain cargo use that libtorch:
-                         eval \"$(cargo xtask env)\"
-  test [ARGS]        setup if needed, then `cargo test --workspace ARGS`
-  finetune [ARGS]    setup if needed, build `flan` in release, run `flan train ARGS`
-  install [--prefix DIR]
-                     build `flan` in release and copy it to DIR/bin (default ~/.cargo/bin);
-                     it finds libtorch on its own
-  fixtures [NAME...] install transformers into the venv, rerun xtask/fixtures/*.py (parity data)
-  bench [--quick] [--threads N] [--out DIR] [--shapes tiny,small] [--reps N]
-                     speed next to transformers/tokenizers, same data and weights;
-                     writes results.json and results.md (default target/bench/)
-  fuzz [--cases N] [--seed S]
-                     every fuzz target (readers, specs, configs, tokenizer files) with N
-                     inputs each (default 1000), seeded from the commit; prints the counts
-  ci                 what CI runs: setup, rustfmt check, clippy -D warnings,
-                     `cargo check -p flan-cli --features nccl`, tests, the tests again
-                     with AVX2-only kernels, the fuzz targets
-";
+/// The project's automation. Tasks that build against libtorch install it first (once per user).
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Xtask {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand, Debug)]
+enum Task {
+    /// Install libtorch (PyPI torch==2.13.0) into the per-user cache, once.
+    Setup {
+        /// Also install the CUDA headers that `--features nccl` builds need.
+        #[arg(long)]
+        cuda: bool,
+    },
+    /// Print the `export` lines that make plain cargo use that libtorch:
+    /// eval "$(cargo xtask env)".
+    Env,
+    /// Setup if needed, then `cargo test --workspace ARGS` (e.g. `-p flan-data -- --nocapture`).
+    Test {
+        /// Arguments for `cargo test`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Setup if needed, build `flan` in release and run `flan train ARGS` (the default run without
+    /// a --config); `--nproc N` starts N local ranks with torchrun's environment.
+    Finetune {
+        /// Arguments for `flan train`, and `--nproc N`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build `flan` in release and copy it to DIR/bin; it finds libtorch on its own.
+    Install {
+        /// Where to install (default: $CARGO_HOME, else ~/.cargo).
+        #[arg(long, value_name = "DIR")]
+        prefix: Option<PathBuf>,
+    },
+    /// Install transformers into the venv and rerun xtask/fixtures/*.py (the parity data).
+    Fixtures {
+        /// Only these fixtures (default: all).
+        names: Vec<String>,
+    },
+    /// Speed next to transformers/tokenizers on the same data and weights; writes results.json
+    /// and results.md.
+    Bench(bench::BenchArgs),
+    /// Every fuzz target (readers, specs, configs, tokenizer files, the binary's entry points),
+    /// seeded from the commit; prints how many inputs each ran.
+    Fuzz(fuzz::FuzzArgs),
+    /// What CI runs: setup, rustfmt check, clippy -D warnings, the NCCL build check, the tests,
+    /// the numerics tests again with AVX2-only kernels, the fuzz targets.
+    Ci,
+}
 
 fn main() {
-    if let Err(err) = run() {
+    let xtask = Xtask::parse();
+    if let Err(err) = run(xtask.task) {
         eprintln!("xtask: error: {err:#}");
         std::process::exit(1);
     }
 }
 
-fn run() -> Result<()> {
-    let mut args = std::env::args().skip(1);
-    let task = args.next();
-    let rest: Vec<String> = args.collect();
-    match task.as_deref() {
-        Some("setup") => {
-            let cuda = match rest.as_slice() {
-                [] => false,
-                [flag] if flag == "--cuda" => true,
-                _ => bail!("`cargo xtask setup` takes only `--cuda`, got {rest:?}"),
-            };
+fn run(task: Task) -> Result<()> {
+    match task {
+        Task::Setup { cuda } => {
             let libtorch = libtorch::setup(libtorch::Verbosity::Normal)?;
             if cuda {
                 libtorch::setup_cuda_headers(&libtorch, libtorch::Verbosity::Normal)?;
             }
             Ok(())
         }
-        Some("env") => {
-            no_args("env", &rest)?;
-            libtorch::print_env()
-        }
-        Some("test") => test::run(&rest),
-        Some("finetune") => finetune::run(&rest),
-        Some("fixtures") => fixtures::run(&rest),
-        Some("install") => install::run(&rest),
-        Some("fuzz") => fuzz::run(&rest),
-        Some("bench") => bench::run(&rest),
-        Some("ci") => {
-            no_args("ci", &rest)?;
-            ci::run()
-        }
-        Some("help" | "-h" | "--help") | None => {
-            print!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => bail!("unknown task `{other}`\n\n{USAGE}"),
+        Task::Env => libtorch::print_env(),
+        Task::Test { args } => test::run(&args),
+        Task::Finetune { args } => finetune::run(&args),
+        Task::Fixtures { names } => fixtures::run(&names),
+        Task::Install { prefix } => install::run(prefix),
+        Task::Fuzz(args) => fuzz::run(args),
+        Task::Bench(args) => bench::run(args),
+        Task::Ci => ci::run(),
     }
 }
 
-fn no_args(task: &str, rest: &[String]) -> Result<()> {
-    if !rest.is_empty() {
-        bail!("`cargo xtask {task}` takes no arguments, got {rest:?}");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_answers_help_and_test_passes_cargos_arguments_through() {
+        use clap::CommandFactory;
+        Xtask::command().debug_assert();
+        for task in [
+            "setup", "env", "test", "finetune", "install", "fixtures", "bench", "fuzz", "ci",
+        ] {
+            let err = Xtask::try_parse_from(["xtask", task, "--help"]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp, "{task}");
+        }
+        let parsed =
+            Xtask::try_parse_from(["xtask", "test", "-p", "flan-data", "--", "--nocapture"])
+                .unwrap();
+        match parsed.task {
+            Task::Test { args } => assert_eq!(args, ["-p", "flan-data", "--", "--nocapture"]),
+            other => panic!("{other:?}"),
+        }
+        let parsed =
+            Xtask::try_parse_from(["xtask", "finetune", "--", "--config", "x.toml"]).unwrap();
+        match parsed.task {
+            Task::Finetune { args } => assert_eq!(args, ["--config", "x.toml"]),
+            other => panic!("{other:?}"),
+        }
     }
-    Ok(())
 }
