@@ -294,9 +294,7 @@ fn run_model(a: RunArgs) -> Result<()> {
     let settings = settings(&a)?;
     let dir = flan_model::hub::resolve_model(&a.model)?;
     let device = a.device.resolve_from_env().context("--device")?;
-    let mut model = crate::t5_adapter::load(&dir, device, settings.suite.max_input_tokens)
-        // flan-model's load errors name the file (or the directory) themselves.
-        .context("loading the model")?
+    let mut model = flan_eval_t5::load(&dir, device, settings.suite.max_input_tokens)?
         .with_budget(crate::model_io::memory_budget(device)?);
     let items = build(&mut model, &settings)?;
     check_memory(&mut model, &settings, &items)?;
@@ -307,7 +305,7 @@ fn run_model(a: RunArgs) -> Result<()> {
 /// longest prompt (as cut to --max-input-tokens) in a full batch, generating --max-new-tokens
 /// (k samples at once under self-consistency), or scoring short targets.
 fn check_memory(
-    model: &mut crate::t5_adapter::T5EvalModel,
+    model: &mut flan_eval_t5::T5EvalModel,
     s: &RunSettings,
     items: &[flan_eval::EvalItem],
 ) -> Result<()> {

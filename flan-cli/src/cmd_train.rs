@@ -309,11 +309,8 @@ impl BenchmarkHook {
             let mut suite_opts = SuiteOptions::new(e.benchmark, e.mode, &e.data);
             suite_opts.limit = self.limit;
             // On the device of the weights being trained: this rank's.
-            let mut eval_model = crate::t5_adapter::load(
-                &self.scratch,
-                model.device(),
-                suite_opts.max_input_tokens,
-            )?;
+            let mut eval_model =
+                flan_eval_t5::load(&self.scratch, model.device(), suite_opts.max_input_tokens)?;
             let items = suite::build_items(&suite_opts, &mut |t| eval_model.count_tokens(t))?;
             let opts = RunOptions {
                 seed: self.seed,

@@ -10,7 +10,6 @@ mod cmd_train;
 mod exit_code;
 mod logging;
 mod model_io;
-mod t5_adapter;
 mod train_report;
 mod values;
 

@@ -18,7 +18,7 @@ use flan_train::config::{SyntheticEvalSection, TrainConfig};
 use flan_train::trainer::TrainSummary;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::t5_adapter::T5EvalModel;
+use flan_eval_t5::T5EvalModel;
 
 /// The suite, its items and where the results go.
 pub struct SyntheticEvaluation {
@@ -124,7 +124,7 @@ impl SyntheticEvaluation {
         before: SyntheticRun,
     ) -> Result<(ReportFiles, EvalTable)> {
         // The device the model was trained and evaluated on before training.
-        let mut model = crate::t5_adapter::load(model_dir, cfg.tch_device()?, usize::MAX)?;
+        let mut model = flan_eval_t5::load(model_dir, cfg.tch_device()?, usize::MAX)?;
         let parameters = model.parameter_count();
         let after = self.run(&mut model, "after")?;
         std::fs::write(self.dir.join("after.json"), serde_json::to_string(&after)?)

@@ -47,6 +47,12 @@ const RULES: &[Rule] = &[
         false,
     ),
     rule(
+        "flan-eval-t5",
+        &["flan-data", "flan-eval", "flan-model"],
+        true,
+        false,
+    ),
+    rule(
         "flan-cli",
         &[
             "flan-contain",
@@ -54,6 +60,7 @@ const RULES: &[Rule] = &[
             "flan-model",
             "flan-train",
             "flan-eval",
+            "flan-eval-t5",
         ],
         true,
         true,

@@ -1,8 +1,7 @@
 //! [`EvalModel`] for flan-model's T5: the bridge between the evaluator (strings in, strings and
-//! scores out) and the network (token ids and tensors). Lives here so that flan-eval's core
-//! stays free of libtorch.
+//! scores out) and the network (token ids and tensors).
 
-use anyhow::{Context, Result};
+use crate::{Error, Result};
 use flan_data::tokenizer::Tokenizer;
 use flan_eval::{EvalModel, GenerateRequest, GenerationConfig};
 use flan_model::fallible;
@@ -28,8 +27,11 @@ pub struct T5EvalModel {
 /// [`flan_model::DeviceSpec::resolve_from_env`]); prompts are budgeted to `max_input_tokens`.
 pub fn load(dir: &Path, device: Device, max_input_tokens: usize) -> Result<T5EvalModel> {
     let (model, _report) = T5ForConditionalGeneration::from_pretrained(dir, device, Kind::Float)?;
-    let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
-        .with_context(|| format!("{}: reading tokenizer.json", dir.display()))?;
+    let tokenizer =
+        Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|source| Error::Tokenizer {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     Ok(T5EvalModel {
         model,
         tokenizer,
@@ -133,7 +135,7 @@ impl T5EvalModel {
         let rows: Vec<Vec<i64>> = prompts
             .iter()
             .map(|p| self.prompt_ids(p))
-            .collect::<Result<_, _>>()?;
+            .collect::<std::result::Result<_, _>>()?;
         let width = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
         let pad = i64::from(self.tokenizer.pad_id());
         let mut ids = Vec::with_capacity(rows.len() * width);
@@ -254,11 +256,11 @@ impl EvalModel for T5EvalModel {
         let inputs: Vec<Vec<i64>> = inputs
             .iter()
             .map(|t| self.prompt_ids(t))
-            .collect::<Result<_, _>>()?;
+            .collect::<std::result::Result<_, _>>()?;
         let targets: Vec<Vec<i64>> = targets
             .iter()
             .map(|t| self.ids(t))
-            .collect::<Result<_, _>>()?;
+            .collect::<std::result::Result<_, _>>()?;
         let width = |rows: &[Vec<i64>]| rows.iter().map(Vec::len).max().unwrap_or(1) as u64;
         self.check_call(Call::Score {
             batch: inputs.len() as u64,
