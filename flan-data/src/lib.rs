@@ -57,6 +57,7 @@
 pub mod atomic;
 pub mod error;
 pub mod example;
+pub mod hash;
 pub mod mixture;
 pub mod pack;
 pub mod pipeline;

@@ -170,18 +170,11 @@ impl RunResult {
     }
 }
 
-/// FNV-1a, to mix a task name into item seeds stably across platforms and runs.
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
-    })
-}
-
 /// The sampling seed of one item: a ChaCha20 stream keyed by the run seed, positioned by task
 /// and index, so it does not depend on batch size, task selection or order.
 pub fn item_seed(seed: u64, task: &str, index: usize) -> u64 {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    rng.set_stream(fnv1a(task) ^ (index as u64).rotate_left(32));
+    rng.set_stream(flan_data::hash::fnv1a(task) ^ (index as u64).rotate_left(32));
     rng.next_u64()
 }
 

@@ -65,6 +65,7 @@ pub(crate) use source::{add_tasks, extend_library};
 
 use crate::error::{Error, Result};
 use crate::example::{Example, Provenance};
+use crate::hash::fnv1a;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -343,16 +344,6 @@ impl Split {
             Split::Eval => "eval",
         }
     }
-}
-
-/// 64-bit FNV-1a: stable across platforms and releases, unlike `std`'s hasher.
-fn fnv1a(text: &str) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
-    for b in text.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 /// The split an input belongs to: a fixed hash partition, so that no seed or count can make
