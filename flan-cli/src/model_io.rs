@@ -158,22 +158,10 @@ impl LoadedModel {
 
     /// Right-padded `[batch, len]` ids and attention mask on the model's device.
     pub fn batch(&self, rows: &[Vec<i64>]) -> (Tensor, Tensor) {
-        let width = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
-        let pad = i64::from(self.tokenizer.pad_id());
-        let mut ids = Vec::with_capacity(rows.len() * width);
-        let mut mask = Vec::with_capacity(rows.len() * width);
-        for r in rows {
-            ids.extend_from_slice(r);
-            ids.extend(std::iter::repeat_n(pad, width - r.len()));
-            mask.extend(std::iter::repeat_n(1i64, r.len()));
-            mask.extend(std::iter::repeat_n(0i64, width - r.len()));
-        }
-        let shape = [rows.len() as i64, width as i64];
+        let (ids, mask) =
+            flan_model::padding::inputs_and_mask(rows, i64::from(self.tokenizer.pad_id()));
         let device = self.model.device();
-        (
-            Tensor::from_slice(&ids).view(shape).to_device(device),
-            Tensor::from_slice(&mask).view(shape).to_device(device),
-        )
+        (ids.to_device(device), mask.to_device(device))
     }
 }
 

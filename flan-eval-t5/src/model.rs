@@ -136,22 +136,10 @@ impl T5EvalModel {
             .iter()
             .map(|p| self.prompt_ids(p))
             .collect::<std::result::Result<_, _>>()?;
-        let width = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
-        let pad = i64::from(self.tokenizer.pad_id());
-        let mut ids = Vec::with_capacity(rows.len() * width);
-        let mut mask = Vec::with_capacity(rows.len() * width);
-        for r in &rows {
-            ids.extend_from_slice(r);
-            ids.extend(std::iter::repeat_n(pad, width - r.len()));
-            mask.extend(std::iter::repeat_n(1i64, r.len()));
-            mask.extend(std::iter::repeat_n(0i64, width - r.len()));
-        }
-        let shape = [rows.len() as i64, width as i64];
+        let (ids, mask) =
+            flan_model::padding::inputs_and_mask(&rows, i64::from(self.tokenizer.pad_id()));
         let device = self.model.device();
-        Ok((
-            Tensor::from_slice(&ids).view(shape).to_device(device),
-            Tensor::from_slice(&mask).view(shape).to_device(device),
-        ))
+        Ok((ids.to_device(device), mask.to_device(device)))
     }
 
     /// The texts of generated sequences, refusing any whose score is NaN or infinite: such

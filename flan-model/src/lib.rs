@@ -47,6 +47,7 @@ pub mod kv_cache;
 pub mod layer_norm;
 pub mod memory;
 pub mod packed_linear;
+pub mod padding;
 pub mod position_bias;
 pub mod score;
 pub mod t5;

@@ -1,9 +1,10 @@
 //! Scoring: the log-likelihood of given targets for given inputs, batched — what rank
 //! classification in flan-eval compares across answer options.
 
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 use crate::inference_mode::InferenceMode;
+use crate::padding::{inputs_and_mask, pad_right};
 use crate::t5::T5ForConditionalGeneration;
 use crate::{Error, Result};
 
@@ -14,16 +15,6 @@ pub struct TargetScore {
     pub logprob: f64,
     /// Number of target tokens scored.
     pub num_tokens: usize,
-}
-
-fn pad_rows(rows: &[Vec<i64>], value: i64) -> Tensor {
-    let width = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    let mut flat = Vec::with_capacity(rows.len() * width);
-    for r in rows {
-        flat.extend_from_slice(r);
-        flat.extend(std::iter::repeat_n(value, width - r.len()));
-    }
-    Tensor::from_slice(&flat).view([rows.len() as i64, width as i64])
 }
 
 /// Scores `targets[i]` given `inputs[i]` (token ids; targets usually end with EOS) in one padded
@@ -47,10 +38,9 @@ pub fn score_batch(
         return Err(Error::InvalidInput(format!("target {i} has no tokens")));
     }
     let device = model.device();
-    let input_ids = pad_rows(inputs, model.config().pad_token_id).to_device(device);
-    let mask_rows: Vec<Vec<i64>> = inputs.iter().map(|r| vec![1; r.len()]).collect();
-    let mask = pad_rows(&mask_rows, 0).to_device(device);
-    let labels = pad_rows(targets, -100).to_device(device);
+    let (input_ids, mask) = inputs_and_mask(inputs, model.config().pad_token_id);
+    let (input_ids, mask) = (input_ids.to_device(device), mask.to_device(device));
+    let labels = pad_right(targets, -100).to_device(device);
     InferenceMode::run(|| {
         let decoder_input_ids = model.shift_right(&labels);
         let logits = model.forward(&input_ids, &mask, &decoder_input_ids, None, false);
