@@ -46,9 +46,9 @@ pub mod inference_mode;
 pub mod kv_cache;
 pub mod layer_norm;
 pub mod memory;
-pub mod packed_linear;
 pub mod padding;
 pub mod position_bias;
+pub mod prepacked_linear;
 pub mod score;
 pub mod t5;
 
@@ -61,5 +61,5 @@ pub use device::{DeviceSpec, LauncherEnv};
 pub use error::{Error, Result};
 pub use inference_mode::InferenceMode;
 pub use kv_cache::KvCache;
-pub use packed_linear::PackedStats;
+pub use prepacked_linear::PrepackedStats;
 pub use t5::{PackedTensors, T5ForConditionalGeneration, TargetLogits};

@@ -9,8 +9,8 @@ use crate::checkpoint::{load_variables, save_variables, LoadReport};
 use crate::config::{Activation, FeedForwardKind, T5Config};
 use crate::kv_cache::{KvCache, LayerCache};
 use crate::layer_norm::rms_norm;
-use crate::packed_linear::{PackedLinear, PackedStats};
 use crate::position_bias::{additive_mask, bucket_grid};
+use crate::prepacked_linear::{PrepackedLinear, PrepackedStats};
 use crate::{Error, Result};
 
 /// Records every variable the network creates under its checkpoint name (relative to the model's
@@ -47,8 +47,8 @@ impl Params {
         in_dim: i64,
         out_dim: i64,
         std: f64,
-    ) -> PackedLinear {
-        PackedLinear::new(self.var(
+    ) -> PrepackedLinear {
+        PrepackedLinear::new(self.var(
             &(path / name),
             "weight",
             &[out_dim, in_dim],
@@ -108,10 +108,10 @@ impl LayerNorm {
 /// `T5Attention`: q, k, v, o without bias and without 1/sqrt(d_kv) scaling.
 #[derive(Debug)]
 struct Attention {
-    q: PackedLinear,
-    k: PackedLinear,
-    v: PackedLinear,
-    o: PackedLinear,
+    q: PrepackedLinear,
+    k: PrepackedLinear,
+    v: PrepackedLinear,
+    o: PrepackedLinear,
     relative_attention_bias: Option<Tensor>,
     num_heads: i64,
     d_kv: i64,
@@ -183,7 +183,7 @@ impl Attention {
     /// bias plus the additive mask, broadcastable to `[batch, heads, query, key]`. With a cache
     /// slot, self-attention appends the new keys/values and cross-attention projects them once.
     /// `step`: a one-position decoding step, whose projections of `hidden` may use packed
-    /// weights (see [`PackedLinear::forward_step`]); cross-attention keys and values, projected
+    /// weights (see [`PrepackedLinear::forward_step`]); cross-attention keys and values, projected
     /// once from the encoder output, never do.
     fn forward(
         &self,
@@ -240,8 +240,8 @@ impl Attention {
 /// `DenseReluDense`: `wo(act(wi x))` or gated `wo(act(wi_0 x) * wi_1 x)`.
 #[derive(Debug)]
 struct DenseReluDense {
-    wi: Vec<PackedLinear>,
-    wo: PackedLinear,
+    wi: Vec<PrepackedLinear>,
+    wo: PrepackedLinear,
     kind: FeedForwardKind,
     dropout: f64,
 }
@@ -271,7 +271,7 @@ impl DenseReluDense {
         }
     }
 
-    /// `step`: a one-position decoding step (packed weights may apply).
+    /// `step`: a one-position decoding step (prepacked weights may apply).
     fn forward(&self, x: &Tensor, train: bool, step: bool) -> Tensor {
         let act = |h: Tensor| match self.kind.activation {
             Activation::Relu => h.relu(),
@@ -358,7 +358,7 @@ impl Block {
         }
     }
 
-    /// `step`: a one-position decoding step (packed weights may apply).
+    /// `step`: a one-position decoding step (prepacked weights may apply).
     fn forward(
         &self,
         h: &Tensor,
@@ -455,7 +455,7 @@ impl Stack {
     }
 
     /// Runs the blocks with `bias` (position bias plus mask) as every block's self-attention
-    /// bias. `step`: a one-position decoding step (packed weights may apply).
+    /// bias. `step`: a one-position decoding step (prepacked weights may apply).
     fn forward_with_bias(
         &self,
         embedded: &Tensor,
@@ -474,7 +474,7 @@ impl Stack {
     }
 
     /// Every linear layer of the blocks.
-    fn linears(&self) -> impl Iterator<Item = &PackedLinear> {
+    fn linears(&self) -> impl Iterator<Item = &PrepackedLinear> {
         self.blocks.iter().flat_map(|b| {
             let attns = std::iter::once(&b.self_attn).chain(b.cross.as_ref().map(|(a, _)| a));
             attns
@@ -562,11 +562,11 @@ pub struct T5ForConditionalGeneration {
     encoder: Stack,
     decoder: Stack,
     /// `lm_head`, or the `shared` embedding for a tied head.
-    head: PackedLinear,
+    head: PrepackedLinear,
     /// Tied heads scale the decoder output by `d_model^-0.5` first.
     head_scale: Option<f64>,
-    /// Whether decoding steps may use packed weights ([`Self::set_packed_decoding`]).
-    packed_decoding: Cell<bool>,
+    /// Whether decoding steps may use packed weights ([`Self::set_prepacked_decoding`]).
+    prepacked_decoding: Cell<bool>,
     config: T5Config,
     params: Vec<(String, Tensor)>,
 }
@@ -611,7 +611,7 @@ impl T5ForConditionalGeneration {
         );
         let (head, head_scale) = if config.tied_head() {
             (
-                PackedLinear::new(shared.shallow_clone()),
+                PrepackedLinear::new(shared.shallow_clone()),
                 Some((config.d_model as f64).powf(-0.5)),
             )
         } else {
@@ -624,7 +624,7 @@ impl T5ForConditionalGeneration {
             decoder,
             head,
             head_scale,
-            packed_decoding: Cell::new(true),
+            prepacked_decoding: Cell::new(true),
             config: config.clone(),
             params: p.list.into_inner(),
         })
@@ -831,7 +831,7 @@ impl T5ForConditionalGeneration {
         self.head_step(h, false)
     }
 
-    /// [`Self::head`], for a decoding step when `step` (packed weights may apply).
+    /// [`Self::head`], for a decoding step when `step` (prepacked weights may apply).
     fn head_step(&self, h: &Tensor, step: bool) -> Tensor {
         match self.head_scale {
             None => self.head.apply(h, step),
@@ -840,30 +840,30 @@ impl T5ForConditionalGeneration {
     }
 
     /// Whether decoding steps may multiply by weights packed for MKL's GEMM (on by default;
-    /// see [`crate::packed_linear`]). Results are bitwise the same either way: a packed weight
+    /// see [`crate::prepacked_linear`]). Results are bitwise the same either way: a packed weight
     /// is used only where it was checked to give the plain product. Switching off drops the
     /// packed copies and their memory (about the size of the decoder's and the head's weights
     /// per batch size in use).
-    pub fn set_packed_decoding(&self, on: bool) {
-        self.packed_decoding.set(on);
+    pub fn set_prepacked_decoding(&self, on: bool) {
+        self.prepacked_decoding.set(on);
         if !on {
-            for linear in self.packed_linears() {
-                linear.clear_packed();
+            for linear in self.prepacked_linears() {
+                linear.clear_prepacked();
             }
         }
     }
 
     /// The packed copies the decoder and the head hold now.
-    pub fn packed_decoding_stats(&self) -> PackedStats {
-        let mut stats = PackedStats::default();
-        for linear in self.packed_linears() {
+    pub fn prepacked_decoding_stats(&self) -> PrepackedStats {
+        let mut stats = PrepackedStats::default();
+        for linear in self.prepacked_linears() {
             linear.add_stats(&mut stats);
         }
         stats
     }
 
     /// The layers a decoding step may run packed.
-    fn packed_linears(&self) -> impl Iterator<Item = &PackedLinear> {
+    fn prepacked_linears(&self) -> impl Iterator<Item = &PrepackedLinear> {
         self.decoder.linears().chain(std::iter::once(&self.head))
     }
 
@@ -921,7 +921,7 @@ impl T5ForConditionalGeneration {
                 .cross_mask
                 .get_or_insert_with(|| self.key_padding_mask(encoder_mask))
                 .shallow_clone();
-            let packed = self.packed_decoding.get();
+            let packed = self.prepacked_decoding.get();
             let h = self.decoder.forward_with_bias(
                 &self.embed(decoder_input_ids),
                 &bias,

@@ -112,7 +112,7 @@ fn beam_token_ids_match_transformers() {
 /// check depends on the CPU's MKL kernels, so only the number of checks is fixed; on a CPU where
 /// none passes, the outputs must still be unchanged.
 #[test]
-fn packed_decoding_gives_the_same_outputs_as_plain() {
+fn prepacked_decoding_gives_the_same_outputs_as_plain() {
     for (d_ff, tied) in [(640, false), (1024, true)] {
         let config = T5Config::new_small(8000, 256, 32, d_ff, 2, 3, 8, "gated-gelu", tied);
         let model = {
@@ -145,8 +145,8 @@ fn packed_decoding_gives_the_same_outputs_as_plain() {
             )
         };
         let packed = run();
-        let stats = model.packed_decoding_stats();
-        if flan_model::packed_linear::packed_gemm_available() {
+        let stats = model.prepacked_decoding_stats();
+        if flan_model::prepacked_linear::prepacked_gemm_available() {
             // 20 rows (greedy) and 40 (beam): per block self-attention's q, k, v, o,
             // cross-attention's q, o (its keys and values are projected once, unpacked) and the
             // FFN's wi_0, wi_1, wo; and the head.
@@ -154,10 +154,10 @@ fn packed_decoding_gives_the_same_outputs_as_plain() {
             assert_eq!(stats.checked, 2 * layers, "d_ff {d_ff}");
             eprintln!("d_ff {d_ff}: {stats:?}");
         }
-        model.set_packed_decoding(false);
-        assert_eq!(model.packed_decoding_stats(), Default::default());
+        model.set_prepacked_decoding(false);
+        assert_eq!(model.prepacked_decoding_stats(), Default::default());
         let plain = run();
-        assert_eq!(model.packed_decoding_stats(), Default::default());
+        assert_eq!(model.prepacked_decoding_stats(), Default::default());
         assert_eq!(packed, plain, "d_ff {d_ff}");
     }
 }

@@ -30,9 +30,9 @@ use std::sync::OnceLock;
 use tch::Tensor;
 
 extern "C" {
-    fn flan_packed_linear_available() -> c_int;
-    fn flan_packed_linear_pack(weight: *mut c_void, rows: i64) -> *mut c_void;
-    fn flan_packed_linear_forward(
+    fn flan_prepacked_linear_available() -> c_int;
+    fn flan_prepacked_linear_pack(weight: *mut c_void, rows: i64) -> *mut c_void;
+    fn flan_prepacked_linear_forward(
         x: *mut c_void,
         packed: *mut c_void,
         weight: *mut c_void,
@@ -48,10 +48,10 @@ const MIN_PACKED_ROWS: i64 = 16;
 const MAX_ROW_COUNTS: usize = 2;
 
 /// Whether this libtorch has MKL's packed GEMM (x86-64 builds with MKL).
-pub fn packed_gemm_available() -> bool {
+pub fn prepacked_gemm_available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     // SAFETY: no arguments; the shim catches C++ exceptions.
-    *AVAILABLE.get_or_init(|| unsafe { flan_packed_linear_available() } == 1)
+    *AVAILABLE.get_or_init(|| unsafe { flan_prepacked_linear_available() } == 1)
 }
 
 /// A deterministic `[rows, inner]` input in (-0.5, 0.5) whose values fill the mantissa (the
@@ -77,9 +77,9 @@ fn raw(t: &Tensor) -> *mut c_void {
     t.as_ptr() as *mut c_void
 }
 
-/// What the packed weights of a model amount to ([`crate::T5ForConditionalGeneration::packed_decoding_stats`]).
+/// What the packed weights of a model amount to ([`crate::T5ForConditionalGeneration::prepacked_decoding_stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PackedStats {
+pub struct PrepackedStats {
     /// (weight, row count) pairs packed and checked against the plain product.
     pub checked: usize,
     /// Of those, the ones that gave it bitwise and are used.
@@ -99,14 +99,14 @@ struct PackedCopy {
 
 /// A bias-free linear layer's weight `[out, in]` (PyTorch's layout) and its packed copies.
 #[derive(Debug)]
-pub(crate) struct PackedLinear {
+pub(crate) struct PrepackedLinear {
     pub(crate) weight: Tensor,
     packed: RefCell<Vec<PackedCopy>>,
 }
 
-impl PackedLinear {
+impl PrepackedLinear {
     pub(crate) fn new(weight: Tensor) -> Self {
-        PackedLinear {
+        PrepackedLinear {
             weight,
             packed: RefCell::new(Vec::new()),
         }
@@ -138,7 +138,7 @@ impl PackedLinear {
         let shape = x.size();
         let (&inner, outer) = shape.split_last()?;
         let rows: i64 = outer.iter().product();
-        if rows < MIN_PACKED_ROWS || !packed_gemm_available() {
+        if rows < MIN_PACKED_ROWS || !prepacked_gemm_available() {
             return None;
         }
         let packed = self.packed_for(rows, inner)?;
@@ -152,7 +152,9 @@ impl PackedLinear {
     fn packed_product(&self, x: &Tensor, packed: &Tensor) -> Option<Tensor> {
         let rows = x.size()[0];
         // SAFETY: three live tensors, read during the call; the result is owned by `owned`.
-        owned(unsafe { flan_packed_linear_forward(raw(x), raw(packed), raw(&self.weight), rows) })
+        owned(unsafe {
+            flan_prepacked_linear_forward(raw(x), raw(packed), raw(&self.weight), rows)
+        })
     }
 
     /// Whether `packed` times a probe of `rows` rows of width `inner` is bitwise this layer's
@@ -174,7 +176,7 @@ impl PackedLinear {
             return c.data.as_ref().map(Tensor::shallow_clone);
         }
         // SAFETY: a live tensor, read during the call; the result is owned by `owned`.
-        let data = owned(unsafe { flan_packed_linear_pack(raw(&self.weight), rows) })?;
+        let data = owned(unsafe { flan_prepacked_linear_pack(raw(&self.weight), rows) })?;
         let same = self.gives_plain_product(&data, rows, inner);
         if cache.len() >= MAX_ROW_COUNTS {
             cache.remove(0);
@@ -189,7 +191,7 @@ impl PackedLinear {
     }
 
     /// Drops the packed copies (their memory).
-    pub(crate) fn clear_packed(&self) {
+    pub(crate) fn clear_prepacked(&self) {
         if let Ok(mut cache) = self.packed.try_borrow_mut() {
             cache.clear();
         }
@@ -205,7 +207,7 @@ impl PackedLinear {
     }
 
     /// Adds this layer's packed copies to `stats`.
-    pub(crate) fn add_stats(&self, stats: &mut PackedStats) {
+    pub(crate) fn add_stats(&self, stats: &mut PrepackedStats) {
         let Ok(cache) = self.packed.try_borrow() else {
             return;
         };
@@ -234,7 +236,7 @@ mod tests {
         (x * std).to_kind(Kind::Float).view([rows, cols])
     }
 
-    fn step_and_plain(linear: &PackedLinear, x: &Tensor) -> (Tensor, Tensor) {
+    fn step_and_plain(linear: &PrepackedLinear, x: &Tensor) -> (Tensor, Tensor) {
         InferenceMode::run(|| (linear.forward_step(x), linear.forward(x))).unwrap()
     }
 
@@ -249,12 +251,12 @@ mod tests {
             (32, 512, 1024),
             (48, 640, 256),
         ] {
-            let linear = PackedLinear::new(matrix(1, out, inner, 0.05));
+            let linear = PrepackedLinear::new(matrix(1, out, inner, 0.05));
             let x = matrix(2, rows, inner, 1.0).view([rows, 1, inner]);
             let (step, plain) = step_and_plain(&linear, &x);
             assert_eq!(step.size(), vec![rows, 1, out]);
             assert!(step.equal(&plain), "{rows}x{inner} by {out}x{inner}");
-            if packed_gemm_available() {
+            if prepacked_gemm_available() {
                 assert_eq!(
                     linear.packed_row_counts(),
                     vec![(rows, true)],
@@ -267,14 +269,14 @@ mod tests {
     /// The check catches a packed copy that is not the plain product: here, another weight's.
     #[test]
     fn the_check_rejects_a_copy_that_differs() {
-        if !packed_gemm_available() {
+        if !prepacked_gemm_available() {
             return;
         }
-        let linear = PackedLinear::new(matrix(3, 96, 256, 0.05));
+        let linear = PrepackedLinear::new(matrix(3, 96, 256, 0.05));
         let other = matrix(4, 96, 256, 0.05);
         let pack = |w: &Tensor| {
             // SAFETY: a live tensor, read during the call; the result is owned by `owned`.
-            owned(unsafe { flan_packed_linear_pack(raw(w), 32) }).expect("MKL packs fp32")
+            owned(unsafe { flan_prepacked_linear_pack(raw(w), 32) }).expect("MKL packs fp32")
         };
         InferenceMode::run(|| {
             assert!(linear.gives_plain_product(&pack(&linear.weight), 32, 256));
@@ -288,12 +290,12 @@ mod tests {
     #[test]
     fn wide_inputs_still_give_the_plain_product() {
         for inner in [1024, 2048] {
-            let linear = PackedLinear::new(matrix(3, 96, inner, 0.05));
+            let linear = PrepackedLinear::new(matrix(3, 96, inner, 0.05));
             let x = matrix(4, 32, inner, 1.0);
             let (step, plain) = step_and_plain(&linear, &x);
             assert!(step.equal(&plain), "width {inner}");
             let counts = linear.packed_row_counts();
-            if packed_gemm_available() {
+            if prepacked_gemm_available() {
                 assert_eq!(counts.len(), 1, "width {inner}: checked once");
             }
             let _ = step_and_plain(&linear, &x);
@@ -304,7 +306,7 @@ mod tests {
     #[test]
     fn few_rows_and_autograd_keep_the_plain_product() {
         let weight = matrix(5, 64, 256, 0.05).set_requires_grad(true);
-        let linear = PackedLinear::new(weight.shallow_clone());
+        let linear = PrepackedLinear::new(weight.shallow_clone());
         let (step, plain) = step_and_plain(&linear, &matrix(6, 8, 256, 1.0));
         assert!(step.equal(&plain));
         assert!(linear.packed_row_counts().is_empty(), "8 rows: not packed");
@@ -326,7 +328,7 @@ mod tests {
     #[test]
     fn a_changed_weight_is_packed_again() {
         let weight = matrix(8, 320, 256, 0.05);
-        let linear = PackedLinear::new(weight.shallow_clone());
+        let linear = PrepackedLinear::new(weight.shallow_clone());
         let x = matrix(9, 32, 256, 1.0);
         let (first, _) = step_and_plain(&linear, &x);
 
@@ -340,7 +342,7 @@ mod tests {
         weight.shallow_clone().set_data(&matrix(10, 320, 256, 0.05));
         let (step, plain) = step_and_plain(&linear, &x);
         assert!(step.equal(&plain), "after set_data");
-        if packed_gemm_available() {
+        if prepacked_gemm_available() {
             assert_eq!(
                 linear.packed_row_counts(),
                 vec![(32, true)],
@@ -351,16 +353,16 @@ mod tests {
 
     #[test]
     fn at_most_two_row_counts_are_kept() {
-        let linear = PackedLinear::new(matrix(11, 128, 256, 0.05));
+        let linear = PrepackedLinear::new(matrix(11, 128, 256, 0.05));
         for rows in [16, 24, 32] {
             let x = matrix(12, rows, 256, 1.0);
             let (step, plain) = step_and_plain(&linear, &x);
             assert!(step.equal(&plain), "{rows} rows");
         }
-        if packed_gemm_available() {
+        if prepacked_gemm_available() {
             assert_eq!(linear.packed_row_counts(), vec![(24, true), (32, true)]);
         }
-        linear.clear_packed();
+        linear.clear_prepacked();
         assert!(linear.packed_row_counts().is_empty());
     }
 }

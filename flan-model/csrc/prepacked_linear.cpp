@@ -1,4 +1,4 @@
-// Linear layers over MKL-packed weights, for flan-model's `PackedLinear` (decoding steps).
+// Linear layers over MKL-packed weights, for flan-model's `PrepackedLinear` (decoding steps).
 //
 // libtorch registers `mkl::_mkl_reorder_linear_weight` (cblas_sgemm_pack of a [out, in] weight
 // for a given number of input rows) and `mkl::_mkl_linear` (cblas_sgemm_compute over it) when it
@@ -53,14 +53,14 @@ bool plain_cpu_matrix(const at::Tensor& t) {
 
 extern "C" {
 
-int flan_packed_linear_available() {
+int flan_prepacked_linear_available() {
   return pack_op().has_value() && linear_op().has_value() ? 1 : 0;
 }
 
 // The weight `[out, in]` packed for inputs of `rows` rows, as a new at::Tensor* the caller owns;
 // null when MKL packing is unavailable, the weight is not a contiguous fp32 CPU matrix, or
 // libtorch threw.
-void* flan_packed_linear_pack(void* weight, int64_t rows) {
+void* flan_prepacked_linear_pack(void* weight, int64_t rows) {
   try {
     const auto& op = pack_op();
     const at::Tensor& w = *static_cast<at::Tensor*>(weight);
@@ -79,7 +79,7 @@ void* flan_packed_linear_pack(void* weight, int64_t rows) {
 // (nothing computed) unless the packed kernel computes exactly what `linear` would here: no
 // autograd (grad mode off or inference mode), no CPU autocast, fp32 contiguous CPU operands of
 // matching shapes.
-void* flan_packed_linear_forward(void* x, void* packed, void* weight, int64_t rows) {
+void* flan_prepacked_linear_forward(void* x, void* packed, void* weight, int64_t rows) {
   try {
     const auto& op = linear_op();
     const at::Tensor& input = *static_cast<at::Tensor*>(x);
