@@ -8,11 +8,11 @@ use flan_data::records::{read_jsonl_records, Record, ID_FIELD};
 use flan_data::tokenizer::Tokenizer;
 use flan_data::{LengthLimit, Overlong, TruncationCounts};
 use flan_model::memory::{human_bytes, MemoryBudget, MemoryEstimate};
-use flan_model::{DeviceSpec, T5ForConditionalGeneration};
+use flan_model::{DeviceSpec, Dtype, T5ForConditionalGeneration};
 use serde::de::DeserializeOwned;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::exit_code::{data, usage};
 
@@ -29,7 +29,7 @@ pub struct ModelArgs {
     pub device: DeviceSpec,
     /// Compute dtype: f32, bf16 (also on CPU) or f16 (T5 v1.1/Flan may overflow; prefer bf16).
     #[arg(long, default_value = "f32")]
-    pub dtype: String,
+    pub dtype: Dtype,
     /// Examples per forward pass (at least 1).
     #[arg(long, default_value_t = 16, value_parser = crate::values::at_least_one)]
     pub batch_size: usize,
@@ -43,25 +43,11 @@ pub struct LoadedModel {
     pub budget: Option<MemoryBudget>,
 }
 
-fn parse_dtype(dtype: &str) -> Result<Kind> {
-    Ok(match dtype {
-        "f32" | "fp32" | "float32" => Kind::Float,
-        "bf16" | "bfloat16" => Kind::BFloat16,
-        "f16" | "fp16" | "float16" => Kind::Half,
-        other => {
-            return Err(usage(format!(
-                "unknown --dtype {other:?}; expected f32, bf16 or f16"
-            ))
-            .into())
-        }
-    })
-}
-
 impl ModelArgs {
     /// Checks the flags and loads the model; load notes (aliases used) go to stderr.
     pub fn load(&self) -> Result<LoadedModel> {
         let device = self.device.resolve_from_env().context("--device")?;
-        let kind = parse_dtype(&self.dtype)?;
+        let kind = self.dtype.kind();
         let dir = flan_model::hub::resolve_model(&self.model)?;
         let (model, report) = T5ForConditionalGeneration::from_pretrained(&dir, device, kind)
             // flan-model's load errors name the file (or the directory) themselves.

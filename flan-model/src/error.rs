@@ -116,6 +116,13 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(String),
 
+    /// A dtype name that is not one of [`crate::dtype::ACCEPTED`].
+    #[error("unknown dtype `{given}`: expected {}", crate::dtype::ACCEPTED)]
+    UnknownDtype {
+        /// The name as given.
+        given: String,
+    },
+
     /// A device name that is not one of [`crate::device::ACCEPTED`].
     #[error("unknown device `{given}`: expected {}", crate::device::ACCEPTED)]
     UnknownDevice {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use flan_data::Overlong;
 use serde::{Deserialize, Serialize};
 
-use flan_model::DeviceSpec;
+use flan_model::{DeviceSpec, Dtype};
 
 use crate::optim::OptimizerConfig;
 use crate::schedule::ScheduleConfig;
@@ -33,9 +33,10 @@ pub struct TrainConfig {
     #[serde(default = "default_device")]
     pub device: DeviceSpec,
     /// Parameter dtype: `f32` or `bf16` (pure bf16: the optimisers update bf16 parameters in
-    /// fp32 and round once, as transformers does).
-    #[serde(default = "default_dtype")]
-    pub dtype: String,
+    /// fp32 and round once, as transformers does); parsed when the config is read, f16 refused
+    /// by [`TrainConfig::validate`].
+    #[serde(default)]
+    pub dtype: Dtype,
     /// Mixed precision: `bf16` runs the forward pass under autocast (bf16 matmuls over fp32
     /// weights; gradients and optimiser state stay fp32), as `torch.autocast` does, on CUDA and
     /// on CPU; `off` (the default) computes in `dtype`. Needs `dtype = "f32"`. No f16: T5
@@ -399,9 +400,6 @@ fn default_output_dir() -> PathBuf {
 fn default_device() -> DeviceSpec {
     DeviceSpec::Auto
 }
-fn default_dtype() -> String {
-    "f32".into()
-}
 fn default_autocast() -> String {
     "off".into()
 }
@@ -639,13 +637,14 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The parameter dtype.
+    /// The parameter dtype; training has no f16 (T5 v1.1 and Flan-T5 overflow it).
     pub fn kind(&self) -> Result<tch::Kind> {
-        match self.dtype.as_str() {
-            "f32" | "float32" | "fp32" => Ok(tch::Kind::Float),
-            "bf16" | "bfloat16" => Ok(tch::Kind::BFloat16),
-            other => Err(Error::Config {
-                message: format!("dtype must be `f32` or `bf16`, got `{other}`"),
+        match self.dtype {
+            Dtype::F32 | Dtype::Bf16 => Ok(self.dtype.kind()),
+            Dtype::F16 => Err(Error::Config {
+                message: "dtype must be `f32` or `bf16`, got `f16` (T5 v1.1 and Flan-T5 overflow \
+                          f16; train in bf16)"
+                    .into(),
             }),
         }
     }
