@@ -182,6 +182,11 @@ fn train_config() {
     let seeds = ["train.toml", "pretrained.toml"]
         .map(|name| std::fs::read(shipped.join(name)).unwrap())
         .to_vec();
+    // The shipped configs start from common.toml (`base`), which sits beside the input.
+    scratch.file(
+        "common.toml",
+        &std::fs::read(shipped.join("common.toml")).unwrap(),
+    );
     fuzz_cases(
         "flan train config",
         process_cases(),

@@ -498,23 +498,23 @@ const PATH_KEYS: [&[&str]; 6] = [
 
 impl TrainConfig {
     /// Reads a config file and applies `overrides` (`key=value`, dotted keys) in order.
+    ///
+    /// A file may start from another: `base = "common.toml"` (relative to the file) takes that
+    /// file's settings, and this file's tables are merged over them key by key, as t5x's gin
+    /// includes layer configs. Each file's relative paths resolve against its own directory.
     pub fn load(file: &Path, overrides: &[String]) -> Result<TrainConfig> {
-        let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
-        let mut table: toml::Table = toml::from_str(&text).map_err(|e| Error::ConfigFile {
-            file: file.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let base = file.parent().unwrap_or(Path::new("."));
-        resolve_paths(&mut table, base);
+        let mut chain = Vec::new();
+        let (mut table, layered) = read_layers(file, &mut chain)?;
         // Check the file alone first, so that its own mistakes are reported against it (with
         // line and column when serde can point at the text).
         let file_error = |message: String| Error::ConfigFile {
             file: file.to_path_buf(),
             message,
         };
-        if default_optimizer_kind(&mut table) {
+        if default_optimizer_kind(&mut table) || layered {
             deserialize(&table).map_err(file_error)?;
         } else {
+            let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
             toml::from_str::<TrainConfig>(&text).map_err(|e| file_error(e.to_string()))?;
         }
         Self::from_table(table, overrides)
@@ -867,6 +867,81 @@ pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
     Ok(())
 }
 
+/// The key that names the config a file starts from.
+const BASE_KEY: &str = "base";
+
+/// How many `base` files deep a config may go.
+const MAX_LAYERS: usize = 8;
+
+/// `file`'s table with its paths resolved, merged over its `base` chain; whether it had a base.
+/// `chain` holds the files being read, to refuse a cycle.
+fn read_layers(file: &Path, chain: &mut Vec<PathBuf>) -> Result<(toml::Table, bool)> {
+    let config_error = |message: String| Error::ConfigFile {
+        file: file.to_path_buf(),
+        message,
+    };
+    let canonical = file.canonicalize().map_err(|e| Error::io(file, e))?;
+    if chain.contains(&canonical) {
+        return Err(config_error(format!(
+            "`{BASE_KEY}` makes a cycle: {}",
+            chain
+                .iter()
+                .chain(std::iter::once(&canonical))
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" -> ")
+        )));
+    }
+    if chain.len() == MAX_LAYERS {
+        return Err(config_error(format!(
+            "more than {MAX_LAYERS} `{BASE_KEY}` files deep"
+        )));
+    }
+    // A device (`/dev/zero`) or a FIFO would be read without end.
+    if !std::fs::metadata(file)
+        .map_err(|e| Error::io(file, e))?
+        .is_file()
+    {
+        return Err(config_error("not a regular file".into()));
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| config_error(e.to_string()))?;
+    let dir = file.parent().unwrap_or(Path::new("."));
+    resolve_paths(&mut table, dir);
+    let Some(base) = table.remove(BASE_KEY) else {
+        return Ok((table, false));
+    };
+    let toml::Value::String(base) = base else {
+        return Err(config_error(format!(
+            "`{BASE_KEY}` must be a file name (a string), got {base}"
+        )));
+    };
+    let base = dir.join(base);
+    chain.push(canonical);
+    let (mut merged, _) = read_layers(&base, chain).map_err(|e| Error::ConfigBase {
+        file: file.to_path_buf(),
+        base,
+        source: Box::new(e),
+    })?;
+    chain.pop();
+    merge_over(&mut merged, table);
+    Ok((merged, true))
+}
+
+/// Sets every key of `top` in `under`, merging tables key by key and replacing other values.
+fn merge_over(under: &mut toml::Table, top: toml::Table) {
+    for (key, value) in top {
+        match (under.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(value)) => {
+                merge_over(inner, value)
+            }
+            (_, value) => {
+                under.insert(key, value);
+            }
+        }
+    }
+}
+
 fn resolve_paths(table: &mut toml::Table, base: &Path) {
     for key in PATH_KEYS {
         if let Some(toml::Value::String(s)) = value_at(table, key) {
@@ -952,6 +1027,44 @@ mod tests {
         );
         let named = TrainConfig::load(&file, &["model.tokenizer=t.json".into()]).unwrap();
         assert_eq!(named.tokenizer_path().unwrap(), PathBuf::from("t.json"));
+    }
+
+    #[test]
+    fn a_config_layers_over_its_base_with_paths_from_each_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::write(
+            shared.join("common.toml"),
+            "seed = 4\n[model]\nconfig = \"t5.json\"\ntokenizer = \"tok.json\"\n\
+             [data]\nmixture = \"mix.toml\"\n[train]\nsteps = 9\n[batch]\nsize = 3\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("run.toml"),
+            "base = \"shared/common.toml\"\n[train]\nsteps = 20\n",
+        )
+        .unwrap();
+        let cfg = TrainConfig::load(&dir.path().join("run.toml"), &[]).unwrap();
+        assert_eq!((cfg.seed, cfg.train.steps, cfg.batch.size), (4, 20, 3));
+        assert_eq!(cfg.model.config, Some(shared.join("t5.json")));
+
+        std::fs::write(shared.join("common.toml"), "base = \"../run.toml\"\n").unwrap();
+        let load = || {
+            let err = TrainConfig::load(&dir.path().join("run.toml"), &[]).unwrap_err();
+            flan_data::error::chain(&err)
+        };
+        let err = load();
+        assert!(
+            err.contains("cycle") && err.contains("common.toml"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("run.toml"), "base = 3\n").unwrap();
+        let err = load();
+        assert!(err.contains("must be a file name"), "{err}");
+        std::fs::write(dir.path().join("run.toml"), "base = \"/dev/zero\"\n").unwrap();
+        let err = load();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 
     #[test]

@@ -26,6 +26,16 @@ pub enum Error {
         /// What was wrong, with line and column when known.
         message: String,
     },
+    /// The config a file starts from (`base = ...`) could not be used.
+    #[error("{}: base {}", file.display(), base.display())]
+    ConfigBase {
+        /// The file that names the base.
+        file: PathBuf,
+        /// The base, resolved against that file's directory.
+        base: PathBuf,
+        /// What was wrong with the base.
+        source: Box<Error>,
+    },
     /// A `--set key=value` override could not be applied.
     #[error("--set {assignment}: {message}")]
     Override {

@@ -71,6 +71,11 @@ fn train_config() {
         std::fs::read(configs.join("train.toml")).unwrap(),
         std::fs::read(configs.join("pretrained.toml")).unwrap(),
     ];
+    // The shipped configs start from common.toml (`base`), which sits beside the input.
+    scratch.file(
+        "common.toml",
+        &std::fs::read(configs.join("common.toml")).unwrap(),
+    );
     fuzz(
         "flan-train train_config",
         (documents(seeds), overrides()),
@@ -84,7 +89,9 @@ fn train_config() {
                     // Errors about the file name it; the others name a key or an override.
                     if matches!(
                         e,
-                        flan_train::Error::ConfigFile { .. } | flan_train::Error::Io { .. }
+                        flan_train::Error::ConfigFile { .. }
+                            | flan_train::Error::ConfigBase { .. }
+                            | flan_train::Error::Io { .. }
                     ) {
                         names_file(&text, &path)
                     } else {

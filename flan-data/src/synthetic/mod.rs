@@ -19,7 +19,7 @@
 //! The API, for a trainer and an evaluator: [`FAMILIES`] / [`trained_families`] /
 //! [`held_out_families`] list the families; [`generate`] makes `n` examples of a family from a
 //! [`Split`] with a seed; a `[synthetic]` section of a [`crate::MixtureSpec`] ([`SyntheticSpec`],
-//! see `flan-data/configs/synthetic-mixture.toml`) mixes the trained families with their seen
+//! see `flan-data/specs/synthetic-mixture.toml`) mixes the trained families with their seen
 //! templates; [`Suite::eval_items`] renders eval examples with seen or held-out templates in a
 //! [`Mode`] (zero-shot, few-shot, CoT, few-shot CoT); [`Suite::standard_eval`] builds the whole
 //! evaluation set and [`Suite::summarize`] scores predictions (exact match after whitespace

@@ -697,7 +697,7 @@ proptest! {
 #[test]
 fn the_checked_in_synthetic_mixture_builds_and_streams() {
     let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/synthetic-mixture.toml");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/synthetic-mixture.toml");
     let mixture = std::sync::Arc::new(Mixture::from_spec_file(&path).unwrap());
     let cot = trained_families().filter(|f| f.has_rationale).count();
     assert_eq!(mixture.registry().len(), trained_families().count() + cot);
@@ -732,7 +732,7 @@ fn standard_eval_covers_every_setting_and_summarizes_honestly() {
     assert_eq!(items.len(), cells * plan.items_per_cell);
     assert_eq!(
         cells, 188,
-        "update the count in configs/synthetic-mixture.toml"
+        "update the count in specs/synthetic-mixture.toml"
     );
     // The reference answers score 100%; empty outputs score 0% (no option task gets free
     // credit from an empty string).
