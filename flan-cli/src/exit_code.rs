@@ -99,6 +99,9 @@ pub fn classify(err: &anyhow::Error) -> ExitKind {
                     }
                     E::Data { .. } => Some(ExitKind::Data),
                     E::Model { .. } | E::CorruptCheckpoint { .. } => Some(ExitKind::Model),
+                    // flan-model's error, next in the chain, says which kind it is.
+                    E::Network(_) => None,
+                    E::Collective(_) => Some(ExitKind::Distributed),
                     E::NonFinite { .. } => Some(ExitKind::NonFinite),
                     E::Distributed { .. } => Some(ExitKind::Distributed),
                     E::Locked { .. } => Some(ExitKind::Locked),

@@ -689,8 +689,7 @@ impl TrainConfig {
     pub fn resolve_pretrained(&mut self) -> Result<()> {
         if let Some(model) = &self.model.pretrained {
             if !model.is_dir() {
-                let dir = flan_model::hub::resolve_model(&model.to_string_lossy())
-                    .map_err(crate::t5::model_error)?;
+                let dir = flan_model::hub::resolve_model(&model.to_string_lossy())?;
                 self.model.pretrained = Some(dir);
             }
         }

@@ -30,18 +30,12 @@ pub struct Distributed {
     group: ProcessGroup,
 }
 
-fn dist_error(e: flan_dist::Error) -> Error {
-    Error::Distributed {
-        message: e.to_string(),
-    }
-}
-
 /// This process's rank and world size as its launcher set them (`RANK`/`WORLD_SIZE`, else
 /// `SLURM_PROCID`/`SLURM_NTASKS`; flan-dist's [`Membership`] is the one reader of those
 /// variables, so the trainer and the rendezvous never disagree about who is who). `None` outside
 /// a launcher.
 fn membership(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Membership>> {
-    Membership::from_lookup(lookup).map_err(dist_error)
+    Ok(Membership::from_lookup(lookup)?)
 }
 
 /// Whether `membership` makes a distributed run: more than one process.
@@ -71,7 +65,7 @@ impl Distributed {
         if !is_distributed(membership(|name| std::env::var(name).ok())?) {
             return Ok(None);
         }
-        let mut rendezvous = Rendezvous::from_env().map_err(dist_error)?;
+        let mut rendezvous = Rendezvous::from_env()?;
         if let Ok(v) = std::env::var(TIMEOUT_ENV) {
             let secs: u64 = v.trim().parse().map_err(|_| Error::Distributed {
                 message: format!("{TIMEOUT_ENV}={v:?} is not a number of seconds"),
@@ -82,7 +76,7 @@ impl Distributed {
             Device::Cpu => Backend::Gloo,
             _ => Backend::Nccl,
         };
-        let group = ProcessGroup::new(&rendezvous, backend).map_err(dist_error)?;
+        let group = ProcessGroup::new(&rendezvous, backend)?;
         Ok(Some(Distributed { group }))
     }
 
@@ -98,28 +92,20 @@ impl Distributed {
 
     /// Overwrites `params` with rank 0's values.
     pub fn broadcast_parameters(&self, params: &[NamedParam]) -> Result<()> {
-        DataParallel::new(&self.group)
-            .broadcast_tensors(params)
-            .map_err(dist_error)
+        Ok(DataParallel::new(&self.group).broadcast_tensors(params)?)
     }
 
     /// Sums the gradients of `params` over the ranks.
     pub fn sum_gradients(&self, params: &[NamedParam]) -> Result<()> {
-        DataParallel::new(&self.group)
-            .reduce_gradients(params, ReduceOp::Sum)
-            .map_err(dist_error)
+        Ok(DataParallel::new(&self.group).reduce_gradients(params, ReduceOp::Sum)?)
     }
 
     /// Element-wise sums of `values` over the ranks (counts and loss sums, in f64 so that token
     /// counts stay exact).
     pub fn sum(&self, values: &[f64], device: Device) -> Result<Vec<f64>> {
         let mut t = Tensor::from_slice(values).to_device(device);
-        self.group
-            .all_reduce(&mut t, ReduceOp::Sum)
-            .map_err(dist_error)?;
-        Vec::<f64>::try_from(t.to_device(Device::Cpu)).map_err(|e| Error::Distributed {
-            message: e.to_string(),
-        })
+        self.group.all_reduce(&mut t, ReduceOp::Sum)?;
+        Ok(Vec::<f64>::try_from(t.to_device(Device::Cpu))?)
     }
 
     /// Every rank's `bytes`, in rank order (two all-reduces: the longest length, then a
@@ -136,15 +122,8 @@ impl Distributed {
             table[rank * longest + i] = i64::from(b);
         }
         let mut t = Tensor::from_slice(&table).to_device(device);
-        self.group
-            .all_reduce(&mut t, ReduceOp::Sum)
-            .map_err(dist_error)?;
-        let table =
-            Vec::<i64>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Int64)).map_err(|e| {
-                Error::Distributed {
-                    message: e.to_string(),
-                }
-            })?;
+        self.group.all_reduce(&mut t, ReduceOp::Sum)?;
+        let table = Vec::<i64>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Int64))?;
         Ok((0..world)
             .map(|r| {
                 table[r * longest..r * longest + lengths[r] as usize]
@@ -157,7 +136,7 @@ impl Distributed {
 
     /// Waits for every rank.
     pub fn barrier(&self) -> Result<()> {
-        self.group.barrier().map_err(dist_error)
+        Ok(self.group.barrier()?)
     }
 }
 
@@ -254,7 +233,7 @@ mod tests {
             (&[("RANK", "4"), ("WORLD_SIZE", "4")][..], "RANK"),
             (&[("SLURM_PROCID", "1")][..], "SLURM_NTASKS"),
         ] {
-            let err = is_primary(lookup(pairs)).unwrap_err().to_string();
+            let err = flan_data::error::chain(&is_primary(lookup(pairs)).unwrap_err());
             assert!(err.contains(needle), "{pairs:?}: {err}");
         }
     }

@@ -45,7 +45,10 @@ pub enum Error {
         message: String,
     },
     /// A collective or the rendezvous of a distributed run failed (a peer died, timed out, or
-    /// the launch environment is wrong).
+    /// the launch environment is wrong); flan-dist's error is the source.
+    #[error("distributed")]
+    Collective(#[from] flan_dist::Error),
+    /// The ranks of a distributed run disagree, or a checkpoint does not fit this launch.
     #[error("distributed: {message}")]
     Distributed {
         /// What failed.
@@ -130,7 +133,10 @@ pub enum Error {
         /// What was inconsistent.
         message: String,
     },
-    /// The model could not be built, loaded or saved.
+    /// flan-model could not build, load, save or run the model; its error is the source.
+    #[error("model")]
+    Network(#[from] flan_model::Error),
+    /// The model does not fit the trainer (no trainable parameters, a missing tensor).
     #[error("model: {message}")]
     Model {
         /// What went wrong.

@@ -33,13 +33,12 @@ impl TrainModel for T5ForConditionalGeneration {
     }
 
     fn save_pretrained(&self, dir: &Path) -> Result<()> {
-        T5ForConditionalGeneration::save_pretrained(self, dir).map_err(model_error)
+        Ok(T5ForConditionalGeneration::save_pretrained(self, dir)?)
     }
 
     fn load_weights(&self, dir: &Path) -> Result<()> {
-        T5ForConditionalGeneration::load_weights(self, dir)
-            .map(|_| ())
-            .map_err(model_error)
+        T5ForConditionalGeneration::load_weights(self, dir)?;
+        Ok(())
     }
 
     fn device(&self) -> Device {
@@ -62,20 +61,14 @@ pub fn build_model(cfg: &TrainConfig) -> Result<(T5ForConditionalGeneration, Pat
             })
         }
     };
-    let mut config = T5Config::from_file(&config_file).map_err(model_error)?;
+    let mut config = T5Config::from_file(&config_file)?;
     config.dropout_rate = cfg.model.dropout;
     tch::manual_seed(cfg.seed as i64);
     let vs = nn::VarStore::new(device);
-    let model = T5ForConditionalGeneration::new(&vs.root(), &config).map_err(model_error)?;
+    let model = T5ForConditionalGeneration::new(&vs.root(), &config)?;
     if let Some(dir) = weights {
-        model.load_weights(&dir).map_err(model_error)?;
+        model.load_weights(&dir)?;
     }
-    model.set_kind(kind).map_err(model_error)?;
+    model.set_kind(kind)?;
     Ok((model, tokenizer))
-}
-
-pub(crate) fn model_error(e: flan_model::Error) -> Error {
-    Error::Model {
-        message: flan_data::error::chain(&e),
-    }
 }

@@ -602,10 +602,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     /// way).
     fn forward(&self, batch: &DeviceBatch) -> Result<flan_model::TargetLogits> {
         let _autocast = match self.autocast {
-            Some(kind) => Some(
-                flan_model::Autocast::enter(self.model.device(), kind)
-                    .map_err(crate::t5::model_error)?,
-            ),
+            Some(kind) => Some(flan_model::Autocast::enter(self.model.device(), kind)?),
             None => None,
         };
         self.model.target_logits(batch, true)
@@ -623,8 +620,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
         let _flush = self
             .flush_denormals
             .then(flan_model::FlushDenormals::enter)
-            .transpose()
-            .map_err(crate::t5::model_error)?;
+            .transpose()?;
         let mut counts = BatchCounts::default();
         for b in batches {
             counts.add(&b.counts);

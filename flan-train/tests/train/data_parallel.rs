@@ -120,7 +120,10 @@ fn rank_child() {
         .with_distributed(dist)
         .unwrap();
     assert_eq!(trainer.is_primary(), rank == 0);
-    let summary = trainer.run().unwrap();
+    // The error chain as a user sees it (flan-dist's c10d error is the source).
+    let summary = trainer
+        .run()
+        .unwrap_or_else(|e| panic!("{}", flan_data::error::chain(&e)));
     let want = std::env::var("FLAN_DP_STEPS").map_or(STEPS as u64, |s| s.parse().unwrap());
     assert_eq!(summary.steps, want);
     save_parameters(
