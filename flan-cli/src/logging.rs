@@ -72,23 +72,26 @@ pub fn init(format: LogFormat, rank: usize) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let installed = match format {
-        LogFormat::Text => builder.event_format(MessageOnly).try_init(),
-        LogFormat::Json => builder
-            .event_format(JsonLines {
-                run_id: run_id(|name| std::env::var(name).ok()),
-                rank,
-            })
-            .try_init(),
+    let lines = match format {
+        LogFormat::Text => Lines::Text,
+        LogFormat::Json => Lines::Json {
+            run_id: run_id(|name| std::env::var(name).ok()),
+            rank,
+        },
     };
     // Only a second call in one process fails, and the first subscriber then stays.
-    drop(installed);
+    drop(builder.event_format(lines).try_init());
 }
 
-/// Text lines as `flan` has always printed them: the message alone.
-struct MessageOnly;
+/// How each event becomes a line.
+enum Lines {
+    /// The message alone, as `flan` has always printed it.
+    Text,
+    /// One JSON object: time, level, target, run id, rank, message and the event's fields.
+    Json { run_id: String, rank: usize },
+}
 
-impl<S, N> FormatEvent<S, N> for MessageOnly
+impl<S, N> FormatEvent<S, N> for Lines
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
@@ -101,31 +104,16 @@ where
     ) -> fmt::Result {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        let message = match fields.0.get("message") {
-            Some(Value::String(m)) => m.as_str(),
-            _ => "",
+        let (run_id, rank) = match self {
+            Lines::Text => {
+                let message = match fields.0.get("message") {
+                    Some(Value::String(m)) => m.as_str(),
+                    _ => "",
+                };
+                return writeln!(writer, "{message}");
+            }
+            Lines::Json { run_id, rank } => (run_id, rank),
         };
-        writeln!(writer, "{message}")
-    }
-}
-
-/// One JSON object per event: time, level, target, run id, rank, message and the event's fields.
-struct JsonLines {
-    run_id: String,
-    rank: usize,
-}
-
-impl<S, N> FormatEvent<S, N> for JsonLines
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
         let mut timestamp = String::new();
         SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
         let meta = event.metadata();
@@ -133,10 +121,8 @@ where
         line.insert("timestamp".into(), timestamp.into());
         line.insert("level".into(), meta.level().as_str().into());
         line.insert("target".into(), meta.target().into());
-        line.insert("run_id".into(), self.run_id.clone().into());
-        line.insert("rank".into(), self.rank.into());
-        let mut fields = Fields::default();
-        event.record(&mut fields);
+        line.insert("run_id".into(), run_id.clone().into());
+        line.insert("rank".into(), (*rank).into());
         line.extend(fields.0);
         let text = serde_json::to_string(&Value::Object(line)).map_err(|_| fmt::Error)?;
         writeln!(writer, "{text}")
