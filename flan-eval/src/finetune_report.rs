@@ -207,8 +207,63 @@ pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> 
         source,
     })?;
     let verdict = held_out_family_verdict(&report.before, &report.after);
+    let families = Families::of(&report.after);
+    let all_modes = modes(&report.after);
 
-    // Charts.
+    let mut charts = Vec::new();
+    for (name, svg) in chart_svgs(report, &families, &all_modes) {
+        let path = charts_dir.join(name);
+        write_file(&path, &svg)?;
+        charts.push(path);
+    }
+    let results_path = dir.join("results.json");
+    write_file(
+        &results_path,
+        &serde_json::to_string_pretty(&results_json(report, &verdict))?,
+    )?;
+    let markdown = dir.join("report.md");
+    let mut md = summary_markdown(report, &families, &verdict);
+    md.push_str(&tables_markdown(report, &families, &all_modes));
+    md.push_str(&samples_markdown(report));
+    write_file(&markdown, &md)?;
+    Ok(ReportFiles {
+        results: results_path,
+        markdown,
+        charts,
+    })
+}
+
+/// The families of a summary: trained ones first, then the held-out ones, each alphabetical.
+struct Families {
+    ordered: Vec<String>,
+    held_out: Vec<String>,
+}
+
+impl Families {
+    fn of(after: &EvalSummary) -> Families {
+        let held_out: Vec<String> = after
+            .by_family
+            .iter()
+            .filter(|(_, s)| s.contains_key(Setting::HeldOutFamily.name()))
+            .map(|(f, _)| f.clone())
+            .collect();
+        let mut ordered: Vec<String> = after.by_family.keys().cloned().collect();
+        ordered.sort_by_key(|f| (held_out.contains(f), f.clone()));
+        Families { ordered, held_out }
+    }
+
+    fn is_held_out(&self, family: &str) -> bool {
+        self.held_out.iter().any(|f| f == family)
+    }
+}
+
+/// The three charts, by file name: the loss curve, accuracy per family, accuracy per setting
+/// and prompt form.
+fn chart_svgs(
+    report: &FinetuneReport,
+    families: &Families,
+    all_modes: &[String],
+) -> [(&'static str, String); 3] {
     let loss_svg = line_chart(
         "Training loss",
         "step",
@@ -224,20 +279,11 @@ pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> 
             },
         ],
     );
-    let held_out: Vec<String> = report
-        .after
-        .by_family
-        .iter()
-        .filter(|(_, s)| s.contains_key(Setting::HeldOutFamily.name()))
-        .map(|(f, _)| f.clone())
-        .collect();
-    let mut families: Vec<&String> = report.after.by_family.keys().collect();
-    // Trained families first, then the held-out ones, each alphabetical.
-    families.sort_by_key(|f| (held_out.contains(f), f.to_string()));
     let family_groups: Vec<BarGroup> = families
+        .ordered
         .iter()
         .map(|f| BarGroup {
-            label: if held_out.contains(f) {
+            label: if families.is_held_out(f) {
                 format!("{f} (held out)")
             } else {
                 f.to_string()
@@ -255,10 +301,9 @@ pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> 
         100.0,
         "%",
     );
-    let all_modes = modes(&report.after);
     let mut setting_groups = Vec::new();
     for setting in SETTINGS {
-        for mode in &all_modes {
+        for mode in all_modes {
             let (b, a) = (
                 mode_score(&report.before, setting, mode),
                 mode_score(&report.after, setting, mode),
@@ -278,16 +323,15 @@ pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> 
         100.0,
         "%",
     );
-    let charts = vec![
-        (charts_dir.join("loss.svg"), loss_svg),
-        (charts_dir.join("families.svg"), families_svg),
-        (charts_dir.join("settings.svg"), settings_svg),
-    ];
-    for (path, svg) in &charts {
-        write_file(path, svg)?;
-    }
+    [
+        ("loss.svg", loss_svg),
+        ("families.svg", families_svg),
+        ("settings.svg", settings_svg),
+    ]
+}
 
-    // results.json
+/// results.json: the run, both summaries, the change per setting and the verdict.
+fn results_json(report: &FinetuneReport, verdict: &str) -> serde_json::Value {
     let delta: serde_json::Map<String, serde_json::Value> = SETTINGS
         .iter()
         .filter_map(|&s| {
@@ -298,7 +342,7 @@ pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> 
             Some((s.name().to_string(), json!(a.accuracy - b.accuracy)))
         })
         .collect();
-    let results = json!({
+    json!({
         "model": report.model,
         "parameters": report.parameters,
         "train": report.train,
@@ -307,11 +351,12 @@ pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> 
         "accuracy_change_by_setting": delta,
         "held_out_family_verdict": verdict,
         "eval_seconds": { "before": report.eval_seconds.0, "after": report.eval_seconds.1 },
-    });
-    let results_path = dir.join("results.json");
-    write_file(&results_path, &serde_json::to_string_pretty(&results)?)?;
+    })
+}
 
-    // report.md
+/// The head of report.md: model, training, evaluation, and the before/after table with the
+/// verdict on held-out families.
+fn summary_markdown(report: &FinetuneReport, families: &Families, verdict: &str) -> String {
     let mut md = String::from("# Finetuning report\n\n");
     let _ = writeln!(
         md,
@@ -353,7 +398,8 @@ pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> 
         );
     }
     // Which held-out families carry the number: a two-way choice at 50% is format, not skill.
-    let per_family: Vec<String> = held_out
+    let per_family: Vec<String> = families
+        .held_out
         .iter()
         .map(|f| {
             let s = family_total(&report.after, f);
@@ -379,9 +425,15 @@ pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> 
     md.push_str(
         "![Seen vs held out](charts/settings.svg)\n\n![Training loss](charts/loss.svg)\n\n",
     );
+    md
+}
+
+/// report.md's tables by prompt form and by family.
+fn tables_markdown(report: &FinetuneReport, families: &Families, all_modes: &[String]) -> String {
+    let mut md = String::new();
     md.push_str("## By prompt form\n\n| setting | form | before | after | items |\n|---|---|---:|---:|---:|\n");
     for setting in SETTINGS {
-        for mode in &all_modes {
+        for mode in all_modes {
             if let Some(a) = mode_score(&report.after, setting, mode) {
                 let _ = writeln!(
                     md,
@@ -396,17 +448,23 @@ pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> 
     }
     md.push_str("\n## By family\n\n![Accuracy per family](charts/families.svg)\n\n");
     md.push_str("| family | held out | before | after: seen templates | after: held-out templates | after: held-out family |\n|---|---|---:|---:|---:|---:|\n");
-    for f in &families {
+    for f in &families.ordered {
         let _ = writeln!(
             md,
             "| {f} | {} | {} | {} | {} | {} |",
-            if held_out.contains(f) { "yes" } else { "no" },
+            if families.is_held_out(f) { "yes" } else { "no" },
             pct(Some(family_total(&report.before, f))),
             pct(family_score(&report.after, f, Setting::SeenTemplates)),
             pct(family_score(&report.after, f, Setting::HeldOutTemplates)),
             pct(family_score(&report.after, f, Setting::HeldOutFamily)),
         );
     }
+    md
+}
+
+/// report.md's sample outputs after training (nothing when there are none).
+fn samples_markdown(report: &FinetuneReport) -> String {
+    let mut md = String::new();
     if !report.samples.is_empty() {
         md.push_str("\n## Sample outputs after training\n\n");
         for s in &report.samples {
@@ -423,13 +481,7 @@ pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> 
             );
         }
     }
-    let markdown = dir.join("report.md");
-    write_file(&markdown, &md)?;
-    Ok(ReportFiles {
-        results: results_path,
-        markdown,
-        charts: charts.into_iter().map(|(p, _)| p).collect(),
-    })
+    md
 }
 
 /// Text on one line, cut to `max` characters, with backticks that would end a code span
