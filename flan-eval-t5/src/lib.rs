@@ -4,14 +4,14 @@
 //! side; token ids and tensors on the other).
 //!
 //! ```
-//! use flan_eval::{EvalModel, GenerateRequest, GenerationConfig};
+//! use flan_eval::{Decoding, EvalModel, GenerateRequest};
 //!
 //! // A Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
 //! let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
 //!     .join("../flan-model/tests/fixtures/v1_1");
 //! let mut model = flan_eval_t5::load(&dir, tch::Device::Cpu, 512)?;
 //! let request = GenerateRequest { prompt: "Q: Is the sky blue? A:".into(), seed: 0 };
-//! let outputs = model.generate(&[request], &GenerationConfig::greedy(8))?;
+//! let outputs = model.generate(&[request], &Decoding::greedy(8))?;
 //! assert_eq!(outputs.len(), 1);
 //! let logprobs = model.score(&["Q: 2 + 2? A:".into()], &["4".into()])?;
 //! assert!(logprobs[0] < 0.0);

@@ -3,7 +3,7 @@
 
 use crate::{Error, Result};
 use flan_data::tokenizer::Tokenizer;
-use flan_eval::{EvalModel, GenerateRequest, GenerationConfig};
+use flan_eval::{Decoding, EvalModel, GenerateRequest};
 use flan_model::fallible;
 use flan_model::generate::{self, Strategy};
 use flan_model::memory::{human_bytes, Call, MemoryBudget, MemoryEstimate};
@@ -188,7 +188,7 @@ impl EvalModel for T5EvalModel {
     fn generate(
         &mut self,
         requests: &[GenerateRequest],
-        config: &GenerationConfig,
+        config: &Decoding,
     ) -> flan_eval::Result<Vec<Vec<String>>> {
         let mut out = Vec::with_capacity(requests.len());
         if config.do_sample {
@@ -353,17 +353,17 @@ mod tests {
             "Q: a short one\nA:",
             "Q: a much longer question with many more words\nA:",
         ];
-        let greedy = GenerationConfig::greedy(6);
+        let greedy = Decoding::greedy(6);
         let together = m.generate(&requests(&prompts, 0), &greedy).unwrap();
         for (i, p) in prompts.iter().enumerate() {
             let alone = m.generate(&requests(&[p], 0), &greedy).unwrap();
             assert_eq!(alone[0], together[i], "padding changed prompt {i}'s output");
         }
-        let sample = GenerationConfig {
+        let sample = Decoding {
             do_sample: true,
             temperature: 1.0,
             num_return_sequences: 4,
-            ..GenerationConfig::greedy(6)
+            ..Decoding::greedy(6)
         };
         let a = m.generate(&requests(&prompts[..1], 7), &sample).unwrap();
         let b = m.generate(&requests(&prompts[..1], 7), &sample).unwrap();

@@ -61,4 +61,4 @@ pub mod vote;
 
 pub use error::{Error, Result};
 pub use item::{AnswerRule, Benchmark, EvalItem, Mode};
-pub use model::{EvalModel, GenerateRequest, GenerationConfig};
+pub use model::{EvalModel, GenerateRequest, Decoding};

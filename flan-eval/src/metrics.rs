@@ -56,7 +56,7 @@ pub fn accuracy_stderr(percent: f64, n: usize) -> f64 {
 
 /// The six evaluation settings of the paper's normalised average.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Setting {
+pub enum PaperSetting {
     /// MMLU, 5-shot direct.
     MmluDirect,
     /// MMLU, 5-shot chain-of-thought.
@@ -71,21 +71,21 @@ pub enum Setting {
     MgsmCot,
 }
 
-impl Setting {
+impl PaperSetting {
     /// All six, in the paper's order.
-    pub const ALL: [Setting; 6] = [
-        Setting::MmluDirect,
-        Setting::MmluCot,
-        Setting::BbhDirect,
-        Setting::BbhCot,
-        Setting::TydiqaDirect,
-        Setting::MgsmCot,
+    pub const ALL: [PaperSetting; 6] = [
+        PaperSetting::MmluDirect,
+        PaperSetting::MmluCot,
+        PaperSetting::BbhDirect,
+        PaperSetting::BbhCot,
+        PaperSetting::TydiqaDirect,
+        PaperSetting::MgsmCot,
     ];
 
     /// Random-guess score in percent: 25 for four-way MMLU, 0 for generative tasks.
     pub fn random_score(self) -> f64 {
         match self {
-            Setting::MmluDirect | Setting::MmluCot => 25.0,
+            PaperSetting::MmluDirect | PaperSetting::MmluCot => 25.0,
             _ => 0.0,
         }
     }
@@ -94,9 +94,9 @@ impl Setting {
 /// The paper's normalised average: the mean over the six settings of each score normalised
 /// against random guessing. `None` unless all six scores are given (a partial average is not
 /// the paper's number).
-pub fn normalized_average(scores: &[(Setting, f64)]) -> Option<f64> {
+pub fn normalized_average(scores: &[(PaperSetting, f64)]) -> Option<f64> {
     let mut normalised = Vec::with_capacity(6);
-    for setting in Setting::ALL {
+    for setting in PaperSetting::ALL {
         let (_, score) = scores.iter().find(|(s, _)| *s == setting)?;
         normalised.push(normalized(*score, setting.random_score()));
     }
@@ -118,12 +118,12 @@ mod tests {
     #[test]
     fn normalized_average_needs_all_six() {
         let scores = [
-            (Setting::MmluDirect, 55.0), // 40
-            (Setting::MmluCot, 25.0),    // 0
-            (Setting::BbhDirect, 40.0),
-            (Setting::BbhCot, 20.0),
-            (Setting::TydiqaDirect, 60.0),
-            (Setting::MgsmCot, 0.0),
+            (PaperSetting::MmluDirect, 55.0), // 40
+            (PaperSetting::MmluCot, 25.0),    // 0
+            (PaperSetting::BbhDirect, 40.0),
+            (PaperSetting::BbhCot, 20.0),
+            (PaperSetting::TydiqaDirect, 60.0),
+            (PaperSetting::MgsmCot, 0.0),
         ];
         let avg = normalized_average(&scores).unwrap();
         assert!((avg - (40.0 + 0.0 + 40.0 + 20.0 + 60.0 + 0.0) / 6.0).abs() < 1e-12);

@@ -1,13 +1,15 @@
-//! The model interface the evaluator drives. Implemented for flan-model's T5 in flan-cli (the
+//! The model interface the evaluator drives. Implemented for flan-model's T5 in flan-eval-t5 (the
 //! core of this crate has no libtorch) and for [`crate::scripted::ScriptedModel`] in tests.
 
 use crate::Result;
 use serde::{Deserialize, Serialize};
 
-/// How to decode. The adapter maps this onto the model crate's own generation settings.
+/// How the evaluator asks a model to decode: greedy, or sampling for self-consistency (seeds
+/// come per prompt in [`GenerateRequest`]). flan-eval-t5 maps it onto flan-model's
+/// `generate::GenerationConfig`, which also knows beam search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GenerationConfig {
+pub struct Decoding {
     /// Upper bound on generated tokens (EOS excluded).
     pub max_new_tokens: usize,
     /// Sample instead of greedy decoding.
@@ -22,10 +24,10 @@ pub struct GenerationConfig {
     pub num_return_sequences: usize,
 }
 
-impl GenerationConfig {
+impl Decoding {
     /// Greedy decoding of one output of at most `max_new_tokens`.
     pub fn greedy(max_new_tokens: usize) -> Self {
-        GenerationConfig {
+        Decoding {
             max_new_tokens,
             do_sample: false,
             temperature: 1.0,
@@ -61,7 +63,7 @@ pub trait EvalModel {
     fn generate(
         &mut self,
         requests: &[GenerateRequest],
-        config: &GenerationConfig,
+        config: &Decoding,
     ) -> Result<Vec<Vec<String>>>;
 
     /// Sum of log-probabilities of each target (EOS included) given its input.

@@ -9,7 +9,7 @@
 
 use crate::error::Error;
 use crate::item::{Benchmark, EvalItem, Mode};
-use crate::metrics::{normalized, Setting};
+use crate::metrics::{normalized, PaperSetting};
 use crate::runner::{RunOptions, RunResult};
 use crate::Result;
 use flan_data::atomic::{commit_all, AtomicFile};
@@ -18,14 +18,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Which of the paper's six settings a run is, if any.
-pub fn setting_of(benchmark: Benchmark, mode: Mode) -> Option<Setting> {
+pub fn setting_of(benchmark: Benchmark, mode: Mode) -> Option<PaperSetting> {
     Some(match (benchmark, mode) {
-        (Benchmark::Mmlu, Mode::Direct) => Setting::MmluDirect,
-        (Benchmark::Mmlu, Mode::Cot) => Setting::MmluCot,
-        (Benchmark::Bbh, Mode::Direct) => Setting::BbhDirect,
-        (Benchmark::Bbh, Mode::Cot) => Setting::BbhCot,
-        (Benchmark::Tydiqa, Mode::Direct) => Setting::TydiqaDirect,
-        (Benchmark::Mgsm, Mode::Cot) => Setting::MgsmCot,
+        (Benchmark::Mmlu, Mode::Direct) => PaperSetting::MmluDirect,
+        (Benchmark::Mmlu, Mode::Cot) => PaperSetting::MmluCot,
+        (Benchmark::Bbh, Mode::Direct) => PaperSetting::BbhDirect,
+        (Benchmark::Bbh, Mode::Cot) => PaperSetting::BbhCot,
+        (Benchmark::Tydiqa, Mode::Direct) => PaperSetting::TydiqaDirect,
+        (Benchmark::Mgsm, Mode::Cot) => PaperSetting::MgsmCot,
         _ => return None,
     })
 }
@@ -231,12 +231,12 @@ pub fn write_outputs(
 
 /// The paper's normalised average from the `flan` sections of results files, one per setting.
 /// Errors name the missing settings.
-pub fn normalized_average_of(results: &[Value]) -> Result<(f64, Vec<(Setting, f64)>)> {
+pub fn normalized_average_of(results: &[Value]) -> Result<(f64, Vec<(PaperSetting, f64)>)> {
     let mut scores = Vec::new();
     for r in results {
         let flan = &r["flan"];
         if let (Ok(Some(setting)), Some(score)) = (
-            serde_json::from_value::<Option<Setting>>(flan["setting"].clone()),
+            serde_json::from_value::<Option<PaperSetting>>(flan["setting"].clone()),
             flan["score"].as_f64(),
         ) {
             scores.retain(|(s, _)| *s != setting);
@@ -246,7 +246,7 @@ pub fn normalized_average_of(results: &[Value]) -> Result<(f64, Vec<(Setting, f6
     match crate::metrics::normalized_average(&scores) {
         Some(avg) => Ok((avg, scores)),
         None => {
-            let missing: Vec<String> = Setting::ALL
+            let missing: Vec<String> = PaperSetting::ALL
                 .iter()
                 .filter(|s| !scores.iter().any(|(x, _)| x == *s))
                 .map(|s| format!("{s:?}"))
@@ -287,7 +287,7 @@ mod tests {
     fn settings_of_benchmark_and_mode() {
         assert_eq!(
             setting_of(Benchmark::Mgsm, Mode::Cot),
-            Some(Setting::MgsmCot)
+            Some(PaperSetting::MgsmCot)
         );
         assert_eq!(setting_of(Benchmark::Gsm8k, Mode::Cot), None);
         assert_eq!(setting_of(Benchmark::Bbh, Mode::ZeroShotCot), None);

@@ -3,7 +3,7 @@
 
 use crate::item::{Benchmark, EvalItem, RankBy};
 use crate::metrics::{accuracy_stderr, mean, Tally};
-use crate::model::{EvalModel, GenerateRequest, GenerationConfig};
+use crate::model::{EvalModel, GenerateRequest, Decoding};
 use crate::vote::{accuracy_by_k, majority_vote};
 use crate::{Error, Result};
 use flan_data::{Overlong, TruncationCounts};
@@ -252,7 +252,7 @@ pub fn run(
         }
     }
     let gen_config = match &opts.self_consistency {
-        Some(sc) => GenerationConfig {
+        Some(sc) => Decoding {
             max_new_tokens: opts.max_new_tokens,
             do_sample: true,
             temperature: sc.temperature,
@@ -260,7 +260,7 @@ pub fn run(
             top_p: sc.top_p,
             num_return_sequences: sc.k,
         },
-        None => GenerationConfig::greedy(opts.max_new_tokens),
+        None => Decoding::greedy(opts.max_new_tokens),
     };
     // Every prompt is measured against the model's limit before anything runs.
     let input_limit = model.max_input_tokens();

@@ -1,7 +1,7 @@
 //! A model that answers from a script: for tests and for checking the evaluator end to end
 //! without weights. Tokens are counted as whitespace-separated words plus EOS.
 
-use crate::model::{EvalModel, GenerateRequest, GenerationConfig};
+use crate::model::{EvalModel, GenerateRequest, Decoding};
 use crate::text::py_split;
 use crate::Result;
 
@@ -52,7 +52,7 @@ impl EvalModel for ScriptedModel {
     fn generate(
         &mut self,
         requests: &[GenerateRequest],
-        config: &GenerationConfig,
+        config: &Decoding,
     ) -> Result<Vec<Vec<String>>> {
         self.calls += 1;
         Ok(requests

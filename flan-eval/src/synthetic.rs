@@ -13,7 +13,7 @@ use std::time::Instant;
 use flan_data::synthetic::{EvalItem, EvalSummary, Suite};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{EvalModel, GenerateRequest, GenerationConfig};
+use crate::model::{EvalModel, GenerateRequest, Decoding};
 use crate::{Error, Result};
 
 /// How the items are run.
@@ -81,7 +81,7 @@ pub fn run_synthetic(
     let mut done = 0;
     for batch in order.chunks(options.batch_size) {
         let longest = batch.iter().map(|&i| lengths[i]).max().unwrap_or(0);
-        let config = GenerationConfig::greedy(longest + options.slack_tokens);
+        let config = Decoding::greedy(longest + options.slack_tokens);
         let requests: Vec<GenerateRequest> = batch
             .iter()
             .map(|&i| GenerateRequest {
@@ -199,7 +199,7 @@ mod tests {
             fn generate(
                 &mut self,
                 _: &[GenerateRequest],
-                _: &GenerationConfig,
+                _: &Decoding,
             ) -> Result<Vec<Vec<String>>> {
                 Ok(Vec::new())
             }
