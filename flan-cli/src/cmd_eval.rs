@@ -44,6 +44,8 @@ enum BenchmarkArg {
     Mgsm,
     Gsm8k,
     Tydiqa,
+    /// flan-data's synthetic suite (generated; no --data).
+    Synthetic,
 }
 
 impl From<BenchmarkArg> for Benchmark {
@@ -54,6 +56,7 @@ impl From<BenchmarkArg> for Benchmark {
             BenchmarkArg::Mgsm => Benchmark::Mgsm,
             BenchmarkArg::Gsm8k => Benchmark::Gsm8k,
             BenchmarkArg::Tydiqa => Benchmark::Tydiqa,
+            BenchmarkArg::Synthetic => Benchmark::Synthetic,
         }
     }
 }
@@ -119,22 +122,28 @@ struct RunArgs {
     #[arg(long, value_enum)]
     mode: ModeArg,
     /// Benchmark data: BBH dir (tasks/, cot-prompts/), MMLU dir (dev/, test/), MGSM dir,
-    /// GSM8K test.jsonl, or TyDiQA GoldP JSONL.
-    #[arg(long)]
-    data: PathBuf,
+    /// GSM8K test.jsonl, or TyDiQA GoldP JSONL (required except for the generated synthetic
+    /// suite).
+    #[arg(long, required_if_eq_any = [
+        ("benchmark", "mmlu"), ("benchmark", "bbh"), ("benchmark", "mgsm"),
+        ("benchmark", "gsm8k"), ("benchmark", "tydiqa"),
+    ])]
+    data: Option<PathBuf>,
     /// Directory for samples_*.jsonl, results_*.json and results_*.md.
     #[arg(long)]
     output: PathBuf,
-    /// At most N items per task (at least 1).
+    /// At most N items per task (at least 1); the synthetic suite: items per family, template
+    /// set and mode (default 8).
     #[arg(long, value_parser = values::at_least_one)]
     limit: Option<usize>,
-    /// Only these tasks (comma-separated BBH tasks, MMLU subjects, MGSM or TyDiQA languages).
+    /// Only these tasks (comma-separated BBH tasks, MMLU subjects, MGSM or TyDiQA languages,
+    /// synthetic families).
     #[arg(long, value_delimiter = ',')]
     tasks: Option<Vec<String>>,
     /// Exemplars JSONL (math worked solutions; MMLU CoT rationales).
     #[arg(long)]
     exemplars: Option<PathBuf>,
-    /// Exemplars per prompt before budget trimming (math 8, MMLU 5).
+    /// Exemplars per prompt before budget trimming (math 8, MMLU 5; synthetic: direct 0, CoT 2).
     #[arg(long)]
     shots: Option<usize>,
     /// MMLU direct: first-token rank classification, generation, or whole-letter scoring.
@@ -170,7 +179,7 @@ struct RunArgs {
     /// Nucleus (top-p) filter for self-consistency sampling, in (0, 1].
     #[arg(long, value_parser = values::nucleus)]
     top_p: Option<f64>,
-    /// Seed of all sampling.
+    /// Seed of all sampling, and of the synthetic suite's generated items.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Device: cpu, cuda, cuda:N or auto.
@@ -260,7 +269,9 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
     if a.max_input_tokens == 0 {
         return Err(usage("--max-input-tokens must be at least 1 (the EOS)").into());
     }
-    let mut suite = SuiteOptions::new(a.benchmark.into(), mode, &a.data);
+    let benchmark: Benchmark = a.benchmark.into();
+    let mut suite = SuiteOptions::new(benchmark, mode, a.data.clone().unwrap_or_default());
+    suite.seed = a.seed;
     suite.tasks = a.tasks.clone();
     suite.limit = a.limit;
     suite.exemplars = a.exemplars.clone();
@@ -282,6 +293,9 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
         }),
         seed: a.seed,
         overlong: a.overlong,
+        // Only the synthetic suite's items carry references to bound generation by.
+        reference_slack: (benchmark == Benchmark::Synthetic)
+            .then_some(flan_eval::synthetic::REFERENCE_SLACK),
     };
     Ok(RunSettings {
         suite,

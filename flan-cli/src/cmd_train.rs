@@ -253,11 +253,12 @@ struct BenchmarkHook {
 
 impl BenchmarkHook {
     fn new(cfg: &TrainConfig) -> Result<Self> {
-        let data_dir = cfg
-            .eval
-            .data_dir
-            .clone()
-            .context("eval.data_dir is required for evaluation during training (the folder with bbh/, mgsm/, gsm8k/, mmlu/, tydiqa/)")?;
+        let data_dir = || {
+            cfg.eval.data_dir.clone().context(
+                "eval.data_dir is required for evaluation during training on a benchmark read \
+                 from files (the folder with bbh/, mgsm/, gsm8k/, mmlu/, tydiqa/)",
+            )
+        };
         let mut evaluations = Vec::new();
         for entry in &cfg.eval.benchmarks {
             let (b, m) = entry.split_once(':').unwrap_or((entry.as_str(), "direct"));
@@ -268,10 +269,12 @@ impl BenchmarkHook {
                 .parse()
                 .with_context(|| format!("eval.benchmarks entry `{entry}`"))?;
             let data = match benchmark {
-                Benchmark::Gsm8k => data_dir.join("gsm8k").join("test.jsonl"),
-                other => data_dir.join(other.to_string()),
+                // Generated, not read.
+                Benchmark::Synthetic => PathBuf::new(),
+                Benchmark::Gsm8k => data_dir()?.join("gsm8k").join("test.jsonl"),
+                other => data_dir()?.join(other.to_string()),
             };
-            if !data.exists() {
+            if benchmark != Benchmark::Synthetic && !data.exists() {
                 bail!(
                     "eval.benchmarks entry `{entry}`: {} does not exist",
                     data.display()
@@ -308,12 +311,15 @@ impl BenchmarkHook {
         for e in &self.evaluations {
             let mut suite_opts = SuiteOptions::new(e.benchmark, e.mode, &e.data);
             suite_opts.limit = self.limit;
+            suite_opts.seed = self.seed;
             // On the device of the weights being trained: this rank's.
             let mut eval_model =
                 flan_eval_t5::load(&self.scratch, model.device(), suite_opts.max_input_tokens)?;
             let items = suite::build_items(&suite_opts, &mut |t| eval_model.count_tokens(t))?;
             let opts = RunOptions {
                 seed: self.seed,
+                // Only the synthetic suite's items carry references to bound generation by.
+                reference_slack: Some(flan_eval::synthetic::REFERENCE_SLACK),
                 ..RunOptions::default()
             };
             let result = runner::run(&mut eval_model, &items, &opts, &mut |_, _| {})?;

@@ -9,10 +9,12 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use flan_data::synthetic::{EvalItem, Setting, StandardEval, Suite};
+use flan_data::synthetic::Suite;
 use flan_data::Tokenizer;
+use flan_eval::breakdown::Breakdown;
 use flan_eval::finetune_report::{terminal_table, write_report, FinetuneReport, ReportFiles};
-use flan_eval::synthetic::{run_synthetic, SyntheticOptions, SyntheticPrediction, SyntheticRun};
+use flan_eval::runner::{self, RunOptions, RunResult, SampleRecord};
+use flan_eval::{report, synthetic, EvalItem};
 use flan_train::card::EvalTable;
 use flan_train::config::{SyntheticEvalSection, TrainConfig};
 use flan_train::trainer::TrainSummary;
@@ -20,11 +22,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use flan_eval_t5::T5EvalModel;
 
-/// The suite, its items and where the results go.
+/// The suite's items, how they run and where the results go.
 pub struct SyntheticEvaluation {
-    suite: Suite,
     items: Vec<EvalItem>,
-    options: SyntheticOptions,
+    options: RunOptions,
     dir: PathBuf,
 }
 
@@ -32,66 +33,56 @@ impl SyntheticEvaluation {
     /// The plan of `section`, results under `cfg.output_dir/eval`.
     pub fn new(cfg: &TrainConfig, section: &SyntheticEvalSection) -> Result<Self> {
         let suite = Suite::new().context("building the synthetic suite")?;
-        let items = suite
-            .standard_eval(&StandardEval {
-                seed: section.seed,
-                items_per_cell: section.items_per_cell,
-                shots: section.shots,
-            })
+        let items = synthetic::standard_items(&suite, &section.plan())
             .context("building the synthetic evaluation items")?;
         Ok(SyntheticEvaluation {
-            suite,
             items,
-            options: SyntheticOptions {
-                batch_size: section.batch_size,
-                ..SyntheticOptions::default()
-            },
+            options: synthetic::run_options(section.batch_size),
             dir: cfg.output_dir.join("eval"),
         })
     }
 
-    fn run(&self, model: &mut T5EvalModel, what: &str) -> Result<SyntheticRun> {
+    fn run(&self, model: &mut T5EvalModel, what: &str) -> Result<RunResult> {
         let bar = ProgressBar::new(self.items.len() as u64).with_style(
             ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} prompts ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_message(format!("evaluating {what}"));
-        let run = run_synthetic(
-            model,
-            &self.suite,
-            &self.items,
-            &self.options,
-            &mut |done, _| bar.set_position(done as u64),
-        )?;
+        let run = runner::run(model, &self.items, &self.options, &mut |done, _| {
+            bar.set_position(done as u64)
+        })?;
         bar.finish_and_clear();
+        let overall = Breakdown::of(&run.samples).overall;
         tracing::info!(
             "evaluated {what}: {} of {} prompts correct ({:.1}%) in {:.0} s",
-            run.summary.overall.correct,
-            run.summary.overall.n,
-            100.0 * run.summary.overall.accuracy,
+            overall.correct,
+            overall.n,
+            overall.percent(),
             run.seconds
         );
         std::fs::create_dir_all(&self.dir).with_context(|| self.dir.display().to_string())?;
-        write_predictions(&self.dir.join(format!("predictions-{what}.jsonl")), &run)?;
+        report::samples_file(
+            &self.dir.join(format!("predictions-{what}.jsonl")),
+            &run.samples,
+        )?
+        .commit()?;
         Ok(run)
     }
 
     /// The suite on the model as training starts from it. The result is kept in
     /// `eval/before.json`, so a resumed run reuses it instead of evaluating a checkpoint.
-    pub fn before(&self, cfg: &TrainConfig) -> Result<SyntheticRun> {
+    pub fn before(&self, cfg: &TrainConfig) -> Result<RunResult> {
         let cached = self.dir.join("before.json");
         if cached.exists() {
             let text = std::fs::read_to_string(&cached)
                 .with_context(|| format!("reading {}", cached.display()))?;
-            let run: SyntheticRun = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a saved evaluation", cached.display()))?;
-            if run.predictions.len() == self.items.len()
-                && run
-                    .predictions
-                    .iter()
-                    .zip(&self.items)
-                    .all(|(p, i)| &p.item == i)
-            {
+            // A file this version cannot read (an older layout) is evaluated again, as is
+            // one made with other settings.
+            let run: Option<RunResult> = serde_json::from_str(&text).ok();
+            if let Some(run) = run.filter(|run| {
+                run.samples.len() == self.items.len()
+                    && run.samples.iter().zip(&self.items).all(|(s, i)| s.is_of(i))
+            }) {
                 tracing::info!(
                     "using the evaluation before training from {}",
                     cached.display()
@@ -99,7 +90,7 @@ impl SyntheticEvaluation {
                 return Ok(run);
             }
             tracing::info!(
-                "{} was made with other evaluation settings; evaluating again",
+                "{} was made with other evaluation settings or by another version; evaluating again",
                 cached.display()
             );
         }
@@ -121,7 +112,7 @@ impl SyntheticEvaluation {
         cfg: &TrainConfig,
         model_dir: &Path,
         train: &TrainSummary,
-        before: SyntheticRun,
+        before: RunResult,
     ) -> Result<(ReportFiles, EvalTable)> {
         // The device the model was trained and evaluated on before training.
         let mut model = flan_eval_t5::load(model_dir, cfg.tch_device()?, usize::MAX)?;
@@ -140,9 +131,9 @@ impl SyntheticEvaluation {
             train: serde_json::to_value(train)?,
             loss: loss_curve(&cfg.output_dir.join("metrics.jsonl"))?,
             eval_seconds: (before.seconds, after.seconds),
-            samples: samples(&after.predictions),
-            before: before.summary,
-            after: after.summary,
+            samples: samples(&after.samples),
+            before: Breakdown::of(&before.samples),
+            after: Breakdown::of(&after.samples),
         };
         let files = write_report(&self.dir, &report)?;
         let mut rows: Vec<(String, String)> = report
@@ -154,14 +145,10 @@ impl SyntheticEvaluation {
                     .before
                     .by_setting_all_modes
                     .get(setting)
-                    .map_or(0.0, |s| s.accuracy);
+                    .map_or(0.0, |s| s.percent());
                 (
                     format!("{setting} ({} prompts)", after.n),
-                    format!(
-                        "{:.1}% (before: {:.1}%)",
-                        100.0 * after.accuracy,
-                        100.0 * before
-                    ),
+                    format!("{:.1}% (before: {before:.1}%)", after.percent()),
                 )
             })
             .collect();
@@ -169,8 +156,8 @@ impl SyntheticEvaluation {
             format!("all ({} prompts)", report.after.overall.n),
             format!(
                 "{:.1}% (before: {:.1}%)",
-                100.0 * report.after.overall.accuracy,
-                100.0 * report.before.overall.accuracy
+                report.after.overall.percent(),
+                report.before.overall.percent()
             ),
         ));
         let table = EvalTable {
@@ -185,16 +172,6 @@ impl SyntheticEvaluation {
         );
         Ok((files, table))
     }
-}
-
-/// Every prediction as one JSON line (item, output, correct).
-fn write_predictions(path: &Path, run: &SyntheticRun) -> Result<()> {
-    let mut text = String::new();
-    for p in &run.predictions {
-        text.push_str(&serde_json::to_string(p)?);
-        text.push('\n');
-    }
-    std::fs::write(path, text).with_context(|| path.display().to_string())
 }
 
 /// `(step, loss)` of the training records in `metrics.jsonl`; when a resumed run logged a step
@@ -220,11 +197,11 @@ fn loss_curve(metrics: &Path) -> Result<Vec<(u64, f64)>> {
 
 /// The first item of every (setting, prompt form) cell, right or wrong: a fixed choice, so the
 /// samples are not picked for looking good.
-fn samples(predictions: &[SyntheticPrediction]) -> Vec<SyntheticPrediction> {
+fn samples(records: &[SampleRecord]) -> Vec<SampleRecord> {
     let mut seen = std::collections::BTreeSet::new();
-    predictions
+    records
         .iter()
-        .filter(|p| seen.insert((Setting::of(&p.item), p.item.mode.name())))
+        .filter(|r| seen.insert((r.exposure, r.mode, r.n_shot)))
         .cloned()
         .collect()
 }

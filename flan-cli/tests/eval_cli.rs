@@ -183,3 +183,70 @@ fn run_on_the_tiny_fixture_writes_reports_and_average_needs_six_settings() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing MmluDirect"));
 }
+
+#[test]
+fn the_synthetic_suite_runs_without_data_and_reports_its_exposures() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let model = repo_path("flan-model/tests/fixtures/v1_1");
+    let out = flan(&[
+        "eval",
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--benchmark",
+        "synthetic",
+        "--mode",
+        "zero-shot-cot",
+        // A trained family (seen and held-out templates) and a held-out one.
+        "--tasks",
+        "day_after,day_before",
+        "--limit",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--output",
+        out_dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out_dir.path().join("results_synthetic_zero-shot-cot.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(results["n-samples"]["day_after"]["effective"], 2);
+    assert_eq!(results["n-samples"]["day_before"]["effective"], 1);
+    for exposure in ["seen_templates", "held_out_templates", "held_out_family"] {
+        assert_eq!(
+            results["breakdown"]["by_setting"][exposure]["cot"]["n"], 1,
+            "{exposure}: {results}"
+        );
+    }
+    let samples =
+        std::fs::read_to_string(out_dir.path().join("samples_synthetic_zero-shot-cot.jsonl"))
+            .unwrap();
+    assert_eq!(samples.lines().count(), 3);
+    assert!(
+        samples.contains(r#""exposure":"held_out_family""#),
+        "{samples}"
+    );
+
+    // A benchmark read from files still needs --data.
+    let out = flan(&[
+        "eval",
+        "run",
+        "--model",
+        model.to_str().unwrap(),
+        "--benchmark",
+        "bbh",
+        "--mode",
+        "cot",
+        "--output",
+        out_dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--data"));
+}

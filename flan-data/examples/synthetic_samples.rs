@@ -1,7 +1,8 @@
 //! Prints a few rendered items of every synthetic family, to read what the model will see:
 //! `cargo run -p flan-data --example synthetic_samples [-- FAMILY]`.
 
-use flan_data::synthetic::{self, EvalRequest, Mode, Suite, TemplateSet};
+use flan_data::mode::Mode;
+use flan_data::synthetic::{self, EvalRequest, Suite, TemplateSet};
 
 fn main() -> flan_data::Result<()> {
     let only = std::env::args().nth(1);
@@ -12,19 +13,20 @@ fn main() -> flan_data::Result<()> {
         }
         let held = if def.held_out { " (held out)" } else { "" };
         println!("=== {} [{}]{held}", def.name, def.group);
-        let mut modes = vec![Mode::ZeroShot, Mode::FewShot(1)];
+        let mut modes = vec![(Mode::Direct, 0), (Mode::Direct, 1)];
         if def.has_rationale {
-            modes.push(Mode::Cot);
+            modes.push((Mode::ZeroShotCot, 0));
         }
-        for mode in modes {
+        for (mode, shots) in modes {
             let request = EvalRequest {
                 seed: 0,
                 n: 1,
                 templates: TemplateSet::All,
                 mode,
+                shots,
             };
             for item in suite.eval_items(def.name, &request)? {
-                println!("--- {} template {}", mode.name(), item.template);
+                println!("--- {} template {}", mode.label(shots), item.template);
                 println!("{}\n>>> {}", item.inputs, item.targets);
             }
         }

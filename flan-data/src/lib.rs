@@ -59,6 +59,7 @@ pub mod error;
 pub mod example;
 pub mod hash;
 pub mod mixture;
+pub mod mode;
 pub mod pack;
 pub mod pipeline;
 pub mod records;

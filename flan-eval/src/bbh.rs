@@ -226,6 +226,9 @@ pub fn build_items(
                 rule,
                 n_shot,
                 choices: None,
+                mode,
+                exposure: None,
+                reference: None,
             }
         })
         .collect())

@@ -8,20 +8,18 @@
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use flan_data::synthetic::{EvalSummary, Score, Setting};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::breakdown::Breakdown;
 use crate::chart::{bar_chart, line_chart, BarGroup, Series};
-use crate::synthetic::SyntheticPrediction;
+use crate::item::Exposure;
+use crate::metrics::Tally;
+use crate::runner::SampleRecord;
 use crate::{Error, Result};
 
-/// The settings in the order reports show them.
-const SETTINGS: [Setting; 3] = [
-    Setting::SeenTemplates,
-    Setting::HeldOutTemplates,
-    Setting::HeldOutFamily,
-];
+/// The exposures in the order reports show them.
+const SETTINGS: [Exposure; 3] = Exposure::ALL;
 
 /// What a report is made from.
 #[derive(Debug, Clone, Serialize)]
@@ -35,13 +33,13 @@ pub struct FinetuneReport {
     /// `(step, loss)` of every logged training step.
     pub loss: Vec<(u64, f64)>,
     /// The suite on the model before training.
-    pub before: EvalSummary,
+    pub before: Breakdown,
     /// The suite on the trained model.
-    pub after: EvalSummary,
+    pub after: Breakdown,
     /// Seconds of the two evaluations.
     pub eval_seconds: (f64, f64),
     /// A few outputs of the trained model, shown in the report.
-    pub samples: Vec<SyntheticPrediction>,
+    pub samples: Vec<SampleRecord>,
 }
 
 /// The files a report consists of.
@@ -55,34 +53,29 @@ pub struct ReportFiles {
     pub charts: Vec<PathBuf>,
 }
 
-fn setting_score(summary: &EvalSummary, setting: Setting) -> Option<Score> {
-    summary.by_setting_all_modes.get(setting.name()).copied()
-}
-
-fn pct(score: Option<Score>) -> String {
+fn pct(score: Option<Tally>) -> String {
     match score {
-        Some(s) if s.n > 0 => format!("{:.1}%", 100.0 * s.accuracy),
+        Some(s) if s.n > 0 => format!("{:.1}%", s.percent()),
         _ => "n/a".into(),
     }
 }
 
-fn label(setting: Setting) -> &'static str {
+fn label(setting: Exposure) -> &'static str {
     match setting {
-        Setting::SeenTemplates => "trained families, seen templates",
-        Setting::HeldOutTemplates => "trained families, held-out templates",
-        Setting::HeldOutFamily => "held-out families",
+        Exposure::SeenTemplates => "trained families, seen templates",
+        Exposure::HeldOutTemplates => "trained families, held-out templates",
+        Exposure::HeldOutFamily => "held-out families",
     }
 }
 
 /// What the run shows on entirely held-out families, in one plain sentence.
-pub fn held_out_family_verdict(before: &EvalSummary, after: &EvalSummary) -> String {
-    let name = Setting::HeldOutFamily.name();
+pub fn held_out_family_verdict(before: &Breakdown, after: &Breakdown) -> String {
     match (
-        before.by_setting_all_modes.get(name),
-        after.by_setting_all_modes.get(name),
+        before.exposure(Exposure::HeldOutFamily),
+        after.exposure(Exposure::HeldOutFamily),
     ) {
         (Some(b), Some(a)) if a.n > 0 => {
-            let diff = 100.0 * (a.accuracy - b.accuracy);
+            let diff = a.percent() - b.percent();
             let verdict = if a.correct > b.correct {
                 "above"
             } else if a.correct == b.correct {
@@ -93,10 +86,10 @@ pub fn held_out_family_verdict(before: &EvalSummary, after: &EvalSummary) -> Str
             format!(
                 "On entirely held-out families the trained model scored {:.1}% ({} of {}), {verdict} \
                  the untrained model's {:.1}% ({} of {}); difference {diff:+.1} points.",
-                100.0 * a.accuracy,
+                a.percent(),
                 a.correct,
                 a.n,
-                100.0 * b.accuracy,
+                b.percent(),
                 b.correct,
                 b.n
             )
@@ -106,18 +99,18 @@ pub fn held_out_family_verdict(before: &EvalSummary, after: &EvalSummary) -> Str
 }
 
 /// The short table printed at the end of a run: accuracy per setting before and after.
-pub fn terminal_table(before: &EvalSummary, after: &EvalSummary) -> String {
+pub fn terminal_table(before: &Breakdown, after: &Breakdown) -> String {
     let mut out = format!(
         "{:<40} {:>8} {:>8} {:>6}\n",
         "setting", "before", "after", "items"
     );
     for setting in SETTINGS {
-        let a = setting_score(after, setting);
+        let a = after.exposure(setting);
         let _ = writeln!(
             out,
             "{:<40} {:>8} {:>8} {:>6}",
             label(setting),
-            pct(setting_score(before, setting)),
+            pct(before.exposure(setting)),
             pct(a),
             a.map_or(0, |s| s.n)
         );
@@ -154,51 +147,6 @@ fn write_file(path: &Path, text: &str) -> Result<()> {
     })
 }
 
-/// The modes present in a summary, in a stable order (zero-shot first).
-fn modes(summary: &EvalSummary) -> Vec<String> {
-    let mut modes: Vec<String> = summary
-        .by_setting
-        .values()
-        .flat_map(|m| m.keys().cloned())
-        .collect();
-    modes.sort_by_key(|m| (!m.starts_with("zero"), m.contains("cot"), m.clone()));
-    modes.dedup();
-    modes
-}
-
-fn mode_score(summary: &EvalSummary, setting: Setting, mode: &str) -> Option<Score> {
-    summary
-        .by_setting
-        .get(setting.name())
-        .and_then(|m| m.get(mode))
-        .copied()
-}
-
-fn family_score(summary: &EvalSummary, family: &str, setting: Setting) -> Option<Score> {
-    summary
-        .by_family
-        .get(family)
-        .and_then(|s| s.get(setting.name()))
-        .copied()
-}
-
-/// A family's accuracy over all its items.
-fn family_total(summary: &EvalSummary, family: &str) -> Score {
-    let mut total = Score::default();
-    if let Some(by_setting) = summary.by_family.get(family) {
-        for s in by_setting.values() {
-            total.n += s.n;
-            total.correct += s.correct;
-        }
-    }
-    total.accuracy = if total.n > 0 {
-        total.correct as f64 / total.n as f64
-    } else {
-        0.0
-    };
-    total
-}
-
 /// Writes `results.json`, `report.md` and `charts/*.svg` into `dir`.
 pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> {
     let charts_dir = dir.join("charts");
@@ -208,7 +156,7 @@ pub fn write_report(dir: &Path, report: &FinetuneReport) -> Result<ReportFiles> 
     })?;
     let verdict = held_out_family_verdict(&report.before, &report.after);
     let families = Families::of(&report.after);
-    let all_modes = modes(&report.after);
+    let all_modes = report.after.forms();
 
     let mut charts = Vec::new();
     for (name, svg) in chart_svgs(report, &families, &all_modes) {
@@ -240,11 +188,11 @@ struct Families {
 }
 
 impl Families {
-    fn of(after: &EvalSummary) -> Families {
+    fn of(after: &Breakdown) -> Families {
         let held_out: Vec<String> = after
             .by_family
             .iter()
-            .filter(|(_, s)| s.contains_key(Setting::HeldOutFamily.name()))
+            .filter(|(_, s)| s.contains_key(Exposure::HeldOutFamily.name()))
             .map(|(f, _)| f.clone())
             .collect();
         let mut ordered: Vec<String> = after.by_family.keys().cloned().collect();
@@ -289,8 +237,8 @@ fn chart_svgs(
                 f.to_string()
             },
             values: vec![
-                100.0 * family_total(&report.before, f).accuracy,
-                100.0 * family_total(&report.after, f).accuracy,
+                report.before.family_total(f).percent(),
+                report.after.family_total(f).percent(),
             ],
         })
         .collect();
@@ -305,13 +253,13 @@ fn chart_svgs(
     for setting in SETTINGS {
         for mode in all_modes {
             let (b, a) = (
-                mode_score(&report.before, setting, mode),
-                mode_score(&report.after, setting, mode),
+                report.before.form(setting, mode),
+                report.after.form(setting, mode),
             );
             if let (Some(b), Some(a)) = (b, a) {
                 setting_groups.push(BarGroup {
                     label: format!("{} · {mode}", setting.name().replace('_', " ")),
-                    values: vec![100.0 * b.accuracy, 100.0 * a.accuracy],
+                    values: vec![b.percent(), a.percent()],
                 });
             }
         }
@@ -335,11 +283,8 @@ fn results_json(report: &FinetuneReport, verdict: &str) -> serde_json::Value {
     let delta: serde_json::Map<String, serde_json::Value> = SETTINGS
         .iter()
         .filter_map(|&s| {
-            let (b, a) = (
-                setting_score(&report.before, s)?,
-                setting_score(&report.after, s)?,
-            );
-            Some((s.name().to_string(), json!(a.accuracy - b.accuracy)))
+            let (b, a) = (report.before.exposure(s)?, report.after.exposure(s)?);
+            Some((s.name().to_string(), json!(a.fraction() - b.fraction())))
         })
         .collect();
     json!({
@@ -387,12 +332,12 @@ fn summary_markdown(report: &FinetuneReport, families: &Families, verdict: &str)
         "## Before and after\n\n| setting | before | after | items |\n|---|---:|---:|---:|\n",
     );
     for setting in SETTINGS {
-        let a = setting_score(&report.after, setting);
+        let a = report.after.exposure(setting);
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} |",
             label(setting),
-            pct(setting_score(&report.before, setting)),
+            pct(report.before.exposure(setting)),
             pct(a),
             a.map_or(0, |s| s.n)
         );
@@ -402,8 +347,8 @@ fn summary_markdown(report: &FinetuneReport, families: &Families, verdict: &str)
         .held_out
         .iter()
         .map(|f| {
-            let s = family_total(&report.after, f);
-            format!("{f} {:.1}% ({} of {})", 100.0 * s.accuracy, s.correct, s.n)
+            let s = report.after.family_total(f);
+            format!("{f} {:.1}% ({} of {})", s.percent(), s.correct, s.n)
         })
         .collect();
     let per_family = if per_family.is_empty() {
@@ -434,12 +379,12 @@ fn tables_markdown(report: &FinetuneReport, families: &Families, all_modes: &[St
     md.push_str("## By prompt form\n\n| setting | form | before | after | items |\n|---|---|---:|---:|---:|\n");
     for setting in SETTINGS {
         for mode in all_modes {
-            if let Some(a) = mode_score(&report.after, setting, mode) {
+            if let Some(a) = report.after.form(setting, mode) {
                 let _ = writeln!(
                     md,
                     "| {} | {mode} | {} | {} | {} |",
                     label(setting),
-                    pct(mode_score(&report.before, setting, mode)),
+                    pct(report.before.form(setting, mode)),
                     pct(Some(a)),
                     a.n
                 );
@@ -453,10 +398,10 @@ fn tables_markdown(report: &FinetuneReport, families: &Families, all_modes: &[St
             md,
             "| {f} | {} | {} | {} | {} | {} |",
             if families.is_held_out(f) { "yes" } else { "no" },
-            pct(Some(family_total(&report.before, f))),
-            pct(family_score(&report.after, f, Setting::SeenTemplates)),
-            pct(family_score(&report.after, f, Setting::HeldOutTemplates)),
-            pct(family_score(&report.after, f, Setting::HeldOutFamily)),
+            pct(Some(report.before.family_total(f))),
+            pct(report.after.family(f, Exposure::SeenTemplates)),
+            pct(report.after.family(f, Exposure::HeldOutTemplates)),
+            pct(report.after.family(f, Exposure::HeldOutFamily)),
         );
     }
     md
@@ -471,13 +416,13 @@ fn samples_markdown(report: &FinetuneReport) -> String {
             let _ = writeln!(
                 md,
                 "- **{}** ({}, {}, {}): `{}` → `{}` (expected `{}`)",
-                s.item.family,
-                Setting::of(&s.item).name(),
-                s.item.mode.name(),
+                s.task,
+                s.exposure.map_or("-", Exposure::name),
+                s.mode.label(s.n_shot),
                 if s.correct { "correct" } else { "wrong" },
-                one_line(&s.item.inputs, 160),
-                one_line(&s.prediction, 120),
-                one_line(&s.item.targets, 120)
+                one_line(&s.prompt, 160),
+                one_line(s.outputs.first().map_or("", String::as_str), 120),
+                one_line(&s.targets.join(" | "), 120)
             );
         }
     }
@@ -503,8 +448,9 @@ fn one_line(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::run;
     use crate::scripted::ScriptedModel;
-    use crate::synthetic::{run_synthetic, SyntheticOptions};
+    use crate::synthetic::{run_options, standard_items};
     use flan_data::synthetic::{StandardEval, Suite};
     use std::collections::HashMap;
 
@@ -516,20 +462,16 @@ mod tests {
             items_per_cell: 2,
             shots: 1,
         };
-        let items = suite.standard_eval(&plan).unwrap();
+        let items = standard_items(&suite, &plan).unwrap();
         let mut silent = ScriptedModel::new(|_, _, _| String::new());
-        let before = run_synthetic(
-            &mut silent,
-            &suite,
-            &items,
-            &SyntheticOptions::default(),
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let before = run(&mut silent, &items, &run_options(64), &mut |_, _| {}).unwrap();
         // Knows every trained family, nothing of the held-out ones.
         let answers: HashMap<String, (bool, String)> = items
             .iter()
-            .map(|i| (i.inputs.clone(), (i.held_out_family, i.targets.clone())))
+            .map(|i| {
+                let held_out = i.exposure == Some(Exposure::HeldOutFamily);
+                (i.prompt.clone(), (held_out, i.reference.clone().unwrap()))
+            })
             .collect();
         let mut trained = ScriptedModel::new(move |p, _, _| {
             let (held_out, target) = &answers[p];
@@ -539,24 +481,17 @@ mod tests {
                 target.clone()
             }
         });
-        let after = run_synthetic(
-            &mut trained,
-            &suite,
-            &items,
-            &SyntheticOptions::default(),
-            &mut |_, _| {},
-        )
-        .unwrap();
+        let after = run(&mut trained, &items, &run_options(64), &mut |_, _| {}).unwrap();
         let report = FinetuneReport {
             model: "scripted".into(),
             parameters: 1_500_000,
             train: json!({"steps": 3, "seconds": 1.5, "examples_seen": 30, "target_tokens_seen": 300,
                           "tokens_per_second": 200.0, "final_loss": 1.0, "recent_mean_loss": 1.2}),
             loss: vec![(1, 5.0), (2, 3.0), (3, 1.0)],
-            before: before.summary.clone(),
-            after: after.summary.clone(),
+            before: Breakdown::of(&before.samples),
+            after: Breakdown::of(&after.samples),
             eval_seconds: (before.seconds, after.seconds),
-            samples: after.predictions[..2].to_vec(),
+            samples: after.samples[..2].to_vec(),
         };
         let dir = tempfile::tempdir().unwrap();
         let files = write_report(dir.path(), &report).unwrap();
@@ -602,30 +537,20 @@ mod tests {
 
     #[test]
     fn the_verdict_follows_the_numbers() {
-        let mut before = EvalSummary::default();
-        let mut after = EvalSummary::default();
-        let name = Setting::HeldOutFamily.name().to_string();
-        before.by_setting_all_modes.insert(
-            name.clone(),
-            Score {
-                n: 10,
-                correct: 2,
-                accuracy: 0.2,
-            },
-        );
-        after.by_setting_all_modes.insert(
-            name,
-            Score {
-                n: 10,
-                correct: 1,
-                accuracy: 0.1,
-            },
-        );
+        let mut before = Breakdown::default();
+        let mut after = Breakdown::default();
+        let name = Exposure::HeldOutFamily.name().to_string();
+        before
+            .by_setting_all_modes
+            .insert(name.clone(), Tally { n: 10, correct: 2 });
+        after
+            .by_setting_all_modes
+            .insert(name, Tally { n: 10, correct: 1 });
         let v = held_out_family_verdict(&before, &after);
         assert!(v.contains("below the untrained model's 20.0%"), "{v}");
         assert!(v.contains("-10.0 points"), "{v}");
         assert_eq!(
-            held_out_family_verdict(&EvalSummary::default(), &EvalSummary::default()),
+            held_out_family_verdict(&Breakdown::default(), &Breakdown::default()),
             "No held-out families were evaluated."
         );
     }

@@ -1,11 +1,15 @@
 //! One evaluation item (a prompt, its gold answers and the rule that scores it), and the
-//! benchmark/mode vocabulary shared by the readers, the runner and the re-scorer.
+//! benchmark vocabulary shared by the readers, the runner and the re-scorer. The prompting
+//! [`Mode`] is flan-data's, which renders the synthetic suite in the same modes.
 
 use crate::extract::{
     bbh_cot_answer, bbh_direct_answer, canonical_number, math_answer, mmlu_cot_letter, mmlu_letter,
 };
 use crate::squad;
 use crate::{Error, Result};
+pub use flan_data::mode::Mode;
+pub use flan_data::synthetic::Exposure;
+use flan_data::synthetic::{answer_after_last_phrase, normalize_whitespace};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -24,6 +28,9 @@ pub enum Benchmark {
     Gsm8k,
     /// TyDiQA GoldP.
     Tydiqa,
+    /// flan-data's synthetic instruction suite: generated, not read, with seen templates,
+    /// held-out templates and held-out families (each item's [`Exposure`]).
+    Synthetic,
 }
 
 impl Benchmark {
@@ -35,6 +42,7 @@ impl Benchmark {
             Benchmark::Mgsm => "mgsm",
             Benchmark::Gsm8k => "gsm8k",
             Benchmark::Tydiqa => "tydiqa",
+            Benchmark::Synthetic => "synthetic",
         }
     }
 }
@@ -54,59 +62,11 @@ impl FromStr for Benchmark {
             "mgsm" => Benchmark::Mgsm,
             "gsm8k" => Benchmark::Gsm8k,
             "tydiqa" => Benchmark::Tydiqa,
+            "synthetic" => Benchmark::Synthetic,
             other => {
                 return Err(Error::Config(format!(
-                    "unknown benchmark {other:?}; expected mmlu, bbh, mgsm, gsm8k or tydiqa"
-                )))
-            }
-        })
-    }
-}
-
-/// How the model is prompted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// Few-shot, answer only.
-    Direct,
-    /// Few-shot chain-of-thought.
-    Cot,
-    /// No exemplars; "Let's think step by step." appended.
-    ZeroShotCot,
-}
-
-impl Mode {
-    /// Name as on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Direct => "direct",
-            Mode::Cot => "cot",
-            Mode::ZeroShotCot => "zero-shot-cot",
-        }
-    }
-
-    /// Whether outputs carry a rationale before the answer.
-    pub fn is_cot(self) -> bool {
-        !matches!(self, Mode::Direct)
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Mode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "direct" => Mode::Direct,
-            "cot" => Mode::Cot,
-            "zero-shot-cot" => Mode::ZeroShotCot,
-            other => {
-                return Err(Error::Config(format!(
-                    "unknown mode {other:?}; expected direct, cot or zero-shot-cot"
+                    "unknown benchmark {other:?}; expected mmlu, bbh, mgsm, gsm8k, tydiqa or \
+                     synthetic"
                 )))
             }
         })
@@ -132,6 +92,12 @@ pub enum AnswerRule {
     MmluCot,
     /// Extractive QA: SQuAD-normalised exact match (and F1) against any gold answer.
     Squad,
+    /// Exact match after collapsing whitespace (the synthetic suite); with answer phrases
+    /// (chain-of-thought), of the text after the last phrase, and no phrase is no answer.
+    ExactMatch {
+        /// Phrases the answer follows; empty: the whole output is the answer.
+        answer_phrases: Vec<String>,
+    },
 }
 
 impl AnswerRule {
@@ -147,6 +113,12 @@ impl AnswerRule {
             AnswerRule::MmluLetter => mmlu_letter(output),
             AnswerRule::MmluCot => mmlu_cot_letter(output),
             AnswerRule::Squad => Some(crate::text::py_strip(output).to_string()),
+            AnswerRule::ExactMatch { answer_phrases } if answer_phrases.is_empty() => {
+                Some(normalize_whitespace(output))
+            }
+            AnswerRule::ExactMatch { answer_phrases } => {
+                answer_after_last_phrase(output, answer_phrases).map(normalize_whitespace)
+            }
         }
     }
 
@@ -164,6 +136,9 @@ impl AnswerRule {
                 .iter()
                 .any(|t| mmlu_letter(t).as_deref() == Some(answer)),
             AnswerRule::Squad => squad::max_exact_match(answer, targets),
+            AnswerRule::ExactMatch { .. } => {
+                targets.iter().any(|t| normalize_whitespace(t) == answer)
+            }
         }
     }
 
@@ -191,8 +166,17 @@ pub struct EvalItem {
     pub rule: AnswerRule,
     /// Exemplars kept in the prompt.
     pub n_shot: usize,
+    /// How the prompt was formed.
+    pub mode: Mode,
     /// Rank classification (MMLU): the candidate answers and how they are compared.
     pub choices: Option<Choices>,
+    /// How much of the item training saw (the synthetic suite, whose training is known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<Exposure>,
+    /// The whole reference output (the rationale too, in CoT modes), when the benchmark has
+    /// one: [`crate::runner::RunOptions::reference_slack`] bounds generation by its length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
 }
 
 /// How the candidates of a rank-classified item are compared.
@@ -220,11 +204,8 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for b in ["mmlu", "bbh", "mgsm", "gsm8k", "tydiqa"] {
+        for b in ["mmlu", "bbh", "mgsm", "gsm8k", "tydiqa", "synthetic"] {
             assert_eq!(b.parse::<Benchmark>().unwrap().name(), b);
-        }
-        for m in ["direct", "cot", "zero-shot-cot"] {
-            assert_eq!(m.parse::<Mode>().unwrap().name(), m);
         }
         assert!("mmlu-cot".parse::<Benchmark>().is_err());
     }

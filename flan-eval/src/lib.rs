@@ -9,9 +9,10 @@
 //! Main types: [`EvalModel`] (what a model must do), [`EvalItem`] (a prompt, its gold answers and
 //! its [`AnswerRule`]), [`suite::SuiteOptions`] and [`suite::build_items`] (benchmark readers and
 //! prompt builders), [`runner::run`] (batched evaluation, self-consistency), [`report`] (lm-eval
-//! style JSON, Markdown), [`rescore`] (score saved predictions of any system); for flan-data's
-//! synthetic suite, [`synthetic::run_synthetic`] and the before/after [`finetune_report`] with its
-//! SVG [`chart`]s.
+//! style JSON, Markdown), [`rescore`] (score saved predictions of any system). flan-data's
+//! synthetic suite is one more benchmark ([`synthetic`]): its items carry an [`Exposure`] (seen
+//! templates, held-out templates, held-out families), [`breakdown::Breakdown`] groups any run by
+//! it, and [`finetune_report`] compares two runs with SVG [`chart`]s.
 //!
 //! From the command line (`flan-cli`):
 //!
@@ -39,6 +40,7 @@
 #![deny(missing_docs)]
 
 pub mod bbh;
+pub mod breakdown;
 pub mod chart;
 mod error;
 pub mod extract;
@@ -60,5 +62,5 @@ pub mod tydiqa;
 pub mod vote;
 
 pub use error::{Error, Result};
-pub use item::{AnswerRule, Benchmark, EvalItem, Mode};
-pub use model::{EvalModel, GenerateRequest, Decoding};
+pub use item::{AnswerRule, Benchmark, EvalItem, Exposure, Mode};
+pub use model::{Decoding, EvalModel, GenerateRequest};

@@ -308,6 +308,9 @@ pub fn build_items(
             rule: rule.clone(),
             n_shot: k,
             choices: None,
+            mode,
+            exposure: None,
+            reference: None,
         });
     }
     Ok(items)

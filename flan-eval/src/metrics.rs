@@ -8,8 +8,10 @@ pub fn normalized(score: f64, random: f64) -> f64 {
     100.0 * (score - random) / (100.0 - random)
 }
 
-/// Running tally of right answers.
+/// Running tally of right answers. Written as `{"n", "correct", "accuracy"}` with the accuracy
+/// as a fraction in [0, 1]; the accuracy read back is recomputed, not trusted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "TallyJson", into = "TallyJson")]
 pub struct Tally {
     /// Items scored.
     pub n: usize,
@@ -17,7 +19,49 @@ pub struct Tally {
     pub correct: usize,
 }
 
+#[derive(Serialize, Deserialize)]
+struct TallyJson {
+    n: usize,
+    correct: usize,
+    #[serde(default)]
+    accuracy: f64,
+}
+
+impl From<Tally> for TallyJson {
+    fn from(t: Tally) -> Self {
+        TallyJson {
+            n: t.n,
+            correct: t.correct,
+            accuracy: t.fraction(),
+        }
+    }
+}
+
+impl From<TallyJson> for Tally {
+    fn from(t: TallyJson) -> Self {
+        Tally {
+            n: t.n,
+            correct: t.correct,
+        }
+    }
+}
+
 impl Tally {
+    /// Accuracy as a fraction in [0, 1] (0 for an empty tally).
+    pub fn fraction(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            self.correct as f64 / self.n as f64
+        }
+    }
+
+    /// Adds another tally's counts.
+    pub fn merge(&mut self, other: Tally) {
+        self.n += other.n;
+        self.correct += other.correct;
+    }
+
     /// Counts one item.
     pub fn add(&mut self, correct: bool) {
         self.n += 1;
@@ -26,11 +70,7 @@ impl Tally {
 
     /// Accuracy in percent (0 for an empty tally).
     pub fn percent(&self) -> f64 {
-        if self.n == 0 {
-            0.0
-        } else {
-            100.0 * self.correct as f64 / self.n as f64
-        }
+        100.0 * self.fraction()
     }
 }
 

@@ -310,6 +310,9 @@ pub fn build_items(
             rule,
             n_shot,
             choices,
+            mode: opts.mode,
+            exposure: None,
+            reference: None,
         });
     }
     Ok(items)

@@ -7,10 +7,11 @@
 //! `date`, and a `flan` section with the benchmark's headline number in percent and, for the
 //! paper's six settings, the setting name and its normalised score.
 
+use crate::breakdown::Breakdown;
 use crate::error::Error;
-use crate::item::{Benchmark, EvalItem, Mode};
+use crate::item::{Benchmark, EvalItem, Exposure, Mode};
 use crate::metrics::{normalized, PaperSetting};
-use crate::runner::{RunOptions, RunResult};
+use crate::runner::{RunOptions, RunResult, SampleRecord};
 use crate::Result;
 use flan_data::atomic::{commit_all, AtomicFile};
 use serde_json::{json, Map, Value};
@@ -97,6 +98,7 @@ pub fn results_json(info: &RunInfo, items: &[EvalItem], result: &RunResult) -> V
     }
     let headline = result.headline(info.benchmark);
     let setting = setting_of(info.benchmark, info.mode);
+    let breakdown = Breakdown::of(&result.samples);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -120,6 +122,7 @@ pub fn results_json(info: &RunInfo, items: &[EvalItem], result: &RunResult) -> V
             "overlong": info.options.overlong,
         },
         "truncation": {"prompts": result.prompts},
+        "breakdown": breakdown.has_exposures().then_some(&breakdown),
         "date": now,
         "flan": {
             "benchmark": info.benchmark.name(),
@@ -156,7 +159,10 @@ pub fn markdown(info: &RunInfo, result: &RunResult) -> String {
         info.benchmark,
         info.mode,
         result.headline(info.benchmark),
-        if matches!(info.benchmark, Benchmark::Mmlu | Benchmark::Gsm8k) {
+        if matches!(
+            info.benchmark,
+            Benchmark::Mmlu | Benchmark::Gsm8k | Benchmark::Synthetic
+        ) {
             "accuracy over all items"
         } else {
             "mean"
@@ -164,6 +170,22 @@ pub fn markdown(info: &RunInfo, result: &RunResult) -> String {
         result.tasks.len(),
         result.samples.len()
     ));
+    let breakdown = Breakdown::of(&result.samples);
+    if breakdown.has_exposures() {
+        md.push_str("\n| exposure | form | n | accuracy (%) |\n|---|---|---:|---:|\n");
+        for exposure in Exposure::ALL {
+            for form in breakdown.forms() {
+                if let Some(t) = breakdown.form(exposure, &form) {
+                    md.push_str(&format!(
+                        "| {} | {form} | {} | {:.2} |\n",
+                        exposure.name(),
+                        t.n,
+                        t.percent()
+                    ));
+                }
+            }
+        }
+    }
     if let Some(sc) = &info.options.self_consistency {
         md.push_str(&format!(
             "\nSelf-consistency: k = {}, temperature {}. Accuracy (mean over tasks) voting over the first k samples:\n\n| k | accuracy (%) |\n|---:|---:|\n",
@@ -213,12 +235,7 @@ pub fn write_outputs(
         results: dir.join(format!("results_{stem}.json")),
         markdown: dir.join(format!("results_{stem}.md")),
     };
-    let mut samples = AtomicFile::create(&paths.samples)?;
-    for s in &result.samples {
-        let mut line = serde_json::to_vec(s)?;
-        line.push(b'\n');
-        samples.write_bytes(&line)?;
-    }
+    let samples = samples_file(&paths.samples, &result.samples)?;
     let mut results = AtomicFile::create(&paths.results)?;
     results.write_bytes(
         serde_json::to_string_pretty(&results_json(info, items, result))?.as_bytes(),
@@ -227,6 +244,18 @@ pub fn write_outputs(
     table.write_bytes(markdown(info, result).as_bytes())?;
     commit_all(vec![samples, results, table])?;
     Ok(paths)
+}
+
+/// The per-sample JSONL of a run, one record a line, written to a temporary that
+/// [`AtomicFile::commit`] puts in place.
+pub fn samples_file(path: &Path, samples: &[SampleRecord]) -> Result<AtomicFile> {
+    let mut file = AtomicFile::create(path)?;
+    for s in samples {
+        let mut line = serde_json::to_vec(s)?;
+        line.push(b'\n');
+        file.write_bytes(&line)?;
+    }
+    Ok(file)
 }
 
 /// The paper's normalised average from the `flan` sections of results files, one per setting.

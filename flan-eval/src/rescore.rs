@@ -230,7 +230,8 @@ fn mgsm_language(task: Option<&str>) -> Option<&str> {
     task.map(|t| t.strip_prefix("mgsm_").unwrap_or(t))
 }
 
-/// The answer rule of `benchmark` in `mode` (`task` selects the MGSM language).
+/// The answer rule of `benchmark` in `mode` (`task` selects the MGSM language, and the
+/// synthetic suite's family, whose answer phrases a CoT output is read by).
 pub fn rule_for(benchmark: Benchmark, mode: Mode, task: Option<&str>) -> Result<AnswerRule> {
     Ok(match (benchmark, mode.is_cot()) {
         (Benchmark::Bbh, true) => AnswerRule::BbhCot,
@@ -244,6 +245,21 @@ pub fn rule_for(benchmark: Benchmark, mode: Mode, task: Option<&str>) -> Result<
             phrases: answer_phrases(Some("en")),
         },
         (Benchmark::Tydiqa, false) => AnswerRule::Squad,
+        (Benchmark::Synthetic, false) => AnswerRule::ExactMatch {
+            answer_phrases: Vec::new(),
+        },
+        (Benchmark::Synthetic, true) => {
+            let family = task.ok_or_else(|| {
+                Error::Config(
+                    "synthetic chain-of-thought predictions are read by their family's answer \
+                     phrases: give each record a `task` (the family) or pass --task"
+                        .into(),
+                )
+            })?;
+            AnswerRule::ExactMatch {
+                answer_phrases: flan_data::synthetic::Suite::new()?.answer_phrases(family)?,
+            }
+        }
         (Benchmark::Tydiqa, true) => {
             return Err(Error::Unsupported(
                 "TyDiQA is scored direct; use --mode direct".into(),
@@ -293,14 +309,28 @@ pub fn rescore_records(
     mode: Mode,
     task: Option<&str>,
 ) -> Result<RescoreReport> {
-    let default_rule = rule_for(benchmark, mode, task)?;
+    // Rules that depend on each record's task (MGSM's language, the synthetic family) are
+    // made once per task.
+    let per_task_rule =
+        matches!(benchmark, Benchmark::Mgsm | Benchmark::Synthetic) && task.is_none();
+    let default_rule = if per_task_rule {
+        None
+    } else {
+        Some(rule_for(benchmark, mode, task)?)
+    };
+    let mut task_rules: BTreeMap<Option<String>, AnswerRule> = BTreeMap::new();
     let mut all = Acc::default();
     let mut by_task: BTreeMap<String, Acc> = BTreeMap::new();
     let mut scores = Vec::with_capacity(records.len());
     for r in records {
-        let rule = match (&r.task, benchmark) {
-            (Some(t), Benchmark::Mgsm) if task.is_none() => rule_for(benchmark, mode, Some(t))?,
-            _ => default_rule.clone(),
+        let rule = match &default_rule {
+            Some(rule) => rule,
+            None => match task_rules.entry(r.task.clone()) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(rule_for(benchmark, mode, r.task.as_deref())?)
+                }
+            },
         };
         let targets = normalise_targets(benchmark, &r.targets);
         let answers: Vec<Option<String>> = r.outputs.iter().map(|o| rule.extract(o)).collect();
@@ -426,6 +456,41 @@ mod tests {
         let r = rescore_file(&p, Benchmark::Bbh, Mode::Direct, None).unwrap();
         assert_eq!(r.by_task["a"].accuracy, 100.0);
         assert_eq!(r.task_average, Some(75.0));
+    }
+
+    #[test]
+    fn synthetic_predictions_are_read_by_their_family_s_answer_phrases() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "synthetic.jsonl",
+            concat!(
+                r#"{"task": "day_after", "prediction": "Monday comes next. So the answer is  Tuesday", "target": "Tuesday"}"#,
+                "\n",
+                r#"{"task": "day_after", "prediction": "Tuesday", "target": "Tuesday"}"#,
+                "\n",
+                r#"{"task": "day_before", "prediction": "Final answer: Sunday.", "target": "Sunday"}"#,
+                "\n",
+            ),
+        );
+        // CoT: the answer follows a phrase (whitespace collapsed); none is no answer; a
+        // trailing period is not the answer.
+        let r = rescore_file(&p, Benchmark::Synthetic, Mode::ZeroShotCot, None).unwrap();
+        assert_eq!((r.n, r.correct, r.no_answer), (3, 1, 1));
+        // Direct: the whole output, whitespace collapsed.
+        let r = rescore_file(&p, Benchmark::Synthetic, Mode::Direct, None).unwrap();
+        assert_eq!((r.n, r.correct), (3, 1));
+        // A CoT record without a family cannot be read.
+        let p = write(
+            dir.path(),
+            "no_task.jsonl",
+            r#"{"prediction": "So the answer is 1", "target": "1"}"#,
+        );
+        let err = rescore_file(&p, Benchmark::Synthetic, Mode::Cot, None).unwrap_err();
+        assert!(
+            err.to_string().contains("give each record a `task`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Running items on a model: batched generation (greedy or self-consistency sampling) or
 //! first-token rank classification, answer extraction, per-sample records and per-task results.
 
-use crate::item::{Benchmark, EvalItem, RankBy};
+use crate::item::{Benchmark, EvalItem, Exposure, Mode, RankBy};
 use crate::metrics::{accuracy_stderr, mean, Tally};
-use crate::model::{EvalModel, GenerateRequest, Decoding};
+use crate::model::{Decoding, EvalModel, GenerateRequest};
 use crate::vote::{accuracy_by_k, majority_vote};
 use crate::{Error, Result};
 use flan_data::{Overlong, TruncationCounts};
@@ -54,6 +54,13 @@ pub struct RunOptions {
     /// refused before anything runs.
     #[serde(default)]
     pub overlong: Overlong,
+    /// Decode items that carry a [`EvalItem::reference`] in batches of similar reference
+    /// length, each batch generating at most its longest reference plus this many tokens
+    /// (and never more than `max_new_tokens`). An output that runs further past the reference
+    /// cannot match it, and a model that has not learnt to stop (an untrained one) would
+    /// otherwise cost the whole budget on every item. `None`: batches in item order.
+    #[serde(default)]
+    pub reference_slack: Option<usize>,
 }
 
 impl Default for RunOptions {
@@ -64,6 +71,7 @@ impl Default for RunOptions {
             self_consistency: None,
             seed: 0,
             overlong: Overlong::Truncate,
+            reference_slack: None,
         }
     }
 }
@@ -77,6 +85,11 @@ pub struct SampleRecord {
     pub index: usize,
     /// Exemplars in the prompt.
     pub n_shot: usize,
+    /// How the prompt was formed.
+    pub mode: Mode,
+    /// How much of the item training saw (the synthetic suite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<Exposure>,
     /// The prompt.
     pub prompt: String,
     /// Tokens cut from the end of the prompt to fit the model's input limit.
@@ -122,6 +135,40 @@ pub struct TaskResult {
     pub accuracy_by_k: Option<Vec<f64>>,
 }
 
+impl SampleRecord {
+    /// Whether this record was made from `item`: the same task, index, prompt, gold answers,
+    /// mode, exemplars and exposure (a saved run is reused only for the items it ran).
+    pub fn is_of(&self, item: &EvalItem) -> bool {
+        self.task == item.task
+            && self.index == item.index
+            && self.prompt == item.prompt
+            && self.targets == item.targets
+            && self.mode == item.mode
+            && self.n_shot == item.n_shot
+            && self.exposure == item.exposure
+    }
+
+    /// The record of `item` before it ran: what the item says, no outputs, not correct.
+    fn of(item: &EvalItem, prompt_tokens_cut: usize) -> SampleRecord {
+        SampleRecord {
+            task: item.task.clone(),
+            index: item.index,
+            n_shot: item.n_shot,
+            mode: item.mode,
+            exposure: item.exposure,
+            prompt: item.prompt.clone(),
+            prompt_tokens_cut,
+            outputs: Vec::new(),
+            extracted: Vec::new(),
+            answer: None,
+            targets: item.targets.clone(),
+            correct: false,
+            f1: None,
+            choice_logits: None,
+        }
+    }
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -137,6 +184,9 @@ pub struct RunResult {
     pub input_limit: usize,
     /// The prompts cut to it.
     pub prompts: TruncationCounts,
+    /// Wall-clock seconds of the run.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 impl RunResult {
@@ -155,10 +205,11 @@ impl RunResult {
     }
 
     /// The benchmark's headline number as its authors aggregate: MMLU over all questions
-    /// (evaluate_flan.py's weighted average), the others as the mean over tasks or languages.
+    /// (evaluate_flan.py's weighted average), the others as the mean over tasks or languages
+    /// (the synthetic suite, like GSM8K, over all items).
     pub fn headline(&self, benchmark: Benchmark) -> f64 {
         match benchmark {
-            Benchmark::Mmlu | Benchmark::Gsm8k => self.micro_accuracy(),
+            Benchmark::Mmlu | Benchmark::Gsm8k | Benchmark::Synthetic => self.micro_accuracy(),
             _ => self.macro_accuracy(),
         }
     }
@@ -238,6 +289,7 @@ pub fn run(
     opts: &RunOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<RunResult> {
+    let start = std::time::Instant::now();
     if opts.batch_size == 0 {
         return Err(Error::Config("batch size must be at least 1".into()));
     }
@@ -279,24 +331,36 @@ pub fn run(
         prompts.record(len, input_limit);
         prompt_cuts.push(len.saturating_sub(input_limit));
     }
-    let mut samples = Vec::with_capacity(items.len());
+    // Batches in item order, or (with a reference slack) by reference length, which wastes the
+    // least decoding; records go back to item order either way.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    let mut reference_tokens = vec![None; items.len()];
+    if opts.reference_slack.is_some() {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(reference) = &item.reference {
+                reference_tokens[i] = Some(model.count_tokens(reference)?);
+            }
+        }
+        order.sort_by_key(|&i| (reference_tokens[i].unwrap_or(usize::MAX), i));
+    }
+    let mut records: Vec<Option<SampleRecord>> = vec![None; items.len()];
     let mut done = 0;
-    // Rank-classified items and generated items are batched separately, keeping item order.
-    for (batch, cuts) in items
-        .chunks(opts.batch_size)
-        .zip(prompt_cuts.chunks(opts.batch_size))
-    {
-        let mut records: Vec<Option<SampleRecord>> = vec![None; batch.len()];
-        let ranked: Vec<usize> = (0..batch.len())
-            .filter(|&i| batch[i].choices.is_some())
+    // Rank-classified items and generated items are batched separately.
+    for batch in order.chunks(opts.batch_size) {
+        let ranked: Vec<usize> = batch
+            .iter()
+            .copied()
+            .filter(|&i| items[i].choices.is_some())
             .collect();
-        let generated: Vec<usize> = (0..batch.len())
-            .filter(|&i| batch[i].choices.is_none())
+        let generated: Vec<usize> = batch
+            .iter()
+            .copied()
+            .filter(|&i| items[i].choices.is_none())
             .collect();
         // Items of one batch may differ in candidates or ranking only across benchmarks.
         let mut by_choices: BTreeMap<(Vec<String>, RankBy), Vec<usize>> = BTreeMap::new();
         for &i in &ranked {
-            if let Some(c) = &batch[i].choices {
+            if let Some(c) = &items[i].choices {
                 by_choices
                     .entry((c.candidates.clone(), c.rank_by))
                     .or_default()
@@ -304,51 +368,57 @@ pub fn run(
             }
         }
         for ((choices, rank_by), idx) in by_choices {
-            let prompts: Vec<String> = idx.iter().map(|&i| batch[i].prompt.clone()).collect();
+            let prompts: Vec<String> = idx.iter().map(|&i| items[i].prompt.clone()).collect();
             let scores = rank_scores(model, &prompts, &choices, rank_by)?;
             for (&i, row) in idx.iter().zip(scores) {
-                let item = &batch[i];
+                let item = &items[i];
                 let answer = argmax(&row).map(|j| choices[j].clone());
                 let correct = item.rule.is_correct(answer.as_deref(), &item.targets);
                 records[i] = Some(SampleRecord {
-                    task: item.task.clone(),
-                    index: item.index,
-                    n_shot: item.n_shot,
-                    prompt: item.prompt.clone(),
-                    prompt_tokens_cut: cuts[i],
                     outputs: Vec::new(),
                     extracted: vec![answer.clone()],
                     answer,
-                    targets: item.targets.clone(),
                     correct,
                     f1: None,
                     choice_logits: Some(row),
+                    ..SampleRecord::of(item, prompt_cuts[i])
                 });
             }
         }
         if !generated.is_empty() {
+            let mut config = gen_config.clone();
+            if let Some(slack) = opts.reference_slack {
+                let longest = generated
+                    .iter()
+                    .map(|&i| reference_tokens[i])
+                    .max()
+                    .flatten();
+                if let Some(longest) = longest {
+                    config.max_new_tokens = config.max_new_tokens.min(longest + slack);
+                }
+            }
             let requests: Vec<GenerateRequest> = generated
                 .iter()
                 .map(|&i| GenerateRequest {
-                    prompt: batch[i].prompt.clone(),
-                    seed: item_seed(opts.seed, &batch[i].task, batch[i].index),
+                    prompt: items[i].prompt.clone(),
+                    seed: item_seed(opts.seed, &items[i].task, items[i].index),
                 })
                 .collect();
-            let outputs = model.generate(&requests, &gen_config)?;
+            let outputs = model.generate(&requests, &config)?;
             if outputs.len() != requests.len()
                 || outputs
                     .iter()
-                    .any(|o| o.len() != gen_config.num_return_sequences)
+                    .any(|o| o.len() != config.num_return_sequences)
             {
                 return Err(Error::Model(format!(
                     "generate returned {} prompts' outputs for {} prompts (expected {} each)",
                     outputs.len(),
                     requests.len(),
-                    gen_config.num_return_sequences
+                    config.num_return_sequences
                 )));
             }
             for (&i, outs) in generated.iter().zip(outputs) {
-                let item = &batch[i];
+                let item = &items[i];
                 let extracted: Vec<Option<String>> =
                     outs.iter().map(|o| item.rule.extract(o)).collect();
                 let answer = if opts.self_consistency.is_some() {
@@ -359,31 +429,26 @@ pub fn run(
                 let correct = item.rule.is_correct(answer.as_deref(), &item.targets);
                 let f1 = item.rule.f1(answer.as_deref(), &item.targets);
                 records[i] = Some(SampleRecord {
-                    task: item.task.clone(),
-                    index: item.index,
-                    n_shot: item.n_shot,
-                    prompt: item.prompt.clone(),
-                    prompt_tokens_cut: cuts[i],
                     outputs: outs,
                     extracted,
                     answer,
-                    targets: item.targets.clone(),
                     correct,
                     f1,
-                    choice_logits: None,
+                    ..SampleRecord::of(item, prompt_cuts[i])
                 });
             }
         }
-        samples.extend(records.into_iter().flatten());
         done += batch.len();
         progress(done, items.len());
     }
+    let samples: Vec<SampleRecord> = records.into_iter().flatten().collect();
     let tasks = task_results(items, &samples, opts.self_consistency.as_ref().map(|s| s.k));
     Ok(RunResult {
         samples,
         tasks,
         input_limit,
         prompts,
+        seconds: start.elapsed().as_secs_f64(),
     })
 }
 

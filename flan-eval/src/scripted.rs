@@ -1,7 +1,7 @@
 //! A model that answers from a script: for tests and for checking the evaluator end to end
 //! without weights. Tokens are counted as whitespace-separated words plus EOS.
 
-use crate::model::{EvalModel, GenerateRequest, Decoding};
+use crate::model::{Decoding, EvalModel, GenerateRequest};
 use crate::text::py_split;
 use crate::Result;
 

@@ -4,8 +4,11 @@
 use crate::item::{Benchmark, EvalItem, Mode};
 use crate::math::{self, MathExemplar, MGSM_LANGUAGES};
 use crate::mmlu::{self, MmluAnswering, MmluOptions};
-use crate::{bbh, tydiqa, Error, Result};
+use crate::{bbh, synthetic, tydiqa, Error, Result};
 use std::path::{Path, PathBuf};
+
+/// Items per (family, template set, mode) of the synthetic suite when no limit is given.
+pub const SYNTHETIC_ITEMS_PER_CELL: usize = 8;
 
 /// What to evaluate.
 #[derive(Debug, Clone)]
@@ -15,16 +18,22 @@ pub struct SuiteOptions {
     /// The prompting mode.
     pub mode: Mode,
     /// Data location: BBH dir (`tasks/`, `cot-prompts/`), MMLU dir (`dev/`, `test/`), MGSM dir
-    /// (`mgsm_<lang>.tsv`), GSM8K `test.jsonl`, TyDiQA GoldP JSONL.
+    /// (`mgsm_<lang>.tsv`), GSM8K `test.jsonl`, TyDiQA GoldP JSONL (unused for the synthetic
+    /// suite, which is generated).
     pub data: PathBuf,
-    /// Only these tasks (BBH tasks, MMLU subjects, MGSM languages, TyDiQA languages).
+    /// Only these tasks (BBH tasks, MMLU subjects, MGSM languages, TyDiQA languages, synthetic
+    /// families).
     pub tasks: Option<Vec<String>>,
-    /// At most this many items per task.
+    /// At most this many items per task (the synthetic suite: items per family, template set
+    /// and mode; default [`SYNTHETIC_ITEMS_PER_CELL`]).
     pub limit: Option<usize>,
+    /// Seed of generated items (the synthetic suite).
+    pub seed: u64,
     /// Exemplars file: math (JSONL worked solutions) or MMLU CoT (JSONL with rationales). For
     /// math the default is the first 8 problems of GSM8K `train.jsonl` found beside the data.
     pub exemplars: Option<PathBuf>,
-    /// Number of math exemplars (8) or MMLU exemplars (5) before budget trimming.
+    /// Number of math exemplars (8) or MMLU exemplars (5) before budget trimming; the synthetic
+    /// suite's exemplars (direct: 0, few-shot CoT: 2).
     pub shots: Option<usize>,
     /// MMLU direct: rank classification or generation.
     pub mmlu_answering: MmluAnswering,
@@ -43,6 +52,7 @@ impl SuiteOptions {
             data: data.into(),
             tasks: None,
             limit: None,
+            seed: 0,
             exemplars: None,
             shots: None,
             mmlu_answering: MmluAnswering::Rank,
@@ -177,6 +187,29 @@ pub fn build_items(
                 opts.limit,
                 budget,
                 count_tokens,
+            )?);
+        }
+        Benchmark::Synthetic => {
+            // Generated, not read: `data` is not used. Few-shot CoT needs exemplars, so its
+            // default is 2 (as `[eval.synthetic]`'s); direct prompts are zero-shot unless asked.
+            let suite = flan_data::synthetic::Suite::new()?;
+            let families: Vec<String> = flan_data::synthetic::FAMILIES
+                .iter()
+                .map(|f| f.name.to_string())
+                .collect();
+            let families = select(families, &opts.tasks, "synthetic family")?;
+            let plan = flan_data::synthetic::StandardEval {
+                seed: opts.seed,
+                items_per_cell: opts.limit.unwrap_or(SYNTHETIC_ITEMS_PER_CELL),
+                shots: opts
+                    .shots
+                    .unwrap_or(if opts.mode == Mode::Cot { 2 } else { 0 }),
+            };
+            items.extend(synthetic::mode_items(
+                &suite,
+                &plan,
+                opts.mode,
+                Some(&families),
             )?);
         }
     }

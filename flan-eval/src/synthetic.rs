@@ -1,137 +1,90 @@
-//! flan-data's synthetic instruction suite through an [`EvalModel`]: greedy decoding of every
-//! item of a plan (seen templates, held-out templates of trained families, held-out families;
-//! zero-shot, few-shot, CoT), exact-match scoring by the suite's own rule, and the grouped
-//! accuracies. This is the evaluation `cargo xtask finetune` runs before and after training.
+//! flan-data's synthetic instruction suite as one more benchmark: flan-data generates and
+//! renders the prompts (as the other readers parse theirs from files), this module turns them
+//! into [`EvalItem`]s with the suite's rule ([`AnswerRule::ExactMatch`]) and exposure, and the
+//! runner, [`Breakdown`](crate::breakdown::Breakdown) and reports do the rest. `cargo xtask
+//! finetune` evaluates the [`standard_items`] before and after training; `flan eval run
+//! --benchmark synthetic --mode M` evaluates one mode.
 //!
 //! Items are decoded in batches of similar reference length, and a batch generates at most its
-//! longest reference plus [`SyntheticOptions::slack_tokens`]: an output that runs further past
-//! the reference cannot match it once its answer is cut off, and the untrained model (which
-//! never says EOS) would otherwise cost the full generation budget on every item.
+//! longest reference plus [`REFERENCE_SLACK`] tokens ([`run_options`]): an output that runs
+//! further past the reference cannot match it once its answer is cut off, and the untrained
+//! model (which never says EOS) would otherwise cost the full generation budget on every item.
 
-use std::time::Instant;
+use std::collections::BTreeMap;
 
-use flan_data::synthetic::{EvalItem, EvalSummary, Suite};
-use serde::{Deserialize, Serialize};
+use flan_data::synthetic::{EvalPrompt, Exposure, StandardEval, Suite};
 
-use crate::model::{EvalModel, GenerateRequest, Decoding};
-use crate::{Error, Result};
+use crate::item::{AnswerRule, EvalItem, Mode};
+use crate::runner::RunOptions;
+use crate::Result;
 
-/// How the items are run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyntheticOptions {
-    /// Prompts per `generate` call.
-    pub batch_size: usize,
-    /// New tokens allowed beyond the longest reference target of a batch.
-    pub slack_tokens: usize,
-}
+/// New tokens allowed beyond the longest reference of a batch.
+pub const REFERENCE_SLACK: usize = 16;
 
-impl Default for SyntheticOptions {
-    fn default() -> Self {
-        SyntheticOptions {
-            batch_size: 64,
-            slack_tokens: 16,
-        }
-    }
-}
-
-/// One item with what the model said.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SyntheticPrediction {
-    /// The item (prompt, reference, family, setting flags).
-    #[serde(flatten)]
-    pub item: EvalItem,
-    /// The decoded output.
-    pub prediction: String,
-    /// Whether it matched under the suite's rule.
-    pub correct: bool,
-}
-
-/// The outcome of one evaluation of the suite.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SyntheticRun {
-    /// Accuracies by setting, mode and family.
-    pub summary: EvalSummary,
-    /// Every item with its output, in plan order.
-    pub predictions: Vec<SyntheticPrediction>,
-    /// Wall-clock seconds of the decoding.
-    pub seconds: f64,
-}
-
-/// Decodes `items` greedily with `model` and scores them with `suite`; `progress(done, total)`
-/// is called after each batch.
-pub fn run_synthetic(
-    model: &mut dyn EvalModel,
-    suite: &Suite,
-    items: &[EvalItem],
-    options: &SyntheticOptions,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<SyntheticRun> {
-    if options.batch_size == 0 {
-        return Err(Error::Config("batch_size must be at least 1".into()));
-    }
-    let start = Instant::now();
-    let mut lengths = Vec::with_capacity(items.len());
-    for item in items {
-        lengths.push(model.count_tokens(&item.targets)?);
-    }
-    // Batches of similar reference length waste the least decoding.
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by_key(|&i| (lengths[i], i));
-    let mut outputs: Vec<Option<String>> = vec![None; items.len()];
-    let mut done = 0;
-    for batch in order.chunks(options.batch_size) {
-        let longest = batch.iter().map(|&i| lengths[i]).max().unwrap_or(0);
-        let config = Decoding::greedy(longest + options.slack_tokens);
-        let requests: Vec<GenerateRequest> = batch
-            .iter()
-            .map(|&i| GenerateRequest {
-                prompt: items[i].inputs.clone(),
-                seed: 0,
-            })
-            .collect();
-        let answers = model.generate(&requests, &config)?;
-        if answers.len() != batch.len() {
-            return Err(Error::Model(format!(
-                "{} outputs for {} prompts",
-                answers.len(),
-                batch.len()
-            )));
-        }
-        for (&i, mut answer) in batch.iter().zip(answers) {
-            if answer.len() != 1 {
-                return Err(Error::Model(format!(
-                    "{} outputs for one greedy prompt",
-                    answer.len()
-                )));
-            }
-            outputs[i] = answer.pop();
-        }
-        done += batch.len();
-        progress(done, items.len());
-    }
-    let outputs: Vec<String> = outputs.into_iter().map(Option::unwrap_or_default).collect();
-    let summary = suite.summarize(items, &outputs)?;
-    let predictions = items
-        .iter()
-        .zip(outputs)
-        .map(|(item, prediction)| SyntheticPrediction {
-            correct: suite.score(item, &prediction),
-            item: item.clone(),
-            prediction,
+/// The evaluator's items of rendered prompts: the task is the family, the index counts within
+/// it, the gold answer is the prompt's answer and the reference its whole target.
+pub fn items(prompts: Vec<EvalPrompt>) -> Vec<EvalItem> {
+    let mut next_index: BTreeMap<String, usize> = BTreeMap::new();
+    prompts
+        .into_iter()
+        .map(|p| {
+            let index = next_index.entry(p.family.clone()).or_default();
+            let item = EvalItem {
+                task: p.family.clone(),
+                index: *index,
+                exposure: Some(Exposure::of(&p)),
+                prompt: p.inputs,
+                targets: vec![p.answer],
+                rule: AnswerRule::ExactMatch {
+                    answer_phrases: p.answer_phrases,
+                },
+                n_shot: p.shots,
+                mode: p.mode,
+                choices: None,
+                reference: Some(p.targets),
+            };
+            *index += 1;
+            item
         })
-        .collect();
-    Ok(SyntheticRun {
-        summary,
-        predictions,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+        .collect()
+}
+
+/// Every cell of the standard evaluation (all families, template sets and prompt forms).
+pub fn standard_items(suite: &Suite, plan: &StandardEval) -> Result<Vec<EvalItem>> {
+    Ok(items(suite.standard_eval(plan)?))
+}
+
+/// The cells of one mode ([`Suite::mode_eval`]), only the `families` given (all when `None`).
+pub fn mode_items(
+    suite: &Suite,
+    plan: &StandardEval,
+    mode: Mode,
+    families: Option<&[String]>,
+) -> Result<Vec<EvalItem>> {
+    let mut prompts = suite.mode_eval(plan, mode)?;
+    if let Some(families) = families {
+        prompts.retain(|p| families.contains(&p.family));
+    }
+    Ok(items(prompts))
+}
+
+/// Greedy decoding in batches of `batch_size`, bounded by each batch's references.
+pub fn run_options(batch_size: usize) -> RunOptions {
+    RunOptions {
+        batch_size,
+        reference_slack: Some(REFERENCE_SLACK),
+        ..RunOptions::default()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::breakdown::Breakdown;
+    use crate::model::{Decoding, EvalModel, GenerateRequest};
+    use crate::runner::{self, item_seed};
     use crate::scripted::ScriptedModel;
-    use flan_data::synthetic::{Setting, StandardEval};
+    use flan_data::synthetic::{normalize_whitespace, EvalRequest, TemplateSet, FAMILIES};
     use std::collections::HashMap;
 
     fn plan() -> StandardEval {
@@ -142,66 +95,87 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_model_that_knows_the_references_scores_everything_and_one_that_does_not_scores_nothing() {
-        let suite = Suite::new().unwrap();
-        let items = suite.standard_eval(&plan()).unwrap();
-        let answers: HashMap<String, String> = items
-            .iter()
-            .map(|i| (i.inputs.clone(), i.targets.clone()))
-            .collect();
-        let mut oracle = ScriptedModel::new(move |prompt, _, _| answers[prompt].clone());
-        let mut calls = Vec::new();
-        let options = SyntheticOptions {
-            batch_size: 7,
-            slack_tokens: 4,
-        };
-        let run = run_synthetic(&mut oracle, &suite, &items, &options, &mut |d, t| {
-            calls.push((d, t))
-        })
-        .unwrap();
-        assert_eq!(run.summary.overall.n, items.len());
-        assert_eq!(run.summary.overall.correct, items.len());
-        assert!(run.predictions.iter().all(|p| p.correct));
-        // Plan order is kept although batches were sorted by length.
-        for (p, item) in run.predictions.iter().zip(&items) {
-            assert_eq!(&p.item, item);
-        }
-        assert_eq!(calls.last(), Some(&(items.len(), items.len())));
-        assert_eq!(calls.len(), items.len().div_ceil(7));
-        for setting in [
-            Setting::SeenTemplates,
-            Setting::HeldOutTemplates,
-            Setting::HeldOutFamily,
-        ] {
-            assert!(run.summary.by_setting_all_modes[setting.name()].n > 0);
-        }
+    fn reference(item: &EvalItem) -> &str {
+        item.reference.as_deref().unwrap()
+    }
 
-        let mut wrong = ScriptedModel::new(|_, _, _| "no idea".to_string());
-        let run = run_synthetic(&mut wrong, &suite, &items, &options, &mut |_, _| {}).unwrap();
-        assert_eq!(run.summary.overall.correct, 0);
-        assert_eq!(run.summary.overall.n, items.len());
+    fn judge(item: &EvalItem, output: &str) -> bool {
+        let answer = item.rule.extract(output);
+        item.rule.is_correct(answer.as_deref(), &item.targets)
     }
 
     #[test]
-    fn a_model_answering_the_wrong_number_of_outputs_is_an_error() {
-        struct Mute;
-        impl EvalModel for Mute {
+    fn a_model_that_knows_the_references_scores_everything_and_one_that_does_not_scores_nothing() {
+        let suite = Suite::new().unwrap();
+        let items = standard_items(&suite, &plan()).unwrap();
+        let answers: HashMap<String, String> = items
+            .iter()
+            .map(|i| (i.prompt.clone(), reference(i).to_string()))
+            .collect();
+        let mut oracle = ScriptedModel::new(move |prompt, _, _| answers[prompt].clone());
+        let mut calls = Vec::new();
+        let options = RunOptions {
+            reference_slack: Some(4),
+            ..run_options(7)
+        };
+        let run = runner::run(&mut oracle, &items, &options, &mut |d, t| {
+            calls.push((d, t))
+        })
+        .unwrap();
+        let summary = Breakdown::of(&run.samples);
+        assert_eq!(summary.overall.n, items.len());
+        assert_eq!(summary.overall.correct, items.len());
+        assert!(run.samples.iter().all(|p| p.correct));
+        // Plan order is kept although batches were sorted by length.
+        for (p, item) in run.samples.iter().zip(&items) {
+            assert_eq!(
+                (&p.task, p.index, &p.prompt),
+                (&item.task, item.index, &item.prompt)
+            );
+        }
+        assert_eq!(calls.last(), Some(&(items.len(), items.len())));
+        assert_eq!(calls.len(), items.len().div_ceil(7));
+        for setting in Exposure::ALL {
+            assert!(summary.by_setting_all_modes[setting.name()].n > 0);
+        }
+
+        let mut wrong = ScriptedModel::new(|_, _, _| "no idea".to_string());
+        let run = runner::run(&mut wrong, &items, &options, &mut |_, _| {}).unwrap();
+        let summary = Breakdown::of(&run.samples);
+        assert_eq!(summary.overall.correct, 0);
+        assert_eq!(summary.overall.n, items.len());
+    }
+
+    #[test]
+    fn generation_is_bounded_by_the_batch_s_longest_reference_plus_the_slack() {
+        let suite = Suite::new().unwrap();
+        let items = standard_items(&suite, &plan()).unwrap();
+        let mut budgets = Vec::new();
+        let mut longest_seen = Vec::new();
+        struct Recorder<'a> {
+            budgets: &'a mut Vec<usize>,
+            longest: &'a mut Vec<usize>,
+            by_prompt: HashMap<String, usize>,
+        }
+        impl EvalModel for Recorder<'_> {
             fn name(&self) -> String {
-                "mute".into()
+                "recorder".into()
             }
             fn max_input_tokens(&self) -> usize {
                 usize::MAX
             }
             fn count_tokens(&mut self, text: &str) -> Result<usize> {
-                Ok(text.len())
+                Ok(text.split_whitespace().count())
             }
             fn generate(
                 &mut self,
-                _: &[GenerateRequest],
-                _: &Decoding,
+                requests: &[GenerateRequest],
+                config: &Decoding,
             ) -> Result<Vec<Vec<String>>> {
-                Ok(Vec::new())
+                self.budgets.push(config.max_new_tokens);
+                let longest = requests.iter().map(|r| self.by_prompt[&r.prompt]).max();
+                self.longest.push(longest.unwrap_or(0));
+                Ok(requests.iter().map(|_| vec![String::new()]).collect())
             }
             fn score(&mut self, _: &[String], _: &[String]) -> Result<Vec<f64>> {
                 Ok(Vec::new())
@@ -210,16 +184,138 @@ mod tests {
                 Ok(Vec::new())
             }
         }
+        let by_prompt = items
+            .iter()
+            .map(|i| (i.prompt.clone(), reference(i).split_whitespace().count()))
+            .collect();
+        let mut model = Recorder {
+            budgets: &mut budgets,
+            longest: &mut longest_seen,
+            by_prompt,
+        };
+        runner::run(&mut model, &items, &run_options(16), &mut |_, _| {}).unwrap();
+        for (budget, longest) in budgets.iter().zip(&longest_seen) {
+            assert_eq!(*budget, (*longest + REFERENCE_SLACK).min(256));
+        }
+        // Sorted by reference length: the budgets never fall.
+        assert!(budgets.windows(2).all(|w| w[0] <= w[1]), "{budgets:?}");
+    }
+
+    #[test]
+    fn every_reference_scores_and_something_else_does_not() {
         let suite = Suite::new().unwrap();
-        let items = suite.standard_eval(&plan()).unwrap();
-        let err = run_synthetic(
-            &mut Mute,
-            &suite,
-            &items[..3],
-            &SyntheticOptions::default(),
-            &mut |_, _| {},
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("0 outputs for 3 prompts"), "{err}");
+        for def in FAMILIES {
+            let mut modes = vec![(Mode::Direct, 0), (Mode::Direct, 2)];
+            if def.has_rationale {
+                modes.extend([(Mode::ZeroShotCot, 0), (Mode::Cot, 1)]);
+            }
+            for (mode, shots) in modes {
+                let request = EvalRequest {
+                    seed: 3,
+                    n: 8,
+                    templates: TemplateSet::All,
+                    mode,
+                    shots,
+                };
+                for item in items(suite.eval_items(def.name, &request).unwrap()) {
+                    assert!(judge(&item, reference(&item)), "{item:?}");
+                    assert!(!judge(&item, "zzz"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scorer_normalises_whitespace_only() {
+        let suite = Suite::new().unwrap();
+        let request = EvalRequest {
+            seed: 1,
+            n: 1,
+            templates: TemplateSet::Seen,
+            mode: Mode::Direct,
+            shots: 0,
+        };
+        let item = &items(suite.eval_items("sort_numbers", &request).unwrap())[0];
+        let answer = &item.targets[0];
+        let spaced = format!("  {}  ", answer.replace(", ", " ,  ").replace(" ,", ","));
+        assert!(judge(item, &spaced), "{spaced:?} vs {answer:?}");
+        assert!(!judge(item, &answer.to_uppercase().replace(',', ";")));
+        assert!(!judge(item, &format!("{answer}.")));
+
+        let request = EvalRequest {
+            mode: Mode::ZeroShotCot,
+            ..request
+        };
+        let item = &items(suite.eval_items("day_after", &request).unwrap())[0];
+        let answer = &item.targets[0];
+        assert!(judge(
+            item,
+            &format!("Some steps. So the answer is {answer}")
+        ));
+        assert!(!judge(
+            item,
+            &format!("Some steps. So the answer is {answer}.")
+        ));
+        assert!(judge(
+            item,
+            &format!("The answer is Monday. Final answer: {answer}")
+        ));
+        assert!(!judge(item, answer), "CoT needs an answer phrase");
+        assert_eq!(normalize_whitespace(" a \n b\t"), "a b");
+    }
+
+    #[test]
+    fn the_standard_plan_summarizes_honestly() {
+        let suite = Suite::new().unwrap();
+        let plan = StandardEval {
+            seed: 2,
+            items_per_cell: 3,
+            shots: 2,
+        };
+        let items = standard_items(&suite, &plan).unwrap();
+        // Outputs by item position, found from the seed the runner derives per item.
+        let runs = |outputs: &dyn Fn(usize, &EvalItem) -> String| {
+            let by_seed: HashMap<u64, String> = items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| (item_seed(0, &it.task, it.index), outputs(i, it)))
+                .collect();
+            let mut model = ScriptedModel::new(move |_, seed, _| by_seed[&seed].clone());
+            let run = runner::run(&mut model, &items, &run_options(64), &mut |_, _| {}).unwrap();
+            Breakdown::of(&run.samples)
+        };
+        // The reference answers score 100%; empty outputs score 0% (no option task gets free
+        // credit from an empty string).
+        let summary = runs(&|_, it| reference(it).to_string());
+        assert_eq!(summary.overall.correct, items.len());
+        for setting in Exposure::ALL {
+            let score = summary.by_setting_all_modes[setting.name()];
+            assert!(score.n > 0 && score.fraction() == 1.0, "{setting:?}");
+            assert!(summary.by_setting[setting.name()].contains_key("cot"));
+            assert!(summary.by_setting[setting.name()].contains_key("few_shot_2"));
+        }
+        let summary = runs(&|_, _| String::new());
+        assert_eq!(summary.overall.correct, 0);
+        assert_eq!(summary.by_family.len(), FAMILIES.len());
+        // Half right: exactly the even-indexed items.
+        let summary = runs(&|i, it| {
+            if i % 2 == 0 {
+                reference(it).to_string()
+            } else {
+                String::new()
+            }
+        });
+        assert_eq!(summary.overall.correct, items.len().div_ceil(2));
+    }
+
+    #[test]
+    fn one_mode_of_some_families() {
+        let suite = Suite::new().unwrap();
+        let families = vec!["day_after".to_string()];
+        let items = mode_items(&suite, &plan(), Mode::Cot, Some(&families)).unwrap();
+        assert_eq!(items.len(), 2 * plan().items_per_cell);
+        assert!(items
+            .iter()
+            .all(|i| i.task == "day_after" && i.mode == Mode::Cot && i.n_shot == 1));
     }
 }

@@ -196,6 +196,9 @@ pub fn build_items(
             rule: AnswerRule::Squad,
             n_shot,
             choices: None,
+            mode,
+            exposure: None,
+            reference: None,
         });
     }
     Ok(items)

@@ -469,7 +469,10 @@ mod properties {
                     targets: vec![t.clone()],
                     rule: flan_eval::AnswerRule::BbhCot,
                     n_shot: 0,
+                    mode: flan_eval::Mode::Cot,
                     choices: None,
+                    exposure: None,
+                    reference: None,
                 })
                 .collect();
             let mut gold = oracle(&items, |t| format!("So the answer is {t}."));

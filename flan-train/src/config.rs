@@ -311,7 +311,8 @@ pub struct EvalSection {
 
 /// `[eval.synthetic]`: flan-data's synthetic suite (seen templates, held-out templates, held-out
 /// families; zero-shot, few-shot, CoT) run on the model before training and on the final model,
-/// written to `output_dir/eval/` with a Markdown report and charts.
+/// written to `output_dir/eval/` with a Markdown report and charts. flan-train only reads this
+/// section; flan-cli runs it through flan-eval's runner (the suite is one of its benchmarks).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyntheticEvalSection {
@@ -327,6 +328,17 @@ pub struct SyntheticEvalSection {
     /// Prompts per generation batch.
     #[serde(default = "default_eval_batch")]
     pub batch_size: usize,
+}
+
+impl SyntheticEvalSection {
+    /// Which prompts to evaluate (flan-data's plan of the standard evaluation).
+    pub fn plan(&self) -> flan_data::synthetic::StandardEval {
+        flan_data::synthetic::StandardEval {
+            seed: self.seed,
+            items_per_cell: self.items_per_cell,
+            shots: self.shots,
+        }
+    }
 }
 
 impl Default for EvalSection {

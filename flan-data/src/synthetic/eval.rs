@@ -1,10 +1,12 @@
-//! Evaluation items of the suite and their scorer: eval-split examples rendered with seen or
-//! held-out templates in zero-shot, few-shot or CoT form, scored by exact match after
-//! whitespace normalisation (and, for CoT, after taking the text behind the last answer phrase).
+//! Evaluation prompts of the suite: eval-split examples rendered with seen or held-out templates
+//! in a [`Mode`] with or without exemplars, each with its reference and the answer exact match
+//! compares against. flan-eval turns them into its `EvalItem`s and scores them (its
+//! `AnswerRule::ExactMatch`, built on [`normalize_whitespace`] and [`answer_after_last_phrase`]).
 
 use super::templates::{Suite, HELD_OUT_TEMPLATES};
 use super::{family_def, generate, Split};
 use crate::error::{Error, Result};
+use crate::mode::Mode;
 use crate::render::{render, Form, RenderRequest, WordCount};
 use crate::task::Task;
 use rand::SeedableRng;
@@ -23,47 +25,6 @@ pub enum TemplateSet {
     All,
 }
 
-/// How a prompt is formed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Instruction and input only; the target is the answer.
-    ZeroShot,
-    /// `k` solved training examples, then the query; the target is the answer.
-    FewShot(usize),
-    /// Instruction, input and a CoT trigger; the target is rationale, answer phrase, answer.
-    /// Families with a rationale only.
-    Cot,
-    /// `k` solved training examples with rationales, then the query (families with a
-    /// rationale only).
-    FewShotCot(usize),
-}
-
-impl Mode {
-    /// Whether the target carries a rationale before the answer.
-    pub fn is_cot(self) -> bool {
-        matches!(self, Mode::Cot | Mode::FewShotCot(_))
-    }
-
-    /// Number of exemplars (0 for zero-shot forms).
-    pub fn shots(self) -> usize {
-        match self {
-            Mode::ZeroShot | Mode::Cot => 0,
-            Mode::FewShot(k) | Mode::FewShotCot(k) => k,
-        }
-    }
-
-    /// Stable name for reports (`zero_shot`, `few_shot_3`, `cot`, `few_shot_cot_3`).
-    pub fn name(self) -> String {
-        match self {
-            Mode::ZeroShot => "zero_shot".into(),
-            Mode::FewShot(k) => format!("few_shot_{k}"),
-            Mode::Cot => "cot".into(),
-            Mode::FewShotCot(k) => format!("few_shot_cot_{k}"),
-        }
-    }
-}
-
 /// What to evaluate for one family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvalRequest {
@@ -73,13 +34,16 @@ pub struct EvalRequest {
     pub n: usize,
     /// Which templates; items take them in turn.
     pub templates: TemplateSet,
-    /// The prompt form.
+    /// The prompting mode: direct, few-shot CoT (needs `shots` >= 1) or zero-shot CoT; CoT
+    /// modes only for families with a rationale.
     pub mode: Mode,
+    /// Exemplars before the query (0 for zero-shot CoT).
+    pub shots: usize,
 }
 
-/// One prompt to run and the answer to expect.
+/// One rendered prompt and the answer to expect.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EvalItem {
+pub struct EvalPrompt {
     /// The family.
     pub family: String,
     /// Whether the family is held out of training.
@@ -88,16 +52,21 @@ pub struct EvalItem {
     pub template: usize,
     /// Whether that template is held out of training.
     pub held_out_template: bool,
-    /// The prompt form.
+    /// The prompting mode.
     pub mode: Mode,
+    /// Exemplars in the prompt.
+    pub shots: usize,
     /// Whether answer options were rendered.
     pub with_options: bool,
     /// The model input.
     pub inputs: String,
     /// The full reference target (with rationale in CoT modes).
     pub targets: String,
-    /// The answer exact match compares against (an option label when options are lettered).
+    /// The answer exact match compares against (an option label when options are lettered),
+    /// whitespace-normalised.
     pub answer: String,
+    /// In CoT modes, the phrases the answer follows ("So the answer is"); empty otherwise.
+    pub answer_phrases: Vec<String>,
 }
 
 /// Collapses every run of whitespace to one space and trims the ends: the only normalisation
@@ -111,12 +80,26 @@ pub fn normalize_whitespace(text: &str) -> String {
 const EXEMPLAR_POOL: usize = 32;
 
 impl Suite {
-    /// The eval items of `family`: `request.n` eval-split examples, rendered with the chosen
+    /// The eval prompts of `family`: `request.n` eval-split examples, rendered with the chosen
     /// templates in turn. Items alternate between the forms with and without options when the
     /// family has options.
-    pub fn eval_items(&self, family: &str, request: &EvalRequest) -> Result<Vec<EvalItem>> {
+    pub fn eval_items(&self, family: &str, request: &EvalRequest) -> Result<Vec<EvalPrompt>> {
         let def = family_def(family)?;
         let mode = request.mode;
+        let context = || format!("synthetic family `{}` in mode {mode}", def.name);
+        if mode.is_cot() && !def.has_rationale {
+            return Err(Error::config(context(), "the family has no rationales"));
+        }
+        let shots = match (mode, request.shots) {
+            (Mode::Cot, 0) => {
+                return Err(Error::config(
+                    context(),
+                    "chain-of-thought without exemplars is zero-shot-cot",
+                ))
+            }
+            (Mode::ZeroShotCot, _) => 0,
+            (_, k) => k,
+        };
         let template_family = self.family_of(def, mode.is_cot())?;
         let count = template_family.templates.len();
         let indices: Vec<usize> = match request.templates {
@@ -125,7 +108,6 @@ impl Suite {
             TemplateSet::All => (0..count).collect(),
         };
         let mut template_family = template_family.clone();
-        let shots = mode.shots();
         if shots > 0 {
             template_family.few_shot.min_exemplars = shots;
             template_family.few_shot.max_exemplars = shots;
@@ -172,10 +154,10 @@ impl Suite {
                 &mut rng,
             )?;
             let answer = if mode.is_cot() {
-                cot_answer(&rendered.targets, phrases)
+                answer_after_last_phrase(&rendered.targets, phrases)
                     .ok_or_else(|| {
                         Error::config(
-                            format!("synthetic family `{}`", def.name),
+                            context(),
                             format!("CoT target {:?} has no answer phrase", rendered.targets),
                         )
                     })?
@@ -183,44 +165,31 @@ impl Suite {
             } else {
                 rendered.targets.clone()
             };
-            items.push(EvalItem {
+            items.push(EvalPrompt {
                 family: def.name.to_string(),
                 held_out_family: def.held_out,
                 template,
                 held_out_template: def.held_out || template >= count - HELD_OUT_TEMPLATES,
                 mode,
+                shots,
                 with_options: rendered.with_options,
                 inputs: rendered.inputs,
                 targets: rendered.targets,
                 answer: normalize_whitespace(&answer),
+                answer_phrases: if mode.is_cot() {
+                    phrases.clone()
+                } else {
+                    Vec::new()
+                },
             });
         }
         Ok(items)
     }
-
-    /// Exact match of a model output against an item: whitespace-normalised, after taking the
-    /// text behind the last answer phrase in CoT modes.
-    pub fn score(&self, item: &EvalItem, prediction: &str) -> bool {
-        let predicted = if item.mode.is_cot() {
-            let phrases = family_def(&item.family)
-                .ok()
-                .and_then(|def| self.family_of(def, true).ok())
-                .map(|f| f.answer_phrases.as_slice())
-                .unwrap_or_default();
-            match cot_answer(prediction, phrases) {
-                Some(answer) => answer,
-                None => return false,
-            }
-        } else {
-            prediction
-        };
-        normalize_whitespace(predicted) == item.answer
-    }
 }
 
-/// The answer in a CoT text: what follows the last occurrence of any answer phrase. `None` when
-/// no phrase occurs.
-fn cot_answer<'a>(text: &'a str, phrases: &[String]) -> Option<&'a str> {
+/// The answer in a CoT text: what follows the last occurrence of any answer phrase (the longer
+/// phrase when two end there), trimmed. `None` when no phrase occurs.
+pub fn answer_after_last_phrase<'a>(text: &'a str, phrases: &[String]) -> Option<&'a str> {
     let (at, phrase) = phrases
         .iter()
         .filter_map(|p| text.rfind(p.as_str()).map(|at| (at, p)))

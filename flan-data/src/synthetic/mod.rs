@@ -21,26 +21,30 @@
 //! [`Split`] with a seed; a `[synthetic]` section of a [`crate::MixtureSpec`] ([`SyntheticSpec`],
 //! see `flan-data/specs/synthetic-mixture.toml`) mixes the trained families with their seen
 //! templates; [`Suite::eval_items`] renders eval examples with seen or held-out templates in a
-//! [`Mode`] (zero-shot, few-shot, CoT, few-shot CoT); [`Suite::standard_eval`] builds the whole
-//! evaluation set and [`Suite::summarize`] scores predictions (exact match after whitespace
-//! normalisation) into accuracies per family, setting and mode.
+//! [`Mode`](crate::mode::Mode) with or without exemplars (zero-shot, few-shot, zero-shot CoT,
+//! few-shot CoT); [`Suite::standard_eval`] builds the whole evaluation set, each prompt with the
+//! [`Exposure`] it measures. flan-eval runs and scores them like any other benchmark (exact
+//! match after whitespace normalisation, behind the last answer phrase in CoT modes).
 //!
 //! Train and evaluation examples never coincide: an example's split is decided by a hash of its
 //! input text ([`split_of`]), independent of seeds and counts, and each generator rejects inputs
 //! of the other split. Within a split, examples may repeat when a family's input space is small.
 //!
 //! ```
-//! use flan_data::synthetic::{self, EvalRequest, Mode, Split, Suite, TemplateSet};
+//! use flan_data::mode::Mode;
+//! use flan_data::synthetic::{self, EvalRequest, Split, Suite, TemplateSet};
 //!
 //! let suite = Suite::new().unwrap();
 //! assert!(synthetic::FAMILIES.len() >= 30);
 //! let train = synthetic::generate("sort_numbers", Split::Train, 7, 3).unwrap();
 //! assert_eq!(train.len(), 3);
 //!
-//! let request = EvalRequest { seed: 7, n: 2, templates: TemplateSet::HeldOut, mode: Mode::FewShot(2) };
+//! let request = EvalRequest {
+//!     seed: 7, n: 2, templates: TemplateSet::HeldOut, mode: Mode::Direct, shots: 2,
+//! };
 //! let items = suite.eval_items("sort_numbers", &request).unwrap();
-//! assert!(suite.score(&items[0], &items[0].answer));
-//! assert!(!suite.score(&items[0], "not the answer"));
+//! assert!(items[0].held_out_template);
+//! assert_eq!(items[0].answer, items[0].targets); // direct: the whole target is the answer
 //! ```
 
 mod arithmetic;
@@ -56,9 +60,11 @@ mod tables;
 mod templates;
 mod words;
 
-pub use eval::{normalize_whitespace, EvalItem, EvalRequest, Mode, TemplateSet};
+pub use eval::{
+    answer_after_last_phrase, normalize_whitespace, EvalPrompt, EvalRequest, TemplateSet,
+};
 pub use source::SyntheticSpec;
-pub use summary::{EvalSummary, Score, Setting, StandardEval};
+pub use summary::{Exposure, StandardEval};
 pub use templates::{Suite, HELD_OUT_TEMPLATES, SYNTHETIC_TEMPLATES};
 
 pub(crate) use source::{add_tasks, extend_library};

@@ -1,19 +1,19 @@
-//! The standard evaluation of the suite and its summary: which items to run (every family, seen
-//! and held-out templates, held-out families, each prompt form), and accuracies grouped the way
-//! the report shows them — per family, and per setting (seen templates, held-out templates of
-//! trained families, held-out families) and mode.
+//! The standard evaluation of the suite: which prompts to run (every family, seen and held-out
+//! templates, held-out families, each prompting mode), and the held-out level each prompt
+//! measures. Scoring and the accuracies per family, level and mode are flan-eval's (its runner
+//! and `Breakdown`), as for every other benchmark.
 
-use super::eval::{EvalItem, EvalRequest, Mode, TemplateSet};
+use super::eval::{EvalPrompt, EvalRequest, TemplateSet};
 use super::templates::Suite;
-use super::{family_def, FAMILIES};
+use super::{FamilyDef, FAMILIES};
 use crate::error::{Error, Result};
+use crate::mode::Mode;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
-/// The held-out setting an item measures.
+/// How much of an item training saw: the paper's held-out settings, at the suite's scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Setting {
+pub enum Exposure {
     /// A trained family with a template it was trained on (new examples only).
     SeenTemplates,
     /// A trained family with a template it never saw.
@@ -22,24 +22,31 @@ pub enum Setting {
     HeldOutFamily,
 }
 
-impl Setting {
-    /// The setting of an item.
-    pub fn of(item: &EvalItem) -> Setting {
-        if item.held_out_family {
-            Setting::HeldOutFamily
-        } else if item.held_out_template {
-            Setting::HeldOutTemplates
+impl Exposure {
+    /// All three, in the order reports show them.
+    pub const ALL: [Exposure; 3] = [
+        Exposure::SeenTemplates,
+        Exposure::HeldOutTemplates,
+        Exposure::HeldOutFamily,
+    ];
+
+    /// The exposure of a prompt.
+    pub fn of(prompt: &EvalPrompt) -> Exposure {
+        if prompt.held_out_family {
+            Exposure::HeldOutFamily
+        } else if prompt.held_out_template {
+            Exposure::HeldOutTemplates
         } else {
-            Setting::SeenTemplates
+            Exposure::SeenTemplates
         }
     }
 
     /// Stable lower-case name.
     pub fn name(self) -> &'static str {
         match self {
-            Setting::SeenTemplates => "seen_templates",
-            Setting::HeldOutTemplates => "held_out_templates",
-            Setting::HeldOutFamily => "held_out_family",
+            Exposure::SeenTemplates => "seen_templates",
+            Exposure::HeldOutTemplates => "held_out_templates",
+            Exposure::HeldOutFamily => "held_out_family",
         }
     }
 }
@@ -56,43 +63,58 @@ pub struct StandardEval {
     pub shots: usize,
 }
 
-/// Accuracy of a group of items.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Score {
-    /// Items scored.
-    pub n: usize,
-    /// Exact matches.
-    pub correct: usize,
-    /// `correct / n` (0 when empty).
-    pub accuracy: f64,
-}
-
-impl Score {
-    fn add(&mut self, correct: bool) {
-        self.n += 1;
-        self.correct += usize::from(correct);
-        self.accuracy = self.correct as f64 / self.n as f64;
-    }
-}
-
-/// Accuracies of one evaluation run.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct EvalSummary {
-    /// By setting name, then mode name.
-    pub by_setting: BTreeMap<String, BTreeMap<String, Score>>,
-    /// By setting name, all modes together.
-    pub by_setting_all_modes: BTreeMap<String, Score>,
-    /// By family, then setting name (all modes together).
-    pub by_family: BTreeMap<String, BTreeMap<String, Score>>,
-    /// Everything.
-    pub overall: Score,
-}
-
 impl Suite {
     /// The standard evaluation set: for each trained family, seen and held-out templates; for
     /// each held-out family, all templates; each in zero-shot, few-shot (`shots` > 0), and for
-    /// families with rationales CoT and few-shot CoT. Families in [`FAMILIES`] order.
-    pub fn standard_eval(&self, plan: &StandardEval) -> Result<Vec<EvalItem>> {
+    /// families with rationales zero-shot CoT and few-shot CoT. Families in [`FAMILIES`] order.
+    pub fn standard_eval(&self, plan: &StandardEval) -> Result<Vec<EvalPrompt>> {
+        self.cells(plan, |def| {
+            let mut modes = vec![(Mode::Direct, 0)];
+            if plan.shots > 0 {
+                modes.push((Mode::Direct, plan.shots));
+            }
+            if def.has_rationale {
+                modes.push((Mode::ZeroShotCot, 0));
+                if plan.shots > 0 {
+                    modes.push((Mode::Cot, plan.shots));
+                }
+            }
+            modes
+        })
+    }
+
+    /// The cells of the standard evaluation in one mode: direct with `plan.shots` exemplars
+    /// (zero-shot when 0), few-shot CoT with `plan.shots` (at least 1), or zero-shot CoT. CoT
+    /// modes take the families with rationales only.
+    pub fn mode_eval(&self, plan: &StandardEval, mode: Mode) -> Result<Vec<EvalPrompt>> {
+        if mode == Mode::Cot && plan.shots == 0 {
+            return Err(Error::config(
+                "synthetic evaluation in mode cot",
+                "few-shot chain-of-thought needs at least 1 exemplar (zero-shot-cot has none)",
+            ));
+        }
+        self.cells(plan, |def| {
+            if mode.is_cot() && !def.has_rationale {
+                Vec::new()
+            } else {
+                vec![(
+                    mode,
+                    if mode == Mode::ZeroShotCot {
+                        0
+                    } else {
+                        plan.shots
+                    },
+                )]
+            }
+        })
+    }
+
+    /// Every family's template sets, each in the `(mode, shots)` cells `modes_of` gives it.
+    fn cells(
+        &self,
+        plan: &StandardEval,
+        modes_of: impl Fn(&FamilyDef) -> Vec<(Mode, usize)>,
+    ) -> Result<Vec<EvalPrompt>> {
         if plan.items_per_cell == 0 {
             return Err(Error::config(
                 "standard synthetic evaluation",
@@ -106,69 +128,20 @@ impl Suite {
             } else {
                 &[TemplateSet::Seen, TemplateSet::HeldOut]
             };
-            let mut modes = vec![Mode::ZeroShot];
-            if plan.shots > 0 {
-                modes.push(Mode::FewShot(plan.shots));
-            }
-            if def.has_rationale {
-                modes.push(Mode::Cot);
-                if plan.shots > 0 {
-                    modes.push(Mode::FewShotCot(plan.shots));
-                }
-            }
+            let modes = modes_of(def);
             for &templates in sets {
-                for &mode in &modes {
+                for &(mode, shots) in &modes {
                     let request = EvalRequest {
                         seed: plan.seed,
                         n: plan.items_per_cell,
                         templates,
                         mode,
+                        shots,
                     };
                     items.extend(self.eval_items(def.name, &request)?);
                 }
             }
         }
         Ok(items)
-    }
-
-    /// Scores `predictions` (one per item, in order) and groups the accuracies.
-    pub fn summarize(&self, items: &[EvalItem], predictions: &[String]) -> Result<EvalSummary> {
-        if items.len() != predictions.len() {
-            return Err(Error::config(
-                "synthetic evaluation",
-                format!(
-                    "{} items but {} predictions; expected one prediction per item",
-                    items.len(),
-                    predictions.len()
-                ),
-            ));
-        }
-        let mut summary = EvalSummary::default();
-        for (item, prediction) in items.iter().zip(predictions) {
-            family_def(&item.family)?;
-            let correct = self.score(item, prediction);
-            let setting = Setting::of(item).name().to_string();
-            summary
-                .by_setting
-                .entry(setting.clone())
-                .or_default()
-                .entry(item.mode.name())
-                .or_default()
-                .add(correct);
-            summary
-                .by_setting_all_modes
-                .entry(setting.clone())
-                .or_default()
-                .add(correct);
-            summary
-                .by_family
-                .entry(item.family.clone())
-                .or_default()
-                .entry(setting)
-                .or_default()
-                .add(correct);
-            summary.overall.add(correct);
-        }
-        Ok(summary)
     }
 }

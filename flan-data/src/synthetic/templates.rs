@@ -118,6 +118,15 @@ impl Suite {
         texts
     }
 
+    /// The phrases a CoT answer of `family` follows ("So the answer is"): what a scorer looks
+    /// for in a chain-of-thought output. An error for a family without rationales.
+    pub fn answer_phrases(&self, family: &str) -> Result<Vec<String>> {
+        Ok(self
+            .family_of(super::family_def(family)?, true)?
+            .answer_phrases
+            .clone())
+    }
+
     /// The template family `def` renders with, direct or CoT.
     pub(crate) fn family_of(&self, def: &FamilyDef, cot: bool) -> Result<&Family> {
         let name = if cot {
