@@ -11,9 +11,11 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
-use super::{is_half, read_step, rms, split_state_name, step_tensor, NamedParam, Optimizer};
+use super::{
+    in_fp32, read_step, rms, split_state_name, step_tensor, write_back, NamedParam, Optimizer,
+};
 use crate::config::{check, Range};
 use crate::{Error, Result};
 
@@ -151,11 +153,7 @@ impl Optimizer for Adafactor {
             if !grad.defined() {
                 continue;
             }
-            let grad = if is_half(grad.kind()) {
-                grad.to_kind(Kind::Float)
-            } else {
-                grad
-            };
+            let grad = in_fp32(grad);
             let factored = grad.dim() >= 2;
             let use_momentum = self.cfg.beta1.is_some();
             let slot = self
@@ -165,11 +163,7 @@ impl Optimizer for Adafactor {
             slot.step += 1;
             let t = slot.step;
 
-            let mut p32 = if is_half(param.kind()) {
-                param.to_kind(Kind::Float)
-            } else {
-                param.shallow_clone()
-            };
+            let mut p32 = in_fp32(param.shallow_clone());
             let beta2t = 1.0 - (t as f64).powf(self.cfg.decay_rate);
             let sq = grad.square() + self.cfg.eps1;
             let mut update = if factored {
@@ -209,10 +203,7 @@ impl Optimizer for Adafactor {
                 let _ = p32.f_sub_(&decay)?;
             }
             let _ = p32.f_sub_(&update)?;
-            if is_half(param.kind()) {
-                let mut p = param.shallow_clone();
-                p.f_copy_(&p32)?;
-            }
+            write_back(param, &p32)?;
         }
         Ok(())
     }

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
-use super::{is_half, read_step, split_state_name, step_tensor, NamedParam, Optimizer};
+use super::{in_fp32, read_step, split_state_name, step_tensor, write_back, NamedParam, Optimizer};
 use crate::config::{check, Range};
 use crate::{Error, Result};
 
@@ -78,22 +78,14 @@ impl Optimizer for AdamW {
             if !grad.defined() {
                 continue;
             }
-            let grad = if is_half(grad.kind()) {
-                grad.to_kind(Kind::Float)
-            } else {
-                grad
-            };
+            let grad = in_fp32(grad);
             let slot = self.state.entry(name.clone()).or_insert_with(|| Slot {
                 step: 0,
                 exp_avg: grad.zeros_like(),
                 exp_avg_sq: grad.zeros_like(),
             });
             slot.step += 1;
-            let mut p32 = if is_half(param.kind()) {
-                param.to_kind(Kind::Float)
-            } else {
-                param.shallow_clone()
-            };
+            let mut p32 = in_fp32(param.shallow_clone());
             let _ = p32.g_mul_scalar_(1.0 - lr * c.weight_decay);
             let _ = slot.exp_avg.g_mul_scalar_(c.beta1);
             slot.exp_avg += &grad * (1.0 - c.beta1);
@@ -104,10 +96,7 @@ impl Optimizer for AdamW {
             let denom = slot.exp_avg_sq.sqrt() / bias2.sqrt() + c.eps;
             let update = &slot.exp_avg / denom * (lr / bias1);
             let _ = p32.f_sub_(&update)?;
-            if is_half(param.kind()) {
-                let mut p = param.shallow_clone();
-                p.f_copy_(&p32)?;
-            }
+            write_back(param, &p32)?;
         }
         Ok(())
     }
@@ -196,7 +185,7 @@ mod tests {
             if grad.defined() {
                 let _ = grad.zero_();
             }
-            let loss = (&p * Tensor::from_slice(g)).sum(Kind::Double);
+            let loss = (&p * Tensor::from_slice(g)).sum(tch::Kind::Double);
             loss.backward();
             opt.step(&params, lr).unwrap();
             let t = (t + 1) as i32;

@@ -72,6 +72,26 @@ pub(crate) fn is_half(kind: Kind) -> bool {
     matches!(kind, Kind::Half | Kind::BFloat16)
 }
 
+/// `t` in fp32: an fp32 copy of a half-precision tensor, otherwise `t` itself (so updates of an
+/// fp32 parameter land in place).
+pub(crate) fn in_fp32(t: Tensor) -> Tensor {
+    if is_half(t.kind()) {
+        t.to_kind(Kind::Float)
+    } else {
+        t
+    }
+}
+
+/// Copies the updated fp32 value of a half-precision parameter back into it (an fp32 parameter
+/// was updated in place).
+pub(crate) fn write_back(param: &Tensor, p32: &Tensor) -> Result<()> {
+    if is_half(param.kind()) {
+        let mut p = param.shallow_clone();
+        p.f_copy_(p32)?;
+    }
+    Ok(())
+}
+
 /// Root mean square of all elements, as a 0-d tensor (no host sync).
 pub(crate) fn rms(t: &Tensor) -> Tensor {
     t.norm() / (t.numel() as f64).sqrt()
