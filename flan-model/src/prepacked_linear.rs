@@ -35,6 +35,7 @@ use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
 
 use crate::ffi::{self, owned_tensor, tensor_ptr};
+use crate::t5::Pass;
 use crate::Result;
 
 /// Fewest rows for which a step uses the packed product (see the module docs).
@@ -140,12 +141,11 @@ impl PrepackedLinear {
         }
     }
 
-    /// [`Self::forward_step`] for a one-position decoding step, else [`Self::forward`].
-    pub(crate) fn apply(&self, x: &Tensor, step: bool) -> Tensor {
-        if step {
-            self.forward_step(x)
-        } else {
-            self.forward(x)
+    /// [`Self::forward_step`] in a one-position decoding step, else [`Self::forward`].
+    pub(crate) fn apply(&self, x: &Tensor, pass: Pass) -> Tensor {
+        match pass {
+            Pass::DecodeStep => self.forward_step(x),
+            Pass::Train | Pass::Eval => self.forward(x),
         }
     }
 
