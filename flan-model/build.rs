@@ -2,18 +2,26 @@
 //! tch has only the CUDA fp16 switch, and T5 v1.1/Flan needs bf16), inference mode
 //! (`csrc/inference_mode.cpp`), flushing denormals on every intra-op thread
 //! (`csrc/denormals.cpp`) and MKL's packed GEMM for decoding steps (`csrc/prepacked_linear.cpp`).
+//! `csrc/flan_model_shim.h` declares their C interface and its error convention, which
+//! `csrc/shim_error.{h,cpp}` implement; `src/ffi.rs` is the Rust side.
+
+const SOURCES: [&str; 5] = [
+    "csrc/shim_error.cpp",
+    "csrc/autocast.cpp",
+    "csrc/inference_mode.cpp",
+    "csrc/denormals.cpp",
+    "csrc/prepacked_linear.cpp",
+];
 
 fn main() {
-    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
-    println!("cargo:rerun-if-changed=csrc/inference_mode.cpp");
-    println!("cargo:rerun-if-changed=csrc/denormals.cpp");
-    println!("cargo:rerun-if-changed=csrc/prepacked_linear.cpp");
+    println!("cargo:rerun-if-changed=csrc/flan_model_shim.h");
+    println!("cargo:rerun-if-changed=csrc/shim_error.h");
+    for source in SOURCES {
+        println!("cargo:rerun-if-changed={source}");
+    }
     let libtorch = flan_build::libtorch_dir("flan-model");
     flan_build::libtorch_cpp_build(&libtorch)
-        .file("csrc/autocast.cpp")
-        .file("csrc/inference_mode.cpp")
-        .file("csrc/denormals.cpp")
-        .file("csrc/prepacked_linear.cpp")
+        .files(SOURCES)
         .compile("flan_model_shim");
     flan_build::link_libtorch(&libtorch, &["torch_cpu", "c10"]);
 }

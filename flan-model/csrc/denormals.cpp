@@ -3,14 +3,18 @@
 // intra-op pool's threads keep theirs, so the switch is also run on each of them. The pool is
 // OpenMP's (libgomp in the PyPI wheels): a parallel region is opened through GOMP_parallel,
 // looked up in the process at run time, because ATen's parallel_for is a header template that
-// would run serially in this file, compiled without -fopenmp.
+// would run serially in this file, compiled without -fopenmp. Errors follow flan_model_shim.h's
+// convention.
+#include "flan_model_shim.h"
+#include "shim_error.h"
+
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 
 #include <atomic>
 #include <cstdint>
-#include <exception>
+#include <stdexcept>
 #if defined(__x86_64__) || defined(_M_X64)
 #include <xmmintrin.h>
 #endif
@@ -66,26 +70,20 @@ void on_every_thread(void (*fn)(void*), Probe* probe) {
 
 extern "C" {
 
-// 0 on success, -1 if this CPU has no such mode, -2 if libtorch threw.
-int flan_set_flush_denormal(int on) {
-  try {
+char* flan_model_set_flush_denormal(int32_t on) {
+  return flan_model_shim::guarded([&] {
     if (!at::globalContext().setFlushDenormal(on != 0)) {
-      return -1;
+      throw std::runtime_error("this CPU cannot flush denormals (needs SSE3 on x86)");
     }
     Probe probe;
     probe.on = on != 0;
     on_every_thread(&set_on_this_thread, &probe);
-    return 0;
-  } catch (const std::exception&) {
-    return -2;
-  }
+  });
 }
 
-int flan_flush_denormal_is_on() { return flush_is_on(); }
+int32_t flan_model_flush_denormal_is_on() { return flush_is_on(); }
 
-// Bit masks over OpenMP thread numbers: the threads of a pool-sized team (`seen`) and those of
-// them that flush (`on`); for tests.
-void flan_flush_denormal_threads(int64_t* seen, int64_t* on) {
+void flan_model_flush_denormal_threads(int64_t* seen, int64_t* on) {
   Probe probe;
   probe.on = false;
   probe.thread_num = reinterpret_cast<OmpThreadNum>(dlsym(RTLD_DEFAULT, "omp_get_thread_num"));

@@ -4,8 +4,11 @@
 // for a given number of input rows) and `mkl::_mkl_linear` (cblas_sgemm_compute over it) when it
 // is built with MKL, as the x86-64 PyPI wheels are. tch binds neither, and they are not part of
 // ATen's public op list, so they are looked up in the dispatcher at run time: a libtorch without
-// them (no MKL, another CPU architecture) makes these functions return null, and the caller
-// falls back to the plain linear layer.
+// them (no MKL, another CPU architecture) reports 0 from flan_model_prepacked_linear_available,
+// and the caller keeps the plain linear layer. Errors follow flan_model_shim.h's convention.
+#include "flan_model_shim.h"
+#include "shim_error.h"
+
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -43,58 +46,66 @@ const std::optional<c10::TypedOperatorHandle<LinearFn>>& linear_op() {
   return op;
 }
 
-// A 2-d contiguous fp32 CPU tensor.
-bool plain_cpu_matrix(const at::Tensor& t) {
-  return t.defined() && t.device().is_cpu() && t.scalar_type() == at::kFloat && t.dim() == 2 &&
-         t.is_contiguous() && t.layout() == at::kStrided;
+// Throws unless `t` is a 2-d contiguous fp32 CPU tensor.
+void check_plain_cpu_matrix(const at::Tensor& t, const char* what) {
+  TORCH_CHECK(t.defined(), "prepacked linear: the ", what, " is an undefined tensor");
+  TORCH_CHECK(t.device().is_cpu() && t.layout() == at::kStrided, "prepacked linear: the ", what,
+              " must be a strided CPU tensor, got ", t.layout(), " on ", t.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat, "prepacked linear: the ", what,
+              " must be fp32, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 2 && t.is_contiguous(), "prepacked linear: the ", what,
+              " must be a contiguous matrix, got shape ", t.sizes());
+}
+
+void check_available() {
+  TORCH_CHECK(pack_op().has_value() && linear_op().has_value(),
+              "prepacked linear: this libtorch has no MKL packed GEMM "
+              "(mkl::_mkl_reorder_linear_weight, mkl::_mkl_linear)");
 }
 
 }  // namespace
 
 extern "C" {
 
-int flan_prepacked_linear_available() {
+int32_t flan_model_prepacked_linear_available() {
   return pack_op().has_value() && linear_op().has_value() ? 1 : 0;
 }
 
-// The weight `[out, in]` packed for inputs of `rows` rows, as a new at::Tensor* the caller owns;
-// null when MKL packing is unavailable, the weight is not a contiguous fp32 CPU matrix, or
-// libtorch threw.
-void* flan_prepacked_linear_pack(void* weight, int64_t rows) {
-  try {
-    const auto& op = pack_op();
+char* flan_model_prepacked_linear_pack(void* weight, int64_t rows, void** out) {
+  return flan_model_shim::guarded([&] {
+    *out = nullptr;
     const at::Tensor& w = *static_cast<at::Tensor*>(weight);
-    if (!op.has_value() || !linear_op().has_value() || rows <= 0 || !plain_cpu_matrix(w)) {
-      return nullptr;
-    }
+    check_available();
+    TORCH_CHECK(rows > 0, "prepacked linear: cannot pack for ", rows, " rows");
+    check_plain_cpu_matrix(w, "weight");
     // The packed copy is data, not a parameter: no autograd history.
     at::NoGradGuard no_grad;
-    return new at::Tensor(op->call(w.detach(), rows));
-  } catch (const std::exception&) {
-    return nullptr;
-  }
+    *out = new at::Tensor(pack_op()->call(w.detach(), rows));
+  });
 }
 
-// `x [rows, in] · weightᵀ` through the weight packed for `rows` rows, as a new at::Tensor*; null
-// (nothing computed) unless the packed kernel computes exactly what `linear` would here: no
-// autograd (grad mode off or inference mode), no CPU autocast, fp32 contiguous CPU operands of
-// matching shapes.
-void* flan_prepacked_linear_forward(void* x, void* packed, void* weight, int64_t rows) {
-  try {
-    const auto& op = linear_op();
+char* flan_model_prepacked_linear_forward(void* x, void* packed, void* weight, int64_t rows,
+                                          void** out) {
+  return flan_model_shim::guarded([&] {
+    *out = nullptr;
     const at::Tensor& input = *static_cast<at::Tensor*>(x);
     const at::Tensor& w = *static_cast<at::Tensor*>(weight);
     const at::Tensor& p = *static_cast<at::Tensor*>(packed);
-    if (!op.has_value() || c10::GradMode::is_enabled() ||
-        at::autocast::is_autocast_enabled(at::kCPU) || !plain_cpu_matrix(input) ||
-        !plain_cpu_matrix(w) || !p.defined() || !p.device().is_cpu() ||
-        input.size(0) != rows || input.size(1) != w.size(1)) {
-      return nullptr;
+    check_available();
+    // Not errors: modes in which the packed kernel would not compute what `linear` does (it has
+    // no autograd formula and ignores autocast). The caller then takes the plain product.
+    if (c10::GradMode::is_enabled() || at::autocast::is_autocast_enabled(at::kCPU)) {
+      return;
     }
-    return new at::Tensor(op->call(input, p, w, std::nullopt, rows));
-  } catch (const std::exception&) {
-    return nullptr;
-  }
+    check_plain_cpu_matrix(input, "input");
+    check_plain_cpu_matrix(w, "weight");
+    TORCH_CHECK(p.defined() && p.device().is_cpu(),
+                "prepacked linear: the packed weight must be a CPU tensor");
+    TORCH_CHECK(input.size(0) == rows && input.size(1) == w.size(1), "prepacked linear: input of ",
+                "shape ", input.sizes(), " for a weight of shape ", w.sizes(), " packed for ",
+                rows, " rows");
+    *out = new at::Tensor(linear_op()->call(input, p, w, std::nullopt, rows));
+  });
 }
 
 }  // extern "C"

@@ -8,38 +8,24 @@
 //! same guard serves CUDA and CPU (where bf16 runs on AVX-512-BF16/AMX hardware).
 //!
 //! Autocast state is thread-local in libtorch, so the guard is neither `Send` nor `Sync`.
+//!
+//! Errors: libtorch's messages, as [`Error::Autocast`], for a device type it has no autocast for
+//! (Vulkan) and for a lower precision other than bf16 and f16.
 
-use std::ffi::CStr;
 use std::marker::PhantomData;
-use std::os::raw::{c_char, c_int};
 
 use tch::{Device, Kind};
 
+use crate::ffi;
 use crate::{Error, Result};
-
-extern "C" {
-    fn flan_autocast_last_error() -> *const c_char;
-    fn flan_autocast_enter(
-        device_type: c_int,
-        scalar_type: c_int,
-        prev_enabled: *mut c_int,
-        prev_scalar_type: *mut c_int,
-    ) -> c_int;
-    fn flan_autocast_exit(
-        device_type: c_int,
-        prev_enabled: c_int,
-        prev_scalar_type: c_int,
-    ) -> c_int;
-    fn flan_autocast_is_enabled(device_type: c_int) -> c_int;
-}
 
 /// An autocast region: on from [`Autocast::enter`] until the guard drops, which restores the
 /// previous state (regions nest).
 #[must_use = "autocast is on only while the guard lives"]
 pub struct Autocast {
-    device_type: c_int,
-    prev_enabled: c_int,
-    prev_scalar_type: c_int,
+    device_type: i32,
+    prev_enabled: i32,
+    prev_scalar_type: i32,
     // libtorch keeps autocast state per thread: the guard must be dropped where it was made.
     _thread_bound: PhantomData<*const ()>,
 }
@@ -48,7 +34,7 @@ impl Autocast {
     /// Turns autocast on for `device`'s type with `dtype` (`BFloat16` or `Half`) as the lower
     /// precision.
     pub fn enter(device: Device, dtype: Kind) -> Result<Self> {
-        let device_type = device_type(device)?;
+        let device_type = device_type(device);
         let scalar_type = match dtype {
             Kind::Half => 5,
             Kind::BFloat16 => 15,
@@ -59,16 +45,16 @@ impl Autocast {
             }
         };
         let (mut prev_enabled, mut prev_scalar_type) = (0, 0);
-        // SAFETY: plain ints in and out; the shim catches every C++ exception.
-        let rc = unsafe {
-            flan_autocast_enter(
+        // SAFETY: plain ints in, two valid out-pointers; the shim catches every C++ exception.
+        let message = unsafe {
+            ffi::flan_model_autocast_enter(
                 device_type,
                 scalar_type,
                 &mut prev_enabled,
                 &mut prev_scalar_type,
             )
         };
-        check(rc)?;
+        ffi::check(message, Error::Autocast)?;
         Ok(Autocast {
             device_type,
             prev_enabled,
@@ -79,37 +65,64 @@ impl Autocast {
 
     /// Whether autocast is on, on this thread, for `device`'s type.
     pub fn is_enabled(device: Device) -> Result<bool> {
-        // SAFETY: an int in, an int out; the shim catches every C++ exception.
-        let rc = unsafe { flan_autocast_is_enabled(device_type(device)?) };
-        check(rc).map(|_| rc == 1)
+        let mut enabled = 0;
+        // SAFETY: an int in, a valid out-pointer; the shim catches every C++ exception.
+        let message =
+            unsafe { ffi::flan_model_autocast_is_enabled(device_type(device), &mut enabled) };
+        ffi::check(message, Error::Autocast).map(|()| enabled == 1)
     }
 }
 
 impl Drop for Autocast {
     fn drop(&mut self) {
-        // SAFETY: as in `enter`. Restoring plain switches fails only if libtorch's own state is
-        // broken, which a destructor cannot report; there is nothing better to do than go on.
-        let _ = unsafe {
-            flan_autocast_exit(self.device_type, self.prev_enabled, self.prev_scalar_type)
+        // SAFETY: plain ints in; the shim catches every C++ exception. Restoring plain switches
+        // fails only if libtorch's own state is broken, which a destructor cannot report; there
+        // is nothing better to do than free the message and go on.
+        let message = unsafe {
+            ffi::flan_model_autocast_exit(
+                self.device_type,
+                self.prev_enabled,
+                self.prev_scalar_type,
+            )
         };
+        let _ = ffi::check(message, Error::Autocast);
     }
 }
 
-/// The `c10::DeviceType` of `device`.
-fn device_type(device: Device) -> Result<c_int> {
+/// The `c10::DeviceType` of `device`; libtorch decides which have autocast.
+fn device_type(device: Device) -> i32 {
     match device {
-        Device::Cpu => Ok(0),
-        Device::Cuda(_) => Ok(1),
-        Device::Mps => Ok(13),
-        other => Err(Error::Autocast(format!("no autocast for device {other:?}"))),
+        Device::Cpu => 0,
+        Device::Cuda(_) => 1,
+        Device::Vulkan => 10,
+        Device::Mps => 13,
     }
 }
 
-fn check(rc: c_int) -> Result<()> {
-    if rc >= 0 {
-        return Ok(());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Vulkan has no autocast in libtorch: entering says so (the shim's check), asking whether it
+    /// is on fails in libtorch itself, and both messages reach Rust.
+    #[test]
+    fn libtorchs_error_for_a_device_without_autocast_reaches_rust() {
+        match Autocast::enter(Device::Vulkan, Kind::BFloat16) {
+            Err(Error::Autocast(message)) => assert!(
+                message.contains("autocast is not available for device type vulkan"),
+                "{message}"
+            ),
+            other => panic!("expected an autocast error, got {:?}", other.map(|_| ())),
+        }
+        match Autocast::is_enabled(Device::Vulkan) {
+            Err(Error::Autocast(message)) => {
+                assert!(message.contains("unknown device type"), "{message}")
+            }
+            other => panic!("expected an autocast error, got {other:?}"),
+        }
+        assert!(
+            !Autocast::is_enabled(Device::Cpu).unwrap(),
+            "state untouched"
+        );
     }
-    // SAFETY: the shim returns a pointer to its thread-local, NUL-terminated buffer.
-    let message = unsafe { CStr::from_ptr(flan_autocast_last_error()) };
-    Err(Error::Autocast(message.to_string_lossy().into_owned()))
 }

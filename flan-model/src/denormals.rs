@@ -10,29 +10,23 @@
 //! threads. Off by default outside training: inference keeps transformers' exact numerics. (The
 //! one exception is generation's log-softmax for the chosen tokens' scores, where flushing
 //! provably changes nothing; see `generate`.)
+//!
+//! Errors: switching fails, with the shim's message as [`crate::Error::Libtorch`], only on a CPU
+//! without the mode (libtorch has it on x86 with SSE3 only), which is why the tests cannot
+//! provoke it on x86; a test on other architectures checks the message.
 
 use std::marker::PhantomData;
-use std::os::raw::c_int;
 
-use crate::{Error, Result};
-
-extern "C" {
-    fn flan_set_flush_denormal(on: c_int) -> c_int;
-    fn flan_flush_denormal_is_on() -> c_int;
-    fn flan_flush_denormal_threads(seen: *mut i64, on: *mut i64);
-}
+use crate::ffi;
+use crate::Result;
 
 fn set(on: bool) -> Result<()> {
-    // SAFETY: plain integer argument; the shim catches C++ exceptions.
-    match unsafe { flan_set_flush_denormal(c_int::from(on)) } {
-        -1 => Err(Error::InvalidInput(
-            "this CPU cannot flush denormals (needs SSE3 on x86)".into(),
-        )),
-        n if n != 0 => Err(Error::InvalidInput(
-            "libtorch failed to switch flushing denormals".into(),
-        )),
-        _ => Ok(()),
-    }
+    // SAFETY: a plain integer in; the shim catches every C++ exception.
+    let message = unsafe { ffi::flan_model_set_flush_denormal(i32::from(on)) };
+    ffi::check(
+        message,
+        ffi::libtorch("switching the flushing of denormals"),
+    )
 }
 
 /// Denormals flushed to zero from [`FlushDenormals::enter`] until the guard drops, on this thread
@@ -56,16 +50,16 @@ impl FlushDenormals {
 
     /// Whether this thread flushes denormals (inputs and results).
     pub fn is_enabled() -> bool {
-        // SAFETY: no arguments, reads a register.
-        unsafe { flan_flush_denormal_is_on() == 1 }
+        // SAFETY: no arguments, reads a register; cannot fail.
+        unsafe { ffi::flan_model_flush_denormal_is_on() == 1 }
     }
 
     /// `(threads, flushing)`: how many of libtorch's intra-op threads (this one included) ran a
     /// probe, and how many of those flush denormals.
     pub fn intra_op_threads() -> (u32, u32) {
         let (mut seen, mut on) = (0i64, 0i64);
-        // SAFETY: two valid out-pointers; the shim writes each once.
-        unsafe { flan_flush_denormal_threads(&mut seen, &mut on) };
+        // SAFETY: two valid out-pointers; the shim writes each once and cannot fail.
+        unsafe { ffi::flan_model_flush_denormal_threads(&mut seen, &mut on) };
         (seen.count_ones(), on.count_ones())
     }
 }
@@ -75,6 +69,21 @@ impl Drop for FlushDenormals {
         if !self.previous {
             // Switching off cannot fail where switching on succeeded.
             let _ = set(false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Where libtorch has no flush-denormal mode (not x86), the shim's message reaches Rust.
+    #[cfg(not(target_arch = "x86_64"))]
+    #[test]
+    fn a_cpu_without_the_mode_gets_the_shims_message() {
+        match super::FlushDenormals::enter() {
+            Err(crate::Error::Libtorch { message, .. }) => {
+                assert!(message.contains("cannot flush denormals"), "{message}")
+            }
+            other => panic!("expected a libtorch error, got {:?}", other.map(|_| ())),
         }
     }
 }

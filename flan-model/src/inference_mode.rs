@@ -5,17 +5,15 @@
 //! Tensors made inside the region are inference tensors: autograd refuses them later, so
 //! nothing made here may outlive the region into training code. The guard is thread-bound, as
 //! the mode is.
+//!
+//! Errors: entering cannot fail short of running out of memory for the guard (the shim reports
+//! that as [`crate::Error::Libtorch`]); there is no error a test could provoke.
 
+use std::ffi::c_void;
 use std::marker::PhantomData;
-use std::os::raw::{c_int, c_void};
 
-use crate::{Error, Result};
-
-extern "C" {
-    fn flan_inference_mode_enter() -> *mut c_void;
-    fn flan_inference_mode_exit(guard: *mut c_void);
-    fn flan_inference_mode_is_enabled() -> c_int;
-}
+use crate::ffi;
+use crate::Result;
 
 /// Inference mode from [`InferenceMode::enter`] until the guard drops (regions nest).
 #[must_use = "inference mode is on only while the guard lives"]
@@ -27,13 +25,10 @@ pub struct InferenceMode {
 impl InferenceMode {
     /// Turns inference mode on for this thread.
     pub fn enter() -> Result<Self> {
-        // SAFETY: no arguments; the shim catches C++ exceptions and returns null for them.
-        let guard = unsafe { flan_inference_mode_enter() };
-        if guard.is_null() {
-            return Err(Error::InvalidInput(
-                "libtorch refused to enter inference mode".into(),
-            ));
-        }
+        let mut guard = std::ptr::null_mut();
+        // SAFETY: a valid out-pointer; the shim catches every C++ exception.
+        let message = unsafe { ffi::flan_model_inference_mode_enter(&mut guard) };
+        ffi::check(message, ffi::libtorch("entering inference mode"))?;
         Ok(InferenceMode {
             guard,
             _thread_bound: PhantomData,
@@ -42,8 +37,8 @@ impl InferenceMode {
 
     /// Whether inference mode is on, on this thread.
     pub fn is_enabled() -> bool {
-        // SAFETY: no arguments, no exceptions.
-        unsafe { flan_inference_mode_is_enabled() == 1 }
+        // SAFETY: no arguments; cannot fail.
+        unsafe { ffi::flan_model_inference_mode_is_enabled() == 1 }
     }
 
     /// Runs `f` in inference mode.
@@ -55,9 +50,9 @@ impl InferenceMode {
 
 impl Drop for InferenceMode {
     fn drop(&mut self) {
-        // SAFETY: `guard` came from flan_inference_mode_enter and is freed once, on the thread
-        // that made it (the type is not Send).
-        unsafe { flan_inference_mode_exit(self.guard) }
+        // SAFETY: `guard` came from flan_model_inference_mode_enter and is freed once, on the
+        // thread that made it (the type is not Send).
+        unsafe { ffi::flan_model_inference_mode_exit(self.guard) }
     }
 }
 

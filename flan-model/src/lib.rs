@@ -41,6 +41,7 @@ pub mod dropout;
 pub mod dtype;
 pub mod error;
 pub mod fallible;
+mod ffi;
 pub mod generate;
 pub mod hub;
 pub mod inference_mode;

@@ -22,23 +22,21 @@
 //! Packing and checking the small shape's 73 decoder and head weights takes about 0.3 s. The
 //! copies take about the weights' size in memory per row count (MKL reserves more address space
 //! than it writes).
+//!
+//! Errors: the shim refuses operands that are not contiguous fp32 CPU matrices of matching shapes
+//! (and packing where MKL's GEMM is missing) with libtorch's message. The layer checks dtype,
+//! device and availability before calling it, so such an error means a case those checks missed;
+//! the step then takes the plain product, which is the same number and raises any real problem
+//! with the operands itself.
 
 use std::cell::RefCell;
-use std::os::raw::{c_int, c_void};
 use std::sync::OnceLock;
 
-use tch::Tensor;
+use tch::{Device, Kind, Tensor};
 
-extern "C" {
-    fn flan_prepacked_linear_available() -> c_int;
-    fn flan_prepacked_linear_pack(weight: *mut c_void, rows: i64) -> *mut c_void;
-    fn flan_prepacked_linear_forward(
-        x: *mut c_void,
-        packed: *mut c_void,
-        weight: *mut c_void,
-        rows: i64,
-    ) -> *mut c_void;
-}
+use crate::ffi::{self, owned_tensor, tensor_ptr};
+use crate::t5::Pass;
+use crate::Result;
 
 /// Fewest rows for which a step uses the packed product (see the module docs).
 const MIN_PACKED_ROWS: i64 = 16;
@@ -50,8 +48,51 @@ const MAX_ROW_COUNTS: usize = 2;
 /// Whether this libtorch has MKL's packed GEMM (x86-64 builds with MKL).
 pub fn prepacked_gemm_available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    // SAFETY: no arguments; the shim catches C++ exceptions.
-    *AVAILABLE.get_or_init(|| unsafe { flan_prepacked_linear_available() } == 1)
+    // SAFETY: no arguments; cannot fail (the shim catches C++ exceptions of the lookup).
+    *AVAILABLE.get_or_init(|| unsafe { ffi::flan_model_prepacked_linear_available() } == 1)
+}
+
+/// `weight` `[out, in]` packed for inputs of `rows` rows.
+fn pack(weight: &Tensor, rows: i64) -> Result<Option<Tensor>> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: a live tensor, read during the call, and a valid out-pointer; the shim catches
+    // every C++ exception.
+    let message =
+        unsafe { ffi::flan_model_prepacked_linear_pack(tensor_ptr(weight), rows, &mut out) };
+    ffi::check(message, ffi::libtorch("packing a weight for MKL's GEMM"))?;
+    // SAFETY: on success `out` is null or a fresh at::Tensor* that we own.
+    Ok(unsafe { owned_tensor(out) })
+}
+
+/// `x [rows, in] · weightᵀ` through `packed`, the weight packed for `rows` rows; None where the
+/// packed kernel does not apply in the current mode (autograd, CPU autocast).
+fn packed_linear(
+    x: &Tensor,
+    packed: &Tensor,
+    weight: &Tensor,
+    rows: i64,
+) -> Result<Option<Tensor>> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: three live tensors, read during the call, and a valid out-pointer; the shim
+    // catches every C++ exception.
+    let message = unsafe {
+        ffi::flan_model_prepacked_linear_forward(
+            tensor_ptr(x),
+            tensor_ptr(packed),
+            tensor_ptr(weight),
+            rows,
+            &mut out,
+        )
+    };
+    ffi::check(message, ffi::libtorch("multiplying by a packed weight"))?;
+    // SAFETY: on success `out` is null or a fresh at::Tensor* that we own.
+    Ok(unsafe { owned_tensor(out) })
+}
+
+/// Whether `t` is an fp32 CPU tensor, as the packed kernel needs (its other requirements are
+/// checked by the shim).
+fn fp32_on_cpu(t: &Tensor) -> bool {
+    t.kind() == Kind::Float && t.device() == Device::Cpu
 }
 
 /// A deterministic `[rows, inner]` input in (-0.5, 0.5) whose values fill the mantissa (the
@@ -63,18 +104,6 @@ fn probe_input(rows: i64, inner: i64) -> Tensor {
     (x.frac() - 0.5)
         .to_kind(tch::Kind::Float)
         .view([rows, inner])
-}
-
-/// Takes ownership of an at::Tensor* the shim allocated (null: none).
-fn owned(ptr: *mut c_void) -> Option<Tensor> {
-    // SAFETY: a non-null pointer from the shim is a fresh `new at::Tensor`, tch's C_tensor,
-    // which the returned Tensor frees exactly once.
-    (!ptr.is_null()).then(|| unsafe { Tensor::from_ptr(ptr as *mut torch_sys::C_tensor) })
-}
-
-fn raw(t: &Tensor) -> *mut c_void {
-    // The shim only reads through these pointers, during the call.
-    t.as_ptr() as *mut c_void
 }
 
 /// What the packed weights of a model amount to ([`crate::T5ForConditionalGeneration::prepacked_decoding_stats`]).
@@ -112,12 +141,11 @@ impl PrepackedLinear {
         }
     }
 
-    /// [`Self::forward_step`] for a one-position decoding step, else [`Self::forward`].
-    pub(crate) fn apply(&self, x: &Tensor, step: bool) -> Tensor {
-        if step {
-            self.forward_step(x)
-        } else {
-            self.forward(x)
+    /// [`Self::forward_step`] in a one-position decoding step, else [`Self::forward`].
+    pub(crate) fn apply(&self, x: &Tensor, pass: Pass) -> Tensor {
+        match pass {
+            Pass::DecodeStep => self.forward_step(x),
+            Pass::Train | Pass::Eval => self.forward(x),
         }
     }
 
@@ -138,7 +166,11 @@ impl PrepackedLinear {
         let shape = x.size();
         let (&inner, outer) = shape.split_last()?;
         let rows: i64 = outer.iter().product();
-        if rows < MIN_PACKED_ROWS || !prepacked_gemm_available() {
+        if rows < MIN_PACKED_ROWS
+            || !prepacked_gemm_available()
+            || !fp32_on_cpu(x)
+            || !fp32_on_cpu(&self.weight)
+        {
             return None;
         }
         let packed = self.packed_for(rows, inner)?;
@@ -148,13 +180,12 @@ impl PrepackedLinear {
         Some(out.view(out_shape.as_slice()))
     }
 
-    /// `x [rows, in]` times the packed weight (None where the shim declines).
+    /// `x [rows, in]` times the packed weight (None where the kernel does not apply or the shim
+    /// refuses the operands: see the module docs).
     fn packed_product(&self, x: &Tensor, packed: &Tensor) -> Option<Tensor> {
-        let rows = x.size()[0];
-        // SAFETY: three live tensors, read during the call; the result is owned by `owned`.
-        owned(unsafe {
-            flan_prepacked_linear_forward(raw(x), raw(packed), raw(&self.weight), rows)
-        })
+        packed_linear(x, packed, &self.weight, x.size()[0])
+            .ok()
+            .flatten()
     }
 
     /// Whether `packed` times a probe of `rows` rows of width `inner` is bitwise this layer's
@@ -175,8 +206,7 @@ impl PrepackedLinear {
         if let Some(c) = cache.iter().find(|c| c.rows == rows) {
             return c.data.as_ref().map(Tensor::shallow_clone);
         }
-        // SAFETY: a live tensor, read during the call; the result is owned by `owned`.
-        let data = owned(unsafe { flan_prepacked_linear_pack(raw(&self.weight), rows) })?;
+        let data = pack(&self.weight, rows).ok().flatten()?;
         let same = self.gives_plain_product(&data, rows, inner);
         if cache.len() >= MAX_ROW_COUNTS {
             cache.remove(0);
@@ -274,10 +304,7 @@ mod tests {
         }
         let linear = PrepackedLinear::new(matrix(3, 96, 256, 0.05));
         let other = matrix(4, 96, 256, 0.05);
-        let pack = |w: &Tensor| {
-            // SAFETY: a live tensor, read during the call; the result is owned by `owned`.
-            owned(unsafe { flan_prepacked_linear_pack(raw(w), 32) }).expect("MKL packs fp32")
-        };
+        let pack = |w: &Tensor| pack(w, 32).unwrap().expect("MKL packs fp32");
         InferenceMode::run(|| {
             assert!(linear.gives_plain_product(&pack(&linear.weight), 32, 256));
             assert!(!linear.gives_plain_product(&pack(&other), 32, 256));
@@ -349,6 +376,39 @@ mod tests {
                 "stale copies dropped"
             );
         }
+    }
+
+    /// Operands the packed kernel cannot take are refused in C++, and libtorch's message reaches
+    /// Rust.
+    #[test]
+    fn the_shims_error_for_bad_operands_reaches_rust() {
+        let message = |r: Result<Option<Tensor>>| match r {
+            Err(crate::Error::Libtorch { message, .. }) => message,
+            other => panic!("expected a libtorch error, got {other:?}"),
+        };
+        let double = matrix(13, 64, 256, 0.05).to_kind(Kind::Double);
+        let m = message(pack(&double, 32));
+        if !prepacked_gemm_available() {
+            assert!(m.contains("no MKL packed GEMM"), "{m}");
+            return;
+        }
+        assert!(m.contains("the weight must be fp32, got Double"), "{m}");
+        let m = message(pack(&matrix(13, 64, 256, 0.05), 0));
+        assert!(m.contains("cannot pack for 0 rows"), "{m}");
+
+        let weight = matrix(13, 64, 256, 0.05);
+        let packed = pack(&weight, 32).unwrap().expect("MKL packs fp32");
+        let narrow = matrix(14, 32, 128, 1.0);
+        let m =
+            InferenceMode::run(|| message(packed_linear(&narrow, &packed, &weight, 32))).unwrap();
+        assert!(m.contains("input of shape [32, 128]"), "{m}");
+        // The layer does not hand the shim what it would refuse: an fp64 layer keeps the plain
+        // product without trying to pack.
+        let linear = PrepackedLinear::new(double);
+        let x = matrix(15, 32, 256, 1.0).to_kind(Kind::Double);
+        let (step, plain) = step_and_plain(&linear, &x);
+        assert!(step.equal(&plain));
+        assert!(linear.packed_row_counts().is_empty());
     }
 
     #[test]

@@ -60,11 +60,38 @@ impl Params {
     }
 }
 
+/// How a pass runs through the network's layers: whether dropout applies, and whether the linear
+/// layers may multiply by prepacked weights. The public API's `train: bool` becomes
+/// [`Pass::Train`] or [`Pass::Eval`]; only [`T5ForConditionalGeneration::decode_step`] makes
+/// [`Pass::DecodeStep`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// Training: dropout applies (at the config's `dropout_rate`).
+    Train,
+    /// Evaluation, full decoding and multi-position cached steps: no dropout, plain products.
+    Eval,
+    /// A one-position decoding step over a KV cache: no dropout, and the projections of the new
+    /// position may use prepacked weights ([`PrepackedLinear::forward_step`], bitwise the plain
+    /// product).
+    DecodeStep,
+}
+
+impl Pass {
+    /// [`Pass::Train`] when `train`, else [`Pass::Eval`].
+    fn from_train(train: bool) -> Self {
+        if train {
+            Pass::Train
+        } else {
+            Pass::Eval
+        }
+    }
+}
+
 /// Dropout in training only (see [`crate::dropout`] for why not libtorch's). Outside training
 /// libtorch's dropout would return its input but still cost a dispatch, and a decoding step makes
 /// hundreds of small calls.
-fn dropout(x: Tensor, p: f64, train: bool) -> Tensor {
-    if train && p > 0.0 {
+fn dropout(x: Tensor, p: f64, pass: Pass) -> Tensor {
+    if pass == Pass::Train && p > 0.0 {
         crate::dropout::dropout(&x, p)
     } else {
         x
@@ -179,45 +206,62 @@ impl Attention {
         x.view([b, t, self.num_heads, self.d_kv]).transpose(1, 2)
     }
 
-    /// Attention of `hidden` over `keys_from` (itself for self-attention). `bias` is the position
-    /// bias plus the additive mask, broadcastable to `[batch, heads, query, key]`. With a cache
-    /// slot, self-attention appends the new keys/values and cross-attention projects them once.
-    /// `step`: a one-position decoding step, whose projections of `hidden` may use packed
-    /// weights (see [`PrepackedLinear::forward_step`]); cross-attention keys and values, projected
-    /// once from the encoder output, never do.
-    fn forward(
+    /// Self-attention of `hidden` `[batch, len, d_model]` (the encoder's, or the decoder's,
+    /// causal through `bias`). `bias` is the position bias plus the additive mask, broadcastable
+    /// to `[batch, heads, query, key]`. With a cache slot, the new positions' keys and values are
+    /// appended to the earlier ones' and the queries attend to all of them.
+    fn self_attention(
         &self,
         hidden: &Tensor,
-        keys_from: Option<&Tensor>,
         bias: &Tensor,
-        cache: Option<(&mut LayerCache, bool)>,
-        train: bool,
-        step: bool,
+        cache: Option<&mut LayerCache>,
+        pass: Pass,
     ) -> Tensor {
-        let (b, t, _) = hidden.size3().expect("hidden states are 3-d");
-        let q = self.heads(self.q.apply(hidden, step));
-        let project = |src: &Tensor, step: bool| {
+        let q = self.heads(self.q.apply(hidden, pass));
+        let k = self.heads(self.k.apply(hidden, pass));
+        let v = self.heads(self.v.apply(hidden, pass));
+        let (k, v) = match cache {
+            Some(slot) => slot.append_self(k, v),
+            None => (k, v),
+        };
+        self.attend(&q, &k, &v, bias, pass)
+    }
+
+    /// Cross-attention of the decoder's `hidden` `[batch, len, d_model]` over the encoder's
+    /// output `encoder_hidden` `[batch, source_len, d_model]`; `bias` is the additive mask over
+    /// the encoder's positions. With a cache slot the keys and values are projected once, at the
+    /// first step, and reused: they are products over the whole source, never a decoding step's,
+    /// so they never use packed weights.
+    fn cross_attention(
+        &self,
+        hidden: &Tensor,
+        encoder_hidden: &Tensor,
+        bias: &Tensor,
+        cache: Option<&mut LayerCache>,
+        pass: Pass,
+    ) -> Tensor {
+        let q = self.heads(self.q.apply(hidden, pass));
+        let project = || {
             (
-                self.heads(self.k.apply(src, step)),
-                self.heads(self.v.apply(src, step)),
+                self.heads(self.k.forward(encoder_hidden)),
+                self.heads(self.v.forward(encoder_hidden)),
             )
         };
         let (k, v) = match cache {
-            None => project(keys_from.unwrap_or(hidden), false),
-            Some((slot, is_cross)) => {
-                if is_cross {
-                    if slot.cross_kv.is_none() {
-                        slot.cross_kv = Some(project(keys_from.unwrap_or(hidden), false));
-                    }
-                    let (k, v) = slot.cross_kv.as_ref().expect("filled above");
-                    (k.shallow_clone(), v.shallow_clone())
-                } else {
-                    let (k_new, v_new) = project(hidden, step);
-                    slot.append_self(k_new, v_new)
-                }
+            None => project(),
+            Some(slot) => {
+                let (k, v) = slot.cross_kv.get_or_insert_with(project);
+                (k.shallow_clone(), v.shallow_clone())
             }
         };
-        let out = if train && self.dropout > 0.0 {
+        self.attend(&q, &k, &v, bias, pass)
+    }
+
+    /// Softmax attention of `q` over `k`, `v` (`[batch, heads, len, d_kv]`) with the additive
+    /// `bias`, dropout on the weights when training, heads merged and projected by `o`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, pass: Pass) -> Tensor {
+        let (b, _, t, _) = q.size4().expect("query heads are 4-d");
+        let out = if pass == Pass::Train && self.dropout > 0.0 {
             // What sdpa does on CPU when it has to drop attention weights (its math path, as
             // transformers' eager T5), with our dropout in place of libtorch's serial one. The
             // bias is added in place, as transformers' eager T5 does, so that under autocast the
@@ -225,15 +269,15 @@ impl Attention {
             let mut scores = q.matmul(&k.transpose(-1, -2));
             let _ = scores.g_add_(bias);
             let weights = scores.softmax(-1, Kind::Float).to_kind(scores.kind());
-            dropout(weights, self.dropout, train).matmul(&v)
+            dropout(weights, self.dropout, pass).matmul(v)
         } else {
-            Tensor::scaled_dot_product_attention(&q, &k, &v, Some(bias), 0.0, false, 1.0, false)
+            Tensor::scaled_dot_product_attention(q, k, v, Some(bias), 0.0, false, 1.0, false)
         };
         let out = out
             .transpose(1, 2)
             .contiguous()
             .view([b, t, self.num_heads * self.d_kv]);
-        self.o.apply(&out, step)
+        self.o.apply(&out, pass)
     }
 }
 
@@ -271,20 +315,19 @@ impl DenseReluDense {
         }
     }
 
-    /// `step`: a one-position decoding step (prepacked weights may apply).
-    fn forward(&self, x: &Tensor, train: bool, step: bool) -> Tensor {
+    fn forward(&self, x: &Tensor, pass: Pass) -> Tensor {
         let act = |h: Tensor| match self.kind.activation {
             Activation::Relu => h.relu(),
             Activation::GeluTanh => gelu_tanh(&h),
             Activation::Gelu => h.gelu("none"),
             Activation::Silu => h.silu(),
         };
-        let h = act(self.wi[0].apply(x, step));
+        let h = act(self.wi[0].apply(x, pass));
         let h = match self.wi.get(1) {
-            Some(wi_1) => h * wi_1.apply(x, step),
+            Some(wi_1) => h * wi_1.apply(x, pass),
             None => h,
         };
-        let h = dropout(h, self.dropout, train);
+        let h = dropout(h, self.dropout, pass);
         // transformers keeps `wo` in fp32 for half-precision models; follow the weight's dtype.
         let wo_kind = self.wo.weight.kind();
         let h = if h.kind() != wo_kind {
@@ -292,7 +335,7 @@ impl DenseReluDense {
         } else {
             h
         };
-        self.wo.apply(&h, step)
+        self.wo.apply(&h, pass)
     }
 }
 
@@ -309,6 +352,14 @@ fn gelu_tanh(x: &Tensor) -> Tensor {
     let half = x * 0.5;
     let inner = (x + x.pow_tensor_scalar(3.0) * 0.044715) * (2.0 / std::f64::consts::PI).sqrt();
     half * (inner.tanh() + 1.0)
+}
+
+/// What the decoder's cross-attention reads: the encoder's output `[batch, source_len, d_model]`
+/// and the additive mask over its positions, broadcastable to `[batch, heads, query, source_len]`.
+#[derive(Clone, Copy)]
+struct Encoded<'a> {
+    hidden: &'a Tensor,
+    mask: &'a Tensor,
 }
 
 /// One sublayer: pre-norm, the op, dropout, residual.
@@ -358,40 +409,28 @@ impl Block {
         }
     }
 
-    /// `step`: a one-position decoding step (prepacked weights may apply).
+    /// The block over `h`, with `self_bias` as its self-attention bias and, in the decoder,
+    /// cross-attention over `encoder`.
     fn forward(
         &self,
         h: &Tensor,
         self_bias: &Tensor,
-        encoder: Option<(&Tensor, &Tensor)>,
+        encoder: Option<Encoded<'_>>,
         mut cache: Option<&mut LayerCache>,
-        train: bool,
-        step: bool,
+        pass: Pass,
     ) -> Tensor {
         let normed = self.self_norm.forward(h);
-        let a = self.self_attn.forward(
-            &normed,
-            None,
-            self_bias,
-            cache.as_deref_mut().map(|c| (c, false)),
-            train,
-            step,
-        );
-        let mut h = clamp_fp16(h + dropout(a, self.dropout, train));
-        if let (Some((attn, norm)), Some((enc_hidden, cross_bias))) = (&self.cross, encoder) {
+        let a = self
+            .self_attn
+            .self_attention(&normed, self_bias, cache.as_deref_mut(), pass);
+        let mut h = clamp_fp16(h + dropout(a, self.dropout, pass));
+        if let (Some((attn, norm)), Some(encoder)) = (&self.cross, encoder) {
             let normed = norm.forward(&h);
-            let a = attn.forward(
-                &normed,
-                Some(enc_hidden),
-                cross_bias,
-                cache.map(|c| (c, true)),
-                train,
-                step,
-            );
-            h = clamp_fp16(h + dropout(a, self.dropout, train));
+            let a = attn.cross_attention(&normed, encoder.hidden, encoder.mask, cache, pass);
+            h = clamp_fp16(h + dropout(a, self.dropout, pass));
         }
-        let f = self.ffn.forward(&self.ffn_norm.forward(&h), train, step);
-        clamp_fp16(h + dropout(f, self.dropout, train))
+        let f = self.ffn.forward(&self.ffn_norm.forward(&h), pass);
+        clamp_fp16(h + dropout(f, self.dropout, pass))
     }
 }
 
@@ -433,9 +472,9 @@ impl Stack {
         embedded: &Tensor,
         mask: &Tensor,
         offset: i64,
-        encoder: Option<(&Tensor, &Tensor)>,
+        encoder: Option<Encoded<'_>>,
         cache: Option<&mut KvCache>,
-        train: bool,
+        pass: Pass,
     ) -> Tensor {
         let query_len = embedded.size()[1];
         let key_len = offset + query_len;
@@ -443,7 +482,7 @@ impl Stack {
             Some(pos) => pos.to_kind(mask.kind()) + mask,
             None => mask.shallow_clone(),
         };
-        self.forward_with_bias(embedded, &bias, encoder, cache, train, false)
+        self.forward_with_bias(embedded, &bias, encoder, cache, pass)
     }
 
     /// Block 0's relative position bias, `[1, heads, query_len, key_len]` for queries from
@@ -455,22 +494,21 @@ impl Stack {
     }
 
     /// Runs the blocks with `bias` (position bias plus mask) as every block's self-attention
-    /// bias. `step`: a one-position decoding step (prepacked weights may apply).
+    /// bias.
     fn forward_with_bias(
         &self,
         embedded: &Tensor,
         bias: &Tensor,
-        encoder: Option<(&Tensor, &Tensor)>,
+        encoder: Option<Encoded<'_>>,
         mut cache: Option<&mut KvCache>,
-        train: bool,
-        step: bool,
+        pass: Pass,
     ) -> Tensor {
-        let mut h = dropout(embedded.shallow_clone(), self.dropout, train);
+        let mut h = dropout(embedded.shallow_clone(), self.dropout, pass);
         for (i, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            h = block.forward(&h, bias, encoder, slot, train, step);
+            h = block.forward(&h, bias, encoder, slot, pass);
         }
-        dropout(self.final_layer_norm.forward(&h), self.dropout, train)
+        dropout(self.final_layer_norm.forward(&h), self.dropout, pass)
     }
 
     /// Every linear layer of the blocks.
@@ -822,20 +860,21 @@ impl T5ForConditionalGeneration {
     /// Encoder over `input_ids` `[batch, len]` with `attention_mask` (1 = token, 0 = padding).
     pub fn encode(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         let mask = self.key_padding_mask(attention_mask);
-        self.encoder
-            .forward(&self.embed(input_ids), &mask, 0, None, None, train)
+        self.encoder.forward(
+            &self.embed(input_ids),
+            &mask,
+            0,
+            None,
+            None,
+            Pass::from_train(train),
+        )
     }
 
     /// Output head over decoder states: tied heads scale by `d_model^-0.5` first.
-    fn head(&self, h: &Tensor) -> Tensor {
-        self.head_step(h, false)
-    }
-
-    /// [`Self::head`], for a decoding step when `step` (prepacked weights may apply).
-    fn head_step(&self, h: &Tensor, step: bool) -> Tensor {
+    fn head(&self, h: &Tensor, pass: Pass) -> Tensor {
         match self.head_scale {
-            None => self.head.apply(h, step),
-            Some(scale) => self.head.apply(&(h * scale), step),
+            None => self.head.apply(h, pass),
+            Some(scale) => self.head.apply(&(h * scale), pass),
         }
     }
 
@@ -888,15 +927,20 @@ impl T5ForConditionalGeneration {
         };
         let self_mask = additive_mask(&allowed, self.kind());
         let cross = self.key_padding_mask(encoder_mask);
+        let pass = Pass::from_train(train);
+        let encoded = Encoded {
+            hidden: encoder_hidden,
+            mask: &cross,
+        };
         let h = self.decoder.forward(
             &self.embed(decoder_input_ids),
             &self_mask,
             0,
-            Some((encoder_hidden, &cross)),
+            Some(encoded),
             None,
-            train,
+            pass,
         );
-        self.head(&h)
+        self.head(&h, pass)
     }
 
     /// One cached decoding step over `decoder_input_ids` `[batch, n]` (usually n = 1): appends
@@ -921,17 +965,24 @@ impl T5ForConditionalGeneration {
                 .cross_mask
                 .get_or_insert_with(|| self.key_padding_mask(encoder_mask))
                 .shallow_clone();
-            let packed = self.prepacked_decoding.get();
+            let pass = if self.prepacked_decoding.get() {
+                Pass::DecodeStep
+            } else {
+                Pass::Eval
+            };
+            let encoded = Encoded {
+                hidden: encoder_hidden,
+                mask: &cross,
+            };
             let h = self.decoder.forward_with_bias(
                 &self.embed(decoder_input_ids),
                 &bias,
-                Some((encoder_hidden, &cross)),
+                Some(encoded),
                 Some(cache),
-                false,
-                packed,
+                pass,
             );
             cache.advance(1);
-            return self.head_step(&h, packed);
+            return self.head(&h, pass);
         }
         // Query i (at past + i) may see keys 0..=past + i.
         let allowed = Tensor::ones([n, past + n], (Kind::Bool, device))
@@ -939,16 +990,20 @@ impl T5ForConditionalGeneration {
             .view([1, 1, n, past + n]);
         let self_mask = additive_mask(&allowed, self.kind());
         let cross = self.key_padding_mask(encoder_mask);
+        let encoded = Encoded {
+            hidden: encoder_hidden,
+            mask: &cross,
+        };
         let h = self.decoder.forward(
             &self.embed(decoder_input_ids),
             &self_mask,
             past,
-            Some((encoder_hidden, &cross)),
+            Some(encoded),
             Some(cache),
-            false,
+            Pass::Eval,
         );
         cache.advance(n);
-        self.head(&h)
+        self.head(&h, Pass::Eval)
     }
 
     /// The self-attention bias of a query at position `p` over keys `0..=p`, `[1, heads, 1, p+1]`:
@@ -1032,7 +1087,8 @@ impl T5ForConditionalGeneration {
     /// (encoder, decoder causal, and cross attention), never to padding. Returns logits
     /// `[batch, target_len, vocab]`; autograd-friendly, with dropout when `train`.
     pub fn forward_packed(&self, batch: &PackedTensors, train: bool) -> Tensor {
-        self.head(&self.packed_decoder_states(batch, train))
+        let pass = Pass::from_train(train);
+        self.head(&self.packed_decoder_states(batch, pass), pass)
     }
 
     /// Logits of a packed batch at its target positions only (those with a nonzero loss
@@ -1044,7 +1100,8 @@ impl T5ForConditionalGeneration {
     /// whose head is about a fifth of the step's FLOPs). Padding has weight 0, so its logits only
     /// ever multiplied into zero gradients.
     pub fn forward_packed_targets(&self, batch: &PackedTensors, train: bool) -> TargetLogits {
-        let states = self.packed_decoder_states(batch, train);
+        let pass = Pass::from_train(train);
+        let states = self.packed_decoder_states(batch, pass);
         let d_model = states.size().last().copied().unwrap_or(0);
         let positions = batch
             .decoder_loss_weights
@@ -1054,14 +1111,17 @@ impl T5ForConditionalGeneration {
             .view([-1]);
         let pick = |t: &Tensor| t.reshape([-1]).index_select(0, &positions);
         TargetLogits {
-            logits: self.head(&states.reshape([-1, d_model]).index_select(0, &positions)),
+            logits: self.head(
+                &states.reshape([-1, d_model]).index_select(0, &positions),
+                pass,
+            ),
             targets: pick(&batch.decoder_target_tokens),
             weights: pick(&batch.decoder_loss_weights),
         }
     }
 
     /// Final decoder states `[batch, target_len, d_model]` of a packed batch (before the head).
-    fn packed_decoder_states(&self, batch: &PackedTensors, train: bool) -> Tensor {
+    fn packed_decoder_states(&self, batch: &PackedTensors, pass: Pass) -> Tensor {
         let kind = self.kind();
         let enc_seg = &batch.encoder_segment_ids;
         let dec_seg = &batch.decoder_segment_ids;
@@ -1081,7 +1141,7 @@ impl T5ForConditionalGeneration {
             0,
             None,
             None,
-            train,
+            pass,
         );
         let t = dec_seg.size()[1];
         let causal = Tensor::ones([t, t], (Kind::Bool, dec_seg.device()))
@@ -1089,13 +1149,17 @@ impl T5ForConditionalGeneration {
             .view([1, 1, t, t]);
         let dec_mask = additive_mask(&same(dec_seg, dec_seg).logical_and(&causal), kind);
         let cross_mask = additive_mask(&same(dec_seg, enc_seg), kind);
+        let encoded = Encoded {
+            hidden: &h_enc,
+            mask: &cross_mask,
+        };
         self.decoder.forward(
             &self.embed(&batch.decoder_input_tokens),
             &dec_mask,
             0,
-            Some((&h_enc, &cross_mask)),
+            Some(encoded),
             None,
-            train,
+            pass,
         )
     }
 

@@ -1,0 +1,70 @@
+// C interface of flan-model's shims over what tch does not bind: per-device autocast
+// (autocast.cpp), flushing denormals on every intra-op thread (denormals.cpp), inference mode
+// (inference_mode.cpp) and MKL's packed GEMM for decoding steps (prepacked_linear.cpp).
+//
+// The convention is flan-dist's (flan-dist/csrc/c10d_shim.h): every function that can fail
+// returns NULL on success or a heap-allocated, NUL-terminated error message that the caller frees
+// with flan_model_free_error, and hands its results back through out-parameters. C++ exceptions
+// never cross this boundary. Functions that cannot fail return their result directly.
+#pragma once
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void flan_model_free_error(char* message);
+
+// --- autocast.cpp. Device types are c10::DeviceType, scalar types c10::ScalarType.
+
+// Turns autocast on for `device_type` with `scalar_type` as its lower precision, after saving the
+// previous switch and dtype (for flan_model_autocast_exit) in *prev_enabled and *prev_scalar_type.
+char* flan_model_autocast_enter(
+    int32_t device_type, int32_t scalar_type, int32_t* prev_enabled, int32_t* prev_scalar_type);
+// Restores what flan_model_autocast_enter saved.
+char* flan_model_autocast_exit(
+    int32_t device_type, int32_t prev_enabled, int32_t prev_scalar_type);
+// *out: 1 when autocast is on, on this thread, for `device_type`, else 0.
+char* flan_model_autocast_is_enabled(int32_t device_type, int32_t* out);
+
+// --- denormals.cpp
+
+// Switches flush-to-zero / denormals-are-zero on (on != 0) or off, on this thread and on each
+// thread of libtorch's intra-op pool. Fails on a CPU without the mode.
+char* flan_model_set_flush_denormal(int32_t on);
+// 1 when this thread flushes denormals, else 0.
+int32_t flan_model_flush_denormal_is_on(void);
+// Bit masks over OpenMP thread numbers: the threads of a pool-sized team (*seen) and those of them
+// that flush (*on); for tests.
+void flan_model_flush_denormal_threads(int64_t* seen, int64_t* on);
+
+// --- inference_mode.cpp
+
+// *out: a heap-held c10::InferenceMode guard, released by flan_model_inference_mode_exit on the
+// same thread.
+char* flan_model_inference_mode_enter(void** out);
+void flan_model_inference_mode_exit(void* guard);
+// 1 when inference mode is on, on this thread, else 0.
+int32_t flan_model_inference_mode_is_enabled(void);
+
+// --- prepacked_linear.cpp. Tensors are the at::Tensor* behind a tch::Tensor (tch's C_tensor);
+// the shim only reads them during the call. A tensor handed back in *out is a new at::Tensor*
+// that the caller owns.
+
+// 1 when this libtorch has MKL's packed GEMM (mkl::_mkl_reorder_linear_weight and
+// mkl::_mkl_linear), else 0.
+int32_t flan_model_prepacked_linear_available(void);
+// *out: `weight` ([out, in], a contiguous fp32 CPU matrix) packed for inputs of `rows` rows.
+// Fails when MKL packing is unavailable or the weight is not such a matrix.
+char* flan_model_prepacked_linear_pack(void* weight, int64_t rows, void** out);
+// *out: `x [rows, in] · weightᵀ` through `packed` (the weight packed for `rows` rows); NULL,
+// with nothing computed, where the packed kernel would not compute what `linear` does in the
+// current mode (grad mode on, CPU autocast on). Fails when the operands are not contiguous fp32
+// CPU matrices of matching shapes.
+char* flan_model_prepacked_linear_forward(
+    void* x, void* packed, void* weight, int64_t rows, void** out);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,6 @@
+// flan_model_free_error, the one deallocator of the shims' error messages (see shim_error.h).
+#include "flan_model_shim.h"
+
+#include <cstdlib>
+
+extern "C" void flan_model_free_error(char* message) { std::free(message); }
