@@ -3,7 +3,8 @@
 //! (`csrc/inference_mode.cpp`), flushing denormals on every intra-op thread
 //! (`csrc/denormals.cpp`) and MKL's packed GEMM for decoding steps (`csrc/prepacked_linear.cpp`).
 //! `csrc/flan_model_shim.h` declares their C interface and its error convention, which
-//! `csrc/shim_error.{h,cpp}` implement; `src/ffi.rs` is the Rust side.
+//! flan-build's `csrc/flan_shim_error.h` (shared with flan-dist) and `csrc/shim_error.cpp`
+//! implement; `src/ffi.rs` is the Rust side.
 
 const SOURCES: [&str; 5] = [
     "csrc/shim_error.cpp",
@@ -15,7 +16,6 @@ const SOURCES: [&str; 5] = [
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/flan_model_shim.h");
-    println!("cargo:rerun-if-changed=csrc/shim_error.h");
     for source in SOURCES {
         println!("cargo:rerun-if-changed={source}");
     }

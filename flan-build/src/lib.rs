@@ -29,9 +29,15 @@ pub fn libtorch_dir(crate_name: &str) -> PathBuf {
 }
 
 /// A C++17 `cc::Build` against the headers of `libtorch`, with the C++11 ABI setting libtorch
-/// was built with (`LIBTORCH_CXX11_ABI`, default 1 as in the PyPI wheels).
+/// was built with (`LIBTORCH_CXX11_ABI`, default 1 as in the PyPI wheels), and this crate's
+/// `csrc/` on the include path for `flan_shim_error.h`, the shims' one error convention.
 pub fn libtorch_cpp_build(libtorch: &Path) -> cc::Build {
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("csrc");
+    println!(
+        "cargo:rerun-if-changed={}",
+        shared.join("flan_shim_error.h").display()
+    );
     let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
     let include = libtorch.join("include");
     let mut build = cc::Build::new();
@@ -42,7 +48,8 @@ pub fn libtorch_cpp_build(libtorch: &Path) -> cc::Build {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .include(&include)
-        .include(include.join("torch/csrc/api/include"));
+        .include(include.join("torch/csrc/api/include"))
+        .include(shared);
     build
 }
 

@@ -3,6 +3,7 @@
 // from libtorch_cpu.so / libtorch_cuda.so; this file only builds objects and waits on work.
 
 #include "c10d_shim.h"
+#include "flan_shim_error.h"
 
 #include <chrono>
 #include <cstdlib>
@@ -34,30 +35,8 @@ struct FlanDistGroup {
 
 namespace {
 
-char* copy_message(const std::string& message) {
-  char* out = static_cast<char*>(std::malloc(message.size() + 1));
-  if (out != nullptr) {
-    std::memcpy(out, message.data(), message.size());
-    out[message.size()] = '\0';
-  }
-  return out;
-}
-
-// Runs `body`, turning any C++ exception into an error message. c10 errors carry a C++
-// backtrace in what(); the message without it is what a user can act on.
-template <typename F>
-char* guarded(F&& body) {
-  try {
-    body();
-    return nullptr;
-  } catch (const c10::Error& e) {
-    return copy_message(e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    return copy_message(e.what());
-  } catch (...) {
-    return copy_message("unknown C++ exception in c10d");
-  }
-}
+using flan_shim::copy_message;
+using flan_shim::guarded;
 
 std::chrono::milliseconds millis(int64_t ms) {
   return std::chrono::milliseconds(ms);

@@ -1,12 +1,12 @@
 // Per-device autocast switches of libtorch (at::autocast), for flan-model's `Autocast` guard.
 // Errors follow flan_model_shim.h's convention.
 #include "flan_model_shim.h"
-#include "shim_error.h"
+#include "flan_shim_error.h"
 
 #include <ATen/autocast_mode.h>
 #include <c10/core/DeviceType.h>
 
-using flan_model_shim::guarded;
+using flan_shim::guarded;
 
 extern "C" {
 

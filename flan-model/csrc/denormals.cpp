@@ -6,7 +6,7 @@
 // would run serially in this file, compiled without -fopenmp. Errors follow flan_model_shim.h's
 // convention.
 #include "flan_model_shim.h"
-#include "shim_error.h"
+#include "flan_shim_error.h"
 
 #include <ATen/Context.h>
 #include <ATen/Parallel.h>
@@ -71,7 +71,7 @@ void on_every_thread(void (*fn)(void*), Probe* probe) {
 extern "C" {
 
 char* flan_model_set_flush_denormal(int32_t on) {
-  return flan_model_shim::guarded([&] {
+  return flan_shim::guarded([&] {
     if (!at::globalContext().setFlushDenormal(on != 0)) {
       throw std::runtime_error("this CPU cannot flush denormals (needs SSE3 on x86)");
     }

@@ -3,14 +3,14 @@
 // counters of views), which is most of the cost of the many small ops of a decoding step.
 // Errors follow flan_model_shim.h's convention; entering can fail only to allocate the guard.
 #include "flan_model_shim.h"
-#include "shim_error.h"
+#include "flan_shim_error.h"
 
 #include <c10/core/InferenceMode.h>
 
 extern "C" {
 
 char* flan_model_inference_mode_enter(void** out) {
-  return flan_model_shim::guarded([&] { *out = new c10::InferenceMode(true); });
+  return flan_shim::guarded([&] { *out = new c10::InferenceMode(true); });
 }
 
 void flan_model_inference_mode_exit(void* guard) {

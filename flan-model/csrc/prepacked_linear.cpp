@@ -7,7 +7,7 @@
 // them (no MKL, another CPU architecture) reports 0 from flan_model_prepacked_linear_available,
 // and the caller keeps the plain linear layer. Errors follow flan_model_shim.h's convention.
 #include "flan_model_shim.h"
-#include "shim_error.h"
+#include "flan_shim_error.h"
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
@@ -72,7 +72,7 @@ int32_t flan_model_prepacked_linear_available() {
 }
 
 char* flan_model_prepacked_linear_pack(void* weight, int64_t rows, void** out) {
-  return flan_model_shim::guarded([&] {
+  return flan_shim::guarded([&] {
     *out = nullptr;
     const at::Tensor& w = *static_cast<at::Tensor*>(weight);
     check_available();
@@ -86,7 +86,7 @@ char* flan_model_prepacked_linear_pack(void* weight, int64_t rows, void** out) {
 
 char* flan_model_prepacked_linear_forward(void* x, void* packed, void* weight, int64_t rows,
                                           void** out) {
-  return flan_model_shim::guarded([&] {
+  return flan_shim::guarded([&] {
     *out = nullptr;
     const at::Tensor& input = *static_cast<at::Tensor*>(x);
     const at::Tensor& w = *static_cast<at::Tensor*>(weight);

@@ -1,6 +1,7 @@
-// The error half of flan_model_shim.h's convention, for the shims' C++ side: `guarded` runs a
-// function body and turns any C++ exception into the owned message the C interface returns.
-// (The same helpers as flan-dist's c10d_shim.cpp.)
+// The error half of the shims' FFI convention (flan-model's flan_model_shim.h, flan-dist's
+// c10d_shim.h), for their C++ side: `guarded` runs a function body and turns any C++ exception
+// into the owned message the C interface returns; each crate exports its own function that
+// frees it. flan-build's `libtorch_cpp_build` puts this directory on the include path.
 #pragma once
 
 #include <c10/util/Exception.h>
@@ -10,9 +11,9 @@
 #include <exception>
 #include <string>
 
-namespace flan_model_shim {
+namespace flan_shim {
 
-// A malloc'd, NUL-terminated copy of `message`, freed by flan_model_free_error.
+// A malloc'd, NUL-terminated copy of `message`, freed by the crate's `*_free_error`.
 inline char* copy_message(const std::string& message) {
   char* out = static_cast<char*>(std::malloc(message.size() + 1));
   if (out != nullptr) {
@@ -34,8 +35,8 @@ char* guarded(F&& body) {
   } catch (const std::exception& e) {
     return copy_message(e.what());
   } catch (...) {
-    return copy_message("unknown C++ exception in flan-model's shim");
+    return copy_message("unknown C++ exception (not a std::exception) in a flan shim");
   }
 }
 
-}  // namespace flan_model_shim
+}  // namespace flan_shim
