@@ -130,8 +130,8 @@ pub fn parse_prompts(path: &Path, text: &str) -> Result<PromptSet> {
                         }
                     }
                 }
-                let prompt = prompt
-                    .ok_or_else(|| Error::parse(path, line, "missing field `prompt`"))?;
+                let prompt =
+                    prompt.ok_or_else(|| Error::parse(path, line, "missing field `prompt`"))?;
                 (id, prompt)
             }
         };
@@ -446,6 +446,7 @@ h1 { font-size: 1.5em; }
 fieldset { border: none; padding: 0; display: flex; gap: 1.5em; flex-wrap: wrap; }
 .bar { position: sticky; bottom: 0; background: #fafafa; border-top: 1px solid #ccc; padding: .6em 0; display: flex; gap: 1em; align-items: center; }
 #jsonl { max-height: 8em; overflow: auto; background: #f0f0f0; padding: .4em; }
+#jsonl:empty { display: none; }
 "#;
 
 /// The page's script: maps each choice (left, right, tie) back to the models through the pair's
@@ -500,7 +501,7 @@ pub fn render_html(pairs: &[Pair]) -> String {
     h.push_str(STYLE);
     h.push_str("</style>\n</head>\n<body>\n<h1>Which response is better?</h1>\n");
     h.push_str(&format!(
-        "<p>{} prompts, each with two responses from different systems, in random order. For \
+        "<p>{} prompts, each with two responses from two systems, in random order. For \
          each, choose the response you prefer (helpful, correct, following the instruction), \
          or a tie. Then download your ratings and send the file back.</p>\n",
         pairs.len()
@@ -605,8 +606,8 @@ pub fn parse_ratings(path: &Path, text: &str, pairs: &[Pair]) -> Result<Vec<Rati
                                 path,
                                 line,
                                 format!(
-                                    "field `preferred`: expected \"A\", \"B\" or \"tie\", found {value}"
-                                ),
+                            "field `preferred`: expected \"A\", \"B\" or \"tie\", found {value}"
+                        ),
                             ))
                         }
                     })
@@ -709,9 +710,10 @@ pub fn win_rate(pairs: &[Pair], ratings: &[Rating]) -> Result<WinRate> {
     let left: HashMap<&str, Side> = pairs.iter().map(|p| (p.id.as_str(), p.left)).collect();
     let (mut wins_a, mut wins_b, mut ties, mut left_preferred) = (0, 0, 0, 0);
     for r in ratings {
-        let shown_left = left.get(r.id.as_str()).copied().ok_or_else(|| {
-            Error::Config(format!("rating of `{}` has no pair", r.id))
-        })?;
+        let shown_left = left
+            .get(r.id.as_str())
+            .copied()
+            .ok_or_else(|| Error::Config(format!("rating of `{}` has no pair", r.id)))?;
         match r.preferred {
             Preference::A => wins_a += 1,
             Preference::B => wins_b += 1,
@@ -838,7 +840,10 @@ mod tests {
             })
             .collect();
         let w = win_rate(&pairs, &ratings).unwrap();
-        assert_eq!((w.wins_b, w.wins_a, w.ties, w.rated, w.unrated), (7, 2, 1, 10, 0));
+        assert_eq!(
+            (w.wins_b, w.wins_a, w.ties, w.rated, w.unrated),
+            (7, 2, 1, 10, 0)
+        );
         assert!((w.win_rate_b - 0.75).abs() < 1e-12);
         assert!((w.tie_rate - 0.1).abs() < 1e-12);
         assert!((w.win_rate_b_decisive.unwrap() - 7.0 / 9.0).abs() < 1e-12);
@@ -846,7 +851,10 @@ mod tests {
         assert!((w.ci95_low - lo).abs() < 1e-12, "{} vs {lo}", w.ci95_low);
         assert!((w.ci95_high - hi).abs() < 1e-12, "{} vs {hi}", w.ci95_high);
         // And the values by hand (z = 1.96 to 4 places): [0.4422, 0.9190].
-        assert!((lo - 0.44218).abs() < 1e-4 && (hi - 0.91905).abs() < 1e-4, "{lo} {hi}");
+        assert!(
+            (lo - 0.44218).abs() < 1e-4 && (hi - 0.91905).abs() < 1e-4,
+            "{lo} {hi}"
+        );
         assert_eq!(w.model_a, "small");
         assert_eq!(w.model_b, "large");
         // Left-preference: count the decisive ratings whose model was on the left.
@@ -862,7 +870,10 @@ mod tests {
             .count();
         assert_eq!(w.left_preferred, expected_left);
         let md = markdown(&w);
-        assert!(md.contains("| 10 of 10 | 7 | 2 | 1 | 75.0% | 44.2% – 91.9% | 10.0% | 77.8% |"), "{md}");
+        assert!(
+            md.contains("| 10 of 10 | 7 | 2 | 1 | 75.0% | 44.2% – 91.9% | 10.0% | 77.8% |"),
+            "{md}"
+        );
     }
 
     #[test]
@@ -938,7 +949,9 @@ mod tests {
         assert!(err("{\"prompt\": \"a\"}\n[1]\n").starts_with("p.jsonl:2: expected a JSON object"));
         assert!(err("{\"id\": \"a\"}\n").starts_with("p.jsonl:1: missing field `prompt`"));
         assert!(err("{\"prompt\": \" \"}\n").starts_with("p.jsonl:1: field `prompt` is empty"));
-        assert!(err("{\"prompt\": 3}\n").starts_with("p.jsonl:1: field `prompt`: expected a string"));
+        assert!(
+            err("{\"prompt\": 3}\n").starts_with("p.jsonl:1: field `prompt`: expected a string")
+        );
         assert!(err("{\"prompt\": \"a\", \"id\": 1.5}\n").starts_with("p.jsonl:1: field `id`"));
         assert!(err("{\"prompt\": \"a\", \"topic\": \"x\"}\n")
             .starts_with("p.jsonl:1: unknown field `topic`"));
@@ -997,9 +1010,8 @@ mod tests {
         ps[1].left = Side::A;
         let html = render_html(&ps);
         assert!(!html.contains("<script>alert"));
-        assert!(html.contains(
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quotes&quot;"
-        ));
+        assert!(html
+            .contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;quotes&quot;"));
         assert!(html.contains("data-id=\"a&amp;b\" data-left=\"B\""));
         assert!(html.contains("data-id=\"q1\" data-left=\"A\""));
         // Response 1 of the first pair is B's.
@@ -1021,7 +1033,9 @@ mod tests {
         let ps = pairs(5, 11);
         let paths = write_outputs(&dir.path().join("out"), &ps).unwrap();
         assert_eq!(read_pairs(&paths.pairs).unwrap(), ps);
-        assert!(std::fs::read_to_string(&paths.html).unwrap().starts_with("<!DOCTYPE html>"));
+        assert!(std::fs::read_to_string(&paths.html)
+            .unwrap()
+            .starts_with("<!DOCTYPE html>"));
         std::fs::write(&paths.pairs, "{\"id\": 1}\n").unwrap();
         let err = read_pairs(&paths.pairs).unwrap_err().to_string();
         assert!(err.contains("pairs.jsonl:1: not a pair record"), "{err}");
@@ -1042,7 +1056,8 @@ mod tests {
             },
         ];
         // Greedy: the scripted answer is the response.
-        let mut model = ScriptedModel::new(|p: &str, _, _| format!("re: {p}")).with_max_input_tokens(3);
+        let mut model =
+            ScriptedModel::new(|p: &str, _, _| format!("re: {p}")).with_max_input_tokens(3);
         let opts = GenerateOptions {
             decoding: Decoding::greedy(16),
             seed: 0,
