@@ -634,6 +634,58 @@ mod tests {
     }
 
     #[test]
+    fn compare_modes_are_exclusive_and_checked_before_any_model_loads() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["eval", "compare"].iter().chain(args).copied()).map(
+                |cli| match cli.command {
+                    EvalCommand::Compare(a) => *a,
+                    other => panic!("{other:?}"),
+                },
+            )
+        };
+        // Scoring ratings needs the pairs, and does not mix with generation.
+        assert!(parse(&["--ratings", "r.jsonl"]).is_err());
+        assert!(parse(&["--pairs", "p.jsonl"]).is_err());
+        assert!(parse(&["--ratings", "r", "--pairs", "p", "--model", "m"]).is_err());
+        assert!(parse(&["--ratings", "r", "--pairs", "p", "--prompts", "x"]).is_err());
+        let a = parse(&["--ratings", "r", "--pairs", "p", "--format", "json"]).unwrap();
+        assert_eq!(a.format, FormatArg::Json);
+        // Generation: two models, prompts and output; --samples only when sampling. These
+        // are refused before any file is read or model loaded (the paths do not exist).
+        let err = |args: &[&str]| compare(parse(args).unwrap()).unwrap_err().to_string();
+        assert!(err(&["--model", "a", "--prompts", "p", "--output", "o"]).contains("--model twice"));
+        assert!(err(&["--model", "a", "--model", "b", "--output", "o"]).contains("--prompts"));
+        assert!(err(&[
+            "--model",
+            "a",
+            "--model",
+            "b",
+            "--prompts",
+            "p",
+            "--output",
+            "o",
+            "--samples",
+            "5"
+        ])
+        .contains("--samples needs --decoding sample"));
+        let a = parse(&[
+            "--model",
+            "a",
+            "--model",
+            "b",
+            "--decoding",
+            "sample",
+            "--samples",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(a.model, ["a", "b"]);
+        assert!(matches!(a.decoding, DecodingArg::Sample));
+        assert_eq!(a.samples, 5);
+        assert!(parse(&["--model", "a", "--samples", "0"]).is_err());
+    }
+
+    #[test]
     fn run_settings_are_checked_and_a_scripted_run_writes_reports() {
         let out = tempfile::tempdir().unwrap();
         let cli = Cli::try_parse_from([
