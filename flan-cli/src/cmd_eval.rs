@@ -35,6 +35,10 @@ enum EvalCommand {
     Run(Box<RunArgs>),
     /// The paper's normalised average of the six settings from `flan eval run` results files.
     Average(AverageArgs),
+    /// Open-ended usability side by side (the paper's human evaluation): both models answer
+    /// each prompt, written to DIR/pairs.jsonl and a blind rating page DIR/compare.html; with
+    /// --ratings, B's win rate over A with a 95% Wilson interval.
+    Compare(Box<CompareArgs>),
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -201,6 +205,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         EvalCommand::Rescore(a) => rescore(a),
         EvalCommand::Run(a) => run_model(*a),
         EvalCommand::Average(a) => average(a),
+        EvalCommand::Compare(a) => compare(*a),
     }
 }
 
@@ -248,6 +253,170 @@ fn average(a: AverageArgs) -> Result<()> {
     print_json(&serde_json::json!({
         "normalized_average": avg,
         "scores": settings,
+    }))
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum DecodingArg {
+    /// The most likely token at each step.
+    Greedy,
+    /// Temperature sampling (--temperature, --top-k, --top-p), --samples candidates per
+    /// prompt of which the most likely is kept.
+    Sample,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    Json,
+    Markdown,
+    /// The JSON document, a blank line, then the Markdown table.
+    Both,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    /// A model directory or hub id; give it twice: A, then B (win rates are B's over A).
+    #[arg(long, value_name = "DIR|HUB_ID", conflicts_with = "ratings")]
+    model: Vec<String>,
+    /// Prompts: JSONL with `prompt` and an optional `id` per line, or plain text with one
+    /// prompt a line (JSONL when the first non-blank line starts with `{`).
+    #[arg(long, conflicts_with = "ratings")]
+    prompts: Option<PathBuf>,
+    /// Directory for pairs.jsonl and compare.html.
+    #[arg(long, conflicts_with = "ratings")]
+    output: Option<PathBuf>,
+    /// Generation length bound (at least 1).
+    #[arg(long, default_value_t = 256, value_parser = values::at_least_one)]
+    max_new_tokens: usize,
+    /// Prompts longer than this many tokens are cut (EOS kept; counted in the summary).
+    #[arg(long, default_value_t = 2048, value_parser = values::at_least_one)]
+    max_input_tokens: usize,
+    /// Greedy decoding or sampling.
+    #[arg(long, value_enum, default_value = "greedy")]
+    decoding: DecodingArg,
+    /// Candidates sampled per prompt; the one of highest log-probability is kept (the paper
+    /// sampled 5). Sampling only.
+    #[arg(long, default_value_t = 1, value_parser = values::at_least_one)]
+    samples: usize,
+    /// Sampling temperature (finite, above 0).
+    #[arg(long, default_value_t = 0.7, value_parser = values::positive)]
+    temperature: f64,
+    /// Top-k filter for sampling (at least 1).
+    #[arg(long, value_parser = values::at_least_one)]
+    top_k: Option<usize>,
+    /// Nucleus (top-p) filter for sampling, in (0, 1].
+    #[arg(long, value_parser = values::nucleus)]
+    top_p: Option<f64>,
+    /// Prompts per model call (at least 1).
+    #[arg(long, default_value_t = 8, value_parser = values::at_least_one)]
+    batch_size: usize,
+    /// Seed of the left/right order of every pair and of all sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Device: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Ratings JSONL (`{"id", "preferred": "A"|"B"|"tie"}` per line) to score against --pairs.
+    #[arg(long, requires = "pairs")]
+    ratings: Option<PathBuf>,
+    /// The pairs.jsonl the rated page was made with.
+    #[arg(long, requires = "ratings")]
+    pairs: Option<PathBuf>,
+    /// How to print the win rate.
+    #[arg(long, value_enum, default_value = "both")]
+    format: FormatArg,
+}
+
+fn compare(a: CompareArgs) -> Result<()> {
+    use flan_eval::compare;
+    if let (Some(ratings), Some(pairs)) = (&a.ratings, &a.pairs) {
+        let pairs = compare::read_pairs(pairs)?;
+        let ratings = compare::read_ratings(ratings, &pairs)?;
+        let w = compare::win_rate(&pairs, &ratings)?;
+        if a.format != FormatArg::Markdown {
+            print_json(&serde_json::to_value(&w)?)?;
+        }
+        if a.format == FormatArg::Both {
+            println!();
+        }
+        if a.format != FormatArg::Json {
+            print!("{}", compare::markdown(&w));
+        }
+        return Ok(());
+    }
+    let [name_a, name_b] = a.model.as_slice() else {
+        return Err(usage(format!(
+            "give --model twice (A, then B), or --ratings with --pairs; got {} --model",
+            a.model.len()
+        ))
+        .into());
+    };
+    let (Some(prompts_path), Some(output)) = (&a.prompts, &a.output) else {
+        return Err(usage("--prompts and --output are needed to generate the pairs").into());
+    };
+    let do_sample = matches!(a.decoding, DecodingArg::Sample);
+    if !do_sample && a.samples > 1 {
+        return Err(usage("--samples needs --decoding sample").into());
+    }
+    let opts = compare::GenerateOptions {
+        decoding: flan_eval::Decoding {
+            max_new_tokens: a.max_new_tokens,
+            do_sample,
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            num_return_sequences: a.samples,
+        },
+        seed: a.seed,
+        batch_size: a.batch_size,
+    };
+    let set = compare::read_prompts(prompts_path)?;
+    if set.blank_lines > 0 {
+        tracing::info!(
+            "flan eval compare: {} blank lines of {} skipped",
+            set.blank_lines,
+            prompts_path.display()
+        );
+    }
+    let device = a.device.resolve_from_env().context("--device")?;
+    let mut outputs = Vec::new();
+    let mut truncated = Vec::new();
+    for name in [name_a, name_b] {
+        let dir = flan_model::hub::resolve_model(name)?;
+        let mut model = flan_eval_t5::load(&dir, device, a.max_input_tokens)?
+            .with_budget(crate::model_io::memory_budget(device)?);
+        let generated = compare::generate_outputs(&mut model, &set.prompts, &opts)
+            .with_context(|| format!("generating with {name}"))?;
+        if generated.truncated > 0 {
+            tracing::info!(
+                "flan eval compare: {} of {} prompts cut to {} tokens for {name} \
+                 (--max-input-tokens)",
+                generated.truncated,
+                set.prompts.len(),
+                a.max_input_tokens
+            );
+        }
+        truncated.push(generated.truncated);
+        outputs.push(generated.outputs);
+    }
+    let pairs = compare::build_pairs(
+        &set.prompts,
+        name_a,
+        name_b,
+        &outputs[0],
+        &outputs[1],
+        a.seed,
+    )?;
+    let paths = compare::write_outputs(output, &pairs)?;
+    print_json(&serde_json::json!({
+        "pairs": pairs.len(),
+        "html": paths.html,
+        "pairs_file": paths.pairs,
+        "prompt_format": set.format,
+        "blank_lines": set.blank_lines,
+        "truncated_a": truncated[0],
+        "truncated_b": truncated[1],
+        "order_seed": a.seed,
     }))
 }
 
@@ -462,6 +631,58 @@ mod tests {
 
     fn shared_bbh() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/bbh")
+    }
+
+    #[test]
+    fn compare_modes_are_exclusive_and_checked_before_any_model_loads() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(["eval", "compare"].iter().chain(args).copied()).map(
+                |cli| match cli.command {
+                    EvalCommand::Compare(a) => *a,
+                    other => panic!("{other:?}"),
+                },
+            )
+        };
+        // Scoring ratings needs the pairs, and does not mix with generation.
+        assert!(parse(&["--ratings", "r.jsonl"]).is_err());
+        assert!(parse(&["--pairs", "p.jsonl"]).is_err());
+        assert!(parse(&["--ratings", "r", "--pairs", "p", "--model", "m"]).is_err());
+        assert!(parse(&["--ratings", "r", "--pairs", "p", "--prompts", "x"]).is_err());
+        let a = parse(&["--ratings", "r", "--pairs", "p", "--format", "json"]).unwrap();
+        assert_eq!(a.format, FormatArg::Json);
+        // Generation: two models, prompts and output; --samples only when sampling. These
+        // are refused before any file is read or model loaded (the paths do not exist).
+        let err = |args: &[&str]| compare(parse(args).unwrap()).unwrap_err().to_string();
+        assert!(err(&["--model", "a", "--prompts", "p", "--output", "o"]).contains("--model twice"));
+        assert!(err(&["--model", "a", "--model", "b", "--output", "o"]).contains("--prompts"));
+        assert!(err(&[
+            "--model",
+            "a",
+            "--model",
+            "b",
+            "--prompts",
+            "p",
+            "--output",
+            "o",
+            "--samples",
+            "5"
+        ])
+        .contains("--samples needs --decoding sample"));
+        let a = parse(&[
+            "--model",
+            "a",
+            "--model",
+            "b",
+            "--decoding",
+            "sample",
+            "--samples",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(a.model, ["a", "b"]);
+        assert!(matches!(a.decoding, DecodingArg::Sample));
+        assert_eq!(a.samples, 5);
+        assert!(parse(&["--model", "a", "--samples", "0"]).is_err());
     }
 
     #[test]

@@ -59,6 +59,13 @@ fn arguments() {
         Just("run"),
         Just("rescore"),
         Just("average"),
+        Just("compare"),
+        Just("--ratings"),
+        Just("--pairs"),
+        Just("--prompts"),
+        Just("--decoding"),
+        Just("--samples"),
+        Just("--format"),
         Just("mixture"),
         Just("--model"),
         Just("--input"),
@@ -171,6 +178,40 @@ fn rescore_predictions() {
             ]
             .map(String::from);
             no_panic(&flan(&args)?, Some(&predictions))
+        },
+    );
+}
+
+/// `flan eval compare --ratings` on mutated ratings against a fixed pairs file.
+#[test]
+fn compare_ratings() {
+    let scratch = Scratch::new();
+    let pairs = scratch.file(
+        "pairs.jsonl",
+        br#"{"id":"q1","prompt":"p","model_a":"a","model_b":"b","output_a":"x","output_b":"y","left":"B","order_seed":0}
+{"id":"2","prompt":"p","model_a":"a","model_b":"b","output_a":"x","output_b":"y","left":"A","order_seed":0}
+"#,
+    );
+    let seed = br#"{"id": "q1", "preferred": "B"}
+{"id": 2, "preferred": "tie"}
+"#
+    .to_vec();
+    fuzz_cases(
+        "flan eval compare --ratings",
+        process_cases(),
+        documents(vec![seed]),
+        |bytes| {
+            let ratings = scratch.file("ratings.jsonl", &bytes);
+            let args = [
+                "eval",
+                "compare",
+                "--ratings",
+                ratings.to_str().unwrap(),
+                "--pairs",
+                pairs.to_str().unwrap(),
+            ]
+            .map(String::from);
+            no_panic(&flan(&args)?, Some(&ratings))
         },
     );
 }

@@ -42,6 +42,7 @@
 pub mod bbh;
 pub mod breakdown;
 pub mod chart;
+pub mod compare;
 mod error;
 pub mod extract;
 pub mod finetune_report;

@@ -347,3 +347,60 @@ fn suites_with_arbitrary_outputs() {
         },
     );
 }
+
+const COMPARE_PROMPTS: &[u8] = b"{\"id\": \"a&b\", \"prompt\": \"Write <b>a</b> poem\"}\n\n{\"prompt\": \"Plan a trip.\"}\n{\"id\": 7, \"prompt\": \"x\"}\n";
+const COMPARE_PAIRS: &[u8] = b"{\"id\":\"q1\",\"prompt\":\"p\",\"model_a\":\"a\",\"model_b\":\"b\",\"output_a\":\"x\",\"output_b\":\"<y>\",\"left\":\"B\",\"order_seed\":0}\n{\"id\":\"q2\",\"prompt\":\"p2\",\"model_a\":\"a\",\"model_b\":\"b\",\"output_a\":\"\",\"output_b\":\"z\",\"left\":\"A\",\"order_seed\":0}\n";
+const COMPARE_RATINGS: &[u8] =
+    b"{\"id\": \"q1\", \"preferred\": \"B\"}\n{\"id\": \"q2\", \"preferred\": \"tie\"}\n";
+
+/// `flan eval compare`'s readers: prompts (JSONL or text), pairs and ratings; whatever is read
+/// is rendered as a page and, for ratings, scored.
+#[test]
+fn compare_files() {
+    use flan_eval::compare;
+    let scratch = Scratch::new();
+    fuzz(
+        "flan-eval compare_prompts",
+        documents(vec![COMPARE_PROMPTS.to_vec(), b"one\ntwo\n".to_vec()]),
+        |bytes| {
+            let path = scratch.file("prompts.jsonl", &bytes);
+            check(&path, compare::read_prompts(&path))
+        },
+    );
+    fuzz(
+        "flan-eval compare_pairs",
+        documents(vec![COMPARE_PAIRS.to_vec()]),
+        |bytes| {
+            let path = scratch.file("pairs.jsonl", &bytes);
+            match compare::read_pairs(&path) {
+                Ok(pairs) => {
+                    let _ = compare::render_html(&pairs);
+                    Ok(())
+                }
+                Err(e) => check::<()>(&path, Err(e)),
+            }
+        },
+    );
+    let pairs_path = scratch.file("pairs.jsonl", COMPARE_PAIRS);
+    let pairs = compare::read_pairs(&pairs_path).unwrap();
+    fuzz(
+        "flan-eval compare_ratings",
+        documents(vec![COMPARE_RATINGS.to_vec()]),
+        |bytes| {
+            let path = scratch.file("ratings.jsonl", &bytes);
+            match compare::read_ratings(&path, &pairs) {
+                Ok(ratings) if !ratings.is_empty() => {
+                    let w = compare::win_rate(&pairs, &ratings).map_err(|e| e.to_string())?;
+                    prop_assert_or_err(w.ci95_low <= w.win_rate_b && w.win_rate_b <= w.ci95_high)
+                }
+                Ok(_) => Ok(()),
+                Err(e) => check::<()>(&path, Err(e)),
+            }
+        },
+    );
+}
+
+fn prop_assert_or_err(ok: bool) -> Result<(), String> {
+    ok.then_some(())
+        .ok_or_else(|| "win rate outside its interval".to_string())
+}

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::{fuzz, libtorch, process, test};
+use crate::{browser, fuzz, libtorch, process, test};
 
 /// The kernel caps of the second pass: libtorch's kernels of an AVX2-only CPU (ATen's AVX2 loops,
 /// ATen's own bf16 GEMM since oneDNN is capped below AVX-512, MKL's AVX2 code), whatever CPU CI
@@ -49,6 +49,8 @@ pub fn run() -> Result<()> {
     libtorch.apply(&mut nccl);
     process::run(&mut nccl)?;
 
+    // flan-cli's compare_cli test renders the rating page in a real headless browser.
+    browser::setup()?;
     let code = test::run_tests(&[])?;
     if code != 0 {
         bail!("tests failed (exit code {code})");

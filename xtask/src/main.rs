@@ -5,6 +5,7 @@
 //! fingerprints for `torch-sys` never change between commands and it is built once.
 
 mod bench;
+mod browser;
 mod ci;
 mod finetune;
 mod fixtures;
@@ -29,7 +30,8 @@ struct Xtask {
 
 #[derive(Subcommand, Debug)]
 enum Task {
-    /// Install libtorch (PyPI torch==2.13.0) into the per-user cache, once.
+    /// Install libtorch (PyPI torch==2.13.0) into the per-user cache, once, and Debian's
+    /// chromium (for the rating page's headless test) when /usr/bin/chromium is missing.
     Setup {
         /// Also install the CUDA headers that `--features nccl` builds need.
         #[arg(long)]
@@ -88,7 +90,7 @@ fn run(task: Task) -> Result<()> {
             if cuda {
                 libtorch::setup_cuda_headers(&libtorch, libtorch::Verbosity::Normal)?;
             }
-            Ok(())
+            browser::setup()
         }
         Task::Env => libtorch::print_env(),
         Task::Test { args } => test::run(&args),
