@@ -8,7 +8,7 @@
 //! 1. [`read_prompts`]: the prompts (JSONL `{"id"?, "prompt"}` or plain text, one a line).
 //! 2. [`generate_outputs`]: one response per prompt from each model through [`EvalModel`]
 //!    (greedy, or sampling; with several samples the one of highest log-probability, unnormalised
-//!    by length, is kept, as the paper did).
+//!    by length, is kept).
 //! 3. [`build_pairs`]: which model is shown on the left of each pair, counterbalanced and
 //!    shuffled from an explicit seed ([`left_sides`]), so a rater's preference for one position
 //!    cancels out; [`write_outputs`] writes `pairs.jsonl` and the rating page `compare.html`
