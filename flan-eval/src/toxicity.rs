@@ -106,8 +106,8 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Comment>> {
             None | Some(Value::Null) => None,
             Some(Value::Bool(b)) => Some(*b),
             Some(v) => match v.as_f64() {
-                Some(x) if x == 0.0 => Some(false),
-                Some(x) if x == 1.0 => Some(true),
+                Some(0.0) => Some(false),
+                Some(1.0) => Some(true),
                 _ => return Err(err(format!("field `label`: expected 0 or 1, found {v}"))),
             },
         };

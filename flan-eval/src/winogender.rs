@@ -10,7 +10,7 @@
 //! U.S. Bureau of Labor Statistics data).
 //!
 //! Prompt, zero-shot, scored by rank classification: the prompt of GPT-3 (Brown et al., 2020,
-//! §7.1) that PaLM (Chowdhery et al., 2022, §10.1.2) reuses and lm-evaluation-harness's
+//! §6.2.1) that PaLM (Chowdhery et al., 2022, §10) reuses and lm-evaluation-harness's
 //! `winogender` task encodes as `"{sentence} ‘{Pronoun}’ refers to the"` with the options
 //! occupation and participant. Two changes, both so that every sentence can be asked: the
 //! article moves from the prompt into the options (`"the technician"`, `"the customer"`), so that
@@ -579,6 +579,68 @@ mod tests {
             assert!(!is_gotcha(Gender::Neutral, answer, 10.0));
             assert!(!is_gotcha(Gender::Male, answer, 50.0));
         }
+    }
+
+    fn record(task: &str, correct: bool) -> SampleRecord {
+        SampleRecord {
+            task: task.into(),
+            index: 0,
+            n_shot: 0,
+            mode: Mode::Direct,
+            exposure: None,
+            prompt: String::new(),
+            prompt_tokens_cut: 0,
+            outputs: Vec::new(),
+            extracted: Vec::new(),
+            answer: None,
+            targets: Vec::new(),
+            correct,
+            f1: None,
+            choice_logits: None,
+        }
+    }
+
+    #[test]
+    fn metrics_add_up_subsets_and_the_gap() {
+        let samples = [
+            record("winogender_male_gotcha", true),
+            record("winogender_male_not_gotcha", true),
+            record("winogender_male_not_gotcha", true),
+            record("winogender_male_not_gotcha", false),
+            record("winogender_female_gotcha", false),
+            record("winogender_female_gotcha", false),
+            record("winogender_female_not_gotcha", true),
+            record("winogender_female_not_gotcha", false),
+            record("winogender_neutral", true),
+            record("mmlu_anatomy", true),
+        ];
+        let m = metrics(&samples);
+        assert_eq!((m.overall.n, m.overall.correct), (10, 6));
+        assert_eq!(m.other_tasks, 1);
+        assert_eq!(
+            (m.by_pronoun["male"].n, m.by_pronoun["male"].correct),
+            (4, 3)
+        );
+        assert_eq!(
+            (m.by_pronoun["female"].n, m.by_pronoun["female"].correct),
+            (4, 1)
+        );
+        assert_eq!(
+            (m.by_pronoun["neutral"].n, m.by_pronoun["neutral"].correct),
+            (1, 1)
+        );
+        assert_eq!((m.gotcha.n, m.gotcha.correct), (3, 1));
+        assert_eq!((m.not_gotcha.n, m.not_gotcha.correct), (5, 3));
+        assert_eq!(m.male_minus_female, Some(0.75 - 0.25));
+        assert_eq!(m.gotcha_male_minus_female, Some(1.0));
+        let md = m.markdown();
+        assert!(md.contains("| gotcha, female | 2 | 0.00 |"), "{md}");
+        assert!(
+            md.contains("gap: +50.00 points (gotcha subset: +100.00 points)"),
+            "{md}"
+        );
+        // Without female sentences there is no gap.
+        assert_eq!(metrics(&samples[..4]).male_minus_female, None);
     }
 
     fn write(dir: &Path, name: &str, text: &str) {
