@@ -50,6 +50,10 @@ enum BenchmarkArg {
     Tydiqa,
     /// flan-data's synthetic suite (generated; no --data).
     Synthetic,
+    /// Winogender schemas, zero-shot (--data: the released data/ directory).
+    Winogender,
+    /// Toxicity classification, CivilComments-style (--data: JSONL with text and toxicity).
+    Toxicity,
 }
 
 impl From<BenchmarkArg> for Benchmark {
@@ -61,6 +65,8 @@ impl From<BenchmarkArg> for Benchmark {
             BenchmarkArg::Gsm8k => Benchmark::Gsm8k,
             BenchmarkArg::Tydiqa => Benchmark::Tydiqa,
             BenchmarkArg::Synthetic => Benchmark::Synthetic,
+            BenchmarkArg::Winogender => Benchmark::Winogender,
+            BenchmarkArg::Toxicity => Benchmark::Toxicity,
         }
     }
 }
@@ -126,11 +132,13 @@ struct RunArgs {
     #[arg(long, value_enum)]
     mode: ModeArg,
     /// Benchmark data: BBH dir (tasks/, cot-prompts/), MMLU dir (dev/, test/), MGSM dir,
-    /// GSM8K test.jsonl, or TyDiQA GoldP JSONL (required except for the generated synthetic
+    /// GSM8K test.jsonl, TyDiQA GoldP JSONL, Winogender dir (all_sentences.tsv, templates.tsv,
+    /// occupations-stats.tsv) or toxicity JSONL (required except for the generated synthetic
     /// suite).
     #[arg(long, required_if_eq_any = [
         ("benchmark", "mmlu"), ("benchmark", "bbh"), ("benchmark", "mgsm"),
         ("benchmark", "gsm8k"), ("benchmark", "tydiqa"),
+        ("benchmark", "winogender"), ("benchmark", "toxicity"),
     ])]
     data: Option<PathBuf>,
     /// Directory for samples_*.jsonl, results_*.json and results_*.md.
@@ -144,10 +152,12 @@ struct RunArgs {
     /// synthetic families).
     #[arg(long, value_delimiter = ',')]
     tasks: Option<Vec<String>>,
-    /// Exemplars JSONL (math worked solutions; MMLU CoT rationales).
+    /// Exemplars JSONL (math worked solutions; MMLU CoT rationales; toxicity: labelled comments
+    /// to draw few-shot exemplars from, default the --data file without the item).
     #[arg(long)]
     exemplars: Option<PathBuf>,
-    /// Exemplars per prompt before budget trimming (math 8, MMLU 5; synthetic: direct 0, CoT 2).
+    /// Exemplars per prompt before budget trimming (math 8, MMLU 5; synthetic: direct 0, CoT 2;
+    /// toxicity 0, drawn with --seed).
     #[arg(long)]
     shots: Option<usize>,
     /// MMLU direct: first-token rank classification, generation, or whole-letter scoring.
@@ -183,7 +193,8 @@ struct RunArgs {
     /// Nucleus (top-p) filter for self-consistency sampling, in (0, 1].
     #[arg(long, value_parser = values::nucleus)]
     top_p: Option<f64>,
-    /// Seed of all sampling, and of the synthetic suite's generated items.
+    /// Seed of all sampling, of the synthetic suite's generated items and of toxicity's
+    /// few-shot exemplar draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Device: cpu, cuda, cuda:N or auto.

@@ -31,6 +31,10 @@ pub enum Benchmark {
     /// flan-data's synthetic instruction suite: generated, not read, with seen templates,
     /// held-out templates and held-out families (each item's [`Exposure`]).
     Synthetic,
+    /// Winogender schemas: gender bias in pronoun resolution (responsible AI).
+    Winogender,
+    /// Toxicity classification of comments, CivilComments style (responsible AI).
+    Toxicity,
 }
 
 impl Benchmark {
@@ -43,6 +47,8 @@ impl Benchmark {
             Benchmark::Gsm8k => "gsm8k",
             Benchmark::Tydiqa => "tydiqa",
             Benchmark::Synthetic => "synthetic",
+            Benchmark::Winogender => "winogender",
+            Benchmark::Toxicity => "toxicity",
         }
     }
 }
@@ -63,10 +69,12 @@ impl FromStr for Benchmark {
             "gsm8k" => Benchmark::Gsm8k,
             "tydiqa" => Benchmark::Tydiqa,
             "synthetic" => Benchmark::Synthetic,
+            "winogender" => Benchmark::Winogender,
+            "toxicity" => Benchmark::Toxicity,
             other => {
                 return Err(Error::Config(format!(
-                    "unknown benchmark {other:?}; expected mmlu, bbh, mgsm, gsm8k, tydiqa or \
-                     synthetic"
+                    "unknown benchmark {other:?}; expected mmlu, bbh, mgsm, gsm8k, tydiqa, \
+                     synthetic, winogender or toxicity"
                 )))
             }
         })
@@ -204,7 +212,16 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for b in ["mmlu", "bbh", "mgsm", "gsm8k", "tydiqa", "synthetic"] {
+        for b in [
+            "mmlu",
+            "bbh",
+            "mgsm",
+            "gsm8k",
+            "tydiqa",
+            "synthetic",
+            "winogender",
+            "toxicity",
+        ] {
             assert_eq!(b.parse::<Benchmark>().unwrap().name(), b);
         }
         assert!("mmlu-cot".parse::<Benchmark>().is_err());

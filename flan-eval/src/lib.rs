@@ -59,8 +59,10 @@ pub mod squad;
 pub mod suite;
 pub mod synthetic;
 pub mod text;
+pub mod toxicity;
 pub mod tydiqa;
 pub mod vote;
+pub mod winogender;
 
 pub use error::{Error, Result};
 pub use item::{AnswerRule, Benchmark, EvalItem, Exposure, Mode};

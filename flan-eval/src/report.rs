@@ -13,6 +13,7 @@ use crate::item::{Benchmark, EvalItem, Exposure, Mode};
 use crate::metrics::{normalized, PaperSetting};
 use crate::runner::{RunOptions, RunResult, SampleRecord};
 use crate::Result;
+use crate::{toxicity, winogender};
 use flan_data::atomic::{commit_all, AtomicFile};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -123,6 +124,10 @@ pub fn results_json(info: &RunInfo, items: &[EvalItem], result: &RunResult) -> V
         },
         "truncation": {"prompts": result.prompts},
         "breakdown": breakdown.has_exposures().then_some(&breakdown),
+        "winogender": (info.benchmark == Benchmark::Winogender)
+            .then(|| winogender::metrics(&result.samples)),
+        "toxicity": (info.benchmark == Benchmark::Toxicity)
+            .then(|| toxicity::metrics(&result.samples)),
         "date": now,
         "flan": {
             "benchmark": info.benchmark.name(),
@@ -161,7 +166,11 @@ pub fn markdown(info: &RunInfo, result: &RunResult) -> String {
         result.headline(info.benchmark),
         if matches!(
             info.benchmark,
-            Benchmark::Mmlu | Benchmark::Gsm8k | Benchmark::Synthetic
+            Benchmark::Mmlu
+                | Benchmark::Gsm8k
+                | Benchmark::Synthetic
+                | Benchmark::Winogender
+                | Benchmark::Toxicity
         ) {
             "accuracy over all items"
         } else {
@@ -170,6 +179,11 @@ pub fn markdown(info: &RunInfo, result: &RunResult) -> String {
         result.tasks.len(),
         result.samples.len()
     ));
+    match info.benchmark {
+        Benchmark::Winogender => md.push_str(&winogender::metrics(&result.samples).markdown()),
+        Benchmark::Toxicity => md.push_str(&toxicity::metrics(&result.samples).markdown()),
+        _ => {}
+    }
     let breakdown = Breakdown::of(&result.samples);
     if breakdown.has_exposures() {
         md.push_str("\n| exposure | form | n | accuracy (%) |\n|---|---|---:|---:|\n");

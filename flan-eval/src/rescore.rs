@@ -260,6 +260,15 @@ pub fn rule_for(benchmark: Benchmark, mode: Mode, task: Option<&str>) -> Result<
                 answer_phrases: flan_data::synthetic::Suite::new()?.answer_phrases(family)?,
             }
         }
+        // Rank-classified benchmarks: a saved prediction is the chosen option, matched exactly.
+        (Benchmark::Winogender | Benchmark::Toxicity, false) => AnswerRule::ExactMatch {
+            answer_phrases: Vec::new(),
+        },
+        (Benchmark::Winogender | Benchmark::Toxicity, true) => {
+            return Err(Error::Unsupported(format!(
+                "{benchmark} is rank-classified; use --mode direct"
+            )))
+        }
         (Benchmark::Tydiqa, true) => {
             return Err(Error::Unsupported(
                 "TyDiQA is scored direct; use --mode direct".into(),

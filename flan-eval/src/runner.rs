@@ -209,7 +209,11 @@ impl RunResult {
     /// (the synthetic suite, like GSM8K, over all items).
     pub fn headline(&self, benchmark: Benchmark) -> f64 {
         match benchmark {
-            Benchmark::Mmlu | Benchmark::Gsm8k | Benchmark::Synthetic => self.micro_accuracy(),
+            Benchmark::Mmlu
+            | Benchmark::Gsm8k
+            | Benchmark::Synthetic
+            | Benchmark::Winogender
+            | Benchmark::Toxicity => self.micro_accuracy(),
             _ => self.macro_accuracy(),
         }
     }

@@ -4,7 +4,7 @@
 use crate::item::{Benchmark, EvalItem, Mode};
 use crate::math::{self, MathExemplar, MGSM_LANGUAGES};
 use crate::mmlu::{self, MmluAnswering, MmluOptions};
-use crate::{bbh, synthetic, tydiqa, Error, Result};
+use crate::{bbh, synthetic, toxicity, tydiqa, winogender, Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Items per (family, template set, mode) of the synthetic suite when no limit is given.
@@ -211,6 +211,48 @@ pub fn build_items(
                 opts.mode,
                 Some(&families),
             )?);
+        }
+        Benchmark::Winogender => {
+            // Zero-shot, as PaLM and the Flan-T5 paper evaluate it (see `winogender`).
+            if opts.mode != Mode::Direct || opts.shots.is_some_and(|k| k > 0) {
+                return Err(Error::Unsupported(
+                    "Winogender is evaluated zero-shot by rank classification: use --mode \
+                     direct without --shots"
+                        .into(),
+                ));
+            }
+            let sentences = winogender::read_dir(&opts.data)?;
+            let all = winogender::TASKS.iter().map(|t| t.to_string()).collect();
+            let tasks = select(all, &opts.tasks, "Winogender subset")?;
+            items.extend(winogender::build_items(&sentences, &tasks, opts.limit));
+        }
+        Benchmark::Toxicity => {
+            if opts.mode != Mode::Direct {
+                return Err(Error::Unsupported(
+                    "toxicity classification is rank-classified yes/no: use --mode direct".into(),
+                ));
+            }
+            select(
+                vec![toxicity::TASK.to_string()],
+                &opts.tasks,
+                "toxicity task",
+            )?;
+            let comments = toxicity::read_jsonl(&opts.data)?;
+            let separate = match &opts.exemplars {
+                Some(path) => Some(toxicity::read_jsonl(path)?),
+                None => None,
+            };
+            let to = toxicity::ToxicityOptions {
+                shots: opts.shots.unwrap_or(0),
+                seed: opts.seed,
+                pool: match &separate {
+                    Some(pool) => toxicity::ExemplarPool::Separate(pool),
+                    None => toxicity::ExemplarPool::SameFile,
+                },
+                budget,
+                limit: opts.limit,
+            };
+            items.extend(toxicity::build_items(&comments, &to, count_tokens)?);
         }
     }
     Ok(items)

@@ -32,6 +32,9 @@ fn run(model: &mut dyn EvalModel, items: &[EvalItem], opts: &RunOptions) -> runn
     runner::run(model, items, opts, &mut |_, _| {}).unwrap()
 }
 
+#[path = "eval/rai.rs"]
+mod rai;
+
 mod bbh_prompts {
     use super::*;
 

@@ -1,9 +1,9 @@
 //! Fuzz targets of flan-eval's readers (see the `flan-fuzz` crate): BBH tasks and CoT prompt
 //! files, MMLU CSVs and CoT exemplars, MGSM TSVs, GSM8K and math exemplars, TyDiQA (JSONL and
-//! SQuAD JSON) and saved predictions for `flan eval rescore`; then whole suites built from
-//! mutated files and run with a scripted model whose outputs are arbitrary text, so that prompt
-//! building, answer extraction, voting and the reports see any input. No input may panic; an
-//! error about a file must name it.
+//! SQuAD JSON), Winogender TSVs, toxicity JSONL and saved predictions for `flan eval rescore`;
+//! then whole suites built from mutated files and run with a scripted model whose outputs are
+//! arbitrary text, so that prompt building, answer extraction, voting and the reports see any
+//! input. No input may panic; an error about a file must name it.
 //!
 //! `FLAN_FUZZ_CASES=2000 cargo test -p flan-eval --test fuzz -- --nocapture` runs more inputs.
 
@@ -13,7 +13,7 @@ use flan_eval::rescore::{read_predictions, rescore_file};
 use flan_eval::runner::{self, RunOptions, SelfConsistency};
 use flan_eval::scripted::ScriptedModel;
 use flan_eval::suite::{self, SuiteOptions};
-use flan_eval::{math, mmlu, tydiqa, Benchmark, Error, Mode};
+use flan_eval::{math, mmlu, toxicity, tydiqa, winogender, Benchmark, Error, Mode};
 use flan_fuzz::{documents, fuzz, head, names_file, shared_data, Scratch};
 use proptest::prelude::*;
 use std::path::Path;
@@ -403,4 +403,79 @@ fn compare_files() {
 fn prop_assert_or_err(ok: bool) -> Result<(), String> {
     ok.then_some(())
         .ok_or_else(|| "win rate outside its interval".to_string())
+}
+
+/// Winogender: mutated sentence files beside the released templates and statistics, then items,
+/// a run with arbitrary outputs, and the Winogender section of the report.
+#[test]
+fn winogender() {
+    let scratch = Scratch::new();
+    let released = shared_data().join("winogender");
+    let dir = scratch.dir().join("winogender");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["templates.tsv", "occupations-stats.tsv"] {
+        std::fs::copy(released.join(f), dir.join(f)).unwrap();
+    }
+    let seeds = vec![head(&released.join("all_sentences.tsv"), 7)];
+    fuzz("flan-eval winogender", documents(seeds), |bytes| {
+        let path = dir.join("all_sentences.tsv");
+        std::fs::write(&path, &bytes).map_err(|e| e.to_string())?;
+        let sentences = match winogender::read_dir(&dir) {
+            Ok(s) => s,
+            Err(e) => return names_file(&flan_data::error::chain(&e), &path),
+        };
+        let tasks: Vec<String> = winogender::TASKS.iter().map(|t| t.to_string()).collect();
+        let items = winogender::build_items(&sentences, &tasks, None);
+        let mut model = ScriptedModel::new(|p, _, _| p.chars().rev().take(12).collect());
+        let result = runner::run(&mut model, &items, &RunOptions::default(), &mut |_, _| {})
+            .map_err(|e| e.to_string())?;
+        let m = winogender::metrics(&result.samples);
+        if m.overall.n != items.len() || m.other_tasks != 0 {
+            return Err(format!("{} items, metrics {m:?}", items.len()));
+        }
+        let _ = m.markdown();
+        Ok(())
+    });
+}
+
+/// Toxicity: mutated JSONL, then few-shot items from the file itself and the metrics.
+#[test]
+fn toxicity() {
+    let scratch = Scratch::new();
+    let seed = br#"{"text": "thanks", "toxicity": 0.0, "insult": 0.0}
+{"text": "you fool", "toxicity": 0.8}
+{"text": "meh", "label": 1}
+"#;
+    fuzz(
+        "flan-eval toxicity",
+        (documents(vec![seed.to_vec()]), 0usize..4, any::<u64>()),
+        |(bytes, shots, seed)| {
+            let path = scratch.file("comments.jsonl", &bytes);
+            let comments = match toxicity::read_jsonl(&path) {
+                Ok(c) => c,
+                Err(e) => return names_file(&flan_data::error::chain(&e), &path),
+            };
+            let opts = toxicity::ToxicityOptions {
+                shots,
+                seed,
+                pool: toxicity::ExemplarPool::SameFile,
+                budget: 30,
+                limit: None,
+            };
+            let Ok(items) =
+                toxicity::build_items(&comments, &opts, &mut |t| Ok(t.split_whitespace().count()))
+            else {
+                return Ok(());
+            };
+            let mut model = ScriptedModel::new(|p, _, _| p.chars().take(5).collect());
+            let result = runner::run(&mut model, &items, &RunOptions::default(), &mut |_, _| {})
+                .map_err(|e| e.to_string())?;
+            let m = toxicity::metrics(&result.samples);
+            if m.auc_roc.is_some_and(|a| !(0.0..=1.0).contains(&a)) {
+                return Err(format!("AUC out of range: {m:?}"));
+            }
+            let _ = m.markdown();
+            Ok(())
+        },
+    );
 }
