@@ -272,6 +272,8 @@ impl BenchmarkHook {
                 // Generated, not read.
                 Benchmark::Synthetic => PathBuf::new(),
                 Benchmark::Gsm8k => data_dir()?.join("gsm8k").join("test.jsonl"),
+                // One JSONL file, like GSM8K's.
+                Benchmark::Toxicity => data_dir()?.join("toxicity").join("test.jsonl"),
                 other => data_dir()?.join(other.to_string()),
             };
             if benchmark != Benchmark::Synthetic && !data.exists() {

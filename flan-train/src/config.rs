@@ -297,7 +297,9 @@ pub struct EvalSection {
     pub benchmarks: Vec<String>,
     /// At most this many samples per benchmark.
     pub limit: Option<usize>,
-    /// Where the benchmark files are.
+    /// Where the benchmark files are: `<benchmark>/` below it as `flan eval run --data` takes
+    /// it (`gsm8k/test.jsonl` and `toxicity/test.jsonl` for the single-file benchmarks; none
+    /// for the generated synthetic suite).
     pub data_dir: Option<PathBuf>,
     /// Keep a copy of the checkpoint that is best by this metric (`benchmark/metric` as logged).
     pub best_metric: Option<String>,
