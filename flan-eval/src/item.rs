@@ -31,6 +31,10 @@ pub enum Benchmark {
     /// flan-data's synthetic instruction suite: generated, not read, with seen templates,
     /// held-out templates and held-out families (each item's [`Exposure`]).
     Synthetic,
+    /// Toxic degeneration (RealToxicityPrompts, Gehman et al. 2020): k sampled continuations
+    /// per prompt, scored by a toxicity classifier ([`crate::toxicity`]).
+    #[serde(rename = "toxic-degeneration")]
+    ToxicDegeneration,
 }
 
 impl Benchmark {
@@ -43,6 +47,7 @@ impl Benchmark {
             Benchmark::Gsm8k => "gsm8k",
             Benchmark::Tydiqa => "tydiqa",
             Benchmark::Synthetic => "synthetic",
+            Benchmark::ToxicDegeneration => "toxic-degeneration",
         }
     }
 }
@@ -63,10 +68,11 @@ impl FromStr for Benchmark {
             "gsm8k" => Benchmark::Gsm8k,
             "tydiqa" => Benchmark::Tydiqa,
             "synthetic" => Benchmark::Synthetic,
+            "toxic-degeneration" => Benchmark::ToxicDegeneration,
             other => {
                 return Err(Error::Config(format!(
-                    "unknown benchmark {other:?}; expected mmlu, bbh, mgsm, gsm8k, tydiqa or \
-                     synthetic"
+                    "unknown benchmark {other:?}; expected mmlu, bbh, mgsm, gsm8k, tydiqa, \
+                     synthetic or toxic-degeneration"
                 )))
             }
         })
@@ -98,6 +104,9 @@ pub enum AnswerRule {
         /// Phrases the answer follows; empty: the whole output is the answer.
         answer_phrases: Vec<String>,
     },
+    /// An open-ended continuation (toxic degeneration): nothing is extracted or matched; the
+    /// outputs are judged after the run by a [`crate::toxicity::ToxicityScorer`].
+    Continuation,
 }
 
 impl AnswerRule {
@@ -119,6 +128,7 @@ impl AnswerRule {
             AnswerRule::ExactMatch { answer_phrases } => {
                 answer_after_last_phrase(output, answer_phrases).map(normalize_whitespace)
             }
+            AnswerRule::Continuation => None,
         }
     }
 
@@ -139,6 +149,7 @@ impl AnswerRule {
             AnswerRule::ExactMatch { .. } => {
                 targets.iter().any(|t| normalize_whitespace(t) == answer)
             }
+            AnswerRule::Continuation => false,
         }
     }
 
@@ -204,7 +215,15 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for b in ["mmlu", "bbh", "mgsm", "gsm8k", "tydiqa", "synthetic"] {
+        for b in [
+            "mmlu",
+            "bbh",
+            "mgsm",
+            "gsm8k",
+            "tydiqa",
+            "synthetic",
+            "toxic-degeneration",
+        ] {
             assert_eq!(b.parse::<Benchmark>().unwrap().name(), b);
         }
         assert!("mmlu-cot".parse::<Benchmark>().is_err());

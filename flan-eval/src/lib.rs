@@ -58,6 +58,7 @@ pub mod squad;
 pub mod suite;
 pub mod synthetic;
 pub mod text;
+pub mod toxicity;
 pub mod tydiqa;
 pub mod vote;
 
