@@ -12,7 +12,9 @@
 //! style JSON, Markdown), [`rescore`] (score saved predictions of any system). flan-data's
 //! synthetic suite is one more benchmark ([`synthetic`]): its items carry an [`Exposure`] (seen
 //! templates, held-out templates, held-out families), [`breakdown::Breakdown`] groups any run by
-//! it, and [`finetune_report`] compares two runs with SVG [`chart`]s.
+//! it, and [`finetune_report`] compares two runs with SVG [`chart`]s. Toxic degeneration
+//! ([`toxicity`]) samples continuations with the same runner and scores them with a pluggable
+//! [`toxicity::ToxicityScorer`].
 //!
 //! From the command line (`flan-cli`):
 //!

@@ -5,7 +5,9 @@
 //! s, ...}}` with values as fractions in [0, 1] like lm-evaluation-harness (rank-classified
 //! MMLU reports `acc,none`); plus `configs`, `versions`, `n-shot`, `n-samples`, `config` and
 //! `date`, and a `flan` section with the benchmark's headline number in percent and, for the
-//! paper's six settings, the setting name and its normalised score.
+//! paper's six settings, the setting name and its normalised score. Toxic degeneration reports
+//! RealToxicityPrompts' metrics instead of accuracies, per task and in a `toxic_degeneration`
+//! section ([`crate::toxicity::ToxicityMetrics`]).
 
 use crate::breakdown::Breakdown;
 use crate::error::Error;
