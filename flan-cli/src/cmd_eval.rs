@@ -10,7 +10,7 @@ use flan_eval::mmlu::MmluAnswering;
 use flan_eval::report::{self, RunInfo};
 use flan_eval::runner::{self, RunOptions, SelfConsistency};
 use flan_eval::suite::{self, SuiteOptions};
-use flan_eval::toxicity::{self, ToxicityScorer};
+use flan_eval::toxic_degeneration::{self, ToxicityScorer};
 use flan_eval::{Benchmark, EvalModel, Mode};
 use flan_model::memory::{human_bytes, longest_that_fits, Call, MemoryEstimate};
 use flan_model::DeviceSpec;
@@ -279,11 +279,11 @@ fn toxicity_scorer(a: &RunArgs, benchmark: Benchmark) -> Result<Option<Box<dyn T
     let toxic = benchmark == Benchmark::ToxicDegeneration;
     let scorer: Option<Box<dyn ToxicityScorer>> = match (&a.toxicity_url, &a.toxicity_command) {
         (Some(url), _) => Some(Box::new(
-            toxicity::PerspectiveScorer::new(url)
+            toxic_degeneration::PerspectiveScorer::new(url)
                 .map_err(|e| usage(format!("--toxicity-url: {e}")))?,
         )),
         (None, Some(cmd)) => Some(Box::new(
-            toxicity::CommandScorer::from_command_line(cmd)
+            toxic_degeneration::CommandScorer::from_command_line(cmd)
                 .map_err(|e| usage(format!("--toxicity-command: {e}")))?,
         )),
         (None, None) => None,
@@ -341,7 +341,7 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
     // the Flan paper's responsible-AI appendix: 25 samples, top-k 40, temperature 1.0, 128
     // tokens); self-consistency as Wang et al. (k 40, temperature 0.7).
     let sampling = if toxic {
-        let paper = toxicity::paper_sampling();
+        let paper = toxic_degeneration::paper_sampling();
         Some(SelfConsistency {
             k: a.k.unwrap_or(paper.k),
             temperature: a.temperature.unwrap_or(paper.temperature),
@@ -358,7 +358,7 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
         })
     };
     let default_new_tokens = if toxic {
-        toxicity::MAX_NEW_TOKENS
+        toxic_degeneration::MAX_NEW_TOKENS
     } else {
         RunOptions::default().max_new_tokens
     };
@@ -506,7 +506,7 @@ fn run_and_report(
     if let Some(scorer) = &s.scorer {
         let n: usize = result.samples.iter().map(|r| r.outputs.len()).sum();
         tracing::info!("scoring {n} continuations with {}", scorer.name());
-        toxicity::score_samples(&mut result.samples, scorer.as_ref())?;
+        toxic_degeneration::score_samples(&mut result.samples, scorer.as_ref())?;
     }
     if let Some(note) = result.prompts.describe("prompts", result.input_limit) {
         tracing::info!("flan eval run: {note} (--max-input-tokens)");
@@ -632,7 +632,10 @@ mod tests {
         let err = settings(&cot).err().unwrap();
         assert!(format!("{err:#}").contains("--mode direct"), "{err:#}");
         let s = settings(&toxic_args(&["--toxicity-command", "cat"], &data, &out)).unwrap();
-        assert_eq!(s.run.self_consistency, Some(toxicity::paper_sampling()));
+        assert_eq!(
+            s.run.self_consistency,
+            Some(toxic_degeneration::paper_sampling())
+        );
         assert_eq!(s.run.max_new_tokens, 128);
         let s = settings(&toxic_args(
             &[

@@ -105,7 +105,7 @@ pub enum AnswerRule {
         answer_phrases: Vec<String>,
     },
     /// An open-ended continuation (toxic degeneration): nothing is extracted or matched; the
-    /// outputs are judged after the run by a [`crate::toxicity::ToxicityScorer`].
+    /// outputs are judged after the run by a [`crate::toxic_degeneration::ToxicityScorer`].
     Continuation,
 }
 

@@ -13,8 +13,8 @@
 //! synthetic suite is one more benchmark ([`synthetic`]): its items carry an [`Exposure`] (seen
 //! templates, held-out templates, held-out families), [`breakdown::Breakdown`] groups any run by
 //! it, and [`finetune_report`] compares two runs with SVG [`chart`]s. Toxic degeneration
-//! ([`toxicity`]) samples continuations with the same runner and scores them with a pluggable
-//! [`toxicity::ToxicityScorer`].
+//! ([`toxic_degeneration`]) samples continuations with the same runner and scores them with a pluggable
+//! [`toxic_degeneration::ToxicityScorer`].
 //!
 //! From the command line (`flan-cli`):
 //!
@@ -60,7 +60,7 @@ pub mod squad;
 pub mod suite;
 pub mod synthetic;
 pub mod text;
-pub mod toxicity;
+pub mod toxic_degeneration;
 pub mod tydiqa;
 pub mod vote;
 

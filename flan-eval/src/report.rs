@@ -7,14 +7,14 @@
 //! `date`, and a `flan` section with the benchmark's headline number in percent and, for the
 //! paper's six settings, the setting name and its normalised score. Toxic degeneration reports
 //! RealToxicityPrompts' metrics instead of accuracies, per task and in a `toxic_degeneration`
-//! section ([`crate::toxicity::ToxicityMetrics`]).
+//! section ([`crate::toxic_degeneration::DegenerationMetrics`]).
 
 use crate::breakdown::Breakdown;
 use crate::error::Error;
 use crate::item::{Benchmark, EvalItem, Exposure, Mode};
 use crate::metrics::{normalized, PaperSetting};
 use crate::runner::{RunOptions, RunResult, SampleRecord};
-use crate::toxicity::{ToxicityGroup, ToxicityMetrics};
+use crate::toxic_degeneration::{DegenerationGroup, DegenerationMetrics};
 use crate::Result;
 use flan_data::atomic::{commit_all, AtomicFile};
 use serde_json::{json, Map, Value};
@@ -71,7 +71,7 @@ pub fn results_json(info: &RunInfo, items: &[EvalItem], result: &RunResult) -> V
         r.insert("alias".into(), json!(task));
         if info.benchmark == Benchmark::ToxicDegeneration {
             // Continuations have no gold answer: the task's numbers are its toxicity metrics.
-            let group = ToxicityGroup::of(
+            let group = DegenerationGroup::of(
                 result
                     .samples
                     .iter()
@@ -126,7 +126,7 @@ pub fn results_json(info: &RunInfo, items: &[EvalItem], result: &RunResult) -> V
         n_shot.insert(task.clone(), json!(t.n_shot));
         n_samples.insert(task.clone(), json!({"original": t.n, "effective": t.n}));
     }
-    let toxicity = ToxicityMetrics::of(&result.samples);
+    let toxicity = DegenerationMetrics::of(&result.samples);
     let headline = match (&toxicity, info.benchmark) {
         // Toxic degeneration's headline: the expected maximum toxicity over all prompts.
         (Some(t), Benchmark::ToxicDegeneration) => t.overall.expected_max_toxicity,
@@ -261,7 +261,7 @@ fn toxicity_markdown(info: &RunInfo, result: &RunResult) -> String {
             info.options.seed
         ));
     }
-    let Some(t) = ToxicityMetrics::of(&result.samples) else {
+    let Some(t) = DegenerationMetrics::of(&result.samples) else {
         md.push_str("No continuation was scored for toxicity.\n");
         return md;
     };

@@ -113,7 +113,7 @@ pub struct SampleRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub choice_logits: Option<Vec<f32>>,
     /// Toxicity in [0, 1] of each output, in output order (toxic degeneration, filled by
-    /// [`crate::toxicity::score_samples`] after the run).
+    /// [`crate::toxic_degeneration::score_samples`] after the run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toxicity: Option<Vec<f64>>,
 }

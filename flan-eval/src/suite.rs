@@ -4,7 +4,7 @@
 use crate::item::{Benchmark, EvalItem, Mode};
 use crate::math::{self, MathExemplar, MGSM_LANGUAGES};
 use crate::mmlu::{self, MmluAnswering, MmluOptions};
-use crate::{bbh, synthetic, toxicity, tydiqa, Error, Result};
+use crate::{bbh, synthetic, toxic_degeneration, tydiqa, Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Items per (family, template set, mode) of the synthetic suite when no limit is given.
@@ -214,8 +214,8 @@ pub fn build_items(
         }
         Benchmark::ToxicDegeneration => {
             // Prompts are continued as given: no template, exemplars or budget trimming.
-            let prompts = toxicity::read_prompts(&opts.data)?;
-            items.extend(toxicity::build_items(
+            let prompts = toxic_degeneration::read_prompts(&opts.data)?;
+            items.extend(toxic_degeneration::build_items(
                 &prompts,
                 opts.tasks.as_deref(),
                 opts.limit,

@@ -82,7 +82,7 @@ const TOXIC_PROMPTS: &[u8] = br#"{"filename": "a", "challenging": true, "prompt"
 /// items, is continued by a scripted model, scored and summarised without a panic.
 #[test]
 fn toxic_degeneration_prompts() {
-    use flan_eval::toxicity::{self, ToxicityMetrics, ToxicityScorer};
+    use flan_eval::toxic_degeneration::{self, DegenerationMetrics, ToxicityScorer};
     struct ByLength;
     impl ToxicityScorer for ByLength {
         fn name(&self) -> String {
@@ -98,25 +98,26 @@ fn toxic_degeneration_prompts() {
         documents(vec![TOXIC_PROMPTS.to_vec()]),
         |bytes| {
             let path = scratch.file("prompts.jsonl", &bytes);
-            let prompts = match toxicity::read_prompts(&path) {
+            let prompts = match toxic_degeneration::read_prompts(&path) {
                 Ok(p) => p,
                 Err(e) => return check(&path, Err::<(), _>(e)),
             };
-            let items =
-                toxicity::build_items(&prompts, None, Some(3)).map_err(|e| e.to_string())?;
+            let items = toxic_degeneration::build_items(&prompts, None, Some(3))
+                .map_err(|e| e.to_string())?;
             let mut model =
                 ScriptedModel::new(|p, seed, k| format!("{p}{}", (seed as usize + k) % 7));
             let opts = RunOptions {
                 self_consistency: Some(SelfConsistency {
                     k: 2,
-                    ..toxicity::paper_sampling()
+                    ..toxic_degeneration::paper_sampling()
                 }),
                 ..RunOptions::default()
             };
             let mut result = runner::run(&mut model, &items, &opts, &mut |_, _| {})
                 .map_err(|e| e.to_string())?;
-            toxicity::score_samples(&mut result.samples, &ByLength).map_err(|e| e.to_string())?;
-            match ToxicityMetrics::of(&result.samples) {
+            toxic_degeneration::score_samples(&mut result.samples, &ByLength)
+                .map_err(|e| e.to_string())?;
+            match DegenerationMetrics::of(&result.samples) {
                 Some(m) if !(0.0..=1.0).contains(&m.overall.expected_max_toxicity) => {
                     Err(format!("expected maximum toxicity out of range: {m:?}"))
                 }
