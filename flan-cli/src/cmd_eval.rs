@@ -10,6 +10,7 @@ use flan_eval::mmlu::MmluAnswering;
 use flan_eval::report::{self, RunInfo};
 use flan_eval::runner::{self, RunOptions, SelfConsistency};
 use flan_eval::suite::{self, SuiteOptions};
+use flan_eval::toxic_degeneration::{self, ToxicityScorer};
 use flan_eval::{Benchmark, EvalModel, Mode};
 use flan_model::memory::{human_bytes, longest_that_fits, Call, MemoryEstimate};
 use flan_model::DeviceSpec;
@@ -54,6 +55,9 @@ enum BenchmarkArg {
     Winogender,
     /// Toxicity classification, CivilComments-style (--data: JSONL with text and toxicity).
     Toxicity,
+    /// Toxic degeneration on RealToxicityPrompts-style prompts (needs --toxicity-url or
+    /// --toxicity-command).
+    ToxicDegeneration,
 }
 
 impl From<BenchmarkArg> for Benchmark {
@@ -67,6 +71,7 @@ impl From<BenchmarkArg> for Benchmark {
             BenchmarkArg::Synthetic => Benchmark::Synthetic,
             BenchmarkArg::Winogender => Benchmark::Winogender,
             BenchmarkArg::Toxicity => Benchmark::Toxicity,
+            BenchmarkArg::ToxicDegeneration => Benchmark::ToxicDegeneration,
         }
     }
 }
@@ -133,12 +138,12 @@ struct RunArgs {
     mode: ModeArg,
     /// Benchmark data: BBH dir (tasks/, cot-prompts/), MMLU dir (dev/, test/), MGSM dir,
     /// GSM8K test.jsonl, TyDiQA GoldP JSONL, Winogender dir (all_sentences.tsv, templates.tsv,
-    /// occupations-stats.tsv) or toxicity JSONL (required except for the generated synthetic
-    /// suite).
+    /// occupations-stats.tsv), toxicity JSONL or toxic-degeneration prompts JSONL (required
+    /// except for the generated synthetic suite).
     #[arg(long, required_if_eq_any = [
         ("benchmark", "mmlu"), ("benchmark", "bbh"), ("benchmark", "mgsm"),
         ("benchmark", "gsm8k"), ("benchmark", "tydiqa"),
-        ("benchmark", "winogender"), ("benchmark", "toxicity"),
+        ("benchmark", "winogender"), ("benchmark", "toxicity"), ("benchmark", "toxic-degeneration"),
     ])]
     data: Option<PathBuf>,
     /// Directory for samples_*.jsonl, results_*.json and results_*.md.
@@ -149,7 +154,7 @@ struct RunArgs {
     #[arg(long, value_parser = values::at_least_one)]
     limit: Option<usize>,
     /// Only these tasks (comma-separated BBH tasks, MMLU subjects, MGSM or TyDiQA languages,
-    /// synthetic families).
+    /// synthetic families; `challenging` for toxic degeneration's challenging prompts).
     #[arg(long, value_delimiter = ',')]
     tasks: Option<Vec<String>>,
     /// Exemplars JSONL (math worked solutions; MMLU CoT rationales; toxicity: labelled comments
@@ -172,22 +177,23 @@ struct RunArgs {
     /// stops before any model call, naming the item).
     #[arg(long, default_value = "truncate")]
     overlong: flan_data::Overlong,
-    /// Generation length bound (at least 1).
-    #[arg(long, default_value_t = 256, value_parser = values::at_least_one)]
-    max_new_tokens: usize,
+    /// Generation length bound (at least 1; default 256, toxic degeneration 128).
+    #[arg(long, value_parser = values::at_least_one)]
+    max_new_tokens: Option<usize>,
     /// Prompts per model call (at least 1).
     #[arg(long, default_value_t = 8, value_parser = values::at_least_one)]
     batch_size: usize,
     /// Self-consistency: sample k CoT outputs and majority-vote the answers.
     #[arg(long)]
     self_consistency: bool,
-    /// Samples per item for self-consistency (at least 1).
-    #[arg(long, default_value_t = 40, value_parser = values::at_least_one)]
-    k: usize,
-    /// Sampling temperature for self-consistency (finite, above 0).
-    #[arg(long, default_value_t = 0.7, value_parser = values::positive)]
-    temperature: f64,
-    /// Top-k filter for self-consistency sampling (at least 1).
+    /// Samples per item for self-consistency (default 40) or continuations per prompt for toxic
+    /// degeneration (default 25); at least 1.
+    #[arg(long, value_parser = values::at_least_one)]
+    k: Option<usize>,
+    /// Sampling temperature, finite, above 0 (self-consistency 0.7, toxic degeneration 1.0).
+    #[arg(long, value_parser = values::positive)]
+    temperature: Option<f64>,
+    /// Top-k filter of the sampling, at least 1 (self-consistency: off; toxic degeneration: 40).
     #[arg(long, value_parser = values::at_least_one)]
     top_k: Option<usize>,
     /// Nucleus (top-p) filter for self-consistency sampling, in (0, 1].
@@ -200,6 +206,14 @@ struct RunArgs {
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Toxic degeneration: a Perspective-API-shaped endpoint scoring each continuation, e.g.
+    /// https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze?key=KEY
+    #[arg(long, value_name = "URL", conflicts_with = "toxicity_command")]
+    toxicity_url: Option<String>,
+    /// Toxic degeneration: a command (split on whitespace, run without a shell) that reads
+    /// JSONL {"text": ...} lines on stdin and writes one {"toxicity": x} line per input.
+    #[arg(long, value_name = "CMD ARGS")]
+    toxicity_command: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -436,6 +450,38 @@ struct RunSettings {
     suite: SuiteOptions,
     run: RunOptions,
     output: PathBuf,
+    /// Scores continuations (toxic degeneration only).
+    scorer: Option<Box<dyn ToxicityScorer>>,
+}
+
+/// The toxicity scorer of a toxic-degeneration run (required there, refused elsewhere).
+fn toxicity_scorer(a: &RunArgs, benchmark: Benchmark) -> Result<Option<Box<dyn ToxicityScorer>>> {
+    let toxic = benchmark == Benchmark::ToxicDegeneration;
+    let scorer: Option<Box<dyn ToxicityScorer>> = match (&a.toxicity_url, &a.toxicity_command) {
+        (Some(url), _) => Some(Box::new(
+            toxic_degeneration::PerspectiveScorer::new(url)
+                .map_err(|e| usage(format!("--toxicity-url: {e}")))?,
+        )),
+        (None, Some(cmd)) => Some(Box::new(
+            toxic_degeneration::CommandScorer::from_command_line(cmd)
+                .map_err(|e| usage(format!("--toxicity-command: {e}")))?,
+        )),
+        (None, None) => None,
+    };
+    match (toxic, scorer.is_some()) {
+        (true, false) => Err(usage(
+            "--benchmark toxic-degeneration needs a toxicity scorer: --toxicity-url URL (a \
+             Perspective-API-shaped endpoint) or --toxicity-command \"CMD ARGS\" (JSONL on \
+             stdin and stdout)",
+        )
+        .into()),
+        (false, true) => Err(usage(
+            "--toxicity-url and --toxicity-command score toxic degeneration only; add \
+             --benchmark toxic-degeneration",
+        )
+        .into()),
+        _ => Ok(scorer),
+    }
 }
 
 fn settings(a: &RunArgs) -> Result<RunSettings> {
@@ -450,6 +496,15 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
         return Err(usage("--max-input-tokens must be at least 1 (the EOS)").into());
     }
     let benchmark: Benchmark = a.benchmark.into();
+    let toxic = benchmark == Benchmark::ToxicDegeneration;
+    if toxic && (mode != Mode::Direct || a.self_consistency) {
+        return Err(usage(
+            "toxic degeneration continues each prompt as given: use --mode direct (its k \
+             continuations are sampled without --self-consistency)",
+        )
+        .into());
+    }
+    let scorer = toxicity_scorer(a, benchmark)?;
     let mut suite = SuiteOptions::new(benchmark, mode, a.data.clone().unwrap_or_default());
     suite.seed = a.seed;
     suite.tasks = a.tasks.clone();
@@ -462,15 +517,35 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
         MmluAnswerArg::Score => MmluAnswering::Score,
     };
     suite.max_input_tokens = a.max_input_tokens;
+    // Toxic degeneration samples its k continuations as the paper did (PaLM §10.1, followed by
+    // the Flan paper's responsible-AI appendix: 25 samples, top-k 40, temperature 1.0, 128
+    // tokens); self-consistency as Wang et al. (k 40, temperature 0.7).
+    let sampling = if toxic {
+        let paper = toxic_degeneration::paper_sampling();
+        Some(SelfConsistency {
+            k: a.k.unwrap_or(paper.k),
+            temperature: a.temperature.unwrap_or(paper.temperature),
+            top_k: a.top_k.or(paper.top_k),
+            top_p: a.top_p.or(paper.top_p),
+        })
+    } else {
+        let sc = SelfConsistency::default();
+        a.self_consistency.then_some(SelfConsistency {
+            k: a.k.unwrap_or(sc.k),
+            temperature: a.temperature.unwrap_or(sc.temperature),
+            top_k: a.top_k.or(sc.top_k),
+            top_p: a.top_p.or(sc.top_p),
+        })
+    };
+    let default_new_tokens = if toxic {
+        toxic_degeneration::MAX_NEW_TOKENS
+    } else {
+        RunOptions::default().max_new_tokens
+    };
     let run = RunOptions {
         batch_size: a.batch_size,
-        max_new_tokens: a.max_new_tokens,
-        self_consistency: a.self_consistency.then_some(SelfConsistency {
-            k: a.k,
-            temperature: a.temperature,
-            top_k: a.top_k,
-            top_p: a.top_p,
-        }),
+        max_new_tokens: a.max_new_tokens.unwrap_or(default_new_tokens),
+        self_consistency: sampling,
         seed: a.seed,
         overlong: a.overlong,
         // Only the synthetic suite's items carry references to bound generation by.
@@ -481,6 +556,7 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
         suite,
         run,
         output: a.output.clone(),
+        scorer,
     })
 }
 
@@ -603,10 +679,15 @@ fn run_and_report(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_prefix(format!("{} {}", s.suite.benchmark, s.suite.mode));
-    let result = runner::run(model, items, &s.run, &mut |done, _| {
+    let mut result = runner::run(model, items, &s.run, &mut |done, _| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();
+    if let Some(scorer) = &s.scorer {
+        let n: usize = result.samples.iter().map(|r| r.outputs.len()).sum();
+        tracing::info!("scoring {n} continuations with {}", scorer.name());
+        toxic_degeneration::score_samples(&mut result.samples, scorer.as_ref())?;
+    }
     if let Some(note) = result.prompts.describe("prompts", result.input_limit) {
         tracing::info!("flan eval run: {note} (--max-input-tokens)");
     }
@@ -737,5 +818,110 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&results).unwrap();
         assert!(v["results"]["bbh_navigate"]["exact_match,strict-match"].is_number());
         assert!(out.path().join("samples_bbh_direct.jsonl").is_file());
+    }
+
+    fn toxic_args(extra: &[&str], data: &std::path::Path, out: &std::path::Path) -> RunArgs {
+        let mut argv = vec![
+            "eval",
+            "run",
+            "--model",
+            "unused",
+            "--benchmark",
+            "toxic-degeneration",
+            "--mode",
+            "direct",
+            "--data",
+            data.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        argv.extend_from_slice(extra);
+        let EvalCommand::Run(args) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("expected run");
+        };
+        *args
+    }
+
+    #[test]
+    fn toxic_degeneration_needs_a_scorer_and_samples_as_the_paper() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("prompts.jsonl");
+        std::fs::write(
+            &data,
+            concat!(
+                r#"{"prompt": {"text": "One", "toxicity": 0.9}, "challenging": true}"#,
+                "\n",
+                r#"{"prompt": {"text": "Two", "toxicity": 0.1}}"#,
+                "\n",
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join("out");
+        let err = settings(&toxic_args(&[], &data, &out)).err().unwrap();
+        assert!(format!("{err:#}").contains("--toxicity-url"), "{err:#}");
+        let mut cot = toxic_args(&["--toxicity-command", "cat"], &data, &out);
+        cot.mode = ModeArg::Cot;
+        let err = settings(&cot).err().unwrap();
+        assert!(format!("{err:#}").contains("--mode direct"), "{err:#}");
+        let s = settings(&toxic_args(&["--toxicity-command", "cat"], &data, &out)).unwrap();
+        assert_eq!(
+            s.run.self_consistency,
+            Some(toxic_degeneration::paper_sampling())
+        );
+        assert_eq!(s.run.max_new_tokens, 128);
+        let s = settings(&toxic_args(
+            &[
+                "--toxicity-command",
+                "cat",
+                "--k",
+                "3",
+                "--temperature",
+                "0.5",
+            ],
+            &data,
+            &out,
+        ))
+        .unwrap();
+        let sc = s.run.self_consistency.clone().unwrap();
+        assert_eq!((sc.k, sc.temperature, sc.top_k), (3, 0.5, Some(40)));
+
+        // A scorer for another benchmark is refused.
+        let mut bbh = toxic_args(&["--toxicity-command", "cat"], &data, &out);
+        bbh.benchmark = BenchmarkArg::Bbh;
+        assert!(settings(&bbh).is_err());
+
+        // A scripted run scored by a command: every continuation 0.75.
+        let script = dir.path().join("score.sh");
+        std::fs::write(
+            &script,
+            "while IFS= read -r l; do echo '{\"toxicity\": 0.75}'; done\n",
+        )
+        .unwrap();
+        let cmd = format!("sh {}", script.display());
+        let s = settings(&toxic_args(
+            &[
+                "--toxicity-command",
+                &cmd,
+                "--k",
+                "2",
+                "--tasks",
+                "challenging",
+            ],
+            &data,
+            &out,
+        ))
+        .unwrap();
+        let mut model = ScriptedModel::new(|p, _, k| format!("{p} continued {k}"));
+        evaluate(&mut model, &s).unwrap();
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("results_toxic-degeneration_direct.json")).unwrap(),
+        )
+        .unwrap();
+        let t = &v["toxic_degeneration"];
+        assert_eq!(t["overall"]["prompts"], 1, "only the challenging prompt");
+        assert_eq!(t["overall"]["continuations"], 2);
+        assert_eq!(t["toxic_prompts"]["expected_max_toxicity"], 0.75);
+        assert_eq!(t["toxic_prompts"]["toxicity_probability"], 1.0);
+        assert!(t["nontoxic_prompts"].is_null());
     }
 }

@@ -268,6 +268,13 @@ impl BenchmarkHook {
             let mode: Mode = m
                 .parse()
                 .with_context(|| format!("eval.benchmarks entry `{entry}`"))?;
+            if benchmark == Benchmark::ToxicDegeneration {
+                bail!(
+                    "eval.benchmarks entry `{entry}`: toxic degeneration needs a toxicity \
+                     scorer; run it after training with `flan eval run --benchmark \
+                     toxic-degeneration`"
+                );
+            }
             let data = match benchmark {
                 // Generated, not read.
                 Benchmark::Synthetic => PathBuf::new(),

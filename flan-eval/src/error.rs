@@ -33,6 +33,10 @@ pub enum Error {
     /// The model behind [`crate::model::EvalModel`] failed or answered with the wrong shape.
     #[error("model: {0}")]
     Model(String),
+    /// The toxicity scorer (a Perspective-style endpoint or a command) failed or answered with
+    /// the wrong shape; the message names the text and, for HTTP, the status.
+    #[error("toxicity scorer: {0}")]
+    Scorer(String),
     /// flan-data could not build or score what was asked (e.g. the synthetic suite).
     #[error(transparent)]
     Data(#[from] flan_data::Error),

@@ -35,6 +35,10 @@ pub enum Benchmark {
     Winogender,
     /// Toxicity classification of comments, CivilComments style (responsible AI).
     Toxicity,
+    /// Toxic degeneration (RealToxicityPrompts, Gehman et al. 2020): k sampled continuations
+    /// per prompt, scored by a toxicity classifier ([`crate::toxic_degeneration`]).
+    #[serde(rename = "toxic-degeneration")]
+    ToxicDegeneration,
 }
 
 impl Benchmark {
@@ -49,6 +53,7 @@ impl Benchmark {
             Benchmark::Synthetic => "synthetic",
             Benchmark::Winogender => "winogender",
             Benchmark::Toxicity => "toxicity",
+            Benchmark::ToxicDegeneration => "toxic-degeneration",
         }
     }
 }
@@ -71,10 +76,11 @@ impl FromStr for Benchmark {
             "synthetic" => Benchmark::Synthetic,
             "winogender" => Benchmark::Winogender,
             "toxicity" => Benchmark::Toxicity,
+            "toxic-degeneration" => Benchmark::ToxicDegeneration,
             other => {
                 return Err(Error::Config(format!(
                     "unknown benchmark {other:?}; expected mmlu, bbh, mgsm, gsm8k, tydiqa, \
-                     synthetic, winogender or toxicity"
+                     synthetic, winogender, toxicity or toxic-degeneration"
                 )))
             }
         })
@@ -106,6 +112,9 @@ pub enum AnswerRule {
         /// Phrases the answer follows; empty: the whole output is the answer.
         answer_phrases: Vec<String>,
     },
+    /// An open-ended continuation (toxic degeneration): nothing is extracted or matched; the
+    /// outputs are judged after the run by a [`crate::toxic_degeneration::ToxicityScorer`].
+    Continuation,
 }
 
 impl AnswerRule {
@@ -127,6 +136,7 @@ impl AnswerRule {
             AnswerRule::ExactMatch { answer_phrases } => {
                 answer_after_last_phrase(output, answer_phrases).map(normalize_whitespace)
             }
+            AnswerRule::Continuation => None,
         }
     }
 
@@ -147,6 +157,7 @@ impl AnswerRule {
             AnswerRule::ExactMatch { .. } => {
                 targets.iter().any(|t| normalize_whitespace(t) == answer)
             }
+            AnswerRule::Continuation => false,
         }
     }
 
@@ -221,6 +232,7 @@ mod tests {
             "synthetic",
             "winogender",
             "toxicity",
+            "toxic-degeneration",
         ] {
             assert_eq!(b.parse::<Benchmark>().unwrap().name(), b);
         }

@@ -12,7 +12,9 @@
 //! style JSON, Markdown), [`rescore`] (score saved predictions of any system). flan-data's
 //! synthetic suite is one more benchmark ([`synthetic`]): its items carry an [`Exposure`] (seen
 //! templates, held-out templates, held-out families), [`breakdown::Breakdown`] groups any run by
-//! it, and [`finetune_report`] compares two runs with SVG [`chart`]s.
+//! it, and [`finetune_report`] compares two runs with SVG [`chart`]s. Toxic degeneration
+//! ([`toxic_degeneration`]) samples continuations with the same runner and scores them with a pluggable
+//! [`toxic_degeneration::ToxicityScorer`].
 //!
 //! From the command line (`flan-cli`):
 //!
@@ -59,6 +61,7 @@ pub mod squad;
 pub mod suite;
 pub mod synthetic;
 pub mod text;
+pub mod toxic_degeneration;
 pub mod toxicity;
 pub mod tydiqa;
 pub mod vote;

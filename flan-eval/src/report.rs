@@ -5,13 +5,16 @@
 //! s, ...}}` with values as fractions in [0, 1] like lm-evaluation-harness (rank-classified
 //! MMLU reports `acc,none`); plus `configs`, `versions`, `n-shot`, `n-samples`, `config` and
 //! `date`, and a `flan` section with the benchmark's headline number in percent and, for the
-//! paper's six settings, the setting name and its normalised score.
+//! paper's six settings, the setting name and its normalised score. Toxic degeneration reports
+//! RealToxicityPrompts' metrics instead of accuracies, per task and in a `toxic_degeneration`
+//! section ([`crate::toxic_degeneration::DegenerationMetrics`]).
 
 use crate::breakdown::Breakdown;
 use crate::error::Error;
 use crate::item::{Benchmark, EvalItem, Exposure, Mode};
 use crate::metrics::{normalized, PaperSetting};
 use crate::runner::{RunOptions, RunResult, SampleRecord};
+use crate::toxic_degeneration::{DegenerationGroup, DegenerationMetrics};
 use crate::Result;
 use crate::{toxicity, winogender};
 use flan_data::atomic::{commit_all, AtomicFile};
@@ -67,12 +70,39 @@ pub fn results_json(info: &RunInfo, items: &[EvalItem], result: &RunResult) -> V
         };
         let mut r = Map::new();
         r.insert("alias".into(), json!(task));
-        r.insert(format!("{metric},{filter}"), json!(t.accuracy / 100.0));
-        r.insert(format!("{metric}_stderr,{filter}"), json!(t.stderr / 100.0));
+        if info.benchmark == Benchmark::ToxicDegeneration {
+            // Continuations have no gold answer: the task's numbers are its toxicity metrics.
+            let group = DegenerationGroup::of(
+                result
+                    .samples
+                    .iter()
+                    .filter(|s| &s.task == task)
+                    .filter_map(|s| s.toxicity.as_deref()),
+            );
+            if let Some(g) = group {
+                r.insert(
+                    "expected_max_toxicity,none".into(),
+                    json!(g.expected_max_toxicity),
+                );
+                r.insert(
+                    "expected_max_toxicity_std,none".into(),
+                    json!(g.expected_max_toxicity_std),
+                );
+                r.insert(
+                    "toxicity_probability,none".into(),
+                    json!(g.toxicity_probability),
+                );
+            }
+        } else {
+            r.insert(format!("{metric},{filter}"), json!(t.accuracy / 100.0));
+            r.insert(format!("{metric}_stderr,{filter}"), json!(t.stderr / 100.0));
+        }
         if let Some(f1) = t.f1 {
             r.insert(format!("f1,{filter}"), json!(f1 / 100.0));
         }
-        if let Some(by_k) = &t.accuracy_by_k {
+        if info.benchmark == Benchmark::ToxicDegeneration {
+            // The k samples are continuations, not votes.
+        } else if let Some(by_k) = &t.accuracy_by_k {
             r.insert(
                 "self_consistency_accuracy_by_k".into(),
                 json!(by_k.iter().map(|a| a / 100.0).collect::<Vec<_>>()),
@@ -97,7 +127,12 @@ pub fn results_json(info: &RunInfo, items: &[EvalItem], result: &RunResult) -> V
         n_shot.insert(task.clone(), json!(t.n_shot));
         n_samples.insert(task.clone(), json!({"original": t.n, "effective": t.n}));
     }
-    let headline = result.headline(info.benchmark);
+    let degeneration = DegenerationMetrics::of(&result.samples);
+    let headline = match (&degeneration, info.benchmark) {
+        // Toxic degeneration's headline: the expected maximum toxicity over all prompts.
+        (Some(t), Benchmark::ToxicDegeneration) => t.overall.expected_max_toxicity,
+        _ => result.headline(info.benchmark),
+    };
     let setting = setting_of(info.benchmark, info.mode);
     let breakdown = Breakdown::of(&result.samples);
     let now = std::time::SystemTime::now()
@@ -128,6 +163,7 @@ pub fn results_json(info: &RunInfo, items: &[EvalItem], result: &RunResult) -> V
             .then(|| winogender::metrics(&result.samples)),
         "toxicity": (info.benchmark == Benchmark::Toxicity)
             .then(|| toxicity::metrics(&result.samples)),
+        "toxic_degeneration": degeneration,
         "date": now,
         "flan": {
             "benchmark": info.benchmark.name(),
@@ -144,6 +180,9 @@ pub fn results_json(info: &RunInfo, items: &[EvalItem], result: &RunResult) -> V
 
 /// The Markdown table of a run.
 pub fn markdown(info: &RunInfo, result: &RunResult) -> String {
+    if info.benchmark == Benchmark::ToxicDegeneration {
+        return toxicity_markdown(info, result);
+    }
     let mut md = format!(
         "# {} {} on {}\n\n| task | n | shots | accuracy (%) | stderr | F1 (%) | no answer |\n|---|---:|---:|---:|---:|---:|---:|\n",
         info.benchmark, info.mode, info.model
@@ -217,6 +256,65 @@ pub fn markdown(info: &RunInfo, result: &RunResult) -> String {
                 .collect();
             md.push_str(&format!("| {k} | {:.2} |\n", crate::metrics::mean(&at_k)));
         }
+    }
+    md
+}
+
+/// The Markdown of a toxic-degeneration run: RealToxicityPrompts' two metrics per prompt group.
+fn toxicity_markdown(info: &RunInfo, result: &RunResult) -> String {
+    let mut md = format!("# {} {} on {}\n\n", info.benchmark, info.mode, info.model);
+    if let Some(sc) = &info.options.self_consistency {
+        md.push_str(&format!(
+            "{} continuations per prompt, temperature {}, top-k {}, top-p {}, up to {} new \
+             tokens, seed {}.\n\n",
+            sc.k,
+            sc.temperature,
+            sc.top_k.map_or("off".to_string(), |k| k.to_string()),
+            sc.top_p.map_or("off".to_string(), |p| p.to_string()),
+            info.options.max_new_tokens,
+            info.options.seed
+        ));
+    }
+    let Some(t) = DegenerationMetrics::of(&result.samples) else {
+        md.push_str("No continuation was scored for toxicity.\n");
+        return md;
+    };
+    md.push_str(
+        "| prompts | n | continuations | expected max. toxicity | std | toxicity probability |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for (name, g) in t.groups() {
+        md.push_str(&format!(
+            "| {name} | {} | {} | {:.3} | {:.3} | {:.3} |\n",
+            g.prompts,
+            g.continuations,
+            g.expected_max_toxicity,
+            g.expected_max_toxicity_std,
+            g.toxicity_probability
+        ));
+    }
+    md.push_str(&format!(
+        "\n**{} {}: expected maximum toxicity {:.3}, toxicity probability {:.3}** ({} prompts; \
+         a continuation is toxic at toxicity >= {}; a prompt is toxic at >= {})\n",
+        info.benchmark,
+        info.mode,
+        t.overall.expected_max_toxicity,
+        t.overall.toxicity_probability,
+        t.overall.prompts,
+        t.threshold,
+        t.threshold
+    ));
+    if t.empty_continuations > 0 {
+        md.push_str(&format!(
+            "\n{} empty continuations scored 0 without asking the scorer.\n",
+            t.empty_continuations
+        ));
+    }
+    if t.samples_without_scores > 0 {
+        md.push_str(&format!(
+            "\n{} prompts have no scores and are not in the metrics.\n",
+            t.samples_without_scores
+        ));
     }
     md
 }

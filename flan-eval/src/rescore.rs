@@ -274,6 +274,13 @@ pub fn rule_for(benchmark: Benchmark, mode: Mode, task: Option<&str>) -> Result<
                 "TyDiQA is scored direct; use --mode direct".into(),
             ))
         }
+        (Benchmark::ToxicDegeneration, _) => {
+            return Err(Error::Unsupported(
+                "toxic degeneration is scored by a toxicity classifier, not against targets; \
+                 use `flan eval run --benchmark toxic-degeneration`"
+                    .into(),
+            ))
+        }
     })
 }
 

@@ -112,6 +112,10 @@ pub struct SampleRecord {
     /// sequence log-probabilities.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub choice_logits: Option<Vec<f32>>,
+    /// Toxicity in [0, 1] of each output, in output order (toxic degeneration, filled by
+    /// [`crate::toxic_degeneration::score_samples`] after the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toxicity: Option<Vec<f64>>,
 }
 
 /// Scores of one task.
@@ -165,6 +169,7 @@ impl SampleRecord {
             correct: false,
             f1: None,
             choice_logits: None,
+            toxicity: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::item::{Benchmark, EvalItem, Mode};
 use crate::math::{self, MathExemplar, MGSM_LANGUAGES};
 use crate::mmlu::{self, MmluAnswering, MmluOptions};
-use crate::{bbh, synthetic, toxicity, tydiqa, winogender, Error, Result};
+use crate::{bbh, synthetic, toxic_degeneration, toxicity, tydiqa, winogender, Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Items per (family, template set, mode) of the synthetic suite when no limit is given.
@@ -19,10 +19,10 @@ pub struct SuiteOptions {
     pub mode: Mode,
     /// Data location: BBH dir (`tasks/`, `cot-prompts/`), MMLU dir (`dev/`, `test/`), MGSM dir
     /// (`mgsm_<lang>.tsv`), GSM8K `test.jsonl`, TyDiQA GoldP JSONL (unused for the synthetic
-    /// suite, which is generated).
+    /// suite, which is generated); toxic degeneration: the prompts JSONL.
     pub data: PathBuf,
     /// Only these tasks (BBH tasks, MMLU subjects, MGSM languages, TyDiQA languages, synthetic
-    /// families).
+    /// families; `challenging` for toxic degeneration).
     pub tasks: Option<Vec<String>>,
     /// At most this many items per task (the synthetic suite: items per family, template set
     /// and mode; default [`SYNTHETIC_ITEMS_PER_CELL`]).
@@ -253,6 +253,15 @@ pub fn build_items(
                 limit: opts.limit,
             };
             items.extend(toxicity::build_items(&comments, &to, count_tokens)?);
+        }
+        Benchmark::ToxicDegeneration => {
+            // Prompts are continued as given: no template, exemplars or budget trimming.
+            let prompts = toxic_degeneration::read_prompts(&opts.data)?;
+            items.extend(toxic_degeneration::build_items(
+                &prompts,
+                opts.tasks.as_deref(),
+                opts.limit,
+            )?);
         }
     }
     Ok(items)

@@ -597,6 +597,7 @@ mod tests {
             correct,
             f1: None,
             choice_logits: None,
+            toxicity: None,
         }
     }
 

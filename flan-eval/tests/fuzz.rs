@@ -1,9 +1,10 @@
 //! Fuzz targets of flan-eval's readers (see the `flan-fuzz` crate): BBH tasks and CoT prompt
 //! files, MMLU CSVs and CoT exemplars, MGSM TSVs, GSM8K and math exemplars, TyDiQA (JSONL and
-//! SQuAD JSON), Winogender TSVs, toxicity JSONL and saved predictions for `flan eval rescore`;
-//! then whole suites built from mutated files and run with a scripted model whose outputs are
-//! arbitrary text, so that prompt building, answer extraction, voting and the reports see any
-//! input. No input may panic; an error about a file must name it.
+//! SQuAD JSON), Winogender TSVs, toxicity JSONL, toxic-degeneration prompts and saved
+//! predictions for `flan eval rescore`; then whole suites built from mutated files and run with
+//! a scripted model whose outputs are arbitrary text, so that prompt building, answer
+//! extraction, voting and the reports see any input. No input may panic; an error about a file
+//! must name it.
 //!
 //! `FLAN_FUZZ_CASES=2000 cargo test -p flan-eval --test fuzz -- --nocapture` runs more inputs.
 
@@ -69,6 +70,60 @@ fn bbh_cot_prompts() {
                 return Ok(());
             }
             check(&path, CotPromptFile::read(&path))
+        },
+    );
+}
+
+const TOXIC_PROMPTS: &[u8] = br#"{"filename": "a", "challenging": true, "prompt": {"text": "You are such a", "toxicity": 0.75, "profanity": 0.1}, "continuation": {"text": " thing", "toxicity": 0.2}}
+{"prompt": {"text": "Unscored", "toxicity": null}}
+{"prompt": "Plain prompt"}
+"#;
+
+/// Toxic-degeneration prompts: any file reads or is refused by name; whatever reads becomes
+/// items, is continued by a scripted model, scored and summarised without a panic.
+#[test]
+fn toxic_degeneration_prompts() {
+    use flan_eval::toxic_degeneration::{self, DegenerationMetrics, ToxicityScorer};
+    struct ByLength;
+    impl ToxicityScorer for ByLength {
+        fn name(&self) -> String {
+            "by-length".into()
+        }
+        fn score(&self, texts: &[String]) -> Result<Vec<f64>, Error> {
+            Ok(texts.iter().map(|t| (t.len() % 11) as f64 / 10.0).collect())
+        }
+    }
+    let scratch = Scratch::new();
+    fuzz(
+        "flan-eval toxic_degeneration_prompts",
+        documents(vec![TOXIC_PROMPTS.to_vec()]),
+        |bytes| {
+            let path = scratch.file("prompts.jsonl", &bytes);
+            let prompts = match toxic_degeneration::read_prompts(&path) {
+                Ok(p) => p,
+                Err(e) => return check(&path, Err::<(), _>(e)),
+            };
+            let items = toxic_degeneration::build_items(&prompts, None, Some(3))
+                .map_err(|e| e.to_string())?;
+            let mut model =
+                ScriptedModel::new(|p, seed, k| format!("{p}{}", (seed as usize + k) % 7));
+            let opts = RunOptions {
+                self_consistency: Some(SelfConsistency {
+                    k: 2,
+                    ..toxic_degeneration::paper_sampling()
+                }),
+                ..RunOptions::default()
+            };
+            let mut result = runner::run(&mut model, &items, &opts, &mut |_, _| {})
+                .map_err(|e| e.to_string())?;
+            toxic_degeneration::score_samples(&mut result.samples, &ByLength)
+                .map_err(|e| e.to_string())?;
+            match DegenerationMetrics::of(&result.samples) {
+                Some(m) if !(0.0..=1.0).contains(&m.overall.expected_max_toxicity) => {
+                    Err(format!("expected maximum toxicity out of range: {m:?}"))
+                }
+                _ => Ok(()),
+            }
         },
     );
 }
