@@ -260,7 +260,7 @@ pub fn pip_install(packages: &[&str]) -> Result<()> {
         "--disable-pip-version-check",
     ])
     .args(packages);
-    process::run(&mut pip).with_context(|| {
+    process::run_to_stderr(&mut pip).with_context(|| {
         format!("pip could not install {packages:?} into the xtask venv: is PyPI reachable?")
     })
 }
@@ -321,7 +321,7 @@ fn install(dir: &Path) -> Result<Libtorch> {
         let system_python = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
         let mut venv = Command::new(&system_python);
         venv.arg("-m").arg("venv").arg(dir.join("venv"));
-        match venv.status() {
+        match venv.stdout(std::io::stderr()).status() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
                 "`{}` was not found: install Python 3.9 or newer with venv support \
                  (Debian/Ubuntu: `apt-get install python3 python3-venv`), or point PYTHON at \
@@ -348,7 +348,7 @@ fn install(dir: &Path) -> Result<Libtorch> {
         "off",
         &format!("torch=={TORCH_VERSION}"),
     ]);
-    process::run(&mut pip).context(
+    process::run_to_stderr(&mut pip).context(
         "pip could not install torch: check that PyPI is reachable (or that pip is configured \
          for your mirror) and that the cache directory has about 6 GB free; \
          FLAN_CACHE_DIR moves the cache",

@@ -56,6 +56,13 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cmd` like [`run`] with its standard output sent to our standard error: for installers
+/// (venv, pip) run on the way to printing something a shell reads, such as `cargo xtask env`'s
+/// export lines, which their progress lines would otherwise corrupt.
+pub fn run_to_stderr(cmd: &mut Command) -> Result<()> {
+    run(cmd.stdout(std::io::stderr()))
+}
+
 /// Runs `cmd` and returns its exit code (for commands whose code we pass on, like tests).
 pub fn run_status(cmd: &mut Command) -> Result<i32> {
     eprintln!("$ {}", display(cmd));
