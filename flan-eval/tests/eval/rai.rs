@@ -212,3 +212,47 @@ fn toxicity_reports_accuracy_and_the_auc_of_the_yes_score() {
     let md = report::markdown(&info, &result);
     assert!(md.contains("| 8 | 4 | 4 | 75.00 | 0.7500 | 0 |"), "{md}");
 }
+
+#[test]
+fn a_perfectly_ranking_toxicity_model_has_auc_one_and_a_reversed_one_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("civil.jsonl");
+    let rows = [
+        ("toxic a", 0.9),
+        ("toxic b", 0.6),
+        ("toxic c", 0.5),
+        ("clean a", 0.0),
+        ("clean b", 0.3),
+        ("clean c", 0.49),
+    ];
+    let text: String = rows
+        .iter()
+        .map(|(t, x)| format!("{}\n", serde_json::json!({"text": t, "toxicity": x})))
+        .collect();
+    std::fs::write(&data, text).unwrap();
+    let opts = SuiteOptions::new(Benchmark::Toxicity, Mode::Direct, &data);
+    let info = RunInfo {
+        model: "scripted".into(),
+        benchmark: Benchmark::Toxicity,
+        mode: Mode::Direct,
+        limit: None,
+        options: RunOptions::default(),
+    };
+    for (says_yes_to, auc, accuracy) in [("toxic", 1.0, 100.0), ("clean", 0.0, 0.0)] {
+        let mut model = ScriptedModel::new(move |prompt, _, _| {
+            let query = prompt.rsplit("Comment: ").next().unwrap();
+            if query.starts_with(says_yes_to) {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string()
+        });
+        let items = items_for(&opts, &mut model);
+        assert_eq!(items.len(), 6);
+        let result = run(&mut model, &items, &RunOptions::default());
+        assert_eq!(result.micro_accuracy(), accuracy, "yes to {says_yes_to}");
+        let v = report::results_json(&info, &items, &result);
+        assert_eq!(v["toxicity"]["auc_roc"], auc, "yes to {says_yes_to}");
+    }
+}
