@@ -27,7 +27,8 @@ pub struct BarGroup {
     pub values: Vec<f64>,
 }
 
-/// Escapes text for SVG content and attribute values.
+/// Escapes text for SVG or HTML content and quoted attribute values (the charts and the
+/// compare page).
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

@@ -35,6 +35,7 @@ use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::chart::escape;
 use crate::error::{read_to_string, Error};
 use crate::model::{Decoding, EvalModel, GenerateRequest};
 use crate::runner::item_seed;
@@ -416,22 +417,6 @@ pub fn read_pairs(path: &Path) -> Result<Vec<Pair>> {
     Ok(pairs)
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 const STYLE: &str = r#"
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; padding: 0 1em; color: #1b1b1b; background: #fafafa; }
 h1 { font-size: 1.5em; }
@@ -521,23 +506,23 @@ pub fn render_html(pairs: &[Pair]) -> String {
         };
         h.push_str(&format!(
             "<section class=\"pair\" id=\"pair-{i}\" data-id=\"{}\" data-left=\"{side}\">\n",
-            escape_html(&p.id)
+            escape(&p.id)
         ));
         h.push_str(&format!(
             "<h2>{} of {} · <span class=\"pair-id\">{}</span></h2>\n",
             i + 1,
             pairs.len(),
-            escape_html(&p.id)
+            escape(&p.id)
         ));
         h.push_str(&format!(
             "<div class=\"text prompt\">{}</div>\n",
-            escape_html(&p.prompt)
+            escape(&p.prompt)
         ));
         h.push_str("<div class=\"sides\">\n");
         for (n, text) in [(1, left), (2, right)] {
             h.push_str(&format!(
                 "<div class=\"side\"><h3>Response {n}</h3><div class=\"text output\">{}</div></div>\n",
-                escape_html(text)
+                escape(text)
             ));
         }
         h.push_str("</div>\n<fieldset>\n");
