@@ -291,13 +291,21 @@ impl Mixture {
             .map(|t| {
                 let cap = spec.submixtures[&t.submixture].cap as f64;
                 let n = t.examples.len();
-                (t.name.as_str(), t.submixture.as_str(), n, (n as f64).min(cap))
+                (
+                    t.name.as_str(),
+                    t.submixture.as_str(),
+                    n,
+                    (n as f64).min(cap),
+                )
             })
-            .chain(
-                parts
-                    .iter()
-                    .map(|p| (p.name.as_str(), p.submixture.as_str(), p.rows as usize, p.rate)),
-            )
+            .chain(parts.iter().map(|p| {
+                (
+                    p.name.as_str(),
+                    p.submixture.as_str(),
+                    p.rows as usize,
+                    p.rate,
+                )
+            }))
             .collect();
         let mut sums: BTreeMap<&str, f64> = BTreeMap::new();
         for &(_, sub, _, rate) in &entries {
@@ -436,7 +444,11 @@ impl Mixture {
             position: 0,
             task_draws: vec![0; self.rates.len()],
             fingerprint: self.fingerprint,
-            collection: self.parts.iter().map(|p| PartState::new(p).cursor(p)).collect(),
+            collection: self
+                .parts
+                .iter()
+                .map(|p| PartState::new(p).cursor(p))
+                .collect(),
         };
         let parts = self.parts.iter().map(PartState::new).collect();
         MixtureStream::new(Arc::clone(self), cursor, parts)
@@ -766,6 +778,9 @@ impl Iterator for MixtureStream {
     type Item = Result<MixedExample>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        Some(self.next_draw().and_then(|d| Self::render_draw(&self.mixture, d)))
+        Some(
+            self.next_draw()
+                .and_then(|d| Self::render_draw(&self.mixture, d)),
+        )
     }
 }

@@ -231,7 +231,10 @@ impl MixtureSpec {
                 ));
             }
             if task.template_types.as_ref().is_some_and(|t| t.is_empty()) {
-                return Err(Error::config(ctx(), "`template_types` is empty: no row would be kept"));
+                return Err(Error::config(
+                    ctx(),
+                    "`template_types` is empty: no row would be kept",
+                ));
             }
         }
         if self.input_len < 2 || self.target_len < 2 {

@@ -95,9 +95,7 @@ fn cache_path(cache_dir: &Path, file: &Path) -> PathBuf {
 fn read_cached(cache_dir: &Path, file: &Path, stamp: (u64, u64)) -> Option<FileIndex> {
     let text = std::fs::read(cache_path(cache_dir, file)).ok()?;
     let index: FileIndex = serde_json::from_slice(&text).ok()?;
-    (index.format == INDEX_FORMAT
-        && index.path == file
-        && (index.size, index.modified_ns) == stamp)
+    (index.format == INDEX_FORMAT && index.path == file && (index.size, index.modified_ns) == stamp)
         .then_some(index)
 }
 
@@ -162,12 +160,14 @@ pub fn index_file(path: &Path, bytes: Option<Arc<AtomicU64>>) -> Result<FileInde
         bad,
         counts: counts
             .into_iter()
-            .map(|((task_source, task_name, template_type), rows)| TaskCount {
-                task_source,
-                task_name,
-                template_type,
-                rows,
-            })
+            .map(
+                |((task_source, task_name, template_type), rows)| TaskCount {
+                    task_source,
+                    task_name,
+                    template_type,
+                    rows,
+                },
+            )
             .collect(),
     })
 }
@@ -239,7 +239,11 @@ fn write_cached(dir: &Path, file: &Path, index: &FileIndex) -> Result<()> {
 /// The per-user cache directory of collection indexes: `$FLAN_CACHE_DIR`, else
 /// `$XDG_CACHE_HOME/flan`, else `~/.cache/flan`, then `collection-index/`.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let base = env("FLAN_CACHE_DIR")
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("flan")))
         .or_else(|| env("HOME").map(|h| h.join(".cache").join("flan")))?;

@@ -170,8 +170,7 @@ impl PartState {
 impl CollectionPart {
     /// The keep threshold of a row, or `None` when the row is not this part's.
     fn threshold(&self, source: &str, task: &str, template: TemplateType) -> Option<u64> {
-        if !self.template_types[type_slot(template)] || !self.sources.iter().any(|s| s == source)
-        {
+        if !self.template_types[type_slot(template)] || !self.sources.iter().any(|s| s == source) {
             return None;
         }
         self.keep.get(task).copied()
@@ -218,15 +217,15 @@ impl CollectionPart {
             let row_number = state.consumed[f];
             state.consumed[f] += 1;
             let threshold = match reader.key() {
-                Ok(key) => {
-                    self.threshold(&key.task_source, &key.task_name, key.template_type)
-                }
+                Ok(key) => self.threshold(&key.task_source, &key.task_name, key.template_type),
                 // Bad rows are counted by the index; strict reading refused the file there.
                 Err(_) => None,
             };
             let Some(threshold) = threshold else { continue };
             let h = splitmix(
-                seed ^ splitmix(self.salt ^ splitmix(state.epoch ^ splitmix(f as u64 ^ splitmix(row_number)))),
+                seed ^ splitmix(
+                    self.salt ^ splitmix(state.epoch ^ splitmix(f as u64 ^ splitmix(row_number))),
+                ),
             );
             if threshold != u64::MAX && h >= threshold {
                 continue;
@@ -252,16 +251,27 @@ impl CollectionPart {
             }
             state.order = Some((state.epoch, order));
         }
-        let order = state.order.as_ref().map(|(_, o)| o.as_slice()).unwrap_or(&[]);
+        let order = state
+            .order
+            .as_ref()
+            .map(|(_, o)| o.as_slice())
+            .unwrap_or(&[]);
         let active: Vec<(usize, u64)> = order
             .iter()
-            .map(|&f| (f, self.files[f].rows - state.consumed[f].min(self.files[f].rows)))
+            .map(|&f| {
+                (
+                    f,
+                    self.files[f].rows - state.consumed[f].min(self.files[f].rows),
+                )
+            })
             .filter(|&(_, left)| left > 0)
             .take(OPEN_FILES)
             .collect();
         let left: u64 = active.iter().map(|(_, l)| l).sum();
         let step: u64 = state.consumed.iter().sum();
-        let mut u = splitmix(seed ^ splitmix(self.salt ^ splitmix(state.epoch ^ splitmix(step ^ 0xf11e)))) % left.max(1);
+        let mut u =
+            splitmix(seed ^ splitmix(self.salt ^ splitmix(state.epoch ^ splitmix(step ^ 0xf11e))))
+                % left.max(1);
         for &(f, l) in &active {
             if u < l {
                 return f;

@@ -132,7 +132,10 @@ impl RowReader {
         counter: Option<Arc<std::sync::atomic::AtomicU64>>,
     ) -> Result<RowReader> {
         let encoding = Encoding::of(path).ok_or_else(|| {
-            Error::config(path.display().to_string(), "not a .jsonl, .jsonl.gz or .parquet file")
+            Error::config(
+                path.display().to_string(),
+                "not a .jsonl, .jsonl.gz or .parquet file",
+            )
         })?;
         let inner = match encoding {
             Encoding::Jsonl | Encoding::JsonlGz => {
@@ -144,7 +147,10 @@ impl RowReader {
                 let reader: Box<dyn BufRead + Send> = if encoding == Encoding::JsonlGz {
                     Box::new(BufReader::with_capacity(
                         1 << 16,
-                        flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, counted)),
+                        flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+                            1 << 16,
+                            counted,
+                        )),
                     ))
                 } else {
                     Box::new(BufReader::with_capacity(1 << 16, counted))
@@ -157,13 +163,24 @@ impl RowReader {
             Encoding::Parquet => {
                 let file = File::open(path).map_err(|e| Error::io(path, e))?;
                 let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                let reader = SerializedFileReader::new(file).map_err(|e| {
-                    Error::parse(path, 1, format!("not a readable Parquet file: {e}"))
-                })?;
-                let (projection, columns) = parquet_projection(path, reader.metadata().file_metadata().schema())?;
-                let rows = RowIter::from_file_into(Box::new(reader))
-                    .project(Some(projection))
-                    .map_err(|e| Error::parse(path, 1, format!("cannot read the Parquet columns: {e}")))?;
+                // The parquet crate panics on some corrupt files (offsets it does not check):
+                // contained here and below, a bad file is an error naming it.
+                let opened = flan_contain::catch_panic(|| -> Result<_> {
+                    let reader = SerializedFileReader::new(file).map_err(|e| {
+                        Error::parse(path, 1, format!("not a readable Parquet file: {e}"))
+                    })?;
+                    let (projection, columns) =
+                        parquet_projection(path, reader.metadata().file_metadata().schema())?;
+                    let rows = RowIter::from_file_into(Box::new(reader))
+                        .project(Some(projection))
+                        .map_err(|e| {
+                            Error::parse(path, 1, format!("cannot read the Parquet columns: {e}"))
+                        })?;
+                    Ok((rows, columns))
+                });
+                let (rows, columns) = opened.map_err(|panic| {
+                    Error::parse(path, 1, format!("not a readable Parquet file: {panic}"))
+                })??;
                 if let Some(c) = &counter {
                     // The row API does not expose bytes read: count the file when opened.
                     c.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
@@ -216,7 +233,12 @@ impl RowReader {
                 self.row += 1;
                 Ok(true)
             }
-            Inner::Parquet { rows, current, .. } => match rows.next() {
+            Inner::Parquet { rows, current, .. } => match flan_contain::catch_panic(|| rows.next())
+                .unwrap_or_else(|panic| {
+                    Some(Err(parquet::errors::ParquetError::General(format!(
+                        "the reader failed: {panic}"
+                    ))))
+                }) {
                 None => Ok(false),
                 Some(Ok(row)) => {
                     *current = Some(row);
@@ -233,7 +255,11 @@ impl RowReader {
     }
 
     fn row_error(&self, message: String) -> Error {
-        Error::parse(&self.path, self.row as usize, format!("row {}: {message}", self.row))
+        Error::parse(
+            &self.path,
+            self.row as usize,
+            format!("row {}: {message}", self.row),
+        )
     }
 
     /// The current row in full (after [`RowReader::advance`] returned `true`); `Err` for a bad
@@ -316,7 +342,10 @@ fn parquet_projection(path: &Path, schema: &Type) -> Result<(Type, [usize; 5])> 
             && f.get_physical_type() == PhysicalType::BYTE_ARRAY
             && f.get_basic_info().repetition() != parquet::basic::Repetition::REPEATED
             && matches!(
-                (f.get_basic_info().logical_type_ref(), f.get_basic_info().converted_type()),
+                (
+                    f.get_basic_info().logical_type_ref(),
+                    f.get_basic_info().converted_type()
+                ),
                 (Some(LogicalType::String), _)
                     | (None, ConvertedType::UTF8)
                     | (None, ConvertedType::NONE)
@@ -351,7 +380,10 @@ fn parquet_projection(path: &Path, schema: &Type) -> Result<(Type, [usize; 5])> 
     for (i, (_, k)) in by_position.iter().enumerate() {
         columns[*k] = i;
     }
-    let projected = by_position.iter().map(|(at, _)| Arc::clone(&fields[*at])).collect();
+    let projected = by_position
+        .iter()
+        .map(|(at, _)| Arc::clone(&fields[*at]))
+        .collect();
     let projection = Type::group_type_builder(schema.name())
         .with_fields(projected)
         .build()
@@ -359,7 +391,10 @@ fn parquet_projection(path: &Path, schema: &Type) -> Result<(Type, [usize; 5])> 
     Ok((projection, columns))
 }
 
-fn parquet_row(row: &parquet::record::Row, columns: &[usize; 5]) -> std::result::Result<CollectionRow, String> {
+fn parquet_row(
+    row: &parquet::record::Row,
+    columns: &[usize; 5],
+) -> std::result::Result<CollectionRow, String> {
     let values: Vec<&Field> = row.get_column_iter().map(|(_, f)| f).collect();
     let text = |k: usize| -> std::result::Result<String, String> {
         let name = FIELDS[k];

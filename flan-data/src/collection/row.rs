@@ -58,12 +58,14 @@ struct JsonRow<'a> {
     template_type: Cow<'a, str>,
 }
 
+/// The texts are checked to be strings (borrowed unless they have escapes), so that a row the
+/// index counts is a row the stream can read.
 #[derive(Deserialize)]
 struct JsonKey<'a> {
-    #[serde(rename = "inputs")]
-    _inputs: serde::de::IgnoredAny,
-    #[serde(rename = "targets")]
-    _targets: serde::de::IgnoredAny,
+    #[serde(borrow, rename = "inputs")]
+    _inputs: Cow<'a, str>,
+    #[serde(borrow, rename = "targets")]
+    _targets: Cow<'a, str>,
     #[serde(borrow, alias = "_task_source")]
     task_source: Cow<'a, str>,
     #[serde(borrow, alias = "_task_name")]
@@ -120,10 +122,7 @@ fn explain(line: &[u8], err: serde_json::Error) -> String {
             None => return format!("field `{field}` is missing; expected {EXPECTED}"),
             Some(serde_json::Value::String(_)) => {}
             Some(other) => {
-                return format!(
-                    "field `{field}` is {}, expected a string",
-                    json_type(other)
-                )
+                return format!("field `{field}` is {}, expected a string", json_type(other))
             }
         }
     }
@@ -153,7 +152,10 @@ mod tests {
         assert_eq!(a, parse_json_row(prefixed).unwrap());
         assert_eq!(a.template_type, TemplateType::FsOpt);
         let k = parse_json_key(prefixed).unwrap();
-        assert_eq!((k.task_name.as_ref(), k.task_source.as_ref()), ("cot_gsm8k", "CoT"));
+        assert_eq!(
+            (k.task_name.as_ref(), k.task_source.as_ref()),
+            ("cot_gsm8k", "CoT")
+        );
         for (line, want) in [
             (&br#"{"inputs": "q", "task_source": "CoT", "task_name": "t", "template_type": "zs_opt"}"#[..], "field `targets` is missing"),
             (br#"{"inputs": "q", "targets": 5, "task_source": "CoT", "task_name": "t", "template_type": "zs_opt"}"#, "field `targets` is a number"),

@@ -38,11 +38,10 @@ pub fn read_jsonl(path: &Path, task: &str, strictness: Strictness) -> Result<Loa
             }
             let mut de = serde_json::Deserializer::from_str(text);
             let mut unknown = Vec::new();
-            let r: Record = serde_ignored::deserialize(&mut de, |field| {
-                unknown.push(field.to_string())
-            })
-            .and_then(|r| de.end().map(|()| r))
-            .map_err(|e| Error::parse(path, line, format!("{e}; expected {EXPECTED}")))?;
+            let r: Record =
+                serde_ignored::deserialize(&mut de, |field| unknown.push(field.to_string()))
+                    .and_then(|r| de.end().map(|()| r))
+                    .map_err(|e| Error::parse(path, line, format!("{e}; expected {EXPECTED}")))?;
             for field in unknown {
                 *loaded.ignored.entry(field).or_default() += 1;
             }
