@@ -18,7 +18,13 @@ use std::time::Instant;
 
 const SIZES: [usize; 2] = [200_000, 1_000_000];
 const CHUNK: usize = 4096;
-const SOURCES: [(&str, usize); 5] = [("Flan2021", 60), ("T0", 40), ("NIv2", 300), ("CoT", 9), ("Dialog", 2)];
+const SOURCES: [(&str, usize); 5] = [
+    ("Flan2021", 60),
+    ("T0", 40),
+    ("NIv2", 300),
+    ("CoT", 9),
+    ("Dialog", 2),
+];
 const TYPES: [&str; 4] = ["zs_opt", "zs_noopt", "fs_opt", "fs_noopt"];
 
 fn root() -> PathBuf {
@@ -35,7 +41,10 @@ fn texts() -> Vec<(String, String)> {
             for line in std::fs::read_to_string(&path).unwrap().lines() {
                 let f: Vec<&str> = line.split('\t').collect();
                 if f.len() == 3 {
-                    out.push((f[0].replace("\\n", "\n"), format!("{} So the answer is {}.", f[2], f[1])));
+                    out.push((
+                        f[0].replace("\\n", "\n"),
+                        format!("{} So the answer is {}.", f[2], f[1]),
+                    ));
                 }
             }
         }
@@ -59,7 +68,11 @@ fn generate(n: usize, texts: &[(String, String)]) -> PathBuf {
     }
     let per_file = n / (SOURCES.len() * TYPES.len());
     for (si, &(source, _)) in SOURCES.iter().enumerate() {
-        let mine: Vec<&String> = tasks.iter().filter(|t| t.0 == source).map(|t| &t.1).collect();
+        let mine: Vec<&String> = tasks
+            .iter()
+            .filter(|t| t.0 == source)
+            .map(|t| &t.1)
+            .collect();
         for (ti, tt) in TYPES.iter().enumerate() {
             let rows: Vec<Row> = (0..per_file)
                 .map(|i| {
@@ -67,7 +80,11 @@ fn generate(n: usize, texts: &[(String, String)]) -> PathBuf {
                     // Zipf-like task sizes, so that caps bite on the large tasks.
                     let task = mine[(i * i / 7 + i) % mine.len()];
                     Row {
-                        inputs: if tt.starts_with("fs") { format!("{q}\n\n{a}\n\n\n{q}") } else { q.clone() },
+                        inputs: if tt.starts_with("fs") {
+                            format!("{q}\n\n{a}\n\n\n{q}")
+                        } else {
+                            q.clone()
+                        },
                         targets: a.clone(),
                         source: source.into(),
                         task: task.clone(),
@@ -77,7 +94,12 @@ fn generate(n: usize, texts: &[(String, String)]) -> PathBuf {
                 .collect();
             let stem = format!("{}_{tt}", source.to_lowercase());
             write_jsonl_gz(&dir.join(format!("gz/{stem}.jsonl.gz")), &rows, si % 2 == 0);
-            write_parquet(&dir.join(format!("parquet/{stem}.parquet")), &rows, si % 2 == 1, 10_000);
+            write_parquet(
+                &dir.join(format!("parquet/{stem}.parquet")),
+                &rows,
+                si % 2 == 1,
+                10_000,
+            );
         }
     }
     std::fs::write(dir.join("done"), "").unwrap();
@@ -85,6 +107,7 @@ fn generate(n: usize, texts: &[(String, String)]) -> PathBuf {
 }
 
 fn tokenizer(texts: &[(String, String)]) -> Tokenizer {
+    std::fs::create_dir_all(root()).unwrap();
     let cache = root().join("unigram32k.json");
     if let Ok(tok) = Tokenizer::from_file(&cache) {
         return tok;
@@ -128,7 +151,9 @@ fn run(enc: &str, n: usize) {
     let (mut done, mut batches) = (0usize, 0usize);
     while done < n {
         let chunk = stream
-            .next_batch_with(CHUNK.min(n - done), |e| tokenize_example(&tok, &e, 512, 256))
+            .next_batch_with(CHUNK.min(n - done), |e| {
+                tokenize_example(&tok, &e, 512, 256)
+            })
             .unwrap();
         done += chunk.len();
         for ex in &chunk {
@@ -156,13 +181,20 @@ fn main() {
     }
     let texts = texts();
     let tok = tokenizer(&texts);
-    println!("tokenizer: {} ids; texts: {}", tok.vocab_size(), texts.len());
+    println!(
+        "tokenizer: {} ids; texts: {}",
+        tok.vocab_size(),
+        texts.len()
+    );
     for n in SIZES {
         let t = Instant::now();
         generate(n, &texts);
         eprintln!("generated {n} rows in {:.0} s", t.elapsed().as_secs_f64());
     }
-    println!("{:<8} {:>9} {:>12} {:>10} {:>10} {:>8}", "encoding", "examples", "examples/s", "peak MB", "index s/M", "batches");
+    println!(
+        "{:<8} {:>9} {:>12} {:>10} {:>10} {:>8}",
+        "encoding", "examples", "examples/s", "peak MB", "index s/M", "batches"
+    );
     for n in SIZES {
         for enc in ["gz", "parquet"] {
             let status = std::process::Command::new(&args[0])
