@@ -144,7 +144,7 @@ fn run(enc: &str, n: usize) {
     let t = Instant::now();
     let mixture = Arc::new(Mixture::from_spec(&spec, Path::new("/")).unwrap());
     let index_s = t.elapsed().as_secs_f64();
-    let tok = Tokenizer::from_file(&root().join("unigram32k.json")).unwrap();
+    let tok = Tokenizer::from_file(root().join("unigram32k.json")).unwrap();
     let mut stream = mixture.stream(0);
     let mut packer = Packer::new(64, 512, 256).unwrap();
     let t = Instant::now();
