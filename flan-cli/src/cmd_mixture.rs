@@ -228,6 +228,19 @@ fn print_stats(out: &mut impl Write, mixture: &Mixture, stats: &MixtureStats) ->
             t.sampled_share * 100.0
         )?;
     }
+    for t in stats.tasks.iter().filter(|t| !t.ignored_fields.is_empty()) {
+        let fields: Vec<String> = t
+            .ignored_fields
+            .iter()
+            .map(|(name, n)| format!("{name} ({n} records)"))
+            .collect();
+        writeln!(
+            out,
+            "{}: ignored fields (not used by its format): {}",
+            t.task,
+            fields.join(", ")
+        )?;
+    }
     writeln!(
         out,
         "\n## Template shares over {} rendered examples",

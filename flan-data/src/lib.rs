@@ -55,6 +55,7 @@
 //! ```
 
 pub mod atomic;
+pub mod collection;
 pub mod error;
 pub mod example;
 pub mod hash;

@@ -11,6 +11,7 @@
 //! a fresh seeded permutation each epoch and consecutive draws take templates in turn; the only
 //! state is how many times each task has been drawn, which the [`MixtureCursor`] stores.
 
+use crate::collection::{self, CollectionPart, CollectionRow, PartCursor, PartState, TemplateType};
 use crate::error::{Error, Result};
 use crate::render::{render, Form, RenderRequest, Rendered, TokenCount, WordCount};
 use crate::source::{self, Strictness};
@@ -54,6 +55,9 @@ pub struct MixtureCursor {
     pub task_draws: Vec<u64>,
     /// Fingerprint of the mixture (task names and rates), to refuse a cursor of another mixture.
     pub fingerprint: u64,
+    /// Where each streamed collection part stands (file and row), in mixture order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collection: Vec<PartCursor>,
 }
 
 /// One example of the mixture stream.
@@ -61,11 +65,16 @@ pub struct MixtureCursor {
 pub struct MixedExample {
     /// Global position in the stream.
     pub position: u64,
-    /// Task name.
+    /// Task name (for a collection row: its `task_name`).
     pub task: String,
-    /// Index of the task in the mixture.
+    /// Index of the task (or collection part) in the mixture.
     #[serde(skip)]
     pub task_index: usize,
+    /// The collection's `task_source` (for our own renderings: that of the submixture, see
+    /// [`collection::source_of_submixture`]).
+    pub task_source: String,
+    /// The collection's template type (for our own renderings: that of the form).
+    pub template_type: TemplateType,
     /// Model input.
     pub inputs: String,
     /// Target.
@@ -83,6 +92,8 @@ pub struct MixedExample {
 /// A built mixture: tasks, templates and rates.
 pub struct Mixture {
     registry: TaskRegistry,
+    /// Streamed collection parts; their entries follow the registry's tasks in `rates`.
+    parts: Vec<CollectionPart>,
     library: TemplateLibrary,
     submixtures: BTreeMap<String, Submixture>,
     rates: Vec<TaskRate>,
@@ -109,7 +120,12 @@ pub fn load_tasks(spec: &MixtureSpec, spec_dir: &Path) -> Result<(TaskRegistry, 
     let data_dir = spec_dir.join(&spec.data_dir);
     let mut registry = TaskRegistry::new();
     let mut excluded = Vec::new();
-    for task_spec in &spec.tasks {
+    // The collection is streamed by its parts ([`collection::load_parts`]), never loaded.
+    for task_spec in spec
+        .tasks
+        .iter()
+        .filter(|t| t.format != SourceFormat::FlanCollection)
+    {
         let strictness = if task_spec.lenient {
             Strictness::Lenient
         } else {
@@ -142,18 +158,25 @@ pub fn load_tasks(spec: &MixtureSpec, spec_dir: &Path) -> Result<(TaskRegistry, 
                 }
                 let mut task = Task {
                     name: name.clone(),
-                    submixture: task_spec.submixture.clone(),
+                    submixture: task_spec.submixture.clone().unwrap_or_default(),
                     family: task_spec.family_or_default().to_string(),
                     sources: vec![file.clone()],
                     examples: Vec::new(),
                     definition: None,
                     demonstrations: Vec::new(),
                     skipped: Default::default(),
+                    ignored: Default::default(),
                 };
                 let loaded = match task_spec.format {
                     SourceFormat::CotTsv => source::read_cot_tsv(file, &name, strictness)?,
                     SourceFormat::Jsonl => source::read_jsonl(file, &name, strictness)?,
                     SourceFormat::Gsm8k => source::read_gsm8k_jsonl(file, &name, true, strictness)?,
+                    SourceFormat::FlanCollection => {
+                        return Err(Error::config(
+                            name,
+                            "a flan_collection is streamed, not loaded as a task",
+                        ))
+                    }
                     SourceFormat::Niv2 => {
                         let t = source::read_niv2_task(file, strictness)?;
                         task.definition = Some(t.definition);
@@ -182,6 +205,7 @@ pub fn load_tasks(spec: &MixtureSpec, spec_dir: &Path) -> Result<(TaskRegistry, 
                 };
                 task.examples = loaded.examples;
                 task.skipped = loaded.skipped;
+                task.ignored = loaded.ignored;
                 Ok(Some(task))
             })
             .collect();
@@ -227,8 +251,12 @@ impl Mixture {
         for t in &spec.templates {
             library.extend_from_file(&spec_dir.join(t))?;
         }
-        let (registry, excluded) = load_tasks(spec, spec_dir)?;
-        Self::new(registry, library, spec, excluded)
+        let (registry, mut excluded) = load_tasks(spec, spec_dir)?;
+        let parts = collection::load_parts(spec, spec_dir)?;
+        for part in &parts {
+            excluded.extend(part.excluded.iter().cloned());
+        }
+        Self::with_parts(registry, parts, library, spec, excluded)
     }
 
     /// Builds a mixture over tasks already in a registry.
@@ -238,18 +266,50 @@ impl Mixture {
         spec: &MixtureSpec,
         excluded: Vec<String>,
     ) -> Result<Mixture> {
-        if registry.is_empty() {
+        Self::with_parts(registry, Vec::new(), library, spec, excluded)
+    }
+
+    /// Builds a mixture over tasks in a registry and streamed collection parts.
+    pub fn with_parts(
+        registry: TaskRegistry,
+        parts: Vec<CollectionPart>,
+        library: TemplateLibrary,
+        spec: &MixtureSpec,
+        excluded: Vec<String>,
+    ) -> Result<Mixture> {
+        if registry.is_empty() && parts.is_empty() {
             return Err(Error::config(
                 "mixture",
                 "no tasks (all excluded, or none listed)",
             ));
         }
         registry.check_renderable(&library)?;
+        // Every entry of the mixture: (name, submixture, examples, rate).
+        let entries: Vec<(&str, &str, usize, f64)> = registry
+            .tasks()
+            .iter()
+            .map(|t| {
+                let cap = spec.submixtures[&t.submixture].cap as f64;
+                let n = t.examples.len();
+                (
+                    t.name.as_str(),
+                    t.submixture.as_str(),
+                    n,
+                    (n as f64).min(cap),
+                )
+            })
+            .chain(parts.iter().map(|p| {
+                (
+                    p.name.as_str(),
+                    p.submixture.as_str(),
+                    p.rows as usize,
+                    p.rate,
+                )
+            }))
+            .collect();
         let mut sums: BTreeMap<&str, f64> = BTreeMap::new();
-        for task in registry.tasks() {
-            let sub = &spec.submixtures[&task.submixture];
-            *sums.entry(task.submixture.as_str()).or_default() +=
-                (task.examples.len() as f64).min(sub.cap as f64);
+        for &(_, sub, _, rate) in &entries {
+            *sums.entry(sub).or_default() += rate;
         }
         let total_weight: f64 = sums.keys().map(|s| spec.submixtures[*s].weight).sum();
         if total_weight <= 0.0 {
@@ -264,24 +324,28 @@ impl Mixture {
             .filter(|k| !sums.contains_key(k.as_str()))
             .cloned()
             .collect();
-        let mut rates = Vec::with_capacity(registry.len());
-        let mut cumulative = Vec::with_capacity(registry.len());
+        let mut rates = Vec::with_capacity(entries.len());
+        let mut cumulative = Vec::with_capacity(entries.len());
         let mut acc = 0.0;
+        // Without collection parts the fingerprint is what it always was (old cursors resume).
         let mut fingerprint = splitmix(registry.len() as u64);
-        for task in registry.tasks() {
-            let sub = &spec.submixtures[&task.submixture];
-            let rate = (task.examples.len() as f64).min(sub.cap as f64);
-            let probability = sub.weight / total_weight * rate / sums[task.submixture.as_str()];
+        for &(name, submixture, examples, rate) in &entries {
+            let sub = &spec.submixtures[submixture];
+            let probability = if sums[submixture] > 0.0 {
+                sub.weight / total_weight * rate / sums[submixture]
+            } else {
+                0.0
+            };
             acc += probability;
             cumulative.push(acc);
-            for b in task.name.bytes() {
+            for b in name.bytes() {
                 fingerprint = splitmix(fingerprint ^ u64::from(b));
             }
             fingerprint = splitmix(fingerprint ^ probability.to_bits());
             rates.push(TaskRate {
-                task: task.name.clone(),
-                submixture: task.submixture.clone(),
-                examples: task.examples.len(),
+                task: name.to_string(),
+                submixture: submixture.to_string(),
+                examples,
                 rate,
                 probability,
             });
@@ -291,6 +355,7 @@ impl Mixture {
         }
         Ok(Mixture {
             registry,
+            parts,
             library,
             submixtures: spec.submixtures.clone(),
             rates,
@@ -314,6 +379,19 @@ impl Mixture {
     /// The tasks.
     pub fn registry(&self) -> &TaskRegistry {
         &self.registry
+    }
+    /// The streamed collection parts (entries `registry().len()..` of [`Mixture::rates`]).
+    pub fn parts(&self) -> &[CollectionPart] {
+        &self.parts
+    }
+    /// Records skipped in lenient mode by the entry at `index` of [`Mixture::rates`].
+    pub fn skipped(&self, index: usize) -> usize {
+        let n = self.registry.len();
+        if index < n {
+            self.registry.tasks()[index].skipped.count
+        } else {
+            self.parts.get(index - n).map_or(0, |p| p.skipped.count)
+        }
     }
     /// The template library.
     pub fn library(&self) -> &TemplateLibrary {
@@ -366,8 +444,14 @@ impl Mixture {
             position: 0,
             task_draws: vec![0; self.rates.len()],
             fingerprint: self.fingerprint,
+            collection: self
+                .parts
+                .iter()
+                .map(|p| PartState::new(p).cursor(p))
+                .collect(),
         };
-        MixtureStream::new(Arc::clone(self), cursor)
+        let parts = self.parts.iter().map(PartState::new).collect();
+        MixtureStream::new(Arc::clone(self), cursor, parts)
     }
 
     /// A stream that continues exactly where `cursor` was taken.
@@ -378,7 +462,19 @@ impl Mixture {
                 "was taken on a different mixture (tasks or rates changed); refusing to resume",
             ));
         }
-        Ok(MixtureStream::new(Arc::clone(self), cursor))
+        if cursor.collection.len() != self.parts.len() {
+            return Err(Error::config(
+                "mixture cursor",
+                "was taken on a mixture with other collection parts; refusing to resume",
+            ));
+        }
+        let parts = self
+            .parts
+            .iter()
+            .zip(&cursor.collection)
+            .map(|(p, c)| PartState::from_cursor(p, c))
+            .collect::<Result<_>>()?;
+        Ok(MixtureStream::new(Arc::clone(self), cursor, parts))
     }
 }
 
@@ -388,6 +484,8 @@ struct Draw {
     task: usize,
     request: RenderRequest,
     rng: ChaCha8Rng,
+    /// The row of a collection part (used as given, not rendered).
+    row: Option<CollectionRow>,
 }
 
 /// The mixture as an endless iterator of [`MixedExample`]s.
@@ -401,10 +499,12 @@ pub struct MixtureStream {
     permutations: Vec<Option<(u64, Vec<u32>)>>,
     shard_index: u64,
     shard_count: u64,
+    /// Per collection part: where its files are read.
+    parts: Vec<PartState>,
 }
 
 impl MixtureStream {
-    fn new(mixture: Arc<Mixture>, cursor: MixtureCursor) -> Self {
+    fn new(mixture: Arc<Mixture>, cursor: MixtureCursor, parts: Vec<PartState>) -> Self {
         let mut key = [0u8; 32];
         for (i, chunk) in key.chunks_mut(8).enumerate() {
             chunk.copy_from_slice(&splitmix(cursor.seed ^ splitmix(i as u64)).to_le_bytes());
@@ -419,6 +519,7 @@ impl MixtureStream {
             permutations: vec![None; n],
             shard_index: 0,
             shard_count: 1,
+            parts,
         }
     }
 
@@ -442,6 +543,12 @@ impl MixtureStream {
             position: self.position,
             task_draws: self.task_draws.clone(),
             fingerprint: self.mixture.fingerprint,
+            collection: self
+                .parts
+                .iter()
+                .zip(&self.mixture.parts)
+                .map(|(state, part)| state.cursor(part))
+                .collect(),
         }
     }
 
@@ -450,13 +557,30 @@ impl MixtureStream {
     /// them. The cursor then is where an unsharded stream stands just before `position`, so a
     /// reader of one shard can record where each of its examples starts (a sharded stream skips
     /// other shards' positions but its draws still count them).
+    ///
+    /// A collection part's rows are not read here: the draws are counted in its cursor
+    /// (`pending`) and passed over when the stream next reads the part.
     pub fn advance_to(&mut self, position: u64) {
         while self.position < position {
-            let mut rng = self.rng_at(self.position);
-            let task = self.mixture.task_for(rng.gen::<f64>());
-            self.task_draws[task] += 1;
-            self.position += 1;
+            self.pass_position();
         }
+    }
+
+    /// Counts the draw at the current position without reading or rendering it; returns its
+    /// task and position.
+    fn pass_position(&mut self) -> (usize, u64) {
+        let position = self.position;
+        let mut rng = self.rng_at(position);
+        let task = self.mixture.task_for(rng.gen::<f64>());
+        self.task_draws[task] += 1;
+        self.position += 1;
+        if let Some(state) = task
+            .checked_sub(self.mixture.registry.len())
+            .and_then(|p| self.parts.get_mut(p))
+        {
+            state.pass();
+        }
+        (task, position)
     }
 
     /// The mixture this stream draws from.
@@ -489,15 +613,35 @@ impl MixtureStream {
     }
 
     /// Advances by one position; returns the draw if it belongs to this shard.
-    fn step(&mut self) -> Option<Draw> {
+    fn step(&mut self) -> Result<Option<Draw>> {
+        if self.position % self.shard_count != self.shard_index {
+            self.pass_position();
+            return Ok(None);
+        }
         let position = self.position;
         self.position += 1;
         let mut rng = self.rng_at(position);
         let task = self.mixture.task_for(rng.gen::<f64>());
         let draw = self.task_draws[task];
         self.task_draws[task] += 1;
-        if position % self.shard_count != self.shard_index {
-            return None;
+        let n_tasks = self.mixture.registry.len();
+        if task >= n_tasks {
+            let part = &self.mixture.parts[task - n_tasks];
+            let row = part.next_row(&mut self.parts[task - n_tasks], self.seed)?;
+            let request = RenderRequest {
+                example: 0,
+                form: Form::ZeroShot,
+                template: 0,
+                with_options: false,
+                input_budget: self.mixture.input_len,
+            };
+            return Ok(Some(Draw {
+                position,
+                task,
+                request,
+                rng,
+                row: Some(row),
+            }));
         }
         let example = self.example_index(task, draw);
         let mixture = &self.mixture;
@@ -523,23 +667,44 @@ impl MixtureStream {
             with_options,
             input_budget: mixture.input_len,
         };
-        Some(Draw {
+        Ok(Some(Draw {
             position,
             task,
             request,
             rng,
-        })
+            row: None,
+        }))
     }
 
-    fn next_draw(&mut self) -> Draw {
+    fn next_draw(&mut self) -> Result<Draw> {
         loop {
-            if let Some(d) = self.step() {
-                return d;
+            if let Some(d) = self.step()? {
+                return Ok(d);
             }
         }
     }
 
     fn render_draw(mixture: &Mixture, mut d: Draw) -> Result<MixedExample> {
+        if let Some(row) = d.row {
+            let t = row.template_type;
+            return Ok(MixedExample {
+                position: d.position,
+                task: row.task_name,
+                task_index: d.task,
+                inputs: row.inputs,
+                targets: row.targets,
+                form: if matches!(t, TemplateType::FsOpt | TemplateType::FsNoopt) {
+                    Form::FewShot
+                } else {
+                    Form::ZeroShot
+                },
+                template: 0,
+                with_options: matches!(t, TemplateType::ZsOpt | TemplateType::FsOpt),
+                exemplars: 0,
+                task_source: row.task_source,
+                template_type: t,
+            });
+        }
         let task = &mixture.registry.tasks()[d.task];
         let family = mixture.library.family(&task.family)?;
         let Rendered {
@@ -568,6 +733,8 @@ impl MixtureStream {
             template,
             with_options,
             exemplars: exemplars.len(),
+            task_source: collection::source_of_submixture(&task.submixture).to_string(),
+            template_type: TemplateType::of_rendering(form, with_options),
         })
     }
 
@@ -586,7 +753,7 @@ impl MixtureStream {
         n: usize,
         then: impl Fn(MixedExample) -> Result<T> + Sync + Send,
     ) -> Result<Vec<T>> {
-        let draws: Vec<Draw> = (0..n).map(|_| self.next_draw()).collect();
+        let draws: Vec<Draw> = (0..n).map(|_| self.next_draw()).collect::<Result<_>>()?;
         let mixture = &self.mixture;
         draws
             .into_par_iter()
@@ -594,9 +761,16 @@ impl MixtureStream {
             .collect()
     }
 
-    /// The next task index only (no rendering): for rate statistics.
+    /// The next task index of this shard only (no rendering, no collection row read): for
+    /// rate statistics.
     pub fn next_task(&mut self) -> usize {
-        self.next_draw().task
+        loop {
+            let own = self.position % self.shard_count == self.shard_index;
+            let (task, _) = self.pass_position();
+            if own {
+                return task;
+            }
+        }
     }
 }
 
@@ -604,7 +778,9 @@ impl Iterator for MixtureStream {
     type Item = Result<MixedExample>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let d = self.next_draw();
-        Some(Self::render_draw(&self.mixture, d))
+        Some(
+            self.next_draw()
+                .and_then(|d| Self::render_draw(&self.mixture, d)),
+        )
     }
 }

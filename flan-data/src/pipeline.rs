@@ -64,6 +64,8 @@ pub struct TaskStats {
     pub examples: usize,
     /// Records skipped in lenient mode.
     pub skipped: usize,
+    /// Fields the reader ignored (not used by the format), with the records they were on.
+    pub ignored_fields: BTreeMap<String, usize>,
     /// min(cap, examples).
     pub rate: f64,
     /// Computed probability.
@@ -130,8 +132,8 @@ pub fn mixture_stats(
         .rates()
         .iter()
         .zip(&counts)
-        .zip(mixture.registry().tasks())
-        .map(|((r, &c), t)| {
+        .enumerate()
+        .map(|(i, (r, &c))| {
             let e = submixtures.entry(r.submixture.clone()).or_default();
             e.0 += r.probability;
             e.1 += share(c);
@@ -139,7 +141,13 @@ pub fn mixture_stats(
                 task: r.task.clone(),
                 submixture: r.submixture.clone(),
                 examples: r.examples,
-                skipped: t.skipped.count,
+                skipped: mixture.skipped(i),
+                ignored_fields: mixture
+                    .registry()
+                    .tasks()
+                    .get(i)
+                    .map(|t| t.ignored.clone())
+                    .unwrap_or_default(),
                 rate: r.rate,
                 probability: r.probability,
                 sampled: c,
@@ -203,20 +211,28 @@ pub fn mixture_stats(
     })
 }
 
-/// One exported record.
+/// One exported record: readable back as a `flan_collection` (and as generic JSONL).
 #[derive(Serialize)]
 struct Record<'a> {
     task: &'a str,
     inputs: &'a str,
     targets: &'a str,
+    task_source: &'a str,
+    task_name: &'a str,
+    template_type: &'a str,
 }
 
-/// The JSONL line of an example: `{"task", "inputs", "targets"}`.
+/// The JSONL line of an example: `{"task", "inputs", "targets", "task_source", "task_name",
+/// "template_type"}`, the last three as the Flan collection spells them, so that an export is
+/// itself a collection (`format = "flan_collection"`).
 pub fn to_jsonl(e: &MixedExample) -> Result<String> {
     serde_json::to_string(&Record {
         task: &e.task,
         inputs: &e.inputs,
         targets: &e.targets,
+        task_source: &e.task_source,
+        task_name: &e.task,
+        template_type: e.template_type.name(),
     })
     .map_err(|err| Error::config("jsonl", err.to_string()))
 }

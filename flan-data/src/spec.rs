@@ -63,6 +63,10 @@ pub enum SourceFormat {
     Jsonl,
     /// GSM8K JSONL (answer after `####`), read as CoT.
     Gsm8k,
+    /// The published Flan 2022 collection: already-templated rows (`inputs`, `targets`,
+    /// `task_source`, `task_name`, `template_type`) in JSONL, JSONL.gz or Parquet files,
+    /// streamed, never loaded ([`crate::collection`]).
+    FlanCollection,
 }
 
 /// One `[[tasks]]` entry. With a wildcard path (`niv2/tasks/*.json`) each file is a task named
@@ -75,10 +79,13 @@ pub struct TaskSpec {
     pub name: Option<String>,
     /// The source format.
     pub format: SourceFormat,
-    /// The file, relative to `data_dir`; the last component may contain `*`.
+    /// The file, relative to `data_dir`; the last component may contain `*`. For
+    /// `flan_collection` also a directory (every collection file under it).
     pub path: PathBuf,
-    /// The submixture it belongs to.
-    pub submixture: String,
+    /// The submixture it belongs to (required, except for `flan_collection`, whose rows name
+    /// theirs by `task_source`; there it keeps only that submixture's rows).
+    #[serde(default)]
+    pub submixture: Option<String>,
     /// Template family (default: `cot` for CoT sources, `niv2` for NIv2, `qa` for JSONL).
     #[serde(default)]
     pub family: Option<String>,
@@ -88,6 +95,14 @@ pub struct TaskSpec {
     /// Skip (and count) bad records instead of failing.
     #[serde(default)]
     pub lenient: bool,
+    /// For `flan_collection`: keep only rows of these template types (default: all four).
+    #[serde(default)]
+    pub template_types: Option<Vec<crate::collection::TemplateType>>,
+    /// For `flan_collection`: where the row-count index is cached, relative to the spec file
+    /// (default: `$FLAN_CACHE_DIR`, else `$XDG_CACHE_HOME/flan`, else `~/.cache/flan`, then
+    /// `collection-index/`).
+    #[serde(default)]
+    pub index_dir: Option<PathBuf>,
 }
 
 impl TaskSpec {
@@ -96,7 +111,7 @@ impl TaskSpec {
         self.family.as_deref().unwrap_or(match self.format {
             SourceFormat::CotTsv | SourceFormat::Gsm8k => "cot",
             SourceFormat::Niv2 => "niv2",
-            SourceFormat::Jsonl => "qa",
+            SourceFormat::Jsonl | SourceFormat::FlanCollection => "qa",
         })
     }
 }
@@ -188,11 +203,37 @@ impl MixtureSpec {
             }
         }
         for (i, task) in self.tasks.iter().enumerate() {
-            if !self.submixtures.contains_key(&task.submixture) {
-                let known: Vec<&String> = self.submixtures.keys().collect();
+            let ctx = || format!("{origin}: tasks[{i}] ({})", task.path.display());
+            let collection = task.format == SourceFormat::FlanCollection;
+            match &task.submixture {
+                Some(sub) if !self.submixtures.contains_key(sub) => {
+                    let known: Vec<&String> = self.submixtures.keys().collect();
+                    return Err(Error::config(
+                        ctx(),
+                        format!("unknown submixture `{sub}`; known: {known:?}"),
+                    ));
+                }
+                None if !collection => {
+                    return Err(Error::config(ctx(), "missing field `submixture`"));
+                }
+                _ => {}
+            }
+            if !collection && (task.template_types.is_some() || task.index_dir.is_some()) {
                 return Err(Error::config(
-                    format!("{origin}: tasks[{i}] ({})", task.path.display()),
-                    format!("unknown submixture `{}`; known: {known:?}", task.submixture),
+                    ctx(),
+                    "`template_types` and `index_dir` apply to format = \"flan_collection\" only",
+                ));
+            }
+            if collection && (task.family.is_some() || task.split.is_some()) {
+                return Err(Error::config(
+                    ctx(),
+                    "a flan_collection is used as given: `family` and `split` do not apply",
+                ));
+            }
+            if task.template_types.as_ref().is_some_and(|t| t.is_empty()) {
+                return Err(Error::config(
+                    ctx(),
+                    "`template_types` is empty: no row would be kept",
                 ));
             }
         }

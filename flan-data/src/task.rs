@@ -28,6 +28,8 @@ pub struct Task {
     pub demonstrations: Vec<Example>,
     /// Records skipped while reading (lenient mode).
     pub skipped: Skipped,
+    /// Fields of the records that the format does not use, with the records they were on.
+    pub ignored: std::collections::BTreeMap<String, usize>,
 }
 
 /// All tasks of a mixture, by name.

@@ -308,3 +308,66 @@ fn tokenizer_text() {
         Ok(())
     });
 }
+
+#[path = "common/collection_files.rs"]
+mod collection_files;
+
+/// The Flan collection's reader, index and stream over one file in each encoding: any bytes,
+/// either strictness.
+#[test]
+fn flan_collection() {
+    use collection_files::{write_jsonl_gz, write_parquet, Row};
+    use flan_data::collection::{index::index_file, RowReader};
+    let scratch = Scratch::new();
+    let rows: Vec<Row> = (0..6)
+        .map(|i| Row::new(i, ["CoT", "NIv2", "T0"][i % 3], "task", "fs_noopt"))
+        .collect();
+    let jsonl: Vec<u8> = rows
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| format!("{}\n", r.json(i % 2 == 0)).into_bytes())
+        .collect();
+    let seed_file = |name: &str, write: &dyn Fn(&Path)| {
+        let path = scratch.file(name, b"");
+        write(&path);
+        std::fs::read(&path).unwrap()
+    };
+    let gz = seed_file("seed.jsonl.gz", &|p| write_jsonl_gz(p, &rows, true));
+    let pq = seed_file("seed.parquet", &|p| write_parquet(p, &rows, false, 4));
+    for (name, seed) in [("c.jsonl", jsonl), ("c.jsonl.gz", gz), ("c.parquet", pq)] {
+        fuzz(
+            &format!("flan-data flan_collection {name}"),
+            documents(vec![seed]),
+            |bytes| {
+                let path = scratch.file(name, &bytes);
+                let read = || -> Result<usize, Error> {
+                    let mut reader = RowReader::open(&path)?;
+                    let mut n = 0;
+                    while let Some(row) = reader.next_row()? {
+                        n += usize::from(row.is_ok());
+                    }
+                    index_file(&path, None)?;
+                    Ok(n)
+                };
+                check(&path, read())?;
+                let spec = scratch.file(
+                "collection.toml",
+                format!("[[tasks]]\nformat = \"flan_collection\"\npath = \"{name}\"\nlenient = true\nindex_dir = \"idx\"\n")
+                    .as_bytes(),
+            );
+                let built = Mixture::from_spec_file(&spec).and_then(|m| {
+                    let m = Arc::new(m);
+                    let mut s = m.stream(1);
+                    s.next_batch(8)
+                });
+                check(&path, built).or_else(|e| {
+                    if e.contains("no rows left") {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+            },
+        );
+    }
+}

@@ -228,7 +228,11 @@ impl<'a> ModelCard<'a> {
         let used: std::collections::BTreeSet<&str> = spec
             .tasks
             .iter()
-            .map(|t| t.submixture.as_str())
+            .flat_map(|t| match &t.submixture {
+                Some(sub) => vec![sub.as_str()],
+                // A flan_collection without one: its rows name their submixtures.
+                None => spec.submixtures.keys().map(String::as_str).collect(),
+            })
             .chain(
                 spec.synthetic
                     .iter()
@@ -266,7 +270,7 @@ impl<'a> ModelCard<'a> {
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_string))
                         .unwrap_or_default(),
-                    task.submixture,
+                    task.submixture.as_deref().unwrap_or("by task_source"),
                     task.path.display()
                 )
                 .ok();

@@ -1,5 +1,7 @@
 //! Generic JSONL, one example per line: `{"inputs": ..., "targets": ...}` with optional
-//! `"options": [...]` and `"rationale": ...`, so that users can add any task.
+//! `"options": [...]` and `"rationale": ...`, so that users can add any task. Other fields (an
+//! export's `task_source`, a platform's `id`, ...) are ignored and counted; only a missing or
+//! mistyped field this format uses is an error.
 
 use super::{read_bytes, utf8_lines, Loaded, Strictness};
 use crate::error::{Error, Result};
@@ -11,7 +13,6 @@ const EXPECTED: &str =
     r#"a JSON object {"inputs": str, "targets": str, "options"?: [str], "rationale"?: str}"#;
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Record {
     inputs: String,
     targets: String,
@@ -35,8 +36,15 @@ pub fn read_jsonl(path: &Path, task: &str, strictness: Strictness) -> Result<Loa
                     format!("blank line; expected {EXPECTED}"),
                 ));
             }
-            let r: Record = serde_json::from_str(text)
-                .map_err(|e| Error::parse(path, line, format!("{e}; expected {EXPECTED}")))?;
+            let mut de = serde_json::Deserializer::from_str(text);
+            let mut unknown = Vec::new();
+            let r: Record =
+                serde_ignored::deserialize(&mut de, |field| unknown.push(field.to_string()))
+                    .and_then(|r| de.end().map(|()| r))
+                    .map_err(|e| Error::parse(path, line, format!("{e}; expected {EXPECTED}")))?;
+            for field in unknown {
+                *loaded.ignored.entry(field).or_default() += 1;
+            }
             if let Some(options) = &r.options {
                 if !options.is_empty() && !options.contains(&r.targets) {
                     return Err(Error::parse(

@@ -72,6 +72,9 @@ pub struct Loaded {
     pub examples: Vec<Example>,
     /// Records skipped in lenient mode.
     pub skipped: Skipped,
+    /// Fields present in the records that the format does not use, with the records they were
+    /// on (ignored, and reported once by `flan mixture --stats`).
+    pub ignored: std::collections::BTreeMap<String, usize>,
 }
 
 /// Reads a whole file, naming it in the error.

@@ -126,6 +126,7 @@ impl Suite {
                 EXEMPLAR_POOL.max(2 * shots),
             )?,
             skipped: Default::default(),
+            ignored: Default::default(),
         };
         let phrases = &template_family.answer_phrases;
         let mut items = Vec::with_capacity(request.n);

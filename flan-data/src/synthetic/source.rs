@@ -143,6 +143,7 @@ pub(crate) fn add_tasks(
                     definition: None,
                     demonstrations: Vec::new(),
                     skipped: Default::default(),
+                    ignored: Default::default(),
                 });
             }
             Ok(tasks)

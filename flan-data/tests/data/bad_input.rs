@@ -141,7 +141,33 @@ fn jsonl_and_gsm8k_record_errors() {
     assert_eq!((lenient.examples.len(), lenient.skipped.count), (1, 2));
     assert!(
         lenient.skipped.reasons[1].contains("opts.jsonl:3:")
-            && lenient.skipped.reasons[1].contains("unknown field `target`")
+            && lenient.skipped.reasons[1].contains("missing field `targets`")
+    );
+    // A misspelt field is not what fails the record (unknown fields are ignored and counted);
+    // the required field it was meant to be is missing.
+    let extra = write(
+        dir.path(),
+        "extra.jsonl",
+        br#"{"inputs": "a", "targets": "b", "task_source": "CoT", "id": 1}
+{"inputs": "c", "targets": "d", "id": 2}
+"#,
+    );
+    let read = read_jsonl(&extra, "t", Strictness::Strict).unwrap();
+    assert_eq!(read.examples.len(), 2);
+    assert_eq!(
+        read.ignored.into_iter().collect::<Vec<_>>(),
+        [("id".to_string(), 2), ("task_source".to_string(), 1)]
+    );
+    let mistyped = write(
+        dir.path(),
+        "mistyped.jsonl",
+        br#"{"inputs": "a", "targets": 4, "x": 1}"#,
+    );
+    let err = read_jsonl(&mistyped, "t", Strictness::Strict).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("mistyped.jsonl:1: invalid type: integer `4`"),
+        "{err}"
     );
 
     let gsm = write(

@@ -2,6 +2,7 @@
 //! `../shared/data` (relative to the repository root).
 
 mod bad_input;
+mod collection;
 mod properties;
 mod real_data;
 mod tokenize;

@@ -40,6 +40,7 @@ fn task(name: &str, submixture: &str, family: &str, n: usize) -> Task {
         definition: None,
         demonstrations: vec![],
         skipped: Default::default(),
+        ignored: Default::default(),
     }
 }
 
