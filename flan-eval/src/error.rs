@@ -45,8 +45,8 @@ pub enum Error {
         dataset: String,
         /// What was looked for, where, and how to get it.
         reason: String,
-        /// The hub's error, when there was one.
-        source: Option<flan_hub::Error>,
+        /// The hub's error, when there was one (boxed: it is large and rare).
+        source: Option<Box<flan_hub::Error>>,
     },
     /// flan-data could not build or score what was asked (e.g. the synthetic suite).
     #[error(transparent)]

@@ -14,7 +14,8 @@
 //! revision is used. Nothing found is an error naming the dataset and how to get it.
 
 use crate::{Error, Result};
-use flan_hub::{HubConfig, RepoKind, RepoRef};
+pub use flan_hub::HubConfig;
+use flan_hub::{RepoKind, RepoRef};
 use std::path::PathBuf;
 
 /// The prefix that marks a hub dataset where a data path is expected.
@@ -46,6 +47,11 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// The repository paths of the chosen files.
+    pub fn files_names(&self) -> Vec<String> {
+        self.files.iter().map(|(n, _)| n.clone()).collect()
+    }
+
     /// The local path of repository file `name` (one of the chosen).
     pub fn path(&self, name: &str) -> Option<&PathBuf> {
         self.files.iter().find(|(n, _)| n == name).map(|(_, p)| p)
@@ -99,9 +105,14 @@ impl HubDataset {
     }
 
     /// The files `pick` chooses from a revision's file list (`what` says what they are, for
-    /// messages). `pick` returns no file when the revision does not hold the benchmark's layout;
-    /// the next revision is then tried.
-    pub fn resolve(&self, what: &str, pick: &dyn Fn(&[String]) -> Vec<String>) -> Result<Resolved> {
+    /// messages). `pick` returns `None` when the revision does not hold the benchmark's layout
+    /// (the next revision is then tried), else the files needed (none when the tasks asked for
+    /// are not there: the reader then names the tasks that are).
+    pub fn resolve(
+        &self,
+        what: &str,
+        pick: &dyn Fn(&[String]) -> Option<Vec<String>>,
+    ) -> Result<Resolved> {
         let mut problems = Vec::new();
         if !self.hub.offline {
             for repo in self.revisions() {
@@ -115,15 +126,14 @@ impl HubDataset {
                         continue;
                     }
                 };
-                let chosen = pick(&listing);
-                if chosen.is_empty() {
+                let Some(chosen) = pick(&listing) else {
                     problems.push(format!(
                         "revision {} has no {what} ({} files)",
                         repo.revision,
                         listing.len()
                     ));
                     continue;
-                }
+                };
                 let mut files = Vec::with_capacity(chosen.len());
                 for name in chosen {
                     let path = self
@@ -146,14 +156,13 @@ impl HubDataset {
             };
             let listing = flan_hub::snapshot_files(&snapshot)
                 .map_err(|e| self.error("cannot list the cached snapshot".into(), e))?;
-            let chosen = pick(&listing);
-            if chosen.is_empty() {
+            let Some(chosen) = pick(&listing) else {
                 problems.push(format!(
                     "the cached revision {} has no {what}",
                     repo.revision
                 ));
                 continue;
-            }
+            };
             let files = chosen
                 .into_iter()
                 .map(|name| {
@@ -195,7 +204,7 @@ impl HubDataset {
         Error::HubDataset {
             dataset: self.spec(),
             reason,
-            source: Some(source),
+            source: Some(Box::new(source)),
         }
     }
 }

@@ -49,6 +49,7 @@ mod error;
 pub mod extract;
 pub mod finetune_report;
 pub mod hub;
+pub mod hub_readers;
 pub mod item;
 pub mod math;
 pub mod metrics;
