@@ -6,6 +6,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use flan_eval::hub::{HubConfig, HubDataset};
 use flan_eval::mmlu::MmluAnswering;
 use flan_eval::report::{self, RunInfo};
 use flan_eval::runner::{self, RunOptions, SelfConsistency};
@@ -139,7 +140,9 @@ struct RunArgs {
     /// Benchmark data: BBH dir (tasks/, cot-prompts/), MMLU dir (dev/, test/), MGSM dir,
     /// GSM8K test.jsonl, TyDiQA GoldP JSONL, Winogender dir (all_sentences.tsv, templates.tsv,
     /// occupations-stats.tsv), toxicity JSONL or toxic-degeneration prompts JSONL (required
-    /// except for the generated synthetic suite).
+    /// except for the generated synthetic suite). MMLU, BBH, MGSM, GSM8K and TyDiQA also take a
+    /// hub dataset, hf:ORG/NAME[@REVISION] (e.g. hf:cais/mmlu), from the Hugging Face cache or
+    /// downloaded (HF_HUB_OFFLINE, HF_ENDPOINT honoured; see docs/hub-benchmarks.md).
     #[arg(long, required_if_eq_any = [
         ("benchmark", "mmlu"), ("benchmark", "bbh"), ("benchmark", "mgsm"),
         ("benchmark", "gsm8k"), ("benchmark", "tydiqa"),
@@ -157,6 +160,10 @@ struct RunArgs {
     /// synthetic families; `challenging` for toxic degeneration's challenging prompts).
     #[arg(long, value_delimiter = ',')]
     tasks: Option<Vec<String>>,
+    /// A local copy of the BBH repository (its cot-prompts/) for BBH read from the hub, whose
+    /// copy has no chain-of-thought exemplars; required for --mode cot with --data hf:...
+    #[arg(long)]
+    bbh_prompts: Option<PathBuf>,
     /// Exemplars JSONL (math worked solutions; MMLU CoT rationales; toxicity: labelled comments
     /// to draw few-shot exemplars from, default the --data file without the item).
     #[arg(long)]
@@ -506,6 +513,22 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
     }
     let scorer = toxicity_scorer(a, benchmark)?;
     let mut suite = SuiteOptions::new(benchmark, mode, a.data.clone().unwrap_or_default());
+    if let Some(spec) = a
+        .data
+        .as_ref()
+        .and_then(|d| d.to_str())
+        .filter(|d| HubDataset::is_spec(d))
+    {
+        suite.hub = Some(HubDataset::parse(spec, HubConfig::from_env())?);
+    }
+    if a.bbh_prompts.is_some() && (benchmark != Benchmark::Bbh || suite.hub.is_none()) {
+        return Err(usage(
+            "--bbh-prompts serves BBH read from the hub (--benchmark bbh --data hf:...); a local \
+             BBH directory has its own cot-prompts/",
+        )
+        .into());
+    }
+    suite.bbh_prompts = a.bbh_prompts.clone();
     suite.seed = a.seed;
     suite.tasks = a.tasks.clone();
     suite.limit = a.limit;

@@ -129,7 +129,7 @@ pub fn classify(err: &anyhow::Error) -> ExitKind {
                 use flan_eval::Error as E;
                 return match e {
                     E::Data(inner) => Some(data_kind(inner)),
-                    E::Parse { .. } | E::Io { .. } => Some(ExitKind::Data),
+                    E::Parse { .. } | E::Io { .. } | E::HubDataset { .. } => Some(ExitKind::Data),
                     E::Config(_) | E::Unsupported(_) => Some(ExitKind::Usage),
                     E::Model(_) => Some(ExitKind::Model),
                     _ => None,

@@ -196,24 +196,71 @@ pub fn build_items(
     let (task_path, prompt_path) = task_paths(bbh_dir, task);
     let data = read_task(&task_path)?;
     let prompts = CotPromptFile::read(&prompt_path)?;
+    task_items(&data, Some(&prompts), mode, limit)
+}
+
+/// The CoT prompt file of `task` in a copy of the BBH repository: `dir/cot-prompts/<task>.txt`,
+/// or `dir/<task>.txt` when `dir` is the `cot-prompts` directory itself.
+pub fn prompt_file_in(dir: &Path, task: &str) -> PathBuf {
+    let nested = dir.join("cot-prompts").join(format!("{task}.txt"));
+    if nested.is_file() {
+        nested
+    } else {
+        dir.join(format!("{task}.txt"))
+    }
+}
+
+/// A BBH example from a hub row of `lukaemon/bbh` (`input`, `target`).
+pub fn example_from_row(row: &crate::parquet_rows::RowRef<'_>) -> Result<BbhExample> {
+    Ok(BbhExample {
+        input: row.str("input")?.to_string(),
+        target: row.str("target")?.to_string(),
+    })
+}
+
+/// The items of a task however it was read. Without the authors' prompt file (the hub copy
+/// has none), direct and zero-shot CoT prompts are zero-shot without the task description
+/// (`"Q: input\nA:"`, `"Q: input\nA: Let's think step by step."`, as lm-evaluation-harness's
+/// `bbh_zeroshot` and `bbh_cot_zeroshot`), and few-shot CoT is an error.
+pub fn task_items(
+    data: &BbhTask,
+    prompts: Option<&CotPromptFile>,
+    mode: Mode,
+    limit: Option<usize>,
+) -> Result<Vec<EvalItem>> {
+    if mode == Mode::Cot && prompts.is_none() {
+        return Err(Error::Config(format!(
+            "BBH chain-of-thought needs the authors' CoT exemplars, which the hub copy does not \
+             have: pass --bbh-prompts DIR, a copy of the BBH repository \
+             (github.com/suzgunmirac/BIG-Bench-Hard) with cot-prompts/{}.txt",
+            data.name
+        )));
+    }
+    let task = &data.name;
     let n = limit.unwrap_or(usize::MAX).min(data.examples.len());
     Ok(data.examples[..n]
         .iter()
         .enumerate()
         .map(|(index, ex)| {
-            let (prompt, rule, n_shot) = match mode {
-                Mode::Cot => (
+            let (prompt, rule, n_shot) = match (mode, prompts) {
+                (Mode::Cot, Some(prompts)) => (
                     prompts.cot_prompt(&ex.input),
                     AnswerRule::BbhCot,
                     prompts.exemplars.len(),
                 ),
-                Mode::Direct => (
+                (Mode::Direct, Some(prompts)) => (
                     prompts.direct_prompt(&ex.input),
                     AnswerRule::BbhDirect,
                     prompts.exemplars.len(),
                 ),
-                Mode::ZeroShotCot => (
+                (Mode::ZeroShotCot, Some(prompts)) => (
                     prompts.zero_shot_cot_prompt(&ex.input),
+                    AnswerRule::BbhCot,
+                    0,
+                ),
+                (Mode::Direct, None) => (format!("Q: {}\nA:", ex.input), AnswerRule::BbhDirect, 0),
+                (_, None) => (
+                    format!("Q: {}\nA: {COT_CUE}", ex.input),
                     AnswerRule::BbhCot,
                     0,
                 ),

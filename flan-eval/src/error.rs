@@ -37,6 +37,17 @@ pub enum Error {
     /// the wrong shape; the message names the text and, for HTTP, the status.
     #[error("toxicity scorer: {0}")]
     Scorer(String),
+    /// A hub dataset (`--data hf:org/name`) could not be found or fetched; the reason says where
+    /// it was looked for and how to get it.
+    #[error("dataset {dataset}: {reason}")]
+    HubDataset {
+        /// The dataset as given (`hf:cais/mmlu`).
+        dataset: String,
+        /// What was looked for, where, and how to get it.
+        reason: String,
+        /// The hub's error, when there was one (boxed: it is large and rare).
+        source: Option<Box<flan_hub::Error>>,
+    },
     /// flan-data could not build or score what was asked (e.g. the synthetic suite).
     #[error(transparent)]
     Data(#[from] flan_data::Error),

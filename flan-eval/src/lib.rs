@@ -14,7 +14,8 @@
 //! templates, held-out templates, held-out families), [`breakdown::Breakdown`] groups any run by
 //! it, and [`finetune_report`] compares two runs with SVG [`chart`]s. Toxic degeneration
 //! ([`toxic_degeneration`]) samples continuations with the same runner and scores them with a pluggable
-//! [`toxic_degeneration::ToxicityScorer`].
+//! [`toxic_degeneration::ToxicityScorer`]. Benchmarks also come from Hugging Face hub datasets
+//! ([`hub`], [`hub_readers`]: `--data hf:cais/mmlu`), read into the same records as the files.
 //!
 //! From the command line (`flan-cli`):
 //!
@@ -48,11 +49,14 @@ pub mod compare;
 mod error;
 pub mod extract;
 pub mod finetune_report;
+pub mod hub;
+pub mod hub_readers;
 pub mod item;
 pub mod math;
 pub mod metrics;
 pub mod mmlu;
 pub mod model;
+pub mod parquet_rows;
 pub mod report;
 pub mod rescore;
 pub mod runner;

@@ -128,21 +128,36 @@ fn read_gsm8k_lines(path: &Path) -> Result<Vec<(usize, Gsm8kLine)>> {
     Ok(out)
 }
 
+/// A GSM8K record (`question`, `answer` = solution ending `#### N`) as a problem; `None` when the
+/// answer has no `#### <number>`. One definition for the JSONL file and the hub's Parquet rows.
+pub fn gsm8k_problem(question: &str, answer: &str) -> Option<MathProblem> {
+    Some(MathProblem {
+        question: question.to_string(),
+        answer: gsm8k_target(answer)?,
+    })
+}
+
+/// A GSM8K record as a worked exemplar (its solution as the rationale); `None` without `####`.
+pub fn gsm8k_exemplar(question: &str, answer: &str) -> Option<MathExemplar> {
+    let at = answer.rfind("####")?;
+    Some(MathExemplar {
+        question: question.to_string(),
+        rationale: gsm8k_rationale(answer),
+        answer: answer[at + 4..].trim().to_string(),
+    })
+}
+
 /// Reads GSM8K JSONL (the answer must end with `#### N`).
 pub fn read_gsm8k(path: &Path) -> Result<Vec<MathProblem>> {
     read_gsm8k_lines(path)?
         .into_iter()
         .map(|(line, rec)| {
-            let answer = gsm8k_target(&rec.answer).ok_or_else(|| {
+            gsm8k_problem(&rec.question, &rec.answer).ok_or_else(|| {
                 Error::parse(
                     path,
                     line,
                     "expected the answer to end with `#### <number>`",
                 )
-            })?;
-            Ok(MathProblem {
-                question: rec.question,
-                answer,
             })
         })
         .collect()
@@ -155,17 +170,12 @@ pub fn gsm8k_exemplars(path: &Path, n: usize) -> Result<Vec<MathExemplar>> {
         .into_iter()
         .take(n)
         .map(|(line, rec)| {
-            let at = rec.answer.rfind("####").ok_or_else(|| {
+            gsm8k_exemplar(&rec.question, &rec.answer).ok_or_else(|| {
                 Error::parse(
                     path,
                     line,
                     "expected the answer to end with `#### <number>`",
                 )
-            })?;
-            Ok(MathExemplar {
-                question: rec.question.clone(),
-                rationale: gsm8k_rationale(&rec.answer),
-                answer: rec.answer[at + 4..].trim().to_string(),
             })
         })
         .collect()

@@ -245,7 +245,7 @@ pub struct MmluOptions<'a> {
     pub limit: Option<usize>,
 }
 
-/// The items of one subject.
+/// The items of one subject of a released MMLU directory (`dev/`, and `test/` or `val/`).
 pub fn build_items(
     mmlu_dir: &Path,
     subject: &str,
@@ -254,8 +254,53 @@ pub fn build_items(
 ) -> Result<Vec<EvalItem>> {
     let split = opts.split;
     let test = read_csv(&mmlu_dir.join(split).join(format!("{subject}_{split}.csv")))?;
-    let exemplars = match opts.mode {
+    // The dev split is read only when its exemplars are used.
+    let dev = match opts.mode {
         Mode::Direct => read_csv(&mmlu_dir.join("dev").join(format!("{subject}_dev.csv")))?,
+        _ => Vec::new(),
+    };
+    subject_items(subject, &test, &dev, opts, count_tokens)
+}
+
+/// A question from a hub row of `cais/mmlu` (`question`, `choices`: 4 strings, `answer`: the
+/// class index 0-3 of A-D).
+pub fn question_from_row(row: &crate::parquet_rows::RowRef<'_>) -> Result<MmluQuestion> {
+    let choices = row.str_list("choices")?;
+    if choices.len() != 4 {
+        return Err(row.error(format!(
+            "column \"choices\": expected 4 choices, found {}",
+            choices.len()
+        )));
+    }
+    let index = row.int("answer")?;
+    let answer = usize::try_from(index)
+        .ok()
+        .and_then(|i| MMLU_LETTERS.get(i))
+        .ok_or_else(|| {
+            row.error(format!(
+                "column \"answer\": expected a class index 0-3 (A-D), found {index}"
+            ))
+        })?;
+    Ok(MmluQuestion {
+        question: row.str("question")?.to_string(),
+        choices,
+        answer: answer.to_string(),
+        rationale: None,
+        subject: None,
+    })
+}
+
+/// The items of one subject from its scored questions and its dev questions (the direct
+/// exemplars), however they were read.
+pub fn subject_items(
+    subject: &str,
+    test: &[MmluQuestion],
+    dev: &[MmluQuestion],
+    opts: &MmluOptions<'_>,
+    count_tokens: &mut dyn FnMut(&str) -> Result<usize>,
+) -> Result<Vec<EvalItem>> {
+    let exemplars = match opts.mode {
+        Mode::Direct => dev.to_vec(),
         Mode::Cot => opts
             .cot_exemplars
             .ok_or_else(|| {

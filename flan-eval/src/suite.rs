@@ -1,10 +1,13 @@
 //! From a benchmark name, a data path and a mode to the list of [`EvalItem`]s: the one place
 //! that knows each benchmark's file layout.
 
+use crate::hub::HubDataset;
 use crate::item::{Benchmark, EvalItem, Mode};
 use crate::math::{self, MathExemplar, MGSM_LANGUAGES};
 use crate::mmlu::{self, MmluAnswering, MmluOptions};
-use crate::{bbh, synthetic, toxic_degeneration, toxicity, tydiqa, winogender, Error, Result};
+use crate::{
+    bbh, hub_readers, synthetic, toxic_degeneration, toxicity, tydiqa, winogender, Error, Result,
+};
 use std::path::{Path, PathBuf};
 
 /// Items per (family, template set, mode) of the synthetic suite when no limit is given.
@@ -21,6 +24,11 @@ pub struct SuiteOptions {
     /// (`mgsm_<lang>.tsv`), GSM8K `test.jsonl`, TyDiQA GoldP JSONL (unused for the synthetic
     /// suite, which is generated); toxic degeneration: the prompts JSONL.
     pub data: PathBuf,
+    /// A hub dataset to read instead of `data` (`--data hf:cais/mmlu`): MMLU, BBH, MGSM, GSM8K
+    /// and TyDiQA (see [`crate::hub_readers`]).
+    pub hub: Option<HubDataset>,
+    /// A local copy of the BBH repository whose `cot-prompts/` serve BBH read from the hub.
+    pub bbh_prompts: Option<PathBuf>,
     /// Only these tasks (BBH tasks, MMLU subjects, MGSM languages, TyDiQA languages, synthetic
     /// families; `challenging` for toxic degeneration).
     pub tasks: Option<Vec<String>>,
@@ -50,6 +58,8 @@ impl SuiteOptions {
             benchmark,
             mode,
             data: data.into(),
+            hub: None,
+            bbh_prompts: None,
             tasks: None,
             limit: None,
             seed: 0,
@@ -104,14 +114,40 @@ pub fn build_items(
     let budget = opts.max_input_tokens;
     let mut items = Vec::new();
     match opts.benchmark {
-        Benchmark::Bbh => {
-            let names = select(bbh::task_names(&opts.data)?, &opts.tasks, "BBH task")?;
-            for name in names {
-                items.extend(bbh::build_items(&opts.data, &name, opts.mode, opts.limit)?);
+        Benchmark::Bbh => match &opts.hub {
+            None => {
+                let names = select(bbh::task_names(&opts.data)?, &opts.tasks, "BBH task")?;
+                for name in names {
+                    items.extend(bbh::build_items(&opts.data, &name, opts.mode, opts.limit)?);
+                }
             }
-        }
+            Some(hub) => {
+                if opts.mode == Mode::Cot && opts.bbh_prompts.is_none() {
+                    // Fail before any download.
+                    return Err(Error::Config(
+                        "BBH chain-of-thought needs the authors' CoT exemplars, which the hub \
+                         copy does not have: pass --bbh-prompts DIR, a copy of the BBH \
+                         repository (github.com/suzgunmirac/BIG-Bench-Hard) with cot-prompts/"
+                            .into(),
+                    ));
+                }
+                let (names, tasks) = hub_readers::bbh(hub, opts.tasks.as_deref())?;
+                select(names, &opts.tasks, "BBH task")?;
+                for task in tasks {
+                    let prompts = match &opts.bbh_prompts {
+                        Some(dir) => Some(hub_readers::bbh_prompts(dir, &task.name)?),
+                        None => None,
+                    };
+                    items.extend(bbh::task_items(
+                        &task,
+                        prompts.as_ref(),
+                        opts.mode,
+                        opts.limit,
+                    )?);
+                }
+            }
+        },
         Benchmark::Mmlu => {
-            let subjects = select(mmlu::subjects(&opts.data)?, &opts.tasks, "MMLU subject")?;
             let cot = match (&opts.exemplars, opts.mode) {
                 (Some(p), Mode::Cot) => Some(mmlu::read_cot_exemplars(p)?),
                 _ => None,
@@ -125,8 +161,63 @@ pub fn build_items(
                 budget,
                 limit: opts.limit,
             };
-            for s in subjects {
-                items.extend(mmlu::build_items(&opts.data, &s, &mo, count_tokens)?);
+            match &opts.hub {
+                None => {
+                    let subjects =
+                        select(mmlu::subjects(&opts.data)?, &opts.tasks, "MMLU subject")?;
+                    for s in subjects {
+                        items.extend(mmlu::build_items(&opts.data, &s, &mo, count_tokens)?);
+                    }
+                }
+                Some(hub) => {
+                    // The dev split is fetched only when its exemplars are used.
+                    let with_dev = opts.mode == Mode::Direct;
+                    let (all, read) =
+                        hub_readers::mmlu(hub, opts.tasks.as_deref(), &opts.mmlu_split, with_dev)?;
+                    select(all, &opts.tasks, "MMLU subject")?;
+                    for s in read {
+                        items.extend(mmlu::subject_items(
+                            &s.name,
+                            &s.test,
+                            &s.dev,
+                            &mo,
+                            count_tokens,
+                        )?);
+                    }
+                }
+            }
+        }
+        Benchmark::Mgsm if opts.hub.is_some() => {
+            let hub = opts.hub.as_ref().expect("matched on is_some");
+            // MGSM's exemplars are GSM8K training problems, which juletxara/mgsm does not hold.
+            let exemplars = match (&opts.exemplars, opts.shots) {
+                (_, Some(0)) => Vec::new(),
+                (Some(_), _) => math_exemplars(opts, PathBuf::new())?,
+                (None, _) => {
+                    return Err(Error::Config(format!(
+                        "MGSM from {} needs worked exemplars: pass --exemplars FILE.jsonl (e.g. \
+                         GSM8K's train.jsonl, whose first 8 problems are used) or --shots 0",
+                        hub.spec()
+                    )))
+                }
+            };
+            let (available, read) = hub_readers::mgsm(hub, opts.tasks.as_deref())?;
+            select(available, &opts.tasks, "MGSM language")?;
+            for hub_readers::MgsmLanguage {
+                name: lang,
+                mut problems,
+            } in read
+            {
+                problems.truncate(opts.limit.unwrap_or(usize::MAX));
+                items.extend(math::build_items(
+                    &format!("mgsm_{lang}"),
+                    Some(&lang),
+                    &problems,
+                    &exemplars,
+                    opts.mode,
+                    budget,
+                    count_tokens,
+                )?);
             }
         }
         Benchmark::Mgsm => {
@@ -158,8 +249,20 @@ pub fn build_items(
             }
         }
         Benchmark::Gsm8k => {
-            let exemplars = math_exemplars(opts, sibling(&opts.data, "train.jsonl"))?;
-            let mut problems = math::read_gsm8k(&opts.data)?;
+            let (mut problems, exemplars) = match &opts.hub {
+                None => {
+                    let exemplars = math_exemplars(opts, sibling(&opts.data, "train.jsonl"))?;
+                    (math::read_gsm8k(&opts.data)?, exemplars)
+                }
+                // The default exemplars are the first training problems, as beside test.jsonl.
+                Some(hub) => match &opts.exemplars {
+                    Some(_) => {
+                        let exemplars = math_exemplars(opts, PathBuf::new())?;
+                        (hub_readers::gsm8k(hub, 0)?.0, exemplars)
+                    }
+                    None => hub_readers::gsm8k(hub, opts.shots.unwrap_or(8))?,
+                },
+            };
             problems.truncate(opts.limit.unwrap_or(usize::MAX));
             items.extend(math::build_items(
                 "gsm8k",
@@ -172,7 +275,10 @@ pub fn build_items(
             )?);
         }
         Benchmark::Tydiqa => {
-            let examples = tydiqa::read_jsonl(&opts.data)?;
+            let examples = match &opts.hub {
+                None => tydiqa::read_jsonl(&opts.data)?,
+                Some(hub) => hub_readers::tydiqa(hub)?,
+            };
             let mut langs: Vec<String> = examples.iter().map(|e| e.language.clone()).collect();
             langs.sort();
             langs.dedup();
@@ -188,6 +294,17 @@ pub fn build_items(
                 budget,
                 count_tokens,
             )?);
+        }
+        Benchmark::Synthetic
+        | Benchmark::Winogender
+        | Benchmark::Toxicity
+        | Benchmark::ToxicDegeneration
+            if opts.hub.is_some() =>
+        {
+            return Err(Error::Unsupported(format!(
+                "--data hf:... serves mmlu, bbh, mgsm, gsm8k and tydiqa; {} reads local files",
+                opts.benchmark
+            )));
         }
         Benchmark::Synthetic => {
             // Generated, not read: `data` is not used. Few-shot CoT needs exemplars, so its

@@ -67,33 +67,46 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<TydiqaExample>> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |msg: &str| Error::parse(path, i + 1, msg.to_string());
         let v: Value = serde_json::from_str(line)
             .map_err(|e| Error::parse(path, i + 1, format!("expected a JSON object: {e}")))?;
-        let field = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
-        let id = field("id").unwrap_or_else(|| format!("line-{}", i + 1));
-        let passage = field("context")
-            .or_else(|| field("passage"))
-            .ok_or_else(|| bad("expected a \"context\" (or \"passage\") string"))?;
-        let question = field("question").ok_or_else(|| bad("expected a \"question\" string"))?;
-        let answers = v.get("answers").and_then(answers_of).ok_or_else(|| {
-            bad("expected \"answers\": {\"text\": [...]}, [{\"text\"}] or [strings]")
-        })?;
-        if answers.is_empty() {
-            return Err(bad("expected at least one gold answer"));
-        }
-        let language = field("language")
-            .or_else(|| id.split_once('-').map(|(l, _)| l.to_string()))
-            .ok_or_else(|| bad("expected a \"language\" field or an id like \"finnish-...\""))?;
-        out.push(TydiqaExample {
-            id,
-            language,
-            passage,
-            question,
-            answers,
-        });
+        let example = example_from_json(&v, &format!("line-{}", i + 1))
+            .map_err(|msg| Error::parse(path, i + 1, msg))?;
+        out.push(example);
     }
     Ok(out)
+}
+
+/// A question from one record: a JSONL line, or a hub row of
+/// `google-research-datasets/tydiqa` `secondary_task` (`id`, `title`, `context`, `question`,
+/// `answers`: `{"text", "answer_start"}`), so both layouts give the same examples. `missing_id`
+/// names a record without an `id`; the error says what was expected.
+pub fn example_from_json(
+    v: &Value,
+    missing_id: &str,
+) -> std::result::Result<TydiqaExample, String> {
+    let field = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
+    let id = field("id").unwrap_or_else(|| missing_id.to_string());
+    let passage = field("context")
+        .or_else(|| field("passage"))
+        .ok_or("expected a \"context\" (or \"passage\") string")?;
+    let question = field("question").ok_or("expected a \"question\" string")?;
+    let answers = v
+        .get("answers")
+        .and_then(answers_of)
+        .ok_or("expected \"answers\": {\"text\": [...]}, [{\"text\"}] or [strings]")?;
+    if answers.is_empty() {
+        return Err("expected at least one gold answer".into());
+    }
+    let language = field("language")
+        .or_else(|| id.split_once('-').map(|(l, _)| l.to_string()))
+        .ok_or("expected a \"language\" field or an id like \"finnish-...\"")?;
+    Ok(TydiqaExample {
+        id,
+        language,
+        passage,
+        question,
+        answers,
+    })
 }
 
 fn read_squad_format(data: &Value, path: &Path) -> Result<Vec<TydiqaExample>> {

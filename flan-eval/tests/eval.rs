@@ -35,6 +35,12 @@ fn run(model: &mut dyn EvalModel, items: &[EvalItem], opts: &RunOptions) -> runn
 #[path = "eval/rai.rs"]
 mod rai;
 
+#[path = "support/hub_fixtures.rs"]
+mod hub_fixtures;
+
+#[path = "eval/hub.rs"]
+mod hub;
+
 mod bbh_prompts {
     use super::*;
 

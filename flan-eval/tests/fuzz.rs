@@ -1,5 +1,5 @@
 //! Fuzz targets of flan-eval's readers (see the `flan-fuzz` crate): BBH tasks and CoT prompt
-//! files, MMLU CSVs and CoT exemplars, MGSM TSVs, GSM8K and math exemplars, TyDiQA (JSONL and
+//! files, MMLU CSVs and CoT exemplars, hub datasets' Parquet rows (MMLU, MGSM, BBH, TyDiQA), MGSM TSVs, GSM8K and math exemplars, TyDiQA (JSONL and
 //! SQuAD JSON), Winogender TSVs, toxicity JSONL, toxic-degeneration prompts and saved
 //! predictions for `flan eval rescore`; then whole suites built from mutated files and run with
 //! a scripted model whose outputs are arbitrary text, so that prompt building, answer
@@ -18,6 +18,9 @@ use flan_eval::{math, mmlu, toxicity, tydiqa, winogender, Benchmark, Error, Mode
 use flan_fuzz::{documents, fuzz, head, names_file, shared_data, Scratch};
 use proptest::prelude::*;
 use std::path::Path;
+
+#[path = "support/hub_fixtures.rs"]
+mod hub_fixtures;
 
 fn check<T>(file: &Path, result: Result<T, Error>) -> Result<(), String> {
     match result {
@@ -530,6 +533,70 @@ fn toxicity() {
                 return Err(format!("AUC out of range: {m:?}"));
             }
             let _ = m.markdown();
+            Ok(())
+        },
+    );
+}
+
+fn parquet_seeds() -> Vec<Vec<u8>> {
+    use hub_fixtures::{strs, write_parquet, Col};
+    let dir = tempfile::tempdir().unwrap();
+    let tables: Vec<Vec<(&str, Col)>> = vec![
+        vec![
+            ("question", strs(&["What, then?", "Q2"])),
+            (
+                "choices",
+                Col::StrList(vec![vec!["a".into(); 4], vec!["b".into(); 4]]),
+            ),
+            ("answer", Col::Int(vec![1, 3])),
+        ],
+        vec![
+            ("question", strs(&["Frage"])),
+            ("answer", Col::Str(vec![None])),
+            ("answer_number", Col::Int(vec![1250])),
+        ],
+        vec![
+            ("id", strs(&["finnish-1-0"])),
+            ("context", strs(&["Helsinki on."])),
+            ("question", strs(&["Mikä?"])),
+            (
+                "answers",
+                Col::Answers(vec![(vec!["Helsinki".into()], vec![0])]),
+            ),
+        ],
+    ];
+    tables
+        .iter()
+        .enumerate()
+        .map(|(i, cols)| {
+            let path = dir.path().join(format!("{i}.parquet"));
+            write_parquet(&path, cols);
+            std::fs::read(path).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn hub_parquet_rows() {
+    use flan_eval::hub_readers::mgsm_problem_from_row;
+    use flan_eval::parquet_rows::{read_rows, row_refs};
+    let scratch = Scratch::new();
+    fuzz(
+        "flan-eval hub_parquet_rows",
+        documents(parquet_seeds()),
+        |bytes| {
+            let path = scratch.file("split.parquet", &bytes);
+            let rows = match read_rows(&path) {
+                Ok(rows) => rows,
+                Err(e) => return check(&path, Err::<(), _>(e)),
+            };
+            for row in row_refs(&path, &rows) {
+                check(&path, mmlu::question_from_row(&row))?;
+                check(&path, mgsm_problem_from_row(&row))?;
+                check(&path, bbh::example_from_row(&row))?;
+                let value = serde_json::Value::Object(row.fields.clone());
+                let _ = tydiqa::example_from_json(&value, "row");
+            }
             Ok(())
         },
     );

@@ -36,9 +36,15 @@ const RULES: &[Rule] = &[
     rule("flan-contain", &[], false, false),
     rule("flan-build", &[], false, false),
     rule("flan-fuzz", &[], false, false),
+    rule("flan-hub", &[], false, false),
     rule("flan-data", &["flan-contain"], false, false),
-    rule("flan-eval", &["flan-data"], false, false),
-    rule("flan-model", &["flan-contain"], true, false),
+    rule(
+        "flan-eval",
+        &["flan-data", "flan-hub", "flan-contain"],
+        false,
+        false,
+    ),
+    rule("flan-model", &["flan-contain", "flan-hub"], true, false),
     rule("flan-dist", &[], true, false),
     rule(
         "flan-train",
