@@ -186,7 +186,7 @@ pub fn run(args: TrainArgs, log_format: LogFormat) -> Result<()> {
         tracing::info!("truncation (data.input_len / data.target_len): {line}");
     }
     tracing::info!(
-        "trained {} steps (from {}): final loss {:.4}, mean of the last steps {:.4}, {:.0} tokens/s, packing {:.1}%, {} examples, {} skipped updates, {} truncated examples, {:.1} s",
+        "trained {} steps (from {}): final loss {:.4}, mean of the last steps {:.4}, {:.0} tokens/s, packing {:.1}%, {} examples, {} skipped updates, {} truncated examples, {} parameters trained ({} frozen), {:.1} s",
         summary.steps,
         summary.resumed_from,
         summary.final_loss,
@@ -196,6 +196,8 @@ pub fn run(args: TrainArgs, log_format: LogFormat) -> Result<()> {
         summary.examples_seen,
         summary.skipped_steps,
         summary.truncation.truncated,
+        summary.parameters.trainable,
+        summary.parameters.frozen,
         summary.seconds
     );
     if let Some(signal) = signals.flag().requested() {

@@ -1,6 +1,7 @@
 //! `flan train` end to end: finetune flan-model's tiny fixture model (a Hugging Face directory
 //! with its tokenizer) on a small JSONL mixture from a config file, continue the run by raising
-//! the step count (automatic resume), and refuse a config with an unknown key by naming it.
+//! the step count (automatic resume), refuse a config with an unknown key by naming it, and
+//! freeze parameters by glob (`train.freeze`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -116,4 +117,55 @@ fn flan_train_finetunes_resumes_and_names_unknown_keys() {
         "{stderr}"
     );
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn flan_train_freezes_by_glob_and_names_the_parameters_of_a_glob_that_matches_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run(dir.path());
+    let config = config.to_str().unwrap();
+    let out_dir = format!(
+        "output_dir={:?}",
+        dir.path().join("frozen").display().to_string()
+    );
+
+    // A usage error (exit status 2) that lists the names there are.
+    let out = flan(&[
+        "train",
+        "--config",
+        config,
+        "--set",
+        &out_dir,
+        "--set",
+        r#"train.freeze=["encoder.*", "encoder.block.99.*"]"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`encoder.block.99.*` matches none")
+            && stderr.contains("encoder.block.0.layer.0.SelfAttention.q.weight"),
+        "{stderr}"
+    );
+
+    let out = flan(&[
+        "train",
+        "--config",
+        config,
+        "--set",
+        &out_dir,
+        "--set",
+        r#"train.freeze=["encoder.*"]"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (trainable, frozen) = (
+        summary["parameters"]["trainable"].as_u64().unwrap(),
+        summary["parameters"]["frozen"].as_u64().unwrap(),
+    );
+    assert!(trainable > 0 && frozen > 0, "{summary}");
+    assert!(
+        stderr.contains(&format!("{trainable} parameters trained ({frozen} frozen)")),
+        "{stderr}"
+    );
 }

@@ -366,6 +366,7 @@ mod tests {
             }),
             data_exhausted: false,
             stopped_by: None,
+            parameters: Default::default(),
         }
     }
 

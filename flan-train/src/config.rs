@@ -219,6 +219,13 @@ pub struct LoopSection {
     /// `stop` or `skip`.
     #[serde(default = "default_on_nonfinite")]
     pub on_nonfinite: OnNonFinite,
+    /// Parameters that do not train: fnmatch-style globs over the Hugging Face parameter names
+    /// (`["encoder.*", "shared.weight"]`; `*` matches any run of characters including dots, `?`
+    /// one character, the whole name must match). Frozen parameters get no gradient and no
+    /// optimiser state. A glob that matches nothing is an error, as is freezing everything; a
+    /// tied output head is `shared.weight`. See [`crate::freeze`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<String>,
 }
 
 impl Default for LoopSection {
@@ -229,6 +236,7 @@ impl Default for LoopSection {
             z_loss: 0.0,
             loss_normalizing_factor: None,
             on_nonfinite: default_on_nonfinite(),
+            freeze: Vec::new(),
         }
     }
 }
@@ -622,6 +630,9 @@ impl TrainConfig {
                 self.train.z_loss
             ));
         }
+        if self.train.freeze.iter().any(|g| g.is_empty()) {
+            return bad("train.freeze holds an empty pattern (it would match no parameter)".into());
+        }
         if self.checkpoint.keep_last == 0 {
             return bad(
                 "checkpoint.keep_last must be >= 1 (a resumable run needs a checkpoint)".into(),
@@ -763,6 +774,20 @@ const FREE_ON_RESUME: [&str; 6] = [
     "checkpoint",
     "eval",
 ];
+
+/// The `train.freeze` globs of the config a checkpoint recorded (none when it has no such key,
+/// as in checkpoints written before the key existed).
+pub fn recorded_freeze(recorded: &str) -> Result<Vec<String>> {
+    let table = toml::from_str::<toml::Table>(recorded).map_err(|e| Error::Config {
+        message: format!("the checkpoint's config is not TOML: {e}"),
+    })?;
+    let Some(value) = table.get("train").and_then(|t| t.get("freeze")) else {
+        return Ok(Vec::new());
+    };
+    value.clone().try_into().map_err(|e| Error::Config {
+        message: format!("the checkpoint's train.freeze is not a list of strings: {e}"),
+    })
+}
 
 /// The settings that differ between `recorded` (the TOML a checkpoint holds) and `current`,
 /// other than [`FREE_ON_RESUME`], so that a resume with another batch size, learning rate or
@@ -1339,6 +1364,43 @@ mod tests {
             err.contains("train.toml") && err.contains("`gpu`") && err.contains("cuda:N"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn freeze_globs_are_read_recorded_and_left_out_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), MINIMAL);
+        let plain = TrainConfig::load(&file, &[]).unwrap();
+        assert!(plain.train.freeze.is_empty());
+        // Unset, the key is not written: checkpoints from before it compare equal.
+        let plain_toml = plain.to_toml().unwrap();
+        assert!(!plain_toml.contains("freeze"), "{plain_toml}");
+        assert_eq!(recorded_freeze(&plain_toml).unwrap(), Vec::<String>::new());
+        let set = [r#"train.freeze=["encoder.*", "shared.weight"]"#.to_string()];
+        let frozen = TrainConfig::load(&file, &set).unwrap();
+        assert_eq!(frozen.train.freeze, ["encoder.*", "shared.weight"]);
+        let text = frozen.to_toml().unwrap();
+        assert_eq!(recorded_freeze(&text).unwrap(), frozen.train.freeze);
+        assert_eq!(toml::from_str::<TrainConfig>(&text).unwrap(), frozen);
+        let in_file = write(
+            dir.path(),
+            &format!("{MINIMAL}\n[train]\nfreeze = [\"decoder.block.?.*\"]\n"),
+        );
+        let cfg = TrainConfig::load(&in_file, &[]).unwrap();
+        assert_eq!(cfg.train.freeze, ["decoder.block.?.*"]);
+        let file = write(dir.path(), MINIMAL);
+        for bad in [
+            r#"train.freeze=["a", ""]"#,
+            "train.freeze=[1]",
+            "train.freezes=[]",
+        ] {
+            let err = TrainConfig::load(&file, &[bad.to_string()]).unwrap_err();
+            assert!(
+                matches!(err, Error::Config { .. } | Error::Override { .. }),
+                "{bad}: {err:?}"
+            );
+            assert!(err.to_string().contains("freeze"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! - [`trainer::Trainer`]: the loop (accumulation, z-loss, NaN/inf stop or skip, hooks);
 //!   [`checkpoint`]: atomic checkpoints in the Hugging Face layout plus training state;
 //!   [`metrics`]: JSONL; [`run`]: everything from a config, as `flan train` uses it.
+//! - [`freeze`]: `train.freeze`, globs over parameter names that do not train.
 //! - [`card`]: the model card (`README.md`) of the saved model; [`lock`]: one run per output
 //!   directory; [`stop`]: SIGTERM/SIGINT stop the run after the
 //!   current step, with a checkpoint.
@@ -40,6 +41,7 @@ pub mod clip;
 pub mod config;
 pub mod distributed;
 pub mod error;
+pub mod freeze;
 pub mod lock;
 pub mod loss;
 pub mod metrics;

@@ -23,6 +23,7 @@ use crate::checkpoint::{
 use crate::clip::clip_grad_norm;
 use crate::config::{MetricMode, OnNonFinite, TrainConfig};
 use crate::distributed::{cursor_for_rank, cursors_to_json, Distributed};
+use crate::freeze::{freeze, ParameterCounts};
 use crate::lock::OutputLock;
 use crate::loss::loss_sums;
 use crate::metrics::{EvalRecord, MetricsLog, StepRecord};
@@ -76,6 +77,9 @@ pub struct TrainSummary {
     /// The signal that stopped the run early (it resumes from `last_checkpoint`).
     #[serde(default)]
     pub stopped_by: Option<String>,
+    /// How many parameters trained and how many `train.freeze` kept frozen.
+    #[serde(default)]
+    pub parameters: ParameterCounts,
 }
 
 /// The summary a finished run wrote, if it can be read.
@@ -89,7 +93,10 @@ pub struct Trainer<M: TrainModel, S: BatchSource> {
     cfg: TrainConfig,
     model: M,
     source: S,
+    /// The parameters that train (what the optimiser, clipping and gradient sums see).
     params: Vec<NamedParam>,
+    /// The parameters `train.freeze` keeps as they are (no gradient, no optimiser state).
+    frozen: Vec<NamedParam>,
     optimizer: Box<dyn Optimizer>,
     schedule: Schedule,
     checkpoints: CheckpointManager,
@@ -121,6 +128,8 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
                 message: "the model has no trainable parameters".into(),
             });
         }
+        // Before the optimiser exists: frozen parameters never get a gradient or state.
+        let split = freeze(params, &cfg.train.freeze)?;
         let state = initial_state(&cfg, source.cursor()?)?;
         let autocast = cfg.autocast_kind()?;
         let flush_denormals = cfg.flush_denormals
@@ -133,7 +142,8 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             cfg,
             model,
             source,
-            params,
+            params: split.trainable,
+            frozen: split.frozen,
             state,
             resumed_from: 0,
             tokenizer_file: None,
@@ -151,6 +161,10 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     /// The batch source must already be this rank's shard.
     pub fn with_distributed(mut self, dist: Distributed) -> Result<Self> {
         dist.broadcast_parameters(&self.params)?;
+        // Frozen parameters never change, so every rank must start from the same ones too.
+        if !self.frozen.is_empty() {
+            dist.broadcast_parameters(&self.frozen)?;
+        }
         self.state.data_cursor = self.source.cursor()?;
         self.dist = Some(dist);
         Ok(self)
@@ -199,6 +213,11 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     /// The model being trained.
     pub fn model(&self) -> &M {
         &self.model
+    }
+
+    /// How many parameters train and how many are frozen (`train.freeze`).
+    pub fn parameter_counts(&self) -> ParameterCounts {
+        ParameterCounts::of(&self.params, &self.frozen)
     }
 
     /// Steps done.
@@ -321,6 +340,26 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
                     ckpt.state.step, self.cfg.train.steps
                 ),
             ));
+        }
+        // (A config that cannot be read is reported by the comparison below; it only matters
+        // here when this run freezes something.)
+        let recorded = match crate::config::recorded_freeze(&ckpt.state.config) {
+            Ok(recorded) => recorded,
+            Err(e) if !self.cfg.train.freeze.is_empty() => return Err(e),
+            Err(_) => Vec::new(),
+        };
+        if recorded != self.cfg.train.freeze {
+            // Its optimiser state covers the parameters that trained then; another split would
+            // silently restart some of them from no state, or carry state for frozen ones.
+            return Err(Error::Config {
+                message: format!(
+                    "{} was trained with train.freeze = {recorded:?}, this run has {:?}; resume \
+                     with the same list, or start a new run from its weights (model.pretrained \
+                     = that directory)",
+                    ckpt.dir.display(),
+                    self.cfg.train.freeze
+                ),
+            });
         }
         if self.is_primary() {
             match crate::config::config_changes(&ckpt.state.config, &self.cfg) {
@@ -517,6 +556,7 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             best: self.state.best.clone(),
             data_exhausted,
             stopped_by: stopped_by.clone(),
+            parameters: self.parameter_counts(),
         };
         if primary {
             if let Some(dir) = &summary.model_dir {

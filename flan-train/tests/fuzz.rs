@@ -33,6 +33,7 @@ fn overrides() -> impl Strategy<Value = Vec<String>> {
         Just("device"),
         Just("dtype"),
         Just("train"),
+        Just("train.freeze"),
         Just("a.b.c"),
     ];
     let value = prop_oneof![
@@ -46,6 +47,8 @@ fn overrides() -> impl Strategy<Value = Vec<String>> {
         Just("[1, 2]".to_string()),
         Just("{ a = 1 }".to_string()),
         Just("true".to_string()),
+        Just(r#"["encoder.*", "*.SelfAttention.?.weight"]"#.to_string()),
+        Just(r#"["", "*"]"#.to_string()),
         "[ -~]{0,12}",
     ];
     let one = prop_oneof![

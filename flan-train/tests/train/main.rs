@@ -5,6 +5,7 @@ mod adamw_parity;
 mod checksum;
 mod common;
 mod data_parallel;
+mod freeze;
 mod overfit;
 mod packing;
 mod preempt;
