@@ -14,7 +14,7 @@ use flan_eval::suite::{self, SuiteOptions};
 use flan_eval::toxic_degeneration::{self, ToxicityScorer};
 use flan_eval::{Benchmark, EvalModel, Mode};
 use flan_model::memory::{human_bytes, longest_that_fits, Call, MemoryEstimate};
-use flan_model::DeviceSpec;
+use flan_model::{DeviceSpec, Dtype};
 use std::path::PathBuf;
 
 use crate::exit_code::usage;
@@ -213,6 +213,11 @@ struct RunArgs {
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Weights and compute dtype, as for `flan generate`: f32, bf16 (also on CPU; a bf16
+    /// checkpoint loads without an fp32 copy) or f16 (T5 v1.1/Flan may overflow). Recorded in
+    /// the results JSON's `config.dtype`.
+    #[arg(long, default_value = "f32")]
+    dtype: Dtype,
     /// Toxic degeneration: a Perspective-API-shaped endpoint scoring each continuation, e.g.
     /// https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze?key=KEY
     #[arg(long, value_name = "URL", conflicts_with = "toxicity_command")]
@@ -415,7 +420,7 @@ fn compare(a: CompareArgs) -> Result<()> {
     let mut truncated = Vec::new();
     for name in [name_a, name_b] {
         let dir = flan_model::hub::resolve_model(name)?;
-        let mut model = flan_eval_t5::load(&dir, device, a.max_input_tokens)?
+        let mut model = flan_eval_t5::load(&dir, device, Dtype::F32, a.max_input_tokens)?
             .with_budget(crate::model_io::memory_budget(device)?);
         let generated = compare::generate_outputs(&mut model, &set.prompts, &opts)
             .with_context(|| format!("generating with {name}"))?;
@@ -459,6 +464,8 @@ struct RunSettings {
     output: PathBuf,
     /// Scores continuations (toxic degeneration only).
     scorer: Option<Box<dyn ToxicityScorer>>,
+    /// `--dtype`, the model is loaded in and the report records.
+    dtype: Dtype,
 }
 
 /// The toxicity scorer of a toxic-degeneration run (required there, refused elsewhere).
@@ -580,6 +587,7 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
         run,
         output: a.output.clone(),
         scorer,
+        dtype: a.dtype,
     })
 }
 
@@ -587,8 +595,13 @@ fn run_model(a: RunArgs) -> Result<()> {
     let settings = settings(&a)?;
     let dir = flan_model::hub::resolve_model(&a.model)?;
     let device = a.device.resolve_from_env().context("--device")?;
-    let mut model = flan_eval_t5::load(&dir, device, settings.suite.max_input_tokens)?
-        .with_budget(crate::model_io::memory_budget(device)?);
+    let mut model = flan_eval_t5::load(
+        &dir,
+        device,
+        settings.dtype,
+        settings.suite.max_input_tokens,
+    )?
+    .with_budget(crate::model_io::memory_budget(device)?);
     let items = build(&mut model, &settings)?;
     check_memory(&mut model, &settings, &items)?;
     run_and_report(&mut model, &settings, &items)
@@ -720,6 +733,7 @@ fn run_and_report(
         mode: s.suite.mode,
         limit: s.suite.limit,
         options: s.run.clone(),
+        dtype: Some(s.dtype.to_string()),
     };
     let paths = report::write_outputs(&s.output, &info, items, &result)?;
     print!("{}", report::markdown(&info, &result));

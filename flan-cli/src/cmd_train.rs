@@ -13,7 +13,7 @@ use clap::Args;
 use flan_eval::runner::{self, RunOptions};
 use flan_eval::suite::{self, SuiteOptions};
 use flan_eval::{Benchmark, EvalModel, Mode};
-use flan_model::{DeviceSpec, T5ForConditionalGeneration};
+use flan_model::{DeviceSpec, Dtype, T5ForConditionalGeneration};
 use flan_train::card::ModelCard;
 use flan_train::config::{ProgressStyle, TrainConfig};
 use flan_train::stop::{signal_name, StopSignals};
@@ -324,8 +324,12 @@ impl BenchmarkHook {
             suite_opts.limit = self.limit;
             suite_opts.seed = self.seed;
             // On the device of the weights being trained: this rank's.
-            let mut eval_model =
-                flan_eval_t5::load(&self.scratch, model.device(), suite_opts.max_input_tokens)?;
+            let mut eval_model = flan_eval_t5::load(
+                &self.scratch,
+                model.device(),
+                Dtype::F32,
+                suite_opts.max_input_tokens,
+            )?;
             let items = suite::build_items(&suite_opts, &mut |t| eval_model.count_tokens(t))?;
             let opts = RunOptions {
                 seed: self.seed,

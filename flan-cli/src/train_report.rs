@@ -115,7 +115,12 @@ impl SyntheticEvaluation {
         before: RunResult,
     ) -> Result<(ReportFiles, EvalTable)> {
         // The device the model was trained and evaluated on before training.
-        let mut model = flan_eval_t5::load(model_dir, cfg.tch_device()?, usize::MAX)?;
+        let mut model = flan_eval_t5::load(
+            model_dir,
+            cfg.tch_device()?,
+            flan_model::Dtype::F32,
+            usize::MAX,
+        )?;
         let parameters = model.parameter_count();
         let after = self.run(&mut model, "after")?;
         std::fs::write(self.dir.join("after.json"), serde_json::to_string(&after)?)

@@ -250,3 +250,98 @@ fn the_synthetic_suite_runs_without_data_and_reports_its_exposures() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--data"));
 }
+
+/// `--dtype bf16` loads the model in bf16 (the fixture is stored in bf16), records the dtype in
+/// the results JSON, and generates what `flan generate --dtype bf16` generates for the same
+/// prompts on this machine (no pinned bf16 numbers: the kernels differ between CPUs).
+#[test]
+fn eval_run_in_bf16_records_its_dtype_and_generates_as_flan_generate_does() {
+    let model = repo_path("flan-model/tests/fixtures/v1_1");
+    let run = |dtype: Option<&str>| {
+        let out_dir = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "eval",
+            "run",
+            "--model",
+            model.to_str().unwrap(),
+            "--benchmark",
+            "synthetic",
+            "--mode",
+            "direct",
+            "--tasks",
+            "day_after",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "6",
+            // One prompt per call, as `flan generate --batch-size 1` below.
+            "--batch-size",
+            "1",
+            "--output",
+            out_dir.path().to_str().unwrap(),
+        ];
+        if let Some(dtype) = dtype {
+            args.extend(["--dtype", dtype]);
+        }
+        let out = flan(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let results: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out_dir.path().join("results_synthetic_direct.json")).unwrap(),
+        )
+        .unwrap();
+        let samples: Vec<serde_json::Value> =
+            std::fs::read_to_string(out_dir.path().join("samples_synthetic_direct.jsonl"))
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+        (results, samples)
+    };
+    let (results, _) = run(None);
+    assert_eq!(results["config"]["dtype"], "f32");
+    let (results, samples) = run(Some("bf16"));
+    assert_eq!(results["config"]["dtype"], "bf16");
+    assert!(samples.len() >= 2, "{samples:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("prompts.jsonl");
+    let text: String = samples
+        .iter()
+        .map(|s| format!("{}\n", serde_json::json!({ "inputs": s["prompt"] })))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let output = dir.path().join("generated.jsonl");
+    let out = flan(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--dtype",
+        "bf16",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--max-new-tokens",
+        "6",
+        "--batch-size",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: Vec<serde_json::Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(generated.len(), samples.len());
+    for (g, s) in generated.iter().zip(&samples) {
+        assert_eq!(g["text"], s["outputs"][0], "prompt {}", s["prompt"]);
+    }
+}

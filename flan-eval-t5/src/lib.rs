@@ -9,7 +9,7 @@
 //! // A Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
 //! let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
 //!     .join("../flan-model/tests/fixtures/v1_1");
-//! let mut model = flan_eval_t5::load(&dir, tch::Device::Cpu, 512)?;
+//! let mut model = flan_eval_t5::load(&dir, tch::Device::Cpu, flan_model::Dtype::F32, 512)?;
 //! let request = GenerateRequest { prompt: "Q: Is the sky blue? A:".into(), seed: 0 };
 //! let outputs = model.generate(&[request], &Decoding::greedy(8))?;
 //! assert_eq!(outputs.len(), 1);

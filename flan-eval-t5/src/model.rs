@@ -8,7 +8,7 @@ use flan_model::fallible;
 use flan_model::generate::{self, Strategy};
 use flan_model::memory::{human_bytes, Call, MemoryBudget, MemoryEstimate};
 use flan_model::score::score_batch;
-use flan_model::T5ForConditionalGeneration;
+use flan_model::{Dtype, T5ForConditionalGeneration};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -23,10 +23,17 @@ pub struct T5EvalModel {
 }
 
 /// Loads a model directory in Hugging Face layout (config.json, model.safetensors,
-/// tokenizer.json) in fp32 on `device` (resolved by the caller, e.g. with
-/// [`flan_model::DeviceSpec::resolve_from_env`]); prompts are budgeted to `max_input_tokens`.
-pub fn load(dir: &Path, device: Device, max_input_tokens: usize) -> Result<T5EvalModel> {
-    let (model, _report) = T5ForConditionalGeneration::from_pretrained(dir, device, Kind::Float)?;
+/// tokenizer.json) in `dtype` on `device` (resolved by the caller, e.g. with
+/// [`flan_model::DeviceSpec::resolve_from_env`]), as `flan generate --dtype` does (a bf16
+/// checkpoint loads as bf16 without an fp32 copy: see
+/// [`T5ForConditionalGeneration::from_pretrained`]); prompts are budgeted to `max_input_tokens`.
+pub fn load(
+    dir: &Path,
+    device: Device,
+    dtype: Dtype,
+    max_input_tokens: usize,
+) -> Result<T5EvalModel> {
+    let (model, _report) = T5ForConditionalGeneration::from_pretrained(dir, device, dtype.kind())?;
     let tokenizer =
         Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|source| Error::Tokenizer {
             dir: dir.to_path_buf(),
@@ -333,7 +340,7 @@ mod tests {
 
     fn tiny() -> T5EvalModel {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flan-model/tests/fixtures/v1_1");
-        load(&dir, Device::Cpu, 512).unwrap()
+        load(&dir, Device::Cpu, Dtype::F32, 512).unwrap()
     }
 
     fn requests(prompts: &[&str], seed: u64) -> Vec<GenerateRequest> {
@@ -398,7 +405,7 @@ mod tests {
     #[test]
     fn prompts_reach_the_model_cut_to_the_limit_with_their_eos() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flan-model/tests/fixtures/v1_1");
-        let mut m = load(&dir, Device::Cpu, 6).unwrap();
+        let mut m = load(&dir, Device::Cpu, Dtype::F32, 6).unwrap();
         let prompt = "Q: a question longer than six tokens\nA:";
         let full = m.ids(prompt).unwrap();
         assert!(m.count_tokens(prompt).unwrap() > 6);
@@ -417,7 +424,7 @@ mod tests {
                 false,
             )
             .unwrap();
-        let mut wide = load(&dir, Device::Cpu, 512).unwrap();
+        let mut wide = load(&dir, Device::Cpu, Dtype::F32, 512).unwrap();
         let same = wide.score(&[prefix], &["yes it is".into()]).unwrap();
         assert!((cut[0] - same[0]).abs() < 1e-9, "{cut:?} vs {same:?}");
     }

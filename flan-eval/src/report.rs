@@ -48,6 +48,9 @@ pub struct RunInfo {
     pub limit: Option<usize>,
     /// Run options.
     pub options: RunOptions,
+    /// The dtype the model's weights were loaded in (flan-model's `Dtype` text form: `f32`,
+    /// `bf16`, `f16`), when the model has one; `config.dtype` of the results JSON.
+    pub dtype: Option<String>,
 }
 
 /// The results JSON.
@@ -156,6 +159,7 @@ pub fn results_json(info: &RunInfo, items: &[EvalItem], result: &RunResult) -> V
             "seed": info.options.seed,
             "max_input_tokens": result.input_limit,
             "overlong": info.options.overlong,
+            "dtype": info.dtype,
         },
         "truncation": {"prompts": result.prompts},
         "breakdown": breakdown.has_exposures().then_some(&breakdown),

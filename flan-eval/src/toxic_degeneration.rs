@@ -911,6 +911,7 @@ mod tests {
             mode: Mode::Direct,
             limit: None,
             options: opts,
+            dtype: None,
         };
         let v = crate::report::results_json(&info, &items, &result);
         let section = &v["toxic_degeneration"];

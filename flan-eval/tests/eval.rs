@@ -167,6 +167,7 @@ mod end_to_end {
             mode: Mode::Cot,
             limit: Some(4),
             options: opts.clone(),
+            dtype: None,
         };
         let md = report::markdown(&info, &result);
         assert!(
@@ -378,6 +379,7 @@ mod end_to_end {
             mode: Mode::Cot,
             limit: Some(2),
             options: run_opts,
+            dtype: None,
         };
         let dir = tempfile::tempdir().unwrap();
         let paths = report::write_outputs(dir.path(), &info, &items, &result).unwrap();

@@ -397,6 +397,7 @@ fn suites_with_arbitrary_outputs() {
                 mode: opts.mode,
                 limit: opts.limit,
                 options: run,
+                dtype: None,
             };
             let out = scratch.dir().join("out");
             report::write_outputs(&out, &info, &items, &result).map_err(|e| e.to_string())?;

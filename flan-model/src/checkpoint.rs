@@ -34,6 +34,10 @@ pub struct LoadReport {
     pub aliased: Vec<(String, String)>,
     /// Keys of the files deliberately not used (obsolete or redundant copies).
     pub ignored: Vec<String>,
+    /// `(variable, stored kind)` for each variable whose stored tensor had another dtype and
+    /// was converted as it was copied in (an fp32 checkpoint loaded as bf16; a bf16 one loaded
+    /// as fp32, or its FFN output projections, which stay fp32).
+    pub cast: Vec<(String, Kind)>,
 }
 
 /// The safetensors files of a model directory, in index order when sharded.
@@ -132,7 +136,14 @@ pub fn load_variables(dir: &Path, variables: &HashMap<String, Tensor>) -> Result
     let mut unexpected = Vec::new();
     // Aliases are used only if the canonical key is absent from every file.
     let mut alias_sources: Vec<(PathBuf, String)> = Vec::new();
-    let copy = |path: &Path, var_name: &str, key: &str, view: &TensorView<'_>| -> Result<()> {
+    // Each stored tensor is read in its own dtype and converted by the copy into the variable,
+    // so a conversion never holds more than one tensor in the stored dtype besides the model.
+    let copy = |path: &Path,
+                var_name: &str,
+                key: &str,
+                view: &TensorView<'_>,
+                cast: &mut Vec<(String, Kind)>|
+     -> Result<()> {
         let var = &variables[var_name];
         let src = to_tensor(path, key, view)?;
         if src.size() != var.size() {
@@ -144,6 +155,9 @@ pub fn load_variables(dir: &Path, variables: &HashMap<String, Tensor>) -> Result
             });
         }
         tch::no_grad(|| var.shallow_clone().f_copy_(&src))?;
+        if src.kind() != var.kind() {
+            cast.push((var_name.to_string(), src.kind()));
+        }
         Ok(())
     };
     for path in &files {
@@ -160,7 +174,7 @@ pub fn load_variables(dir: &Path, variables: &HashMap<String, Tensor>) -> Result
                 reason: format!("tensor `{key}`: {e}"),
             })?;
             if variables.contains_key(&key) {
-                copy(path, &key, &key, &view)?;
+                copy(path, &key, &key, &view, &mut report.cast)?;
                 filled.insert(key);
             } else if SHARED_ALIASES.contains(&key.as_str()) {
                 alias_sources.push((path.clone(), key));
@@ -188,7 +202,7 @@ pub fn load_variables(dir: &Path, variables: &HashMap<String, Tensor>) -> Result
             path: path.clone(),
             reason: format!("tensor `{key}`: {e}"),
         })?;
-        copy(&path, "shared.weight", &key, &view)?;
+        copy(&path, "shared.weight", &key, &view, &mut report.cast)?;
         filled.insert("shared.weight".into());
         report.aliased.push(("shared.weight".into(), key));
     }

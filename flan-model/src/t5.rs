@@ -18,24 +18,58 @@ use crate::{Error, Result};
 #[derive(Debug)]
 struct Params {
     root_len: usize,
-    zero_init: bool,
+    /// `Some(kind)` for weights about to be overwritten by a checkpoint: they are made as zeros
+    /// directly in the dtype each takes under the model dtype `kind` ([`param_kind`]), so that
+    /// loading a bf16 model never holds an fp32 copy of it.
+    zero_init: Option<Kind>,
     list: RefCell<Vec<(String, Tensor)>>,
+}
+
+/// The dtype of parameter `name` in a model of dtype `kind`. As in transformers
+/// (`_keep_in_fp32_modules`), the FFN output projections (`wo`) stay in fp32 for half-precision
+/// kinds: they overflow in fp16 for T5 v1.1/Flan.
+fn param_kind(name: &str, kind: Kind) -> Kind {
+    if matches!(kind, Kind::BFloat16 | Kind::Half) && name.ends_with("DenseReluDense.wo.weight") {
+        Kind::Float
+    } else {
+        kind
+    }
+}
+
+/// Refuses a model dtype other than Float, BFloat16, Half or Double.
+fn check_model_kind(kind: Kind) -> Result<()> {
+    if matches!(
+        kind,
+        Kind::Float | Kind::BFloat16 | Kind::Half | Kind::Double
+    ) {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "model dtype must be Float, BFloat16, Half or Double, got {kind:?}"
+        )))
+    }
 }
 
 impl Params {
     fn var(&self, path: &nn::Path, name: &str, dims: &[i64], init: nn::Init) -> Tensor {
-        // Weights about to be overwritten by a checkpoint need no random draw.
-        let init = if self.zero_init {
-            nn::Init::Const(0.0)
-        } else {
-            init
-        };
-        let tensor = path.var(name, dims, init);
         let mut key: Vec<&str> = path.components().skip(self.root_len).collect();
         key.push(name);
-        self.list
-            .borrow_mut()
-            .push((key.join("."), tensor.shallow_clone()));
+        let key = key.join(".");
+        let tensor = match self.zero_init {
+            // No random draw for weights a checkpoint overwrites. The variable store makes
+            // them in its own kind (the model's); the few kept in fp32 are swapped one by one.
+            Some(kind) => {
+                let tensor = path.var(name, dims, nn::Init::Const(0.0));
+                let want = param_kind(&key, kind);
+                if tensor.kind() != want {
+                    let zeros = Tensor::zeros(dims, (want, path.device()));
+                    tch::no_grad(|| tensor.shallow_clone().set_data(&zeros));
+                }
+                tensor
+            }
+            None => path.var(name, dims, init),
+        };
+        self.list.borrow_mut().push((key, tensor.shallow_clone()));
         tensor
     }
 
@@ -614,10 +648,11 @@ impl T5ForConditionalGeneration {
     /// with T5's init scales (seed with `tch::manual_seed` first). Variable names below `path`
     /// equal the Hugging Face checkpoint keys.
     pub fn new(path: &nn::Path, config: &T5Config) -> Result<Self> {
-        Self::build(path, config, false)
+        Self::build(path, config, None)
     }
 
-    fn build(path: &nn::Path, config: &T5Config, zero_init: bool) -> Result<Self> {
+    /// `zero_init`: see [`Params::zero_init`].
+    fn build(path: &nn::Path, config: &T5Config, zero_init: Option<Kind>) -> Result<Self> {
         let invalid = |reason| Error::InvalidConfig {
             path: "<config>".into(),
             reason,
@@ -669,35 +704,62 @@ impl T5ForConditionalGeneration {
     }
 
     /// Loads a Hugging Face model directory (`config.json` + safetensors) onto `device` in
-    /// `kind` (Float, BFloat16 or Half). The model owns its weights; nothing else needs to live.
+    /// `kind` (Float, BFloat16, Half or Double; the FFN output projections stay fp32 for the
+    /// half kinds, see [`Self::set_kind`]). The model owns its weights; nothing else needs to
+    /// live.
+    ///
+    /// The parameters are made in their final dtype and each stored tensor is converted as it
+    /// is copied in, one at a time: a bf16 checkpoint loads into bf16 without an fp32 copy, and
+    /// an fp32 checkpoint loaded as bf16 needs the bf16 model plus one fp32 tensor at a time
+    /// (the conversions are listed in [`LoadReport::cast`]).
     pub fn from_pretrained(
         dir: impl AsRef<std::path::Path>,
         device: tch::Device,
         kind: Kind,
     ) -> Result<(Self, LoadReport)> {
+        check_model_kind(kind)?;
         let dir = dir.as_ref();
         let config = T5Config::from_file(dir.join("config.json"))?;
-        let vs = nn::VarStore::new(device);
-        let model = Self::build(&vs.root(), &config, true)?;
-        let report = model.load_weights(dir)?;
-        model.set_kind(kind)?;
-        if kind == Kind::Half {
-            // float16 tops out at 65504: larger weights become infinite in the cast.
-            model.check_finite(dir, " after the cast to float16")?;
+        let mut vs = nn::VarStore::new(device);
+        // The store is empty: this only sets the kind new variables are made in.
+        vs.set_kind(kind);
+        let model = Self::build(&vs.root(), &config, Some(kind))?;
+        let vars = model.variables();
+        let report = load_variables(dir, &vars)?;
+        if let Some((tensor, count)) = model.first_non_finite()? {
+            // float16 tops out at 65504: larger weights become infinite in the conversion.
+            let overflowed = kind == Kind::Half
+                && report
+                    .cast
+                    .iter()
+                    .any(|(name, from)| *name == tensor && *from != Kind::Half);
+            return Err(Error::NonFiniteWeights {
+                dir: dir.to_path_buf(),
+                tensor,
+                count,
+                after: if overflowed {
+                    " after the cast to float16".into()
+                } else {
+                    String::new()
+                },
+            });
         }
         Ok((model, report))
+    }
+
+    /// The parameters by checkpoint key (shallow clones: writing them writes the model).
+    fn variables(&self) -> HashMap<String, Tensor> {
+        self.params
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect()
     }
 
     /// Overwrites every parameter from the checkpoint in `dir` (strict: see [`load_variables`])
     /// and refuses weights that are NaN or infinite ([`Error::NonFiniteWeights`]): a model with
     /// them generates empty text and scores NaN without any other sign.
     pub fn load_weights(&self, dir: impl AsRef<std::path::Path>) -> Result<LoadReport> {
-        let vars: HashMap<String, Tensor> = self
-            .params
-            .iter()
-            .map(|(n, t)| (n.clone(), t.shallow_clone()))
-            .collect();
-        let report = load_variables(dir.as_ref(), &vars)?;
+        let report = load_variables(dir.as_ref(), &self.variables())?;
         self.check_finite(dir.as_ref(), "")?;
         Ok(report)
     }
@@ -737,25 +799,14 @@ impl T5ForConditionalGeneration {
         }
     }
 
-    /// Casts the parameters to `kind` in place. As in transformers, the FFN output projections
-    /// (`wo`) stay in fp32 for half-precision kinds: they overflow in fp16 for T5 v1.1/Flan.
+    /// Casts the parameters to `kind` in place, one tensor at a time. As in transformers, the
+    /// FFN output projections (`wo`) stay in fp32 for half-precision kinds: they overflow in
+    /// fp16 for T5 v1.1/Flan.
     pub fn set_kind(&self, kind: Kind) -> Result<()> {
-        if !matches!(
-            kind,
-            Kind::Float | Kind::BFloat16 | Kind::Half | Kind::Double
-        ) {
-            return Err(Error::InvalidInput(format!(
-                "model dtype must be Float, BFloat16, Half or Double, got {kind:?}"
-            )));
-        }
-        let half = matches!(kind, Kind::BFloat16 | Kind::Half);
+        check_model_kind(kind)?;
         tch::no_grad(|| {
             for (name, tensor) in &self.params {
-                let target = if half && name.ends_with("DenseReluDense.wo.weight") {
-                    Kind::Float
-                } else {
-                    kind
-                };
+                let target = param_kind(name, kind);
                 if tensor.kind() != target {
                     tensor.shallow_clone().set_data(&tensor.to_kind(target));
                 }

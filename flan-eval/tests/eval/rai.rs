@@ -113,6 +113,7 @@ fn a_model_that_always_picks_the_occupation_scores_the_occupation_answers() {
         mode: Mode::Direct,
         limit: None,
         options: RunOptions::default(),
+        dtype: None,
     };
     let v = report::results_json(&info, &items, &result);
     let w = &v["winogender"];
@@ -142,6 +143,7 @@ fn a_model_that_follows_the_statistics_fails_every_gotcha_and_nothing_else_gende
         mode: Mode::Direct,
         limit: None,
         options: RunOptions::default(),
+        dtype: None,
     };
     let v = report::results_json(&info, &items, &result);
     let w = &v["winogender"];
@@ -200,6 +202,7 @@ fn toxicity_reports_accuracy_and_the_auc_of_the_yes_score() {
         mode: Mode::Direct,
         limit: None,
         options: RunOptions::default(),
+        dtype: None,
     };
     let v = report::results_json(&info, &items, &result);
     let t = &v["toxicity"];
@@ -237,6 +240,7 @@ fn a_perfectly_ranking_toxicity_model_has_auc_one_and_a_reversed_one_zero() {
         mode: Mode::Direct,
         limit: None,
         options: RunOptions::default(),
+        dtype: None,
     };
     for (says_yes_to, auc, accuracy) in [("toxic", 1.0, 100.0), ("clean", 0.0, 0.0)] {
         let mut model = ScriptedModel::new(move |prompt, _, _| {

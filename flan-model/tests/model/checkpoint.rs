@@ -150,3 +150,83 @@ fn legacy_embedding_names_and_obsolete_bias_are_accepted() {
     assert_eq!(report.ignored.len(), 1);
     params_equal(&model, &load("v1_0"));
 }
+
+/// A checkpoint stored in bf16 (as transformers saves with `torch_dtype=torch.bfloat16`) loads
+/// as bf16 with nothing converted but the FFN output projections, which stay fp32 as in
+/// transformers; an fp32 checkpoint loads as bf16 rounded exactly as PyTorch rounds; a bf16
+/// checkpoint loaded as fp32 is upcast. Random weights, so that most are not bf16 values.
+#[test]
+fn checkpoints_load_in_either_dtype_bit_for_bit_with_each_conversion_reported() {
+    let config = T5Config::from_file(fixture_dir("v1_1").join("config.json")).unwrap();
+    tch::manual_seed(11);
+    let vs = tch::nn::VarStore::new(Device::Cpu);
+    let model = T5ForConditionalGeneration::new(&vs.root(), &config).unwrap();
+    let f32_dir = tempfile::tempdir().unwrap();
+    model.save_pretrained(f32_dir.path()).unwrap();
+    let bf16_dir = tempfile::tempdir().unwrap();
+    model.save_pretrained(bf16_dir.path()).unwrap();
+    let bf16: Vec<(String, Tensor)> = model
+        .named_parameters()
+        .iter()
+        .map(|(n, t)| (n.clone(), t.to_kind(Kind::BFloat16)))
+        .collect();
+    Tensor::write_safetensors(&bf16, bf16_dir.path().join("model.safetensors")).unwrap();
+    let is_wo = |n: &str| n.ends_with("DenseReluDense.wo.weight");
+    assert!(model.named_parameters().iter().any(|(n, _)| is_wo(n)));
+    let rounded = |n: &str| {
+        let (_, t) = &bf16[bf16.iter().position(|(m, _)| m == n).unwrap()];
+        t.shallow_clone()
+    };
+    let cases = [
+        (&bf16_dir, Kind::BFloat16, true),
+        (&f32_dir, Kind::BFloat16, false),
+        (&bf16_dir, Kind::Float, true),
+    ];
+    for (dir, kind, stored_bf16) in cases {
+        let (loaded, report) =
+            T5ForConditionalGeneration::from_pretrained(dir.path(), Device::Cpu, kind).unwrap();
+        let what = format!(
+            "{kind:?} from a {} file",
+            if stored_bf16 { "bf16" } else { "f32" }
+        );
+        assert_eq!(loaded.kind(), kind, "{what}");
+        let mut want_cast = Vec::new();
+        for ((name, got), (_, original)) in loaded
+            .named_parameters()
+            .iter()
+            .zip(model.named_parameters())
+        {
+            let want_kind = if kind == Kind::BFloat16 && is_wo(name) {
+                Kind::Float
+            } else {
+                kind
+            };
+            assert_eq!(got.kind(), want_kind, "{what}: {name}");
+            // Exact: bf16 values, or the fp32 original where fp32 is kept from an fp32 file.
+            let want = if stored_bf16 || want_kind == Kind::BFloat16 {
+                rounded(name).to_kind(want_kind)
+            } else {
+                original.shallow_clone()
+            };
+            assert!(got.equal(&want), "{what}: {name} differs");
+            let stored = if stored_bf16 {
+                Kind::BFloat16
+            } else {
+                Kind::Float
+            };
+            if stored != want_kind {
+                want_cast.push((name.clone(), stored));
+            }
+        }
+        let mut cast = report.cast.clone();
+        cast.sort_by(|a, b| a.0.cmp(&b.0));
+        want_cast.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(cast, want_cast, "{what}");
+    }
+    // The bf16 copy's rounding changed the random weights, so the exact checks above can fail.
+    let shared = &model.named_parameters()[0];
+    assert_eq!(shared.0, "shared.weight");
+    assert!(!rounded("shared.weight")
+        .to_kind(Kind::Float)
+        .equal(&shared.1));
+}
