@@ -353,6 +353,9 @@ struct CompareArgs {
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
+    /// Weights and compute dtype of both models, as for `flan generate`: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    dtype: Dtype,
     /// Ratings JSONL (`{"id", "preferred": "A"|"B"|"tie"}` per line) to score against --pairs.
     #[arg(long, requires = "pairs")]
     ratings: Option<PathBuf>,
@@ -420,7 +423,7 @@ fn compare(a: CompareArgs) -> Result<()> {
     let mut truncated = Vec::new();
     for name in [name_a, name_b] {
         let dir = flan_model::hub::resolve_model(name)?;
-        let mut model = flan_eval_t5::load(&dir, device, Dtype::F32, a.max_input_tokens)?
+        let mut model = flan_eval_t5::load(&dir, device, a.dtype, a.max_input_tokens)?
             .with_budget(crate::model_io::memory_budget(device)?);
         let generated = compare::generate_outputs(&mut model, &set.prompts, &opts)
             .with_context(|| format!("generating with {name}"))?;

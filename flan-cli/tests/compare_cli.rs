@@ -499,3 +499,66 @@ fn compare_errors_name_file_line_and_field() {
     assert_eq!(w["left_preferred"], 1);
     assert!(text.contains("| 1 of 1 | 1 | 0 | 0 | 100.0% |"), "{text}");
 }
+
+/// `--dtype bf16` reaches both models: each response is what `flan generate --dtype bf16` gives
+/// for the same prompt (one prompt per call on both sides, on this machine: no bf16 numbers are
+/// pinned).
+#[test]
+fn compare_in_bf16_generates_as_flan_generate_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = dir.path().join("prompts.jsonl");
+    std::fs::write(&prompts, PROMPTS).unwrap();
+    let model = repo_path("flan-model/tests/fixtures/v1_1");
+    let model = model.to_str().unwrap();
+    let out_dir = dir.path().join("out");
+    let common = [
+        "--max-new-tokens",
+        "6",
+        "--batch-size",
+        "1",
+        "--dtype",
+        "bf16",
+    ];
+    let mut args = vec!["eval", "compare", "--model", model, "--model", model];
+    args.extend(["--prompts", prompts.to_str().unwrap()]);
+    args.extend(["--output", out_dir.to_str().unwrap()]);
+    args.extend(common);
+    let out = flan(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pairs: Vec<serde_json::Value> = std::fs::read_to_string(out_dir.join("pairs.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let input = dir.path().join("inputs.jsonl");
+    let text: String = pairs
+        .iter()
+        .map(|p| format!("{}\n", serde_json::json!({ "inputs": p["prompt"] })))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let generated = dir.path().join("generated.jsonl");
+    let mut args = vec!["generate", "--model", model];
+    args.extend(["--input", input.to_str().unwrap()]);
+    args.extend(["--output", generated.to_str().unwrap()]);
+    args.extend(common);
+    let out = flan(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated: Vec<serde_json::Value> = std::fs::read_to_string(&generated)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(generated.len(), pairs.len());
+    for (g, p) in generated.iter().zip(&pairs) {
+        assert_eq!(g["text"], p["output_a"], "prompt {}", p["prompt"]);
+        assert_eq!(g["text"], p["output_b"], "prompt {}", p["prompt"]);
+    }
+}
