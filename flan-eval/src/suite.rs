@@ -3,7 +3,7 @@
 
 use crate::hub::HubDataset;
 use crate::item::{Benchmark, EvalItem, Mode};
-use crate::math::{self, MathExemplar, MGSM_LANGUAGES};
+use crate::math::{self, MathExemplar, MathProblem, MGSM_LANGUAGES};
 use crate::mmlu::{self, MmluAnswering, MmluOptions};
 use crate::{
     bbh, hub_readers, synthetic, toxic_degeneration, toxicity, tydiqa, winogender, Error, Result,
@@ -187,55 +187,53 @@ pub fn build_items(
                 }
             }
         }
-        Benchmark::Mgsm if opts.hub.is_some() => {
-            let hub = opts.hub.as_ref().expect("matched on is_some");
-            // MGSM's exemplars are GSM8K training problems, which juletxara/mgsm does not hold.
-            let exemplars = match (&opts.exemplars, opts.shots) {
-                (_, Some(0)) => Vec::new(),
-                (Some(_), _) => math_exemplars(opts, PathBuf::new())?,
-                (None, _) => {
-                    return Err(Error::Config(format!(
-                        "MGSM from {} needs worked exemplars: pass --exemplars FILE.jsonl (e.g. \
-                         GSM8K's train.jsonl, whose first 8 problems are used) or --shots 0",
-                        hub.spec()
-                    )))
+        Benchmark::Mgsm => {
+            let (exemplars, languages) = match &opts.hub {
+                Some(hub) => {
+                    // MGSM's exemplars are GSM8K training problems, which juletxara/mgsm does
+                    // not hold.
+                    let exemplars = match (&opts.exemplars, opts.shots) {
+                        (_, Some(0)) => Vec::new(),
+                        (Some(_), _) => math_exemplars(opts, PathBuf::new())?,
+                        (None, _) => {
+                            return Err(Error::Config(format!(
+                                "MGSM from {} needs worked exemplars: pass --exemplars \
+                                 FILE.jsonl (e.g. GSM8K's train.jsonl, whose first 8 problems \
+                                 are used) or --shots 0",
+                                hub.spec()
+                            )))
+                        }
+                    };
+                    let (available, read) = hub_readers::mgsm(hub, opts.tasks.as_deref())?;
+                    select(available, &opts.tasks, "MGSM language")?;
+                    let languages: Vec<(String, Vec<MathProblem>)> =
+                        read.into_iter().map(|l| (l.name, l.problems)).collect();
+                    (exemplars, languages)
+                }
+                None => {
+                    let available: Vec<String> = MGSM_LANGUAGES
+                        .iter()
+                        .filter(|l| opts.data.join(format!("mgsm_{l}.tsv")).is_file())
+                        .map(|l| l.to_string())
+                        .collect();
+                    if available.is_empty() {
+                        return Err(Error::Config(format!(
+                            "no mgsm_<lang>.tsv files in {}",
+                            opts.data.display()
+                        )));
+                    }
+                    let langs = select(available, &opts.tasks, "MGSM language")?;
+                    let exemplars = math_exemplars(opts, opts.data.join("../gsm8k/train.jsonl"))?;
+                    let mut languages = Vec::new();
+                    for lang in langs {
+                        let problems =
+                            math::read_mgsm(&opts.data.join(format!("mgsm_{lang}.tsv")))?;
+                        languages.push((lang, problems));
+                    }
+                    (exemplars, languages)
                 }
             };
-            let (available, read) = hub_readers::mgsm(hub, opts.tasks.as_deref())?;
-            select(available, &opts.tasks, "MGSM language")?;
-            for hub_readers::MgsmLanguage {
-                name: lang,
-                mut problems,
-            } in read
-            {
-                problems.truncate(opts.limit.unwrap_or(usize::MAX));
-                items.extend(math::build_items(
-                    &format!("mgsm_{lang}"),
-                    Some(&lang),
-                    &problems,
-                    &exemplars,
-                    opts.mode,
-                    budget,
-                    count_tokens,
-                )?);
-            }
-        }
-        Benchmark::Mgsm => {
-            let available: Vec<String> = MGSM_LANGUAGES
-                .iter()
-                .filter(|l| opts.data.join(format!("mgsm_{l}.tsv")).is_file())
-                .map(|l| l.to_string())
-                .collect();
-            if available.is_empty() {
-                return Err(Error::Config(format!(
-                    "no mgsm_<lang>.tsv files in {}",
-                    opts.data.display()
-                )));
-            }
-            let langs = select(available, &opts.tasks, "MGSM language")?;
-            let exemplars = math_exemplars(opts, opts.data.join("../gsm8k/train.jsonl"))?;
-            for lang in langs {
-                let mut problems = math::read_mgsm(&opts.data.join(format!("mgsm_{lang}.tsv")))?;
+            for (lang, mut problems) in languages {
                 problems.truncate(opts.limit.unwrap_or(usize::MAX));
                 items.extend(math::build_items(
                     &format!("mgsm_{lang}"),
