@@ -58,22 +58,6 @@ struct JsonRow<'a> {
     template_type: Cow<'a, str>,
 }
 
-/// The texts are checked to be strings (borrowed unless they have escapes), so that a row the
-/// index counts is a row the stream can read.
-#[derive(Deserialize)]
-struct JsonKey<'a> {
-    #[serde(borrow, rename = "inputs")]
-    _inputs: Cow<'a, str>,
-    #[serde(borrow, rename = "targets")]
-    _targets: Cow<'a, str>,
-    #[serde(borrow, alias = "_task_source")]
-    task_source: Cow<'a, str>,
-    #[serde(borrow, alias = "_task_name")]
-    task_name: Cow<'a, str>,
-    #[serde(borrow, alias = "_template_type")]
-    template_type: Cow<'a, str>,
-}
-
 /// Parses a template type, naming the field and the values it may take.
 pub(crate) fn template_type(text: &str) -> Result<TemplateType, String> {
     TemplateType::parse(text).ok_or_else(|| {
@@ -95,9 +79,10 @@ pub(crate) fn parse_json_row(line: &[u8]) -> Result<CollectionRow, String> {
     }
 }
 
-/// Parses the key fields of a JSON line (the texts are checked to be present, not copied).
+/// Parses the key fields of a JSON line. The texts are checked to be strings (borrowed unless
+/// they have escapes, never copied), so that a row the index counts is a row the stream can read.
 pub(crate) fn parse_json_key(line: &[u8]) -> Result<RowKey<'_>, String> {
-    match serde_json::from_slice::<JsonKey>(line) {
+    match serde_json::from_slice::<JsonRow>(line) {
         Ok(k) => Ok(RowKey {
             template_type: template_type(&k.template_type)?,
             task_source: k.task_source,
