@@ -14,10 +14,11 @@ use flan_eval::suite::{self, SuiteOptions};
 use flan_eval::toxic_degeneration::{self, ToxicityScorer};
 use flan_eval::{Benchmark, EvalModel, Mode};
 use flan_model::memory::{human_bytes, longest_that_fits, Call, MemoryEstimate};
-use flan_model::{DeviceSpec, Dtype};
+use flan_model::Dtype;
 use std::path::PathBuf;
 
 use crate::exit_code::usage;
+use crate::model_io::PlacementArgs;
 use crate::values;
 
 /// `flan eval ...`
@@ -210,14 +211,9 @@ struct RunArgs {
     /// few-shot exemplar draws.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Device: cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceSpec,
-    /// Weights and compute dtype, as for `flan generate`: f32, bf16 (also on CPU; a bf16
-    /// checkpoint loads without an fp32 copy) or f16 (T5 v1.1/Flan may overflow). Recorded in
-    /// the results JSON's `config.dtype`.
-    #[arg(long, default_value = "f32")]
-    dtype: Dtype,
+    // --device and --dtype (the dtype is recorded in the results JSON's `config.dtype`).
+    #[command(flatten)]
+    placement: PlacementArgs,
     /// Toxic degeneration: a Perspective-API-shaped endpoint scoring each continuation, e.g.
     /// https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze?key=KEY
     #[arg(long, value_name = "URL", conflicts_with = "toxicity_command")]
@@ -350,12 +346,9 @@ struct CompareArgs {
     /// Seed of the left/right order of every pair and of all sampling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Device: cpu, cuda, cuda:N or auto.
-    #[arg(long, default_value = "cpu")]
-    device: DeviceSpec,
-    /// Weights and compute dtype of both models, as for `flan generate`: f32, bf16 or f16.
-    #[arg(long, default_value = "f32")]
-    dtype: Dtype,
+    // --device and --dtype of both models.
+    #[command(flatten)]
+    placement: PlacementArgs,
     /// Ratings JSONL (`{"id", "preferred": "A"|"B"|"tie"}` per line) to score against --pairs.
     #[arg(long, requires = "pairs")]
     ratings: Option<PathBuf>,
@@ -418,12 +411,12 @@ fn compare(a: CompareArgs) -> Result<()> {
             prompts_path.display()
         );
     }
-    let device = a.device.resolve_from_env().context("--device")?;
+    let device = a.placement.device.resolve_from_env().context("--device")?;
     let mut outputs = Vec::new();
     let mut truncated = Vec::new();
     for name in [name_a, name_b] {
         let dir = flan_model::hub::resolve_model(name)?;
-        let mut model = flan_eval_t5::load(&dir, device, a.dtype, a.max_input_tokens)?
+        let mut model = flan_eval_t5::load(&dir, device, a.placement.dtype, a.max_input_tokens)?
             .with_budget(crate::model_io::memory_budget(device)?);
         let generated = compare::generate_outputs(&mut model, &set.prompts, &opts)
             .with_context(|| format!("generating with {name}"))?;
@@ -590,14 +583,14 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
         run,
         output: a.output.clone(),
         scorer,
-        dtype: a.dtype,
+        dtype: a.placement.dtype,
     })
 }
 
 fn run_model(a: RunArgs) -> Result<()> {
     let settings = settings(&a)?;
     let dir = flan_model::hub::resolve_model(&a.model)?;
-    let device = a.device.resolve_from_env().context("--device")?;
+    let device = a.placement.device.resolve_from_env().context("--device")?;
     let mut model = flan_eval_t5::load(
         &dir,
         device,

@@ -23,16 +23,25 @@ pub struct ModelArgs {
     /// google/flan-t5-small (looked up in the Hugging Face cache, downloaded when online).
     #[arg(long)]
     pub model: String,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
+    /// Examples per forward pass (at least 1).
+    #[arg(long, default_value_t = 16, value_parser = crate::values::at_least_one)]
+    pub batch_size: usize,
+}
+
+/// Where a model runs and in which dtype: the flags of every command that loads a model
+/// (`generate`, `score`, `eval run`, `eval compare`).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct PlacementArgs {
     /// cpu, cuda, cuda:N or auto (CUDA when available). Under torchrun or srun, cuda and auto
     /// mean the process's own GPU (LOCAL_RANK, else SLURM_LOCALID).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
-    /// Compute dtype: f32, bf16 (also on CPU) or f16 (T5 v1.1/Flan may overflow; prefer bf16).
+    /// Weights and compute dtype: f32, bf16 (also on CPU; a bf16 checkpoint loads without an
+    /// fp32 copy) or f16 (T5 v1.1/Flan may overflow; prefer bf16).
     #[arg(long, default_value = "f32")]
     pub dtype: Dtype,
-    /// Examples per forward pass (at least 1).
-    #[arg(long, default_value_t = 16, value_parser = crate::values::at_least_one)]
-    pub batch_size: usize,
 }
 
 /// A loaded model and its tokenizer.
@@ -46,8 +55,12 @@ pub struct LoadedModel {
 impl ModelArgs {
     /// Checks the flags and loads the model; load notes (aliases used) go to stderr.
     pub fn load(&self) -> Result<LoadedModel> {
-        let device = self.device.resolve_from_env().context("--device")?;
-        let kind = self.dtype.kind();
+        let device = self
+            .placement
+            .device
+            .resolve_from_env()
+            .context("--device")?;
+        let kind = self.placement.dtype.kind();
         let dir = flan_model::hub::resolve_model(&self.model)?;
         let (model, report) = T5ForConditionalGeneration::from_pretrained(&dir, device, kind)
             // flan-model's load errors name the file (or the directory) themselves.
