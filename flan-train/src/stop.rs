@@ -9,8 +9,8 @@
 //! second signal exits at once with the status a shell reports for death by that signal (130
 //! for SIGINT, 143 for SIGTERM): a person pressing Ctrl-C twice means it.
 //!
-//! The handlers only store to atomics (signal-hook's `flag` actions, async-signal-safe); the
-//! second-signal exit is signal-hook's `_exit`. Under data parallelism the ranks may see the
+//! The handlers only swap and store atomics (async-signal-safe); the second-signal exit is
+//! signal-hook's `_exit`. Under data parallelism the ranks may see the
 //! signal at different steps (or only some of them see it), so the trainer sums the ranks' flags
 //! after every step and all stop at the first step any of them was asked to, which keeps the
 //! checkpoint consistent (see [`crate::trainer::Trainer::with_stop_flag`]).
@@ -75,13 +75,20 @@ impl StopSignals {
         let armed = Arc::new(AtomicBool::new(false));
         let fail = |source| Error::Signals { source };
         for (signal, status) in [(SIGTERM, 143), (SIGINT, 130)] {
-            // Actions run in the order they were registered: the exit checks `armed` before the
-            // second action sets it, so the first signal only arms and records.
-            signal_hook::flag::register_conditional_shutdown(signal, status, Arc::clone(&armed))
-                .map_err(fail)?;
-            signal_hook::flag::register(signal, Arc::clone(&armed)).map_err(fail)?;
-            signal_hook::flag::register_usize(signal, Arc::clone(&flag.signal), signal as usize)
-                .map_err(fail)?;
+            let armed = Arc::clone(&armed);
+            let requested = Arc::clone(&flag.signal);
+            // One swap decides which signal is the first. SIGINT and SIGTERM can be handled at
+            // the same moment on two threads; with a separate check and set, both handlers could
+            // check before either set, and neither would exit.
+            let action = move || {
+                if armed.swap(true, Ordering::SeqCst) {
+                    signal_hook::low_level::exit(status);
+                }
+                requested.store(signal as usize, Ordering::SeqCst);
+            };
+            // SAFETY: the action only swaps and stores atomics and calls `_exit`, all
+            // async-signal-safe; it allocates nothing and takes no lock.
+            unsafe { signal_hook::low_level::register(signal, action) }.map_err(fail)?;
         }
         Ok(StopSignals { flag, armed })
     }
