@@ -286,6 +286,38 @@ fn write_file(path: &Path, blobs: &[Blob]) -> Result<()> {
     })
 }
 
+/// Every tensor of the safetensors file at `path`, by name, in name order (copied out of the
+/// file, in their stored dtypes).
+pub(crate) fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let mmap = map_file(path)?;
+    let st = SafeTensors::deserialize(&mmap).map_err(|e| Error::Safetensors {
+        path: path.to_path_buf(),
+        reason: format!("not a valid safetensors file: {e}"),
+    })?;
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let view = st.tensor(&name).map_err(|e| Error::Safetensors {
+                path: path.to_path_buf(),
+                reason: format!("tensor `{name}`: {e}"),
+            })?;
+            let tensor = to_tensor(path, &name, &view)?;
+            Ok((name, tensor))
+        })
+        .collect()
+}
+
+/// Writes `tensors` as one safetensors file at `path` (with transformers' `format: pt`).
+pub(crate) fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let blobs: Vec<Blob> = tensors
+        .iter()
+        .map(|(n, t)| blob(n, t))
+        .collect::<Result<_>>()?;
+    write_file(path, &blobs)
+}
+
 /// Writes `variables` into `dir` as `model.safetensors`, or, when their total size exceeds
 /// `max_shard_bytes`, as `model-0000i-of-0000n.safetensors` shards plus the index file.
 pub fn save_variables(

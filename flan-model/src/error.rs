@@ -59,6 +59,26 @@ pub enum Error {
         unexpected: Vec<String>,
     },
 
+    /// An adapter directory's `adapter_config.json` is not a LoRA adapter flan can apply.
+    #[error("{}: {reason}", path.display())]
+    InvalidAdapter {
+        /// The adapter config (or the directory).
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+
+    /// An adapter's weights do not match the modules its config targets on this model.
+    #[error("{} does not match its adapter_config.json on this model:{}{}", dir.display(), list("missing tensors", missing), list("unexpected tensors", unexpected))]
+    AdapterMismatch {
+        /// The adapter directory.
+        dir: PathBuf,
+        /// Adapter tensors the config implies that the file lacks.
+        missing: Vec<String>,
+        /// Tensors in the file that belong to no targeted module.
+        unexpected: Vec<String>,
+    },
+
     /// A tensor has the wrong shape.
     #[error("{}: tensor `{name}` has shape {found:?} but the config needs {expected:?}", path.display())]
     ShapeMismatch {

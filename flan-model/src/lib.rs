@@ -8,6 +8,8 @@
 //!   `forward`, `forward_with_labels` (loss as transformers), `forward_packed` (t5x packing) and
 //!   `forward_packed_targets` ([`TargetLogits`]: the head on target positions only, for training).
 //! - [`KvCache`] and [`generate`]: KV-cached greedy, beam search and seeded sampling.
+//! - [`lora`]: LoRA adapters in PEFT's format ([`LoraConfig`], `add_lora`, `load_adapter`,
+//!   `save_adapter`, `merge_adapter` on the model).
 //! - [`score`]: log-likelihood of given targets, the basis of rank classification.
 //! - [`Autocast`]: mixed precision (bf16 matmuls over fp32 weights) on CPU and CUDA.
 //! - [`FlushDenormals`]: denormals flushed to zero on every intra-op thread (training speed).
@@ -47,6 +49,7 @@ pub mod hub;
 pub mod inference_mode;
 pub mod kv_cache;
 pub mod layer_norm;
+pub mod lora;
 pub mod memory;
 pub mod padding;
 pub mod position_bias;
@@ -64,5 +67,6 @@ pub use dtype::Dtype;
 pub use error::{Error, Result};
 pub use inference_mode::InferenceMode;
 pub use kv_cache::KvCache;
+pub use lora::{AdapterReport, LoraConfig, LoraInit, ModuleSelector};
 pub use prepacked_linear::PrepackedStats;
 pub use t5::{PackedTensors, T5ForConditionalGeneration, TargetLogits};

@@ -35,6 +35,7 @@ use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
 
 use crate::ffi::{self, owned_tensor, tensor_ptr};
+use crate::lora::LoraLinear;
 use crate::t5::Pass;
 use crate::Result;
 
@@ -126,30 +127,42 @@ struct PackedCopy {
     version: i64,
 }
 
-/// A bias-free linear layer's weight `[out, in]` (PyTorch's layout) and its packed copies.
+/// A bias-free linear layer's weight `[out, in]` (PyTorch's layout), its packed copies, and the
+/// LoRA adapter on it, if any.
 #[derive(Debug)]
 pub(crate) struct PrepackedLinear {
+    /// The module's name in the checkpoint (`encoder.block.0.layer.0.SelfAttention.q`,
+    /// `lm_head`): what PEFT's `target_modules` match and its adapter keys start with.
+    pub(crate) name: String,
     pub(crate) weight: Tensor,
     packed: RefCell<Vec<PackedCopy>>,
+    pub(crate) lora: RefCell<Option<LoraLinear>>,
 }
 
 impl PrepackedLinear {
-    pub(crate) fn new(weight: Tensor) -> Self {
+    pub(crate) fn new(name: String, weight: Tensor) -> Self {
         PrepackedLinear {
+            name,
             weight,
             packed: RefCell::new(Vec::new()),
+            lora: RefCell::new(None),
         }
     }
 
-    /// [`Self::forward_step`] in a one-position decoding step, else [`Self::forward`].
+    /// The layer's output: [`Self::forward_step`] in a one-position decoding step, else
+    /// [`Self::forward`], plus the LoRA adapter's term when one is attached.
     pub(crate) fn apply(&self, x: &Tensor, pass: Pass) -> Tensor {
-        match pass {
+        let base = match pass {
             Pass::DecodeStep => self.forward_step(x),
             Pass::Train | Pass::Eval => self.forward(x),
+        };
+        match self.lora.borrow().as_ref() {
+            Some(lora) => lora.add_to(base, x, pass),
+            None => base,
         }
     }
 
-    /// `x · weightᵀ`, libtorch's linear layer.
+    /// `x · weightᵀ`, libtorch's linear layer (the base product, without an adapter).
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         x.linear::<&Tensor>(&self.weight, None)
     }
@@ -281,7 +294,7 @@ mod tests {
             (32, 512, 1024),
             (48, 640, 256),
         ] {
-            let linear = PrepackedLinear::new(matrix(1, out, inner, 0.05));
+            let linear = PrepackedLinear::new("test".into(), matrix(1, out, inner, 0.05));
             let x = matrix(2, rows, inner, 1.0).view([rows, 1, inner]);
             let (step, plain) = step_and_plain(&linear, &x);
             assert_eq!(step.size(), vec![rows, 1, out]);
@@ -302,7 +315,7 @@ mod tests {
         if !prepacked_gemm_available() {
             return;
         }
-        let linear = PrepackedLinear::new(matrix(3, 96, 256, 0.05));
+        let linear = PrepackedLinear::new("test".into(), matrix(3, 96, 256, 0.05));
         let other = matrix(4, 96, 256, 0.05);
         let pack = |w: &Tensor| pack(w, 32).unwrap().expect("MKL packs fp32");
         InferenceMode::run(|| {
@@ -317,7 +330,7 @@ mod tests {
     #[test]
     fn wide_inputs_still_give_the_plain_product() {
         for inner in [1024, 2048] {
-            let linear = PrepackedLinear::new(matrix(3, 96, inner, 0.05));
+            let linear = PrepackedLinear::new("test".into(), matrix(3, 96, inner, 0.05));
             let x = matrix(4, 32, inner, 1.0);
             let (step, plain) = step_and_plain(&linear, &x);
             assert!(step.equal(&plain), "width {inner}");
@@ -333,7 +346,7 @@ mod tests {
     #[test]
     fn few_rows_and_autograd_keep_the_plain_product() {
         let weight = matrix(5, 64, 256, 0.05).set_requires_grad(true);
-        let linear = PrepackedLinear::new(weight.shallow_clone());
+        let linear = PrepackedLinear::new("test".into(), weight.shallow_clone());
         let (step, plain) = step_and_plain(&linear, &matrix(6, 8, 256, 1.0));
         assert!(step.equal(&plain));
         assert!(linear.packed_row_counts().is_empty(), "8 rows: not packed");
@@ -355,7 +368,7 @@ mod tests {
     #[test]
     fn a_changed_weight_is_packed_again() {
         let weight = matrix(8, 320, 256, 0.05);
-        let linear = PrepackedLinear::new(weight.shallow_clone());
+        let linear = PrepackedLinear::new("test".into(), weight.shallow_clone());
         let x = matrix(9, 32, 256, 1.0);
         let (first, _) = step_and_plain(&linear, &x);
 
@@ -404,7 +417,7 @@ mod tests {
         assert!(m.contains("input of shape [32, 128]"), "{m}");
         // The layer does not hand the shim what it would refuse: an fp64 layer keeps the plain
         // product without trying to pack.
-        let linear = PrepackedLinear::new(double);
+        let linear = PrepackedLinear::new("test".into(), double);
         let x = matrix(15, 32, 256, 1.0).to_kind(Kind::Double);
         let (step, plain) = step_and_plain(&linear, &x);
         assert!(step.equal(&plain));
@@ -413,7 +426,7 @@ mod tests {
 
     #[test]
     fn at_most_two_row_counts_are_kept() {
-        let linear = PrepackedLinear::new(matrix(11, 128, 256, 0.05));
+        let linear = PrepackedLinear::new("test".into(), matrix(11, 128, 256, 0.05));
         for rows in [16, 24, 32] {
             let x = matrix(12, rows, 256, 1.0);
             let (step, plain) = step_and_plain(&linear, &x);

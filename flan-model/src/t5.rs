@@ -9,6 +9,7 @@ use crate::checkpoint::{load_variables, save_variables, LoadReport};
 use crate::config::{Activation, FeedForwardKind, T5Config};
 use crate::kv_cache::{KvCache, LayerCache};
 use crate::layer_norm::rms_norm;
+use crate::lora::AdapterState;
 use crate::position_bias::{additive_mask, bucket_grid};
 use crate::prepacked_linear::{PrepackedLinear, PrepackedStats};
 use crate::{Error, Result};
@@ -82,15 +83,20 @@ impl Params {
         out_dim: i64,
         std: f64,
     ) -> PrepackedLinear {
-        PrepackedLinear::new(self.var(
-            &(path / name),
-            "weight",
-            &[out_dim, in_dim],
-            nn::Init::Randn {
-                mean: 0.0,
-                stdev: std,
-            },
-        ))
+        let module = &(path / name);
+        let key: Vec<&str> = module.components().skip(self.root_len).collect();
+        PrepackedLinear::new(
+            key.join("."),
+            self.var(
+                module,
+                "weight",
+                &[out_dim, in_dim],
+                nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: std,
+                },
+            ),
+        )
     }
 }
 
@@ -275,10 +281,16 @@ impl Attention {
         pass: Pass,
     ) -> Tensor {
         let q = self.heads(self.q.apply(hidden, pass));
+        // Products over the whole source, never a decoding step's.
+        let full = if pass == Pass::DecodeStep {
+            Pass::Eval
+        } else {
+            pass
+        };
         let project = || {
             (
-                self.heads(self.k.forward(encoder_hidden)),
-                self.heads(self.v.forward(encoder_hidden)),
+                self.heads(self.k.apply(encoder_hidden, full)),
+                self.heads(self.v.apply(encoder_hidden, full)),
             )
         };
         let (k, v) = match cache {
@@ -639,6 +651,8 @@ pub struct T5ForConditionalGeneration {
     head_scale: Option<f64>,
     /// Whether decoding steps may use packed weights ([`Self::set_prepacked_decoding`]).
     prepacked_decoding: Cell<bool>,
+    /// The LoRA adapter attached to the linear layers, if any (see [`crate::lora`]).
+    pub(crate) adapter: RefCell<Option<AdapterState>>,
     config: T5Config,
     params: Vec<(String, Tensor)>,
 }
@@ -684,7 +698,7 @@ impl T5ForConditionalGeneration {
         );
         let (head, head_scale) = if config.tied_head() {
             (
-                PrepackedLinear::new(shared.shallow_clone()),
+                PrepackedLinear::new("lm_head".into(), shared.shallow_clone()),
                 Some((config.d_model as f64).powf(-0.5)),
             )
         } else {
@@ -698,6 +712,7 @@ impl T5ForConditionalGeneration {
             head,
             head_scale,
             prepacked_decoding: Cell::new(true),
+            adapter: RefCell::new(None),
             config: config.clone(),
             params: p.list.into_inner(),
         })
@@ -950,6 +965,14 @@ impl T5ForConditionalGeneration {
             linear.add_stats(&mut stats);
         }
         stats
+    }
+
+    /// Every linear layer, in network order: encoder, decoder, head.
+    pub(crate) fn linear_modules(&self) -> impl Iterator<Item = &PrepackedLinear> {
+        self.encoder
+            .linears()
+            .chain(self.decoder.linears())
+            .chain(std::iter::once(&self.head))
     }
 
     /// The layers a decoding step may run packed.

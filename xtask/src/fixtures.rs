@@ -13,8 +13,10 @@ use std::process::Command;
 use crate::{libtorch, process};
 
 /// Python packages the fixture scripts import besides torch.
-const PACKAGES: [&str; 7] = [
+const PACKAGES: [&str; 8] = [
     "transformers",
+    // t5_lora.py makes LoRA adapters with peft and loads flan's in it.
+    "peft",
     "safetensors",
     "tokenizers",
     "numpy",
@@ -26,13 +28,15 @@ const PACKAGES: [&str; 7] = [
 ];
 
 /// `(script stem, output directory relative to the workspace root)`.
-const OUTPUTS: [(&str, &str); 7] = [
+const OUTPUTS: [(&str, &str); 8] = [
     ("t5", "flan-model/tests/fixtures"),
     // Runs after t5.py (scripts run in name order): resaves its models with flan-model and
     // loads them in transformers.
     ("t5_roundtrip", "flan-model/tests/fixtures"),
     // Also after t5.py: the same models and batch under torch.autocast (CPU, bf16).
     ("t5_autocast", "flan-model/tests/fixtures"),
+    // After t5.py too: peft adapters on its models.
+    ("t5_lora", "flan-model/tests/fixtures/lora"),
     ("adafactor", "flan-train/tests/fixtures"),
     ("adamw", "flan-train/tests/fixtures"),
     (

@@ -6,5 +6,6 @@ mod checkpoint;
 mod common;
 mod dropout;
 mod generation;
+mod lora;
 mod packed;
 mod parity;
