@@ -15,7 +15,9 @@
 //! - [`FlushDenormals`]: denormals flushed to zero on every intra-op thread (training speed).
 //! - [`DeviceSpec`]: `cpu`, `cuda`, `cuda:N` or `auto`, resolved per process from the launcher's
 //!   environment ([`LauncherEnv`]: `LOCAL_RANK`, `SLURM_LOCALID`), so each rank gets its own GPU.
-//! - [`hub`]: resolves `--model` (a directory or a hub id) to a local directory.
+//! - [`hub`]: resolves `--model` (a directory or a hub id) to a local directory;
+//!   [`ModelSource`]: a model with an optional adapter (`--adapter`, or an adapter directory
+//!   as `--model`).
 //! - [`memory`]: the memory a generation or scoring call will take, estimated before the call,
 //!   and the memory there is; [`fallible`]: a libtorch failure inside a call as an error.
 //!
@@ -51,6 +53,7 @@ pub mod kv_cache;
 pub mod layer_norm;
 pub mod lora;
 pub mod memory;
+pub mod model_source;
 pub mod padding;
 pub mod position_bias;
 pub mod prepacked_linear;
@@ -68,5 +71,6 @@ pub use error::{Error, Result};
 pub use inference_mode::InferenceMode;
 pub use kv_cache::KvCache;
 pub use lora::{AdapterReport, LoraConfig, LoraInit, ModuleSelector};
+pub use model_source::ModelSource;
 pub use prepacked_linear::PrepackedStats;
 pub use t5::{PackedTensors, T5ForConditionalGeneration, TargetLogits};

@@ -578,12 +578,37 @@ impl T5ForConditionalGeneration {
     }
 
     /// Reads a PEFT LoRA adapter directory (`adapter_config.json` + `adapter_model.safetensors`)
-    /// and attaches it. Strict, as model loading: every adapter tensor the config implies must
-    /// be in the file and every tensor of the file must be used, otherwise the error lists
-    /// both; shapes must match. Base weights the file carries (`modules_to_save`, a saved
-    /// `lm_head.base_layer.weight`) replace the model's, as PEFT does.
+    /// and attaches it (see [`Self::load_adapter_weights`]). On error the model is left without
+    /// an adapter.
     pub fn load_adapter(&self, dir: &Path) -> Result<AdapterReport> {
         let config = LoraConfig::from_file(dir.join(ADAPTER_CONFIG_FILE))?;
+        let attached = self.add_lora(&config, LoraInit::Zeros)?;
+        match self.load_adapter_weights(dir) {
+            Ok(report) => Ok(AdapterReport {
+                modules: attached.modules,
+                saved_parameters: attached.saved_parameters,
+                adapter_parameters: attached.adapter_parameters,
+                replaced: report.replaced,
+            }),
+            Err(e) => {
+                self.remove_adapter();
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies `dir`'s `adapter_model.safetensors` into the attached adapter's tensors (in
+    /// place: an optimiser holding them sees the loaded values; how a run resumes). Strict, as
+    /// model loading: every adapter tensor must be in the file and every tensor of the file
+    /// must be used, otherwise the error lists both; shapes must match. Base weights the file
+    /// carries (`modules_to_save`, a saved `lm_head.base_layer.weight`) replace the model's, as
+    /// PEFT does; the report lists them.
+    pub fn load_adapter_weights(&self, dir: &Path) -> Result<AdapterReport> {
+        if self.adapter.borrow().is_none() {
+            return Err(Error::InvalidInput(
+                "the model has no LoRA adapter to load weights into".into(),
+            ));
+        }
         let weights = dir.join(ADAPTER_WEIGHTS_FILE);
         if !weights.is_file() && dir.join(ADAPTER_PICKLE_FILE).is_file() {
             return Err(Error::InvalidAdapter {
@@ -597,7 +622,6 @@ impl T5ForConditionalGeneration {
             });
         }
         let stored = read_safetensors(&weights)?;
-        let mut report = self.add_lora(&config, LoraInit::Zeros)?;
         let mut targets: HashMap<String, Tensor> = self
             .adapter_parameters()
             .into_iter()
@@ -613,18 +637,14 @@ impl T5ForConditionalGeneration {
             }
         }
         let needed: BTreeSet<String> = targets.keys().cloned().collect();
+        let mut report = AdapterReport::default();
         let mut unexpected = Vec::new();
         let mut filled = BTreeSet::new();
         for (key, tensor) in stored {
-            let var = match targets.remove(&key).or_else(|| base_layers.remove(&key)) {
-                Some(var) => var,
-                None => {
-                    unexpected.push(key);
-                    continue;
-                }
+            let Some(var) = targets.remove(&key).or_else(|| base_layers.remove(&key)) else {
+                unexpected.push(key);
+                continue;
             };
-            let name = key.trim_start_matches(KEY_PREFIX).to_string();
-            let replaces = !(name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight"));
             if var.size() != tensor.size() {
                 return Err(Error::ShapeMismatch {
                     path: weights.clone(),
@@ -634,7 +654,8 @@ impl T5ForConditionalGeneration {
                 });
             }
             tch::no_grad(|| var.shallow_clone().f_copy_(&tensor))?;
-            if replaces {
+            let name = key.trim_start_matches(KEY_PREFIX).to_string();
+            if !(name.ends_with(".lora_A.weight") || name.ends_with(".lora_B.weight")) {
                 report.replaced.push(name);
             }
             filled.insert(key);
@@ -642,7 +663,6 @@ impl T5ForConditionalGeneration {
         let missing: Vec<String> = needed.difference(&filled).cloned().collect();
         unexpected.sort();
         if !missing.is_empty() || !unexpected.is_empty() {
-            self.remove_adapter();
             return Err(Error::AdapterMismatch {
                 dir: dir.to_path_buf(),
                 missing,
@@ -697,20 +717,6 @@ impl T5ForConditionalGeneration {
         self.adapter.borrow_mut().take();
         Ok(merged)
     }
-}
-
-/// Where an adapter's base model is, from `base_model_name_or_path` (a directory, relative to
-/// the adapter's directory or absolute, or a hub id).
-pub fn adapter_base_model(adapter_dir: &Path) -> Result<String> {
-    let config_path = adapter_dir.join(ADAPTER_CONFIG_FILE);
-    let config = LoraConfig::from_file(&config_path)?;
-    config
-        .base_model_name_or_path
-        .filter(|b| !b.is_empty())
-        .ok_or_else(|| Error::InvalidAdapter {
-            path: config_path,
-            reason: "base_model_name_or_path is not set: name the base model with --model".into(),
-        })
 }
 
 #[cfg(test)]
