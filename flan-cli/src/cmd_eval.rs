@@ -14,7 +14,7 @@ use flan_eval::suite::{self, SuiteOptions};
 use flan_eval::toxic_degeneration::{self, ToxicityScorer};
 use flan_eval::{Benchmark, EvalModel, Mode};
 use flan_model::memory::{human_bytes, longest_that_fits, Call, MemoryEstimate};
-use flan_model::Dtype;
+use flan_model::{Dtype, ModelSource};
 use std::path::PathBuf;
 
 use crate::exit_code::usage;
@@ -131,9 +131,13 @@ struct RescoreArgs {
 struct RunArgs {
     /// Model directory in Hugging Face layout (config.json, model.safetensors, tokenizer.json),
     /// or a hub id such as google/flan-t5-small (from the Hugging Face cache, downloaded when
-    /// online).
+    /// online), or a PEFT LoRA adapter directory (its base from base_model_name_or_path).
     #[arg(long, value_name = "DIR|HUB_ID")]
     model: String,
+    /// A PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors) to apply over
+    /// --model: a directory or a hub id.
+    #[arg(long, value_name = "DIR|HUB_ID")]
+    adapter: Option<String>,
     #[arg(long, value_enum)]
     benchmark: BenchmarkArg,
     #[arg(long, value_enum)]
@@ -308,7 +312,8 @@ enum FormatArg {
 
 #[derive(Args, Debug)]
 struct CompareArgs {
-    /// A model directory or hub id; give it twice: A, then B (win rates are B's over A).
+    /// A model directory or hub id (or a PEFT LoRA adapter directory, over its base); give it
+    /// twice: A, then B (win rates are B's over A).
     #[arg(long, value_name = "DIR|HUB_ID", conflicts_with = "ratings")]
     model: Vec<String>,
     /// Prompts: JSONL with `prompt` and an optional `id` per line, or plain text with one
@@ -415,8 +420,8 @@ fn compare(a: CompareArgs) -> Result<()> {
     let mut outputs = Vec::new();
     let mut truncated = Vec::new();
     for name in [name_a, name_b] {
-        let dir = flan_model::hub::resolve_model(name)?;
-        let mut model = flan_eval_t5::load(&dir, device, a.placement.dtype, a.max_input_tokens)?
+        let source = ModelSource::resolve(name, None)?;
+        let mut model = flan_eval_t5::load(&source, device, a.placement.dtype, a.max_input_tokens)?
             .with_budget(crate::model_io::memory_budget(device)?);
         let generated = compare::generate_outputs(&mut model, &set.prompts, &opts)
             .with_context(|| format!("generating with {name}"))?;
@@ -589,10 +594,10 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
 
 fn run_model(a: RunArgs) -> Result<()> {
     let settings = settings(&a)?;
-    let dir = flan_model::hub::resolve_model(&a.model)?;
+    let source = ModelSource::resolve(&a.model, a.adapter.as_deref())?;
     let device = a.placement.device.resolve_from_env().context("--device")?;
     let mut model = flan_eval_t5::load(
-        &dir,
+        &source,
         device,
         settings.dtype,
         settings.suite.max_input_tokens,

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use flan_data::tokenizer::Tokenizer;
 use flan_eval::runner::{self, RunOptions};
 use flan_eval::suite::{self, SuiteOptions};
 use flan_eval::{Benchmark, EvalModel, Mode};
-use flan_model::{DeviceSpec, Dtype, T5ForConditionalGeneration};
+use flan_eval_t5::T5EvalModel;
+use flan_model::{DeviceSpec, T5ForConditionalGeneration};
 use flan_train::card::ModelCard;
 use flan_train::config::{ProgressStyle, TrainConfig};
 use flan_train::stop::{signal_name, StopSignals};
@@ -248,7 +250,6 @@ struct Evaluation {
 struct BenchmarkHook {
     evaluations: Vec<Evaluation>,
     limit: Option<usize>,
-    scratch: PathBuf,
     tokenizer: PathBuf,
     seed: u64,
 }
@@ -305,31 +306,31 @@ impl BenchmarkHook {
         Ok(BenchmarkHook {
             evaluations,
             limit: cfg.eval.limit,
-            scratch: cfg.output_dir.join("eval-model"),
             tokenizer,
             seed: cfg.seed,
         })
     }
 
-    fn scores(&self, model: &T5ForConditionalGeneration) -> Result<BTreeMap<String, f64>> {
-        // The evaluator's adapter owns its model: hand it the current weights through a directory.
-        std::fs::create_dir_all(&self.scratch)
-            .with_context(|| self.scratch.display().to_string())?;
-        model.save_pretrained(&self.scratch)?;
-        std::fs::copy(&self.tokenizer, self.scratch.join("tokenizer.json"))
-            .with_context(|| format!("copying {}", self.tokenizer.display()))?;
+    fn scores(
+        &self,
+        model: &T5ForConditionalGeneration,
+        step: u64,
+    ) -> Result<BTreeMap<String, f64>> {
+        let tokenizer = Tokenizer::from_file(&self.tokenizer)
+            .with_context(|| self.tokenizer.display().to_string())?;
         let mut scores = BTreeMap::new();
         for e in &self.evaluations {
             let mut suite_opts = SuiteOptions::new(e.benchmark, e.mode, &e.data);
             suite_opts.limit = self.limit;
             suite_opts.seed = self.seed;
-            // On the device of the weights being trained: this rank's.
-            let mut eval_model = flan_eval_t5::load(
-                &self.scratch,
-                model.device(),
-                Dtype::F32,
+            // The model being trained, evaluated in place: on its device (this rank's), in its
+            // dtype, with its adapter if it has one.
+            let mut eval_model = T5EvalModel::new(
+                model,
+                tokenizer.clone(),
+                format!("step {step}"),
                 suite_opts.max_input_tokens,
-            )?;
+            );
             let items = suite::build_items(&suite_opts, &mut |t| eval_model.count_tokens(t))?;
             let opts = RunOptions {
                 seed: self.seed,
@@ -353,9 +354,10 @@ impl EvalHook<T5ForConditionalGeneration> for BenchmarkHook {
         model: &T5ForConditionalGeneration,
         step: u64,
     ) -> flan_train::Result<BTreeMap<String, f64>> {
-        self.scores(model).map_err(|e| flan_train::Error::Eval {
-            step,
-            message: format!("{e:#}"),
-        })
+        self.scores(model, step)
+            .map_err(|e| flan_train::Error::Eval {
+                step,
+                message: format!("{e:#}"),
+            })
     }
 }

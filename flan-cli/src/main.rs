@@ -4,6 +4,7 @@
 mod allocator;
 mod cmd_eval;
 mod cmd_generate;
+mod cmd_merge;
 mod cmd_mixture;
 mod cmd_score;
 mod cmd_train;
@@ -44,6 +45,8 @@ enum Command {
     Generate(cmd_generate::GenerateArgs),
     /// Log-likelihood of JSONL targets given inputs.
     Score(cmd_score::ScoreArgs),
+    /// Merge a LoRA adapter into its base model and save a plain Hugging Face checkpoint.
+    Merge(cmd_merge::MergeArgs),
 }
 
 fn main() {
@@ -77,6 +80,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => cmd_eval::run(args),
         Command::Generate(args) => cmd_generate::run(args),
         Command::Score(args) => cmd_score::run(args),
+        Command::Merge(args) => cmd_merge::run(args),
         Command::Mixture(args) => cmd_mixture::run(args),
         Command::Train(args) => cmd_train::run(args, cli.log_format),
     }

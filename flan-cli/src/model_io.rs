@@ -8,7 +8,7 @@ use flan_data::records::{read_jsonl_records, Record, ID_FIELD};
 use flan_data::tokenizer::Tokenizer;
 use flan_data::{LengthLimit, Overlong, TruncationCounts};
 use flan_model::memory::{human_bytes, MemoryBudget, MemoryEstimate};
-use flan_model::{DeviceSpec, Dtype, T5ForConditionalGeneration};
+use flan_model::{DeviceSpec, Dtype, ModelSource, T5ForConditionalGeneration};
 use serde::de::DeserializeOwned;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -21,8 +21,13 @@ use crate::exit_code::{data, usage};
 pub struct ModelArgs {
     /// Model directory (config.json, model.safetensors, tokenizer.json) or a hub id such as
     /// google/flan-t5-small (looked up in the Hugging Face cache, downloaded when online).
+    /// A PEFT LoRA adapter directory also works here (its base from base_model_name_or_path).
     #[arg(long)]
     pub model: String,
+    /// A PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors) to apply over
+    /// --model: a directory or a hub id.
+    #[arg(long, value_name = "DIR|HUB_ID")]
+    pub adapter: Option<String>,
     #[command(flatten)]
     pub placement: PlacementArgs,
     /// Examples per forward pass (at least 1).
@@ -61,17 +66,35 @@ impl ModelArgs {
             .resolve_from_env()
             .context("--device")?;
         let kind = self.placement.dtype.kind();
-        let dir = flan_model::hub::resolve_model(&self.model)?;
-        let (model, report) = T5ForConditionalGeneration::from_pretrained(&dir, device, kind)
+        let source = ModelSource::resolve(&self.model, self.adapter.as_deref())?;
+        let (model, report, adapter) = source
+            .load(device, kind)
             // flan-model's load errors name the file (or the directory) themselves.
             .context("loading the model")?;
         for (var, key) in &report.aliased {
             tracing::info!("flan: note: {var} loaded from {key}");
         }
-        let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).with_context(|| {
+        if let Some(adapter) = adapter {
+            tracing::info!(
+                "flan: LoRA adapter {} on {} modules ({} parameters){}",
+                source.adapter.as_deref().unwrap_or(Path::new("")).display(),
+                adapter.modules.len(),
+                adapter.adapter_parameters,
+                if adapter.replaced.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; base weights it replaces: {}",
+                        adapter.replaced.join(", ")
+                    )
+                }
+            );
+        }
+        let tokenizer_file = source.tokenizer_file();
+        let tokenizer = Tokenizer::from_file(&tokenizer_file).with_context(|| {
             format!(
-                "{}: the model directory needs tokenizer.json",
-                dir.display()
+                "{}: the model (or adapter) directory needs tokenizer.json",
+                tokenizer_file.display()
             )
         })?;
         let budget = memory_budget(device)?;

@@ -115,8 +115,10 @@ impl SyntheticEvaluation {
         before: RunResult,
     ) -> Result<(ReportFiles, EvalTable)> {
         // The device the model was trained and evaluated on before training.
+        // A LoRA run's model directory is an adapter over model.pretrained.
+        let source = flan_model::ModelSource::resolve(&model_dir.to_string_lossy(), None)?;
         let mut model = flan_eval_t5::load(
-            model_dir,
+            &source,
             cfg.tch_device()?,
             flan_model::Dtype::F32,
             usize::MAX,

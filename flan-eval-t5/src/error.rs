@@ -9,10 +9,10 @@ pub enum Error {
     #[error("loading the model")]
     Model(#[from] flan_model::Error),
     /// The checkpoint's tokenizer could not be read.
-    #[error("{}: reading tokenizer.json", dir.display())]
+    #[error("{}: reading the tokenizer", file.display())]
     Tokenizer {
-        /// The model directory.
-        dir: PathBuf,
+        /// The tokenizer file.
+        file: PathBuf,
         /// What the tokenizer said.
         source: flan_data::Error,
     },

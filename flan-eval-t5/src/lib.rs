@@ -6,10 +6,12 @@
 //! ```
 //! use flan_eval::{Decoding, EvalModel, GenerateRequest};
 //!
-//! // A Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
+//! // A Hugging Face model directory (config.json, model.safetensors, tokenizer.json); a
+//! // `--adapter` (a PEFT LoRA directory) would be the second argument of `resolve`.
 //! let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
 //!     .join("../flan-model/tests/fixtures/v1_1");
-//! let mut model = flan_eval_t5::load(&dir, tch::Device::Cpu, flan_model::Dtype::F32, 512)?;
+//! let source = flan_model::ModelSource::resolve(dir.to_str().unwrap(), None)?;
+//! let mut model = flan_eval_t5::load(&source, tch::Device::Cpu, flan_model::Dtype::F32, 512)?;
 //! let request = GenerateRequest { prompt: "Q: Is the sky blue? A:".into(), seed: 0 };
 //! let outputs = model.generate(&[request], &Decoding::greedy(8))?;
 //! assert_eq!(outputs.len(), 1);

@@ -8,13 +8,15 @@ use flan_model::fallible;
 use flan_model::generate::{self, Strategy};
 use flan_model::memory::{human_bytes, Call, MemoryBudget, MemoryEstimate};
 use flan_model::score::score_batch;
-use flan_model::{Dtype, T5ForConditionalGeneration};
-use std::path::Path;
+use flan_model::{Dtype, ModelSource, T5ForConditionalGeneration};
+use std::borrow::Borrow;
 use tch::{Device, Kind, Tensor};
 
-/// A T5 checkpoint with its tokenizer.
-pub struct T5EvalModel {
-    model: T5ForConditionalGeneration,
+/// A T5 with its tokenizer: owned (a loaded checkpoint), or borrowed (`&T5ForConditionalGeneration`:
+/// the model a training run is changing, evaluated in place, in its own dtype and with its
+/// adapter).
+pub struct T5EvalModel<M: Borrow<T5ForConditionalGeneration> = T5ForConditionalGeneration> {
+    model: M,
     tokenizer: Tokenizer,
     name: String,
     max_input_tokens: usize,
@@ -22,40 +24,35 @@ pub struct T5EvalModel {
     budget: Option<MemoryBudget>,
 }
 
-/// Loads a model directory in Hugging Face layout (config.json, model.safetensors,
-/// tokenizer.json) in `dtype` on `device` (resolved by the caller, e.g. with
-/// [`flan_model::DeviceSpec::resolve_from_env`]), as `flan generate --dtype` does (a bf16
-/// checkpoint loads as bf16 without an fp32 copy: see
+/// Loads a model in Hugging Face layout (config.json, model.safetensors, tokenizer.json), with
+/// its LoRA adapter when `source` has one (see [`ModelSource`]), in `dtype` on `device` (resolved
+/// by the caller, e.g. with [`flan_model::DeviceSpec::resolve_from_env`]), as `flan generate
+/// --dtype` does (a bf16 checkpoint loads as bf16 without an fp32 copy: see
 /// [`T5ForConditionalGeneration::from_pretrained`]); prompts are budgeted to `max_input_tokens`.
 pub fn load(
-    dir: &Path,
+    source: &ModelSource,
     device: Device,
     dtype: Dtype,
     max_input_tokens: usize,
 ) -> Result<T5EvalModel> {
-    let (model, _report) = T5ForConditionalGeneration::from_pretrained(dir, device, dtype.kind())?;
-    let tokenizer =
-        Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|source| Error::Tokenizer {
-            dir: dir.to_path_buf(),
-            source,
-        })?;
+    let (model, _report, _adapter) = source.load(device, dtype.kind())?;
+    let tokenizer_file = source.tokenizer_file();
+    let tokenizer = Tokenizer::from_file(&tokenizer_file).map_err(|source| Error::Tokenizer {
+        file: tokenizer_file.clone(),
+        source,
+    })?;
     Ok(T5EvalModel {
         model,
         tokenizer,
-        name: dir.display().to_string(),
+        name: source.describe(),
         max_input_tokens,
         budget: None,
     })
 }
 
-impl T5EvalModel {
+impl<M: Borrow<T5ForConditionalGeneration>> T5EvalModel<M> {
     /// Wraps a model already in memory (e.g. the untrained network a run starts from).
-    pub fn new(
-        model: T5ForConditionalGeneration,
-        tokenizer: Tokenizer,
-        name: String,
-        max_input_tokens: usize,
-    ) -> Self {
+    pub fn new(model: M, tokenizer: Tokenizer, name: String, max_input_tokens: usize) -> Self {
         T5EvalModel {
             model,
             tokenizer,
@@ -79,7 +76,11 @@ impl T5EvalModel {
 
     /// What `call` would take on this model.
     pub fn estimate(&self, call: Call) -> MemoryEstimate {
-        MemoryEstimate::of(self.model.config(), self.model.kind(), call)
+        MemoryEstimate::of(
+            self.model.borrow().config(),
+            self.model.borrow().kind(),
+            call,
+        )
     }
 
     /// The estimate of `call` and the budget it exceeds, or `None` when it fits (or nothing is
@@ -107,6 +108,7 @@ impl T5EvalModel {
     /// Number of parameters (each tensor counted once, tied embeddings once).
     pub fn parameter_count(&self) -> u64 {
         self.model
+            .borrow()
             .named_parameters()
             .iter()
             .map(|(_, t)| t.numel() as u64)
@@ -123,7 +125,7 @@ fn model_chain(e: impl std::error::Error + 'static) -> flan_eval::Error {
     flan_eval::Error::Model(flan_data::error::chain(&e))
 }
 
-impl T5EvalModel {
+impl<M: Borrow<T5ForConditionalGeneration>> T5EvalModel<M> {
     fn ids(&self, text: &str) -> flan_eval::Result<Vec<i64>> {
         let ids = self.tokenizer.encode(text).map_err(model_chain)?;
         Ok(ids.into_iter().map(i64::from).collect())
@@ -145,7 +147,7 @@ impl T5EvalModel {
             .collect::<std::result::Result<_, _>>()?;
         let (ids, mask) =
             flan_model::padding::inputs_and_mask(&rows, i64::from(self.tokenizer.pad_id()));
-        let device = self.model.device();
+        let device = self.model.borrow().device();
         Ok((ids.to_device(device), mask.to_device(device)))
     }
 
@@ -179,7 +181,7 @@ impl T5EvalModel {
     }
 }
 
-impl EvalModel for T5EvalModel {
+impl<M: Borrow<T5ForConditionalGeneration>> EvalModel for T5EvalModel<M> {
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -222,7 +224,7 @@ impl EvalModel for T5EvalModel {
                     beam: false,
                 })?;
                 let seqs = fallible::catch("generating", || {
-                    generate::generate(&self.model, &ids, &mask, &gen)
+                    generate::generate(self.model.borrow(), &ids, &mask, &gen)
                 })
                 .map_err(model_chain)?;
                 out.extend(self.decode_all(seqs)?);
@@ -239,7 +241,7 @@ impl EvalModel for T5EvalModel {
             })?;
             let gen = generate::GenerationConfig::greedy(config.max_new_tokens);
             let seqs = fallible::catch("generating", || {
-                generate::generate(&self.model, &ids, &mask, &gen)
+                generate::generate(self.model.borrow(), &ids, &mask, &gen)
             })
             .map_err(model_chain)?;
             out.extend(self.decode_all(seqs)?);
@@ -262,8 +264,10 @@ impl EvalModel for T5EvalModel {
             input_len: width(&inputs),
             target_len: width(&targets),
         })?;
-        let scores = fallible::catch("scoring", || score_batch(&self.model, &inputs, &targets))
-            .map_err(model_chain)?;
+        let scores = fallible::catch("scoring", || {
+            score_batch(self.model.borrow(), &inputs, &targets)
+        })
+        .map_err(model_chain)?;
         // A NaN score would rank (and be reported) as if it meant something.
         if let Some(i) = scores.iter().position(|s| !s.logprob.is_finite()) {
             return Err(model_err(format!(
@@ -308,13 +312,14 @@ impl EvalModel for T5EvalModel {
             input_len: ids.size()[1] as u64,
             target_len: 1,
         })?;
-        let start = self.model.config().decoder_start_token_id();
-        let device = self.model.device();
+        let start = self.model.borrow().config().decoder_start_token_id();
+        let device = self.model.borrow().device();
         let rows = fallible::catch("ranking the first token", || {
             let decoder_input =
                 Tensor::full([prompts.len() as i64, 1], start, (Kind::Int64, device));
             let logits = tch::no_grad(|| {
                 self.model
+                    .borrow()
                     .forward(&ids, &mask, &decoder_input, None, false)
                     .to_kind(Kind::Float)
                     .select(1, 0)
@@ -337,10 +342,18 @@ impl EvalModel for T5EvalModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    fn fixture(dir: &Path) -> ModelSource {
+        ModelSource {
+            base: dir.to_path_buf(),
+            adapter: None,
+        }
+    }
 
     fn tiny() -> T5EvalModel {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flan-model/tests/fixtures/v1_1");
-        load(&dir, Device::Cpu, Dtype::F32, 512).unwrap()
+        load(&fixture(&dir), Device::Cpu, Dtype::F32, 512).unwrap()
     }
 
     fn requests(prompts: &[&str], seed: u64) -> Vec<GenerateRequest> {
@@ -405,7 +418,7 @@ mod tests {
     #[test]
     fn prompts_reach_the_model_cut_to_the_limit_with_their_eos() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../flan-model/tests/fixtures/v1_1");
-        let mut m = load(&dir, Device::Cpu, Dtype::F32, 6).unwrap();
+        let mut m = load(&fixture(&dir), Device::Cpu, Dtype::F32, 6).unwrap();
         let prompt = "Q: a question longer than six tokens\nA:";
         let full = m.ids(prompt).unwrap();
         assert!(m.count_tokens(prompt).unwrap() > 6);
@@ -424,7 +437,7 @@ mod tests {
                 false,
             )
             .unwrap();
-        let mut wide = load(&dir, Device::Cpu, Dtype::F32, 512).unwrap();
+        let mut wide = load(&fixture(&dir), Device::Cpu, Dtype::F32, 512).unwrap();
         let same = wide.score(&[prefix], &["yes it is".into()]).unwrap();
         assert!((cut[0] - same[0]).abs() < 1e-9, "{cut:?} vs {same:?}");
     }

@@ -52,6 +52,9 @@ pub struct TrainConfig {
     /// Which model to finetune.
     #[serde(default)]
     pub model: ModelSection,
+    /// Train a LoRA adapter instead of the whole model (PEFT's names and defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraSection>,
     /// The training data.
     #[serde(default)]
     pub data: DataSection,
@@ -199,6 +202,66 @@ pub enum OnNonFinite {
     Stop,
     /// Skip the update, count it, go on.
     Skip,
+}
+
+/// `[lora]`: a LoRA adapter on the model's linear layers, with PEFT's option names. Only the
+/// adapter (and `modules_to_save`) trains; the base weights stay as loaded, and checkpoints and
+/// the final model directory are PEFT adapter directories (`adapter_config.json`,
+/// `adapter_model.safetensors`, `tokenizer.json`) whose `base_model_name_or_path` is
+/// `model.pretrained`. See [`flan_model::lora`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraSection {
+    /// The rank (PEFT's default, 8).
+    #[serde(default = "default_lora_r")]
+    pub r: i64,
+    /// `scaling = lora_alpha / r` (PEFT's default, 8).
+    #[serde(default = "default_lora_alpha")]
+    pub lora_alpha: f64,
+    /// Dropout on the adapter's input (PEFT's default, 0).
+    #[serde(default)]
+    pub lora_dropout: f64,
+    /// Linear modules to adapt, by name suffix (`q`, `k`, `v`, `o`, `wi`, `wi_0`, `wi_1`, `wo`,
+    /// `lm_head`, or longer suffixes such as `EncDecAttention.q`), or `["all-linear"]`; PEFT's
+    /// T5 default is `["q", "v"]`.
+    #[serde(default = "default_lora_targets")]
+    pub target_modules: Vec<String>,
+    /// Modules trained and saved whole besides the adapters (e.g. `["lm_head"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules_to_save: Vec<String>,
+    /// rsLoRA: `scaling = lora_alpha / √r`.
+    #[serde(default)]
+    pub use_rslora: bool,
+}
+
+fn default_lora_r() -> i64 {
+    8
+}
+
+fn default_lora_alpha() -> f64 {
+    8.0
+}
+
+fn default_lora_targets() -> Vec<String> {
+    vec!["q".into(), "v".into()]
+}
+
+impl LoraSection {
+    /// The adapter's PEFT config, naming `base` as its base model.
+    pub fn peft_config(&self, base: Option<String>) -> flan_model::LoraConfig {
+        let targets = match self.target_modules.as_slice() {
+            [all] if all == "all-linear" => flan_model::ModuleSelector::Pattern(all.clone()),
+            list => flan_model::ModuleSelector::Names(list.to_vec()),
+        };
+        let mut config =
+            flan_model::LoraConfig::new(self.r, self.lora_alpha, self.lora_dropout, targets);
+        config.base_model_name_or_path = base;
+        config.use_rslora = self.use_rslora;
+        if !self.modules_to_save.is_empty() {
+            config.modules_to_save = Some(self.modules_to_save.clone());
+        }
+        config
+    }
 }
 
 /// `[train]`: length of the run and the loss.
@@ -629,6 +692,14 @@ impl TrainConfig {
                 "train.z_loss must be a finite number >= 0, got {}",
                 self.train.z_loss
             ));
+        }
+        if let Some(lora) = &self.lora {
+            if lora.target_modules.is_empty() || lora.target_modules.iter().any(|t| t.is_empty()) {
+                return bad("lora.target_modules must name at least one module, none empty".into());
+            }
+            if let Err(reason) = lora.peft_config(None).validate() {
+                return bad(format!("lora: {reason}"));
+            }
         }
         if self.train.freeze.iter().any(|g| g.is_empty()) {
             return bad("train.freeze holds an empty pattern (it would match no parameter)".into());

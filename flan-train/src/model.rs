@@ -16,6 +16,11 @@ use crate::Result;
 pub trait TrainModel {
     /// The trainable parameters with their checkpoint names.
     fn parameters(&self) -> Vec<NamedParam>;
+    /// Parameters that never train whatever the config says: the base weights under an adapter
+    /// (the trainer clears their `requires_grad` and counts them as frozen). None by default.
+    fn fixed_parameters(&self) -> Vec<NamedParam> {
+        Vec::new()
+    }
     /// Logits `[rows, target_len, vocab]` of a packed batch; dropout on when `train`.
     fn logits(&self, batch: &DeviceBatch, train: bool) -> Result<Tensor>;
     /// What the training loss reads: logits with their targets and loss weights. By default
@@ -27,7 +32,8 @@ pub trait TrainModel {
             &batch.tensors,
         ))
     }
-    /// Writes the weights (and the model config) into `dir` so that the model loads from it.
+    /// Writes the weights (and the model config) into `dir` so that the model loads from it:
+    /// with an adapter, only the adapter (a PEFT adapter directory).
     fn save_pretrained(&self, dir: &Path) -> Result<()>;
     /// Overwrites the weights from a directory written by [`TrainModel::save_pretrained`].
     fn load_weights(&self, dir: &Path) -> Result<()>;

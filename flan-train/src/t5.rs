@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use flan_model::{T5Config, T5ForConditionalGeneration, TargetLogits};
+use flan_model::{LoraInit, T5Config, T5ForConditionalGeneration, TargetLogits};
 use tch::{nn, Device, Tensor};
 
 use crate::batch::DeviceBatch;
@@ -14,14 +14,38 @@ use crate::optim::NamedParam;
 use crate::{Error, Result};
 
 impl TrainModel for T5ForConditionalGeneration {
+    /// With a LoRA adapter, the adapter's parameters (PEFT's names without the
+    /// `base_model.model.` prefix) and those of `modules_to_save`; else every parameter.
     fn parameters(&self) -> Vec<NamedParam> {
-        let mut params: Vec<NamedParam> = self
-            .named_parameters()
-            .iter()
-            .map(|(n, t)| (n.clone(), t.shallow_clone()))
-            .collect();
+        let mut params: Vec<NamedParam> = if self.lora_config().is_some() {
+            self.adapter_parameters()
+        } else {
+            self.named_parameters()
+                .iter()
+                .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                .collect()
+        };
         params.sort_by(|a, b| a.0.cmp(&b.0));
         params
+    }
+
+    fn fixed_parameters(&self) -> Vec<NamedParam> {
+        if self.lora_config().is_none() {
+            return Vec::new();
+        }
+        let trained: std::collections::HashSet<String> = self
+            .adapter_parameters()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let mut fixed: Vec<NamedParam> = self
+            .named_parameters()
+            .iter()
+            .filter(|(n, _)| !trained.contains(n))
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect();
+        fixed.sort_by(|a, b| a.0.cmp(&b.0));
+        fixed
     }
 
     fn logits(&self, b: &DeviceBatch, train: bool) -> Result<Tensor> {
@@ -33,11 +57,18 @@ impl TrainModel for T5ForConditionalGeneration {
     }
 
     fn save_pretrained(&self, dir: &Path) -> Result<()> {
+        if self.lora_config().is_some() {
+            return Ok(self.save_adapter(dir, None)?);
+        }
         Ok(T5ForConditionalGeneration::save_pretrained(self, dir)?)
     }
 
     fn load_weights(&self, dir: &Path) -> Result<()> {
-        T5ForConditionalGeneration::load_weights(self, dir)?;
+        if self.lora_config().is_some() {
+            self.load_adapter_weights(dir)?;
+        } else {
+            T5ForConditionalGeneration::load_weights(self, dir)?;
+        }
         Ok(())
     }
 
@@ -46,8 +77,9 @@ impl TrainModel for T5ForConditionalGeneration {
     }
 }
 
-/// The model of `cfg` on its device and dtype, with `model.dropout` as its dropout rate, and the
-/// tokenizer file that goes with it.
+/// The model of `cfg` on its device and dtype, with `model.dropout` as its dropout rate and the
+/// `[lora]` adapter when there is one (initialised as PEFT does, from `seed`), and the tokenizer
+/// file that goes with it.
 pub fn build_model(cfg: &TrainConfig) -> Result<(T5ForConditionalGeneration, PathBuf)> {
     let device = cfg.tch_device()?;
     let kind = cfg.kind()?;
@@ -70,5 +102,15 @@ pub fn build_model(cfg: &TrainConfig) -> Result<(T5ForConditionalGeneration, Pat
         model.load_weights(&dir)?;
     }
     model.set_kind(kind)?;
+    if let Some(lora) = &cfg.lora {
+        // An absolute path, so that the adapter finds its base from anywhere.
+        let base = cfg.model.pretrained.as_ref().map(|dir| {
+            std::fs::canonicalize(dir)
+                .unwrap_or_else(|_| dir.clone())
+                .display()
+                .to_string()
+        });
+        model.add_lora(&lora.peft_config(base), LoraInit::Peft)?;
+    }
     Ok((model, tokenizer))
 }

@@ -129,7 +129,11 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             });
         }
         // Before the optimiser exists: frozen parameters never get a gradient or state.
-        let split = freeze(params, &cfg.train.freeze)?;
+        let mut split = freeze(params, &cfg.train.freeze)?;
+        for (_, p) in model.fixed_parameters() {
+            let _ = p.set_requires_grad(false);
+        }
+        split.frozen.extend(model.fixed_parameters());
         let state = initial_state(&cfg, source.cursor()?)?;
         let autocast = cfg.autocast_kind()?;
         let flush_denormals = cfg.flush_denormals

@@ -6,6 +6,7 @@ mod checksum;
 mod common;
 mod data_parallel;
 mod freeze;
+mod lora;
 mod overfit;
 mod packing;
 mod preempt;
