@@ -114,13 +114,13 @@ impl SyntheticEvaluation {
         train: &TrainSummary,
         before: RunResult,
     ) -> Result<(ReportFiles, EvalTable)> {
-        // The device the model was trained and evaluated on before training.
-        // A LoRA run's model directory is an adapter over model.pretrained.
+        // The device and dtype the model was trained in and evaluated in before training. A LoRA
+        // run's model directory is an adapter over model.pretrained.
         let source = flan_model::ModelSource::resolve(&model_dir.to_string_lossy(), None)?;
         let mut model = flan_eval_t5::load(
             &source,
             cfg.tch_device()?,
-            flan_model::Dtype::F32,
+            cfg.dtype,
             usize::MAX,
         )?;
         let parameters = model.parameter_count();

@@ -209,6 +209,57 @@ def bench_train(args, shape, examples, flushed):
              {"batches": len(batches)})
 
 
+def peak_rss_mb():
+    import resource
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def current_rss_mb():
+    with open("/proc/self/status", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def bench_train_variant(args, shape, variant, examples):
+    """One training variant in this fresh process: `full` (transformers) or `lora` (peft, r=8 on
+    q and v, PEFT's defaults otherwise), its real tokens/s and this process's peak RSS."""
+    import torch
+    from transformers import T5ForConditionalGeneration
+    from transformers.optimization import Adafactor
+
+    model = T5ForConditionalGeneration.from_pretrained(os.path.join(args.dir, f"model-{shape}"))
+    case = "transformers full"
+    if variant == "lora":
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=8, target_modules=["q", "v"],
+                                                 task_type="SEQ_2_SEQ_LM"))
+        case = "peft lora r=8 q,v"
+    elif variant != "full":
+        raise SystemExit(f"hf_bench: unknown --train-variant {variant}")
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = Adafactor(params, lr=1e-3, scale_parameter=False, relative_step=False, warmup_init=False)
+    batches = [padded(torch, examples[i:i + args.batch])
+               for i in range(0, len(examples), args.batch)]
+    real = sum(len(e["inputs"]) + len(e["targets"]) for e in examples)
+    loaded = current_rss_mb()
+
+    def train():
+        for ids, mask, labels in batches:
+            opt.zero_grad()
+            out = model(input_ids=ids, attention_mask=mask, labels=labels)
+            out.loss.backward()
+            opt.step()
+
+    secs = time_runs(args.warmup, args.reps, train)
+    emit(f"train variants {shape}", case, "real tokens/s", [real / s for s in secs],
+         {"peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": loaded,
+          "trainable_parameters": sum(p.numel() for p in params)})
+
+
 def bench_shape(args, shape, examples, prompts):
     import torch
     from transformers import T5ForConditionalGeneration
@@ -274,17 +325,27 @@ def main():
     p.add_argument("--pipeline-warmup-examples", type=int, default=40000)
     p.add_argument("--gen-single", type=int, default=2)
     p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--train-variant", choices=["full", "lora"],
+                   help="only one training variant (one per process: its peak RSS is the "
+                        "variant's), with denormals flushed as ours")
     p.add_argument("--flush-denormals-train-only", action="store_true",
                    help="only the training line, with torch.set_flush_denormal(True) set before "
                         "any parallel op so that the intra-op threads inherit it")
     args = p.parse_args()
 
     import torch
-    if args.flush_denormals_train_only and not torch.set_flush_denormal(True):
+    if (args.flush_denormals_train_only or args.train_variant) and not torch.set_flush_denormal(True):
         raise SystemExit("hf_bench: this CPU cannot flush denormals")
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     torch.manual_seed(0)
+
+    if args.train_variant:
+        with open(os.path.join(args.dir, "train_examples.jsonl"), encoding="utf-8") as f:
+            examples = [json.loads(line) for line in f]
+        for shape in args.shapes.split(","):
+            bench_train_variant(args, shape, args.train_variant, examples)
+        return
 
     if args.flush_denormals_train_only:
         with open(os.path.join(args.dir, "train_examples.jsonl"), encoding="utf-8") as f:
