@@ -66,6 +66,7 @@ pub mod pipeline;
 pub mod records;
 pub mod render;
 pub mod source;
+pub mod span_corruption;
 pub mod spec;
 pub mod synthetic;
 pub mod task;

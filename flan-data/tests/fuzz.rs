@@ -371,3 +371,25 @@ fn flan_collection() {
         );
     }
 }
+
+#[test]
+fn span_corruption_documents() {
+    let scratch = Scratch::new();
+    let seeds = vec![
+        b"{\"text\": \"The cat sat.\", \"id\": 1}\n{\"text\": \"\"}\n".to_vec(),
+        b"\xEF\xBB\xBFplain text, one document\r\n\r\nanother one\n".to_vec(),
+    ];
+    fuzz(
+        "flan-data span_corruption documents",
+        documents(seeds),
+        |bytes| {
+            for name in ["docs.jsonl", "docs.txt"] {
+                let path = scratch.file(name, &bytes);
+                both_modes(&path, |s| {
+                    flan_data::span_corruption::read_documents(&path, s)
+                })?;
+            }
+            Ok(())
+        },
+    );
+}

@@ -17,6 +17,7 @@ mod chunks;
 mod fast_path;
 #[cfg(test)]
 mod tests;
+mod trainer;
 mod training;
 
 pub use chunks::chunks;

@@ -289,3 +289,60 @@ fn wrong_special_ids_are_rejected_with_the_file_named() {
         .to_string();
     assert!(missing.contains("nope.json"), "{missing}");
 }
+
+/// Our trainer is the `tokenizers` crate's algorithm with its sums in a fixed order: on the
+/// same corpus the crate's trainer keeps the same pieces with the same scores, up to rounding.
+#[test]
+fn training_matches_the_tokenizers_crates_trainer() {
+    use tokenizers::models::unigram::{Unigram, UnigramTrainer};
+    use tokenizers::models::TrainerWrapper;
+    use tokenizers::AddedToken;
+    let texts: Vec<String> = corpus()
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| format!("{t} item{} ü{}", i % 37, i % 11))
+        .collect();
+    let ours = Tokenizer::train_unigram(texts.iter(), 120, 0).unwrap();
+    let theirs = {
+        let mut inner = ours.inner().clone();
+        inner.with_model(Unigram::default());
+        let trainer = UnigramTrainer::builder()
+            .show_progress(false)
+            .vocab_size(120)
+            .special_tokens(
+                [PAD_TOKEN, EOS_TOKEN, UNK_TOKEN]
+                    .iter()
+                    .map(|t| AddedToken::from(*t, true))
+                    .collect(),
+            )
+            .unk_token(Some(UNK_TOKEN.to_string()))
+            .build()
+            .unwrap();
+        let mut trainer = TrainerWrapper::UnigramTrainer(trainer);
+        inner.train(&mut trainer, texts.iter()).unwrap();
+        inner
+    };
+    let vocab = |t: &tokenizers::Tokenizer| -> std::collections::BTreeMap<String, f64> {
+        let json: serde_json::Value = serde_json::from_str(&t.to_string(false).unwrap()).unwrap();
+        json["model"]["vocab"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e[0].as_str().unwrap().to_string(), e[1].as_f64().unwrap()))
+            .collect()
+    };
+    let (a, b) = (vocab(ours.inner()), vocab(&theirs));
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "same pieces"
+    );
+    for (piece, score) in &a {
+        assert!(
+            (score - b[piece]).abs() < 1e-9,
+            "{piece}: ours {score}, theirs {}",
+            b[piece]
+        );
+    }
+    assert!(a.len() > 60, "{} pieces: too few to compare", a.len());
+}

@@ -1,14 +1,17 @@
 //! Training a T5-style SentencePiece Unigram tokenizer on a corpus, saved in the `tokenizer.json`
 //! layout transformers reads.
 
+use super::trainer::EmSettings;
 use super::*;
 use tokenizers::decoders::metaspace::Metaspace as MetaspaceDecoder;
-use tokenizers::models::unigram::{Unigram, UnigramTrainer};
-use tokenizers::models::TrainerWrapper;
+use tokenizers::models::unigram::Unigram;
 use tokenizers::normalizers::{Replace, Sequence as NormalizerSequence, NFKC};
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::AddedToken;
+use tokenizers::{
+    NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer,
+};
 
 /// Settings of [`Tokenizer::train_unigram_with`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -76,22 +79,6 @@ impl Tokenizer {
                 ),
             ));
         }
-        let specials: Vec<AddedToken> = [PAD_TOKEN, EOS_TOKEN, UNK_TOKEN]
-            .iter()
-            .map(|t| AddedToken::from(*t, true))
-            .collect();
-        let trainer = UnigramTrainer::builder()
-            .show_progress(false)
-            .vocab_size(config.vocab_size as u32)
-            .special_tokens(specials)
-            .unk_token(Some(UNK_TOKEN.to_string()))
-            .max_piece_length(config.max_piece_length)
-            .n_sub_iterations(config.n_sub_iterations)
-            .shrinking_factor(config.shrinking_factor)
-            .build()
-            .map_err(|e| tok_err(None, e))?;
-        let mut trainer = TrainerWrapper::UnigramTrainer(trainer);
-
         let mut inner = tokenizers::Tokenizer::new(Unigram::default());
         let collapse_spaces = Replace::new(
             tokenizers::normalizers::replace::ReplacePattern::Regex(" {2,}".into()),
@@ -108,9 +95,27 @@ impl Tokenizer {
             PrependScheme::Always,
             true,
         )));
-        inner
-            .train(&mut trainer, corpus)
-            .map_err(|e| tok_err(None, e))?;
+
+        // Our own trainer rather than the crate's (see `trainer`): same algorithm, same
+        // result in every run and on any number of threads.
+        let words = count_words(&inner, corpus)?;
+        let settings = EmSettings {
+            vocab_size: config.vocab_size,
+            max_piece_length: config.max_piece_length,
+            n_sub_iterations: config.n_sub_iterations,
+            shrinking_factor: config.shrinking_factor,
+            seed_size: 1_000_000,
+            special_tokens: [PAD_TOKEN, EOS_TOKEN, UNK_TOKEN].map(String::from).to_vec(),
+        };
+        let vocab = super::trainer::train(&settings, words)?;
+        let unk_id = settings.special_tokens.len() - 1;
+        let model = Unigram::from(vocab, Some(unk_id), false).map_err(|e| tok_err(None, e))?;
+        inner.with_model(model);
+        let specials: Vec<AddedToken> = [PAD_TOKEN, EOS_TOKEN, UNK_TOKEN]
+            .iter()
+            .map(|t| AddedToken::from(*t, true))
+            .collect();
+        inner.add_special_tokens(&specials);
 
         // The trained model has the specials at ids 0..3 (the trainer puts them first); make sure,
         // because everything downstream depends on it.
@@ -132,4 +137,47 @@ impl Tokenizer {
         inner.add_special_tokens(&sentinels);
         Self::from_hf(inner, None)
     }
+}
+
+/// Each word of the corpus (normalized and split as the tokenizer's pipeline does before its
+/// model, as the `tokenizers` crate's `train` feeds its trainer) with its count, sorted by word.
+/// Counted in parallel; counts are integers, so the result does not depend on the order.
+fn count_words<I, S>(inner: &tokenizers::Tokenizer, corpus: I) -> Result<Vec<(String, u32)>>
+where
+    I: Iterator<Item = S> + Send,
+    S: AsRef<str> + Send,
+{
+    let split = |text: &str| -> Result<Vec<String>> {
+        let mut normalized = NormalizedString::from(text);
+        if let Some(n) = inner.get_normalizer() {
+            n.normalize(&mut normalized).map_err(|e| tok_err(None, e))?;
+        }
+        let mut pre = PreTokenizedString::from(normalized);
+        if let Some(p) = inner.get_pre_tokenizer() {
+            p.pre_tokenize(&mut pre).map_err(|e| tok_err(None, e))?;
+        }
+        Ok(pre
+            .get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(s, _, _)| s.to_owned())
+            .collect())
+    };
+    let counts = corpus
+        .par_bridge()
+        .map(|text| {
+            let mut map: ahash::AHashMap<String, u32> = ahash::AHashMap::new();
+            for word in split(text.as_ref())? {
+                *map.entry(word).or_default() += 1;
+            }
+            Ok(map)
+        })
+        .try_reduce(ahash::AHashMap::new, |mut a, b| {
+            for (k, v) in b {
+                *a.entry(k).or_default() += v;
+            }
+            Ok(a)
+        })?;
+    let mut words: Vec<(String, u32)> = counts.into_iter().collect();
+    words.sort_unstable();
+    Ok(words)
 }

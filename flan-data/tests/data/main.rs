@@ -5,6 +5,7 @@ mod bad_input;
 mod collection;
 mod properties;
 mod real_data;
+mod span_corruption;
 mod tokenize;
 
 use std::path::PathBuf;

@@ -143,3 +143,31 @@ fn saved_truncation_and_padding_are_ignored_as_transformers_does() {
         assert_eq!(tok.encode_truncated(text, 16).unwrap(), cut, "{text:?}");
     }
 }
+
+/// Same corpus, same tokenizer: training twice, on one thread or four, gives the same
+/// `tokenizer.json` byte for byte (issue 22: runs of `flan mixture --train-tokenizer` differed
+/// in the last digits of piece scores, hence in piece order and ids).
+#[test]
+fn training_is_byte_identical_across_runs_and_thread_counts() {
+    let spec =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("specs/synthetic-mixture.toml");
+    let mixture = std::sync::Arc::new(flan_data::Mixture::from_spec_file(&spec).unwrap());
+    let train = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let tok = pool
+            .install(|| flan_data::pipeline::train_tokenizer_on_mixture(&mixture, 0, 2000, 2000))
+            .unwrap();
+        tok.inner().to_string(false).unwrap()
+    };
+    let first = train(4);
+    for (run, threads) in [(2, 4), (3, 1), (4, 2)] {
+        let again = train(threads);
+        assert!(
+            again == first,
+            "run {run} on {threads} threads trained another tokenizer than run 1 on 4 threads"
+        );
+    }
+}
