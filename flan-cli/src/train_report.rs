@@ -117,12 +117,7 @@ impl SyntheticEvaluation {
         // The device and dtype the model was trained in and evaluated in before training. A LoRA
         // run's model directory is an adapter over model.pretrained.
         let source = flan_model::ModelSource::resolve(&model_dir.to_string_lossy(), None)?;
-        let mut model = flan_eval_t5::load(
-            &source,
-            cfg.tch_device()?,
-            cfg.dtype,
-            usize::MAX,
-        )?;
+        let mut model = flan_eval_t5::load(&source, cfg.tch_device()?, cfg.dtype, usize::MAX)?;
         let parameters = model.parameter_count();
         let after = self.run(&mut model, "after")?;
         std::fs::write(self.dir.join("after.json"), serde_json::to_string(&after)?)

@@ -158,12 +158,13 @@ fn training_is_byte_identical_across_runs_and_thread_counts() {
             .build()
             .unwrap();
         let tok = pool
-            .install(|| flan_data::pipeline::train_tokenizer_on_mixture(&mixture, 0, 2000, 2000))
+            .install(|| flan_data::pipeline::train_tokenizer_on_mixture(&mixture, 0, 600, 1000))
             .unwrap();
         tok.inner().to_string(false).unwrap()
     };
     let first = train(4);
-    for (run, threads) in [(2, 4), (3, 1), (4, 2)] {
+    // The same thread count again (hash-map order alone changed the sums), then others.
+    for (run, threads) in [(2, 4), (3, 1)] {
         let again = train(threads);
         assert!(
             again == first,
