@@ -28,7 +28,7 @@ impl TrainModel for T5ForConditionalGeneration {
         Ok(self.forward_packed(&b.tensors, train))
     }
 
-    fn target_logits(&self, b: &DeviceBatch, train: bool) -> Result<TargetLogits> {
+    fn target_logits(&self, b: &DeviceBatch, train: bool) -> Result<TargetLogits<'_>> {
         Ok(self.forward_packed_targets(&b.tensors, train))
     }
 
@@ -46,8 +46,8 @@ impl TrainModel for T5ForConditionalGeneration {
     }
 }
 
-/// The model of `cfg` on its device and dtype, with `model.dropout` as its dropout rate, and the
-/// tokenizer file that goes with it.
+/// The model of `cfg` on its device and dtype, with `model.dropout` as its dropout rate and
+/// `train.activation_checkpointing` applied, and the tokenizer file that goes with it.
 pub fn build_model(cfg: &TrainConfig) -> Result<(T5ForConditionalGeneration, PathBuf)> {
     let device = cfg.tch_device()?;
     let kind = cfg.kind()?;
@@ -70,5 +70,10 @@ pub fn build_model(cfg: &TrainConfig) -> Result<(T5ForConditionalGeneration, Pat
         model.load_weights(&dir)?;
     }
     model.set_kind(kind)?;
+    model
+        .set_activation_checkpointing(cfg.train.activation_checkpointing)
+        .map_err(|e| Error::Config {
+            message: format!("train.activation_checkpointing = true: {e}"),
+        })?;
     Ok((model, tokenizer))
 }
