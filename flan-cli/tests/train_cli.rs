@@ -1,7 +1,8 @@
 //! `flan train` end to end: finetune flan-model's tiny fixture model (a Hugging Face directory
 //! with its tokenizer) on a small JSONL mixture from a config file, continue the run by raising
-//! the step count (automatic resume), refuse a config with an unknown key by naming it, and
-//! freeze parameters by glob (`train.freeze`).
+//! the step count (automatic resume), refuse a config with an unknown key by naming it,
+//! freeze parameters by glob (`train.freeze`), and checkpoint activations
+//! (`train.activation_checkpointing`) with the losses of the run without.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -168,4 +169,63 @@ fn flan_train_freezes_by_glob_and_names_the_parameters_of_a_glob_that_matches_no
         stderr.contains(&format!("{trainable} parameters trained ({frozen} frozen)")),
         "{stderr}"
     );
+}
+
+/// The `loss` of each line of a run's `metrics.jsonl`.
+fn step_losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn flan_train_with_activation_checkpointing_has_the_losses_of_the_plain_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run(dir.path());
+    let config = config.to_str().unwrap();
+    let run = |name: &str, on: &str| {
+        let out_dir = format!(
+            "output_dir={:?}",
+            dir.path().join(name).display().to_string()
+        );
+        let out = flan(&[
+            "train",
+            "--config",
+            config,
+            "--set",
+            &out_dir,
+            "--set",
+            "model.dropout=0.1",
+            "--set",
+            &format!("train.activation_checkpointing={on}"),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        step_losses(&dir.path().join(name))
+    };
+    let (plain, checkpointed) = (run("plain", "false"), run("checkpointed", "true"));
+    assert_eq!(plain.len(), 4);
+    assert_eq!(checkpointed.len(), 4);
+    assert_eq!(plain[0].to_bits(), checkpointed[0].to_bits());
+    for (a, b) in checkpointed.iter().zip(&plain) {
+        assert!((a - b).abs() <= 1e-6 * b.abs(), "{a} vs {b}");
+    }
+
+    // Not a boolean: a usage error naming the key.
+    let out = flan(&[
+        "train",
+        "--config",
+        config,
+        "--set",
+        "train.activation_checkpointing=\"yes\"",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("activation_checkpointing"), "{stderr}");
 }

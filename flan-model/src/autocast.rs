@@ -73,6 +73,25 @@ impl Autocast {
     }
 }
 
+impl Autocast {
+    /// The lower precision autocast runs in on this thread for `device`'s type, or `None` when
+    /// it is off: what a pass recomputed later (activation checkpointing) must enter again.
+    pub fn current(device: Device) -> Result<Option<Kind>> {
+        // The shim reads the state on entry, and the guard's drop restores it unchanged.
+        let probe = Autocast::enter(device, Kind::BFloat16)?;
+        if probe.prev_enabled == 0 {
+            return Ok(None);
+        }
+        match probe.prev_scalar_type {
+            5 => Ok(Some(Kind::Half)),
+            15 => Ok(Some(Kind::BFloat16)),
+            other => Err(Error::Autocast(format!(
+                "autocast is on with a lower precision other than bf16 and f16 (scalar type {other})"
+            ))),
+        }
+    }
+}
+
 impl Drop for Autocast {
     fn drop(&mut self) {
         // SAFETY: plain ints in; the shim catches every C++ exception. Restoring plain switches

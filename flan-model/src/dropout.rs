@@ -13,8 +13,20 @@
 //! `1 - p` and scaled by `1 / (1 - p)`, dropped elements are 0, and the gradient flows through the
 //! same mask (the output is `x * mask`, so autograd's `mul` carries it). Off the CPU the fused
 //! libtorch kernel is already fast and is used.
+//!
+//! Activation checkpointing recomputes a block's forward pass in the backward pass, and the
+//! recomputed dropout must drop what the first pass dropped. Since a CPU mask is a function of
+//! its one seed, [`record_seeds`] keeps the seeds a region draws and [`replay_seeds`] hands them
+//! back, in the same order, to the same calls: the masks are the first pass's, and the replay
+//! draws nothing from libtorch's generator, whose stream stays the one of a run without
+//! checkpointing. (libtorch's fused dropout off the CPU has no seed to keep; a region that ran
+//! one cannot be replayed and says so.)
+
+use std::cell::RefCell;
 
 use tch::{Device, Kind, Tensor};
+
+use crate::{Error, Result};
 
 const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
 
@@ -49,6 +61,154 @@ pub fn fill_mask(mask: &mut [f32], seed: u64, threshold: u64, scale: f32) {
     }
 }
 
+/// What the dropouts of a region drew, in call order ([`record_seeds`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeedRecord {
+    seeds: Vec<u64>,
+    /// Dropouts that ran off the CPU (libtorch's fused kernel, whose mask cannot be replayed).
+    off_cpu: usize,
+}
+
+impl SeedRecord {
+    /// The seeds drawn, in order.
+    pub fn seeds(&self) -> &[u64] {
+        &self.seeds
+    }
+}
+
+/// This thread's tape while a region records or replays.
+enum Tape {
+    Record(SeedRecord),
+    Replay {
+        seeds: Vec<u64>,
+        next: usize,
+        /// Calls that wanted a seed after the recorded ones ran out (they drew fresh ones).
+        overrun: usize,
+        off_cpu: usize,
+    },
+}
+
+thread_local! {
+    static TAPE: RefCell<Option<Tape>> = const { RefCell::new(None) };
+}
+
+/// Puts the tape that was active before a region back when the region ends, also when it
+/// unwinds, so that a panic inside a model call leaves no tape behind for the next call.
+struct Restore(Option<Option<Tape>>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if let Some(previous) = self.0.take() {
+            TAPE.with(|t| *t.borrow_mut() = previous);
+        }
+    }
+}
+
+/// Runs `f` with `tape` as this thread's tape; returns `f`'s result and the tape as it ended.
+fn with_tape<R>(tape: Tape, f: impl FnOnce() -> R) -> (R, Tape) {
+    let previous = TAPE.with(|t| t.borrow_mut().replace(tape));
+    let mut restore = Restore(Some(previous));
+    let out = f();
+    let previous = restore.0.take().flatten();
+    let tape = TAPE.with(|t| std::mem::replace(&mut *t.borrow_mut(), previous));
+    (
+        out,
+        tape.expect("the region's tape is in place until the region ends"),
+    )
+}
+
+/// Runs `f` and returns, with its result, the seeds its dropouts drew from libtorch's default
+/// generator, in order. The draws are the ones `f` makes without recording.
+pub fn record_seeds<R>(f: impl FnOnce() -> R) -> (R, SeedRecord) {
+    match with_tape(Tape::Record(SeedRecord::default()), f) {
+        (out, Tape::Record(record)) => (out, record),
+        (_, Tape::Replay { .. }) => unreachable!("a region's tape keeps its mode"),
+    }
+}
+
+/// Runs `f` with its dropouts taking the seeds of `record` in order instead of drawing from
+/// libtorch's generator, so that each call makes the mask of the recorded call at its place.
+/// Errors ([`Error::ActivationCheckpointing`]) when `f` made a different number of dropout calls
+/// than the recorded region, or when either ran a dropout off the CPU: then the masks were not
+/// the recorded ones.
+pub fn replay_seeds<R>(record: &SeedRecord, f: impl FnOnce() -> R) -> Result<R> {
+    let tape = Tape::Replay {
+        seeds: record.seeds.clone(),
+        next: 0,
+        overrun: 0,
+        off_cpu: 0,
+    };
+    match with_tape(tape, f) {
+        (
+            out,
+            Tape::Replay {
+                seeds,
+                next,
+                overrun,
+                off_cpu,
+            },
+        ) => {
+            if record.off_cpu + off_cpu > 0 {
+                return Err(Error::ActivationCheckpointing(
+                    "dropout ran off the CPU, where libtorch's fused kernel draws a mask that \
+                     cannot be drawn again"
+                        .into(),
+                ));
+            }
+            if next != seeds.len() || overrun > 0 {
+                return Err(Error::ActivationCheckpointing(format!(
+                    "the recomputed pass made {} dropout calls, the first pass {}",
+                    next + overrun,
+                    seeds.len()
+                )));
+            }
+            Ok(out)
+        }
+        (_, Tape::Record(_)) => unreachable!("a region's tape keeps its mode"),
+    }
+}
+
+/// One draw from the default generator; `randint`'s bound keeps it non-negative.
+fn fresh_seed() -> u64 {
+    Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64
+}
+
+/// The seed of the next CPU dropout: replayed, or drawn (and recorded when recording).
+fn next_seed() -> u64 {
+    TAPE.with(|t| match &mut *t.borrow_mut() {
+        None => fresh_seed(),
+        Some(Tape::Record(record)) => {
+            let seed = fresh_seed();
+            record.seeds.push(seed);
+            seed
+        }
+        Some(Tape::Replay {
+            seeds,
+            next,
+            overrun,
+            ..
+        }) => match seeds.get(*next) {
+            Some(&seed) => {
+                *next += 1;
+                seed
+            }
+            None => {
+                *overrun += 1;
+                fresh_seed()
+            }
+        },
+    })
+}
+
+/// Notes on the tape, if any, that a dropout ran off the CPU.
+fn note_off_cpu() {
+    TAPE.with(|t| match &mut *t.borrow_mut() {
+        None => {}
+        Some(Tape::Record(record)) => record.off_cpu += 1,
+        Some(Tape::Replay { off_cpu, .. }) => *off_cpu += 1,
+    })
+}
+
 /// `x` with each element zeroed with probability `p` and the rest scaled by `1 / (1 - p)` (training
 /// dropout); `p <= 0` returns `x` itself. `p` must be below 1 (the configs check it); `p >= 1`
 /// gives zeros, as libtorch does.
@@ -60,10 +220,10 @@ pub fn dropout(x: &Tensor, p: f64) -> Tensor {
         return x * 0.0;
     }
     if x.device() != Device::Cpu {
+        note_off_cpu();
         return x.dropout(p, true);
     }
-    // One draw from the default generator; `randint`'s bound keeps it non-negative.
-    let seed = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]) as u64;
+    let seed = next_seed();
     let mask = Tensor::empty(x.size(), (Kind::Float, Device::Cpu));
     let n = mask.numel();
     if n > 0 {

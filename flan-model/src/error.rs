@@ -132,6 +132,11 @@ pub enum Error {
     #[error("autocast: {0}")]
     Autocast(String),
 
+    /// Activation checkpointing cannot run as asked (see
+    /// [`crate::T5ForConditionalGeneration::set_activation_checkpointing`]), or a recomputed
+    /// block did not repeat its first pass.
+    #[error("activation checkpointing: {0}")]
+    ActivationCheckpointing(String),
     /// A caller passed inconsistent inputs (shapes, options).
     #[error("invalid input: {0}")]
     InvalidInput(String),

@@ -14,6 +14,10 @@ use crate::position_bias::{additive_mask, bucket_grid};
 use crate::prepacked_linear::{PrepackedLinear, PrepackedStats};
 use crate::{Error, Result};
 
+mod activation_checkpointing;
+
+use activation_checkpointing::Recompute;
+
 /// Records every variable the network creates under its checkpoint name (relative to the model's
 /// root path), so that loading, saving and optimisers address parameters by Hugging Face key.
 #[derive(Debug)]
@@ -522,13 +526,17 @@ impl Stack {
         cache: Option<&mut KvCache>,
         pass: Pass,
     ) -> Tensor {
-        let query_len = embedded.size()[1];
-        let key_len = offset + query_len;
-        let bias = match self.position_bias(query_len, key_len, offset) {
+        let bias = self.self_bias(embedded.size()[1], offset, mask);
+        self.forward_with_bias(embedded, &bias, encoder, cache, pass)
+    }
+
+    /// The self-attention bias every block shares: block 0's position bias for `query_len`
+    /// queries from `offset` plus the additive `mask`.
+    fn self_bias(&self, query_len: i64, offset: i64, mask: &Tensor) -> Tensor {
+        match self.position_bias(query_len, offset + query_len, offset) {
             Some(pos) => pos.to_kind(mask.kind()) + mask,
             None => mask.shallow_clone(),
-        };
-        self.forward_with_bias(embedded, &bias, encoder, cache, pass)
+        }
     }
 
     /// Block 0's relative position bias, `[1, heads, query_len, key_len]` for queries from
@@ -592,18 +600,50 @@ pub struct PackedTensors {
 }
 
 /// Logits at the target positions of a packed batch ([`T5ForConditionalGeneration::forward_packed_targets`]),
-/// flattened in row-major order of the batch.
+/// flattened in row-major order of the batch. A loss made from them is backpropagated with
+/// [`TargetLogits::backward`], which also recomputes the checkpointed blocks of the model
+/// (`'m`) that made them.
 #[derive(Debug)]
-pub struct TargetLogits {
+pub struct TargetLogits<'m> {
     /// `[n, vocab]`, one row per position with a nonzero loss weight.
     pub logits: Tensor,
     /// `[n]` target ids of those positions.
     pub targets: Tensor,
     /// `[n]` their loss weights.
     pub weights: Tensor,
+    /// The blocks' inputs and dropout seeds of a checkpointed training pass.
+    recompute: Option<Recompute<'m>>,
 }
 
-impl TargetLogits {
+impl TargetLogits<'_> {
+    /// Backpropagates `objective` (a scalar made from these logits) into the parameters'
+    /// `.grad`, accumulating as `objective.backward()` does. It is that call when the pass kept
+    /// its activations; after a checkpointed pass it goes on through the blocks, last first:
+    /// each is recomputed from its saved input (with the dropout masks of the first pass, under
+    /// the autocast the first pass ran in) and backpropagated on its own, then the gradients
+    /// of its input, of the shared attention bias and of the encoder's output go on into the
+    /// embedding, the position-bias tables and the encoder.
+    ///
+    /// Run it outside the autocast region of the forward pass, as `torch.autocast` asks of a
+    /// backward pass: inside it the recomputed blocks would reuse the region's weight casts,
+    /// which were made without gradients ([`Error::ActivationCheckpointing`]).
+    pub fn backward(self, objective: &Tensor) -> Result<()> {
+        let TargetLogits {
+            logits,
+            targets,
+            weights,
+            recompute,
+        } = self;
+        objective.f_backward()?;
+        // The logits are the largest tensor of the step after the blocks: not kept through the
+        // recompute.
+        drop((logits, targets, weights));
+        match recompute {
+            Some(recompute) => recompute.run(),
+            None => Ok(()),
+        }
+    }
+
     /// All positions of `logits` `[batch, target_len, vocab]` (for models without a head of
     /// their own that can skip padding): the weights then zero out the padding.
     pub fn all(logits: Tensor, batch: &PackedTensors) -> Self {
@@ -612,6 +652,7 @@ impl TargetLogits {
             logits: logits.reshape([-1, vocab]),
             targets: batch.decoder_target_tokens.reshape([-1]),
             weights: batch.decoder_loss_weights.reshape([-1]),
+            recompute: None,
         }
     }
 
@@ -653,6 +694,9 @@ pub struct T5ForConditionalGeneration {
     prepacked_decoding: Cell<bool>,
     /// The LoRA adapter attached to the linear layers, if any (see [`crate::lora`]).
     pub(crate) adapter: RefCell<Option<AdapterState>>,
+    /// Whether training passes keep only the blocks' inputs
+    /// ([`Self::set_activation_checkpointing`]).
+    activation_checkpointing: Cell<bool>,
     config: T5Config,
     params: Vec<(String, Tensor)>,
 }
@@ -713,6 +757,7 @@ impl T5ForConditionalGeneration {
             head_scale,
             prepacked_decoding: Cell::new(true),
             adapter: RefCell::new(None),
+            activation_checkpointing: Cell::new(false),
             config: config.clone(),
             params: p.list.into_inner(),
         })
@@ -958,6 +1003,35 @@ impl T5ForConditionalGeneration {
         }
     }
 
+    /// Activation checkpointing (off by default), as `torch.utils.checkpoint` per T5 block: a
+    /// training pass of [`Self::forward_packed_targets`] keeps each block's input instead of
+    /// its activations, and [`TargetLogits::backward`] recomputes each block's forward pass,
+    /// with the very dropout masks of the first one, before it backpropagates through it. The
+    /// loss is bitwise the one without checkpointing and the gradients are the same up to the
+    /// order of summation; peak memory is lower, at the cost of one more forward pass of the
+    /// blocks. Other entry points (`forward`, `forward_packed`, evaluation passes) are not
+    /// affected.
+    ///
+    /// Off the CPU the fused dropout kernel draws masks that cannot be drawn again, so a model
+    /// there with a dropout rate above 0 refuses ([`Error::ActivationCheckpointing`]).
+    pub fn set_activation_checkpointing(&self, on: bool) -> Result<()> {
+        if on && self.config.dropout_rate > 0.0 && self.device() != tch::Device::Cpu {
+            return Err(Error::ActivationCheckpointing(format!(
+                "needs dropout_rate = 0 on {:?} (libtorch's fused dropout there draws masks that \
+                 cannot be drawn again for the recomputed pass; got {})",
+                self.device(),
+                self.config.dropout_rate
+            )));
+        }
+        self.activation_checkpointing.set(on);
+        Ok(())
+    }
+
+    /// Whether training passes checkpoint activations ([`Self::set_activation_checkpointing`]).
+    pub fn activation_checkpointing(&self) -> bool {
+        self.activation_checkpointing.get()
+    }
+
     /// The packed copies the decoder and the head hold now.
     pub fn prepacked_decoding_stats(&self) -> PrepackedStats {
         let mut stats = PrepackedStats::default();
@@ -1162,7 +1236,7 @@ impl T5ForConditionalGeneration {
     /// `[batch, target_len, vocab]`; autograd-friendly, with dropout when `train`.
     pub fn forward_packed(&self, batch: &PackedTensors, train: bool) -> Tensor {
         let pass = Pass::from_train(train);
-        self.head(&self.packed_decoder_states(batch, pass), pass)
+        self.head(&self.packed_decoder_states(batch, pass, false).0, pass)
     }
 
     /// Logits of a packed batch at its target positions only (those with a nonzero loss
@@ -1173,9 +1247,14 @@ impl T5ForConditionalGeneration {
     /// often far from full (58% of the slots hold a target in the bench's small-shape batches,
     /// whose head is about a fifth of the step's FLOPs). Padding has weight 0, so its logits only
     /// ever multiplied into zero gradients.
-    pub fn forward_packed_targets(&self, batch: &PackedTensors, train: bool) -> TargetLogits {
+    ///
+    /// Backpropagate through [`TargetLogits::backward`]: with activation checkpointing on
+    /// ([`Self::set_activation_checkpointing`]) a training pass keeps only the blocks' inputs,
+    /// and that is where the blocks are recomputed.
+    pub fn forward_packed_targets(&self, batch: &PackedTensors, train: bool) -> TargetLogits<'_> {
         let pass = Pass::from_train(train);
-        let states = self.packed_decoder_states(batch, pass);
+        let checkpoint = pass == Pass::Train && self.activation_checkpointing.get();
+        let (states, recompute) = self.packed_decoder_states(batch, pass, checkpoint);
         let d_model = states.size().last().copied().unwrap_or(0);
         let positions = batch
             .decoder_loss_weights
@@ -1191,11 +1270,19 @@ impl T5ForConditionalGeneration {
             ),
             targets: pick(&batch.decoder_target_tokens),
             weights: pick(&batch.decoder_loss_weights),
+            recompute,
         }
     }
 
     /// Final decoder states `[batch, target_len, d_model]` of a packed batch (before the head).
-    fn packed_decoder_states(&self, batch: &PackedTensors, pass: Pass) -> Tensor {
+    /// With `checkpoint` (a training pass) the blocks keep only their inputs, and what their
+    /// recompute needs comes back too.
+    fn packed_decoder_states(
+        &self,
+        batch: &PackedTensors,
+        pass: Pass,
+        checkpoint: bool,
+    ) -> (Tensor, Option<Recompute<'_>>) {
         let kind = self.kind();
         let enc_seg = &batch.encoder_segment_ids;
         let dec_seg = &batch.decoder_segment_ids;
@@ -1209,6 +1296,23 @@ impl T5ForConditionalGeneration {
         // Relative positions come from the token index: within a segment they equal the
         // differences of `*_positions`, and other segments are masked out anyway.
         let enc_mask = additive_mask(&same(enc_seg, enc_seg), kind);
+        let t = dec_seg.size()[1];
+        let causal = Tensor::ones([t, t], (Kind::Bool, dec_seg.device()))
+            .tril(0)
+            .view([1, 1, t, t]);
+        let dec_mask = additive_mask(&same(dec_seg, dec_seg).logical_and(&causal), kind);
+        let cross_mask = additive_mask(&same(dec_seg, enc_seg), kind);
+        if checkpoint {
+            let (states, recompute) = Recompute::forward(
+                self,
+                &self.embed(&batch.encoder_input_tokens),
+                &enc_mask,
+                &self.embed(&batch.decoder_input_tokens),
+                &dec_mask,
+                &cross_mask,
+            );
+            return (states, Some(recompute));
+        }
         let h_enc = self.encoder.forward(
             &self.embed(&batch.encoder_input_tokens),
             &enc_mask,
@@ -1217,24 +1321,19 @@ impl T5ForConditionalGeneration {
             None,
             pass,
         );
-        let t = dec_seg.size()[1];
-        let causal = Tensor::ones([t, t], (Kind::Bool, dec_seg.device()))
-            .tril(0)
-            .view([1, 1, t, t]);
-        let dec_mask = additive_mask(&same(dec_seg, dec_seg).logical_and(&causal), kind);
-        let cross_mask = additive_mask(&same(dec_seg, enc_seg), kind);
         let encoded = Encoded {
             hidden: &h_enc,
             mask: &cross_mask,
         };
-        self.decoder.forward(
+        let states = self.decoder.forward(
             &self.embed(&batch.decoder_input_tokens),
             &dec_mask,
             0,
             Some(encoded),
             None,
             pass,
-        )
+        );
+        (states, None)
     }
 
     /// Token-weighted mean cross-entropy of a packed batch: `sum(w * ce) / sum(w)`.

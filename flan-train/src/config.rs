@@ -289,6 +289,14 @@ pub struct LoopSection {
     /// tied output head is `shared.weight`. See [`crate::freeze`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub freeze: Vec<String>,
+    /// Activation checkpointing per T5 block (`torch.utils.checkpoint`, transformers'
+    /// `gradient_checkpointing_enable()`): the training forward pass keeps only each block's
+    /// input and the backward pass recomputes the block, with the same dropout masks. Same
+    /// losses and gradients (up to the order of summation), less memory, more time per step
+    /// (see docs/operations.md). Off the CPU it needs `model.dropout = 0`. It changes no
+    /// result, so a resume may switch it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub activation_checkpointing: bool,
 }
 
 impl Default for LoopSection {
@@ -300,6 +308,7 @@ impl Default for LoopSection {
             loss_normalizing_factor: None,
             on_nonfinite: default_on_nonfinite(),
             freeze: Vec::new(),
+            activation_checkpointing: false,
         }
     }
 }
@@ -493,6 +502,9 @@ fn default_dropout() -> f64 {
 }
 fn yes() -> bool {
     true
+}
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 fn one() -> usize {
     1
@@ -836,11 +848,13 @@ impl std::fmt::Display for ConfigChange {
 
 /// Keys a resumed run may change without changing what it computes: where it writes and runs,
 /// its length (raising `train.steps` is how a finished run is continued), logging,
-/// checkpointing and evaluation.
-const FREE_ON_RESUME: [&str; 6] = [
+/// checkpointing, evaluation, and activation checkpointing (memory traded for time, same
+/// results).
+const FREE_ON_RESUME: [&str; 7] = [
     "output_dir",
     "device",
     "train.steps",
+    "train.activation_checkpointing",
     "log",
     "checkpoint",
     "eval",
@@ -1375,6 +1389,7 @@ mod tests {
                 "device=cpu".into(),
                 "log.every=10".into(),
                 "checkpoint.every=50".into(),
+                "train.activation_checkpointing=true".into(),
             ],
         )
         .unwrap();
@@ -1471,6 +1486,43 @@ mod tests {
                 "{bad}: {err:?}"
             );
             assert!(err.to_string().contains("freeze"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn activation_checkpointing_is_read_and_left_out_when_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), MINIMAL);
+        let plain = TrainConfig::load(&file, &[]).unwrap();
+        assert!(!plain.train.activation_checkpointing);
+        // Off, the key is not written: checkpoints from before it compare equal.
+        let plain_toml = plain.to_toml().unwrap();
+        assert!(!plain_toml.contains("activation"), "{plain_toml}");
+        let in_file = write(
+            dir.path(),
+            &format!("{MINIMAL}\n[train]\nactivation_checkpointing = true\n"),
+        );
+        let on = TrainConfig::load(&in_file, &[]).unwrap();
+        assert!(on.train.activation_checkpointing);
+        assert_eq!(
+            toml::from_str::<TrainConfig>(&on.to_toml().unwrap()).unwrap(),
+            on
+        );
+        let file = write(dir.path(), MINIMAL);
+        for bad in [
+            "train.activation_checkpointing=1",
+            r#"train.activation_checkpointing="yes""#,
+            "train.activation_checkpoint=true",
+        ] {
+            let err = TrainConfig::load(&file, &[bad.to_string()]).unwrap_err();
+            assert!(
+                matches!(err, Error::Config { .. } | Error::Override { .. }),
+                "{bad}: {err:?}"
+            );
+            assert!(
+                err.to_string().contains("activation_checkpoint"),
+                "{bad}: {err}"
+            );
         }
     }
 

@@ -25,8 +25,10 @@ pub trait TrainModel {
     fn logits(&self, batch: &DeviceBatch, train: bool) -> Result<Tensor>;
     /// What the training loss reads: logits with their targets and loss weights. By default
     /// every position of [`TrainModel::logits`]; a model may leave out positions of weight 0
-    /// (flan-model's T5 runs its head on target positions only).
-    fn target_logits(&self, batch: &DeviceBatch, train: bool) -> Result<TargetLogits> {
+    /// (flan-model's T5 runs its head on target positions only). The trainer backpropagates
+    /// through [`TargetLogits::backward`], which finishes the job of a pass that checkpointed
+    /// its activations.
+    fn target_logits(&self, batch: &DeviceBatch, train: bool) -> Result<TargetLogits<'_>> {
         Ok(TargetLogits::all(
             self.logits(batch, train)?,
             &batch.tensors,

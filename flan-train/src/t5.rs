@@ -52,7 +52,7 @@ impl TrainModel for T5ForConditionalGeneration {
         Ok(self.forward_packed(&b.tensors, train))
     }
 
-    fn target_logits(&self, b: &DeviceBatch, train: bool) -> Result<TargetLogits> {
+    fn target_logits(&self, b: &DeviceBatch, train: bool) -> Result<TargetLogits<'_>> {
         Ok(self.forward_packed_targets(&b.tensors, train))
     }
 
@@ -77,9 +77,9 @@ impl TrainModel for T5ForConditionalGeneration {
     }
 }
 
-/// The model of `cfg` on its device and dtype, with `model.dropout` as its dropout rate and the
-/// `[lora]` adapter when there is one (initialised as PEFT does, from `seed`), and the tokenizer
-/// file that goes with it.
+/// The model of `cfg` on its device and dtype, with `model.dropout` as its dropout rate, the
+/// `[lora]` adapter when there is one (initialised as PEFT does, from `seed`) and
+/// `train.activation_checkpointing` applied, and the tokenizer file that goes with it.
 pub fn build_model(cfg: &TrainConfig) -> Result<(T5ForConditionalGeneration, PathBuf)> {
     let device = cfg.tch_device()?;
     let kind = cfg.kind()?;
@@ -112,5 +112,10 @@ pub fn build_model(cfg: &TrainConfig) -> Result<(T5ForConditionalGeneration, Pat
         });
         model.add_lora(&lora.peft_config(base), LoraInit::Peft)?;
     }
+    model
+        .set_activation_checkpointing(cfg.train.activation_checkpointing)
+        .map_err(|e| Error::Config {
+            message: format!("train.activation_checkpointing = true: {e}"),
+        })?;
     Ok((model, tokenizer))
 }

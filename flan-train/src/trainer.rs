@@ -642,9 +642,9 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
     }
 
     /// The training forward pass of `batch`, under autocast when the config asks for it (the
-    /// backward pass runs outside the region, as with `torch.autocast`; the loss is fp32 either
-    /// way).
-    fn forward(&self, batch: &DeviceBatch) -> Result<flan_model::TargetLogits> {
+    /// backward pass, [`flan_model::TargetLogits::backward`], runs outside the region, as with
+    /// `torch.autocast`; the loss is fp32 either way).
+    fn forward(&self, batch: &DeviceBatch) -> Result<flan_model::TargetLogits<'_>> {
         let _autocast = match self.autocast {
             Some(kind) => Some(flan_model::Autocast::enter(self.model.device(), kind)?),
             None => None,
@@ -697,7 +697,8 @@ impl<M: TrainModel, S: BatchSource> Trainer<M, S> {
             let out = self.forward(b)?;
             let sums = loss_sums(&out.logits, &out.targets, &out.weights, z_coef > 0.0);
             let objective = (&sums.cross_entropy + &sums.z * z_coef) / norm;
-            objective.f_backward()?;
+            // Also recomputes the blocks of a pass that checkpointed its activations.
+            out.backward(&objective)?;
             ce_sum += sums.cross_entropy.double_value(&[]);
             z_sum += sums.z.double_value(&[]);
         }

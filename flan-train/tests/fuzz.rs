@@ -34,6 +34,7 @@ fn overrides() -> impl Strategy<Value = Vec<String>> {
         Just("dtype"),
         Just("train"),
         Just("train.freeze"),
+        Just("train.activation_checkpointing"),
         Just("a.b.c"),
     ];
     let value = prop_oneof![

@@ -86,6 +86,15 @@ struct Args {
     /// New tokens per generated sequence.
     #[arg(long, default_value_t = 64)]
     new_tokens: usize,
+    /// Fresh processes per case measuring the memory of a training step (activation
+    /// checkpointing off and on).
+    #[arg(long, default_value_t = 2)]
+    memory_reps: usize,
+    /// Internal: measure one training step of shape SHAPE with activation checkpointing off or
+    /// on in this fresh process, from the inputs a full run left in `--out`, and print its
+    /// memory (flan-bench runs itself with it: peak RSS only says something in a new process).
+    #[arg(long, hide = true, value_name = "SHAPE,off|on")]
+    step_memory: Option<String>,
 }
 
 fn main() {
@@ -133,6 +142,9 @@ fn run(args: Args) -> Result<()> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     tch::set_num_threads(args.threads as i32);
     tch::set_num_interop_threads(1);
+    if let Some(spec) = &args.step_memory {
+        return step_memory(&args, spec);
+    }
     // rayon's global pool (the tokenizer's) sizes itself from RAYON_NUM_THREADS, set by xtask.
 
     let mixture = Arc::new(cot_mixture(&args.data)?);
@@ -317,9 +329,7 @@ fn bench_shape(
     let mut opt = Adafactor::new(AdafactorConfig::default())?;
     let secs = time_runs(args.warmup, args.reps, || {
         for b in &packed {
-            // As `flan train` does: the head and the loss on target positions only.
-            let loss = model.forward_packed_targets(b, true).mean_loss();
-            step(&params, &loss, &mut opt)?;
+            packed_step(&model, b, &params, &mut opt)?;
         }
         Ok(())
     })?;
@@ -349,6 +359,55 @@ fn bench_shape(
         &mfu,
         json!({}),
     );
+
+    // (1c) Activation checkpointing, off and on in alternating runs of the packed case: the
+    // time of a pass over the batches here, the memory of one step in fresh processes.
+    let mut opt = Adafactor::new(AdafactorConfig::default())?;
+    let mut times = [Vec::new(), Vec::new()];
+    for rep in 0..args.warmup + args.reps {
+        for (on, out) in [false, true].into_iter().zip(times.iter_mut()) {
+            model.set_activation_checkpointing(on)?;
+            let t = Instant::now();
+            for b in &packed {
+                packed_step(&model, b, &params, &mut opt)?;
+            }
+            if rep >= args.warmup {
+                out.push(t.elapsed().as_secs_f64());
+            }
+        }
+    }
+    model.set_activation_checkpointing(false)?;
+    let group = format!("{group}, activation checkpointing");
+    for (case, secs) in ["plain", "checkpointed"].iter().zip(&times) {
+        emit(
+            "ours",
+            &group,
+            &format!("ours packed, {case}"),
+            "real tokens/s",
+            &secs.iter().map(|s| real / s).collect::<Vec<_>>(),
+            json!({"seconds_median": median(secs)}),
+        );
+    }
+    let group = format!("activation memory {shape}");
+    for (mode, case) in [("off", "plain"), ("on", "checkpointed")] {
+        let mut mb = Vec::new();
+        let mut extra = json!({});
+        for _ in 0..args.memory_reps {
+            let m = measure_step_memory(args, shape, mode)?;
+            mb.push(m.growth_mb());
+            extra = json!({"rows": m.rows, "input_len": args.input_len, "target_len": args.target_len,
+                           "gradients_mb": m.gradients_mb, "step_seconds": m.seconds});
+        }
+        emit(
+            "ours",
+            &group,
+            &format!("ours packed step, {case}"),
+            "MB peak RSS growth",
+            &mb,
+            extra,
+        );
+    }
+    let group = format!("train {shape}");
 
     // (1b) Unpacked: padded to the longest example of each batch, labels -100 on padding, as
     // transformers' users run it.
@@ -462,6 +521,177 @@ fn padded_batch(examples: &[TokenizedExample]) -> (Tensor, Tensor, Tensor) {
         .collect();
     let labels = Tensor::from_slice(&labels).view(shape(lt));
     (ids, mask, labels)
+}
+
+/// One step over a packed batch as `flan train` takes it: the head and the loss on target
+/// positions only, backpropagated through `TargetLogits::backward` (which recomputes the blocks
+/// when activation checkpointing is on).
+fn packed_step(
+    model: &T5ForConditionalGeneration,
+    batch: &PackedTensors,
+    params: &[NamedParam],
+    opt: &mut Adafactor,
+) -> Result<()> {
+    zero_grads(params);
+    let out = model.forward_packed_targets(batch, true);
+    let loss = out.mean_loss();
+    out.backward(&loss)?;
+    opt.step(params, 1e-3)?;
+    Ok(())
+}
+
+fn zero_grads(params: &[NamedParam]) {
+    for (_, p) in params {
+        let mut g = p.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+    }
+}
+
+/// What [`step_memory`] measured in a fresh process.
+#[derive(Debug, serde::Deserialize)]
+struct StepMemory {
+    rows: i64,
+    rss_before_kb: f64,
+    peak_rss_kb: f64,
+    gradients_mb: f64,
+    seconds: f64,
+}
+
+impl StepMemory {
+    /// How far the peak RSS rose above the RSS before the step: the step's activations (and
+    /// whatever the allocator could not reuse). The gradients were allocated before.
+    fn growth_mb(&self) -> f64 {
+        (self.peak_rss_kb - self.rss_before_kb) / 1024.0
+    }
+}
+
+/// Runs this binary again with `--step-memory SHAPE,MODE` and reads what it measured.
+fn measure_step_memory(args: &Args, shape: &str, mode: &str) -> Result<StepMemory> {
+    let exe = std::env::current_exe().context("cannot find flan-bench's own executable")?;
+    let out = std::process::Command::new(exe)
+        .arg("--out")
+        .arg(&args.out)
+        .args(["--threads", &args.threads.to_string()])
+        .args(["--input-len", &args.input_len.to_string()])
+        .args(["--target-len", &args.target_len.to_string()])
+        .args(["--step-memory", &format!("{shape},{mode}")])
+        .output()
+        .context("cannot run flan-bench --step-memory")?;
+    if !out.status.success() {
+        bail!(
+            "flan-bench --step-memory {shape},{mode} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("flan-bench --step-memory printed `{line}`"))
+}
+
+/// `--step-memory SHAPE,off|on`: in this fresh process, builds the shape's model, warms up
+/// on a one-row batch of 16 + 8 tokens (so that the gradients and libtorch's one-time state
+/// exist), then takes one training step (forward and backward, no optimizer) on the first
+/// packed batch of the examples a full run wrote, and prints the RSS before it and the peak
+/// RSS after it as one JSON line. glibc's heap is never trimmed here (see `allocator`), so the
+/// peak stays the step's high-water mark.
+fn step_memory(args: &Args, spec: &str) -> Result<()> {
+    let Some((shape, mode)) = spec.split_once(',') else {
+        bail!("--step-memory takes SHAPE,off|on, got `{spec}`");
+    };
+    let on = match mode {
+        "on" => true,
+        "off" => false,
+        other => bail!("--step-memory: expected off or on after the comma, got `{other}`"),
+    };
+    let tokenizer = Tokenizer::from_file(args.out.join("tokenizer.json"))?;
+    let config = shape_config(shape, tokenizer.vocab_size() as i64)?;
+    let train = read_ids(&args.out.join("train_examples.jsonl"))?;
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = T5ForConditionalGeneration::new(&vs.root(), &config)?;
+    model.set_activation_checkpointing(on)?;
+    let (packed, _) = flan_data::pack::pack_all(&train, 8, args.input_len, args.target_len)?;
+    let first = packed.first().context("no training examples to pack")?;
+    let batch = flan_train::batch::packed_tensors(first, Device::Cpu)?;
+    let short: Vec<TokenizedExample> = train
+        .iter()
+        .take(1)
+        .map(|e| TokenizedExample {
+            inputs: e.inputs.iter().copied().take(15).chain([1]).collect(),
+            targets: e.targets.iter().copied().take(7).chain([1]).collect(),
+        })
+        .collect();
+    let (warm, _) = flan_data::pack::pack_all(&short, 1, 16, 8)?;
+    let warm = flan_train::batch::packed_tensors(&warm[0], Device::Cpu)?;
+    let _flush = if cfg!(target_arch = "x86_64") {
+        Some(FlushDenormals::enter()?)
+    } else {
+        None
+    };
+    let fwd_bwd = |b: &PackedTensors| -> Result<()> {
+        let out = model.forward_packed_targets(b, true);
+        let loss = out.mean_loss();
+        out.backward(&loss)?;
+        Ok(())
+    };
+    fwd_bwd(&warm)?;
+    let gradients: i64 = vs
+        .trainable_variables()
+        .iter()
+        .map(|t| t.numel() as i64 * 4)
+        .sum();
+    let before = proc_status_kb("VmRSS")?;
+    let t = Instant::now();
+    fwd_bwd(&batch)?;
+    let seconds = t.elapsed().as_secs_f64();
+    let peak = proc_status_kb("VmHWM")?;
+    println!(
+        "{}",
+        json!({"rows": batch.encoder_input_tokens.size()[0], "rss_before_kb": before,
+               "peak_rss_kb": peak, "gradients_mb": gradients as f64 / 1048576.0,
+               "seconds": seconds})
+    );
+    Ok(())
+}
+
+/// A `kB` field of `/proc/self/status` (`VmRSS`, `VmHWM`).
+fn proc_status_kb(field: &str) -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .context("cannot read /proc/self/status (peak memory is measured on Linux)")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no {field} in /proc/self/status"))
+}
+
+/// The examples `write_ids` wrote.
+fn read_ids(path: &Path) -> Result<Vec<TokenizedExample>> {
+    #[derive(serde::Deserialize)]
+    struct Ids {
+        inputs: Vec<u32>,
+        targets: Vec<u32>,
+    }
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read {} (run flan-bench without --step-memory first)",
+            path.display()
+        )
+    })?;
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let ids: Ids = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}", path.display(), i + 1))?;
+            Ok(TokenizedExample {
+                inputs: ids.inputs,
+                targets: ids.targets,
+            })
+        })
+        .collect()
 }
 
 fn step(params: &[NamedParam], loss: &Tensor, opt: &mut Adafactor) -> Result<()> {

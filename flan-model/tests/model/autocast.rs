@@ -40,6 +40,19 @@ fn autocast_turns_matmuls_bf16_and_restores_the_previous_state_when_dropped() {
 }
 
 #[test]
+fn the_current_region_is_read_without_changing_it() {
+    assert_eq!(Autocast::current(Device::Cpu).unwrap(), None);
+    for kind in [Kind::BFloat16, Kind::Half] {
+        let _region = Autocast::enter(Device::Cpu, kind).unwrap();
+        assert_eq!(Autocast::current(Device::Cpu).unwrap(), Some(kind));
+        assert_eq!(Autocast::current(Device::Cpu).unwrap(), Some(kind));
+        assert!(Autocast::is_enabled(Device::Cpu).unwrap());
+    }
+    assert_eq!(Autocast::current(Device::Cpu).unwrap(), None);
+    assert!(!Autocast::is_enabled(Device::Cpu).unwrap());
+}
+
+#[test]
 fn autocast_rejects_a_full_precision_dtype() {
     let err = Autocast::enter(Device::Cpu, Kind::Float)
         .err()

@@ -2,8 +2,8 @@
 //! Bernoulli draw): the distribution, the scaling, the gradient, reproducibility under
 //! `tch::manual_seed`, and the attention path it forces in training.
 
-use flan_model::dropout::dropout;
-use flan_model::{T5Config, T5ForConditionalGeneration};
+use flan_model::dropout::{dropout, record_seeds, replay_seeds};
+use flan_model::{Error, T5Config, T5ForConditionalGeneration};
 use proptest::prelude::*;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -108,8 +108,60 @@ fn edges_and_half_precision() {
     assert!(dropout(&Tensor::zeros([0], (Kind::Float, Device::Cpu)), 0.5).numel() == 0);
 }
 
+#[test]
+fn replayed_seeds_make_the_recorded_masks_and_draw_nothing() {
+    let _rng = torch_rng();
+    let x = nonzero(5_000);
+    let draw = || Tensor::randint(1 << 40, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]);
+    tch::manual_seed(9);
+    let pair = || (dropout(&x, 0.2), dropout(&x, 0.5));
+    let ((a, b), record) = record_seeds(pair);
+    assert_eq!(record.seeds().len(), 2);
+    let next_recorded = draw();
+    // Recording changes neither the masks nor the generator's stream.
+    tch::manual_seed(9);
+    let (a_plain, b_plain) = pair();
+    assert!(a.equal(&a_plain) && b.equal(&b_plain));
+    assert_eq!(draw(), next_recorded);
+    // A replay makes the recorded masks whatever the generator's state, and draws nothing.
+    tch::manual_seed(100);
+    let (ra, rb) = replay_seeds(&record, pair).unwrap();
+    assert!(ra.equal(&a) && rb.equal(&b));
+    let next_replayed = draw();
+    tch::manual_seed(100);
+    assert_eq!(draw(), next_replayed);
+    // A replay with other calls than the recorded ones is an error.
+    for calls in [1, 3] {
+        let replayed = replay_seeds(&record, || {
+            for _ in 0..calls {
+                let _ = dropout(&x, 0.2);
+            }
+        });
+        match replayed {
+            Err(Error::ActivationCheckpointing(message)) => assert!(
+                message.contains(&format!("made {calls} dropout calls, the first pass 2")),
+                "{message}"
+            ),
+            other => panic!("{calls} calls: expected an error, got {other:?}"),
+        }
+    }
+    // Rate 0 draws no seed; the tape is gone once its region ends.
+    let (_, none) = record_seeds(|| dropout(&x, 0.0));
+    assert!(none.seeds().is_empty());
+    let ((), outer) = record_seeds(|| {
+        let (_, inner) = record_seeds(|| dropout(&x, 0.3));
+        assert_eq!(inner.seeds().len(), 1);
+        let _ = dropout(&x, 0.3);
+    });
+    assert_eq!(
+        outer.seeds().len(),
+        1,
+        "the inner region's draw is not the outer's"
+    );
+}
+
 /// A fixture model with its dropout rate replaced.
-fn with_dropout(name: &str, rate: f64) -> T5ForConditionalGeneration {
+pub(crate) fn with_dropout(name: &str, rate: f64) -> T5ForConditionalGeneration {
     let mut config = T5Config::from_file(fixture_dir(name).join("config.json")).unwrap();
     config.dropout_rate = rate;
     let vs = nn::VarStore::new(Device::Cpu);
@@ -120,6 +172,8 @@ fn with_dropout(name: &str, rate: f64) -> T5ForConditionalGeneration {
 
 #[test]
 fn training_attention_with_a_negligible_rate_equals_the_eval_path() {
+    // (It builds models and draws dropout seeds: the generator is shared with the seeded tests.)
+    let _rng = torch_rng();
     // A rate whose threshold rounds to 0 and whose scale rounds to 1.0 in f32 keeps every element
     // unchanged, so training mode must give eval mode's logits while going through the explicit
     // attention (scores, in-place bias, fp32 softmax, dropout, values) instead of sdpa.

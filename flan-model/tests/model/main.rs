@@ -1,6 +1,7 @@
 //! Integration tests of flan-model, one binary split by topic. Parity references come from
 //! `transformers` via `cargo xtask fixtures` (committed under `tests/fixtures/`).
 
+mod activation_checkpointing;
 mod autocast;
 mod checkpoint;
 mod common;

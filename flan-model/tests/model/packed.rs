@@ -6,14 +6,14 @@ use tch::{Kind, Tensor};
 
 use crate::common::*;
 
-struct Example {
-    inputs: Vec<i64>,
-    targets: Vec<i64>,
+pub(crate) struct Example {
+    pub(crate) inputs: Vec<i64>,
+    pub(crate) targets: Vec<i64>,
 }
 
 /// Packs examples into one row the way flan-data does: segments from 1, positions restarting,
 /// decoder inputs shifted right per segment, padding to the given lengths.
-fn pack(examples: &[Example], input_len: usize, target_len: usize) -> PackedTensors {
+pub(crate) fn pack(examples: &[Example], input_len: usize, target_len: usize) -> PackedTensors {
     let mut enc = vec![0i64; input_len];
     let mut enc_seg = vec![0i64; input_len];
     let mut enc_pos = vec![0i64; input_len];
@@ -74,7 +74,7 @@ fn check_packed_equals_alone(model: &T5ForConditionalGeneration, examples: &[Exa
     }
 }
 
-fn tokens(rng_seed: u64, len: usize, vocab: i64) -> Vec<i64> {
+pub(crate) fn tokens(rng_seed: u64, len: usize, vocab: i64) -> Vec<i64> {
     (0..len)
         .map(|i| 3 + ((rng_seed as i64 * 7919 + i as i64 * 104729) % (vocab - 3)).abs())
         .collect()

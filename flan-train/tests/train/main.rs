@@ -1,5 +1,6 @@
 //! Integration tests of flan-train, one binary split by topic.
 
+mod activation_checkpointing;
 mod adafactor_parity;
 mod adamw_parity;
 mod checksum;
