@@ -10,7 +10,7 @@ use crate::config::{Activation, FeedForwardKind, T5Config};
 use crate::kv_cache::{KvCache, LayerCache};
 use crate::layer_norm::rms_norm;
 use crate::lora::AdapterState;
-use crate::position_bias::{additive_mask, bucket_grid};
+use crate::position_bias::{additive_mask, bucket_grid, mask_value};
 use crate::prepacked_linear::{PrepackedLinear, PrepackedStats};
 use crate::{Error, Result};
 
@@ -317,7 +317,19 @@ impl Attention {
             // bias is added in place, as transformers' eager T5 does, so that under autocast the
             // scores stay in the matmul's precision.
             let mut scores = q.matmul(&k.transpose(-1, -2));
-            let _ = scores.g_add_(bias);
+            // Under autocast the scores are bf16 (or f16) and the mask is the model's fp32
+            // minimum, which rounds to -inf there: a fully masked row (a padding query of a
+            // packed batch) would give NaN, and NaN reaches real tokens through the values.
+            // The half dtype's own minimum keeps it finite; rows with an allowed key are
+            // unchanged (their masked entries still vanish in the softmax).
+            let bias = if matches!(scores.kind(), Kind::BFloat16 | Kind::Half)
+                && bias.kind() != scores.kind()
+            {
+                bias.clamp_min(mask_value(scores.kind()))
+            } else {
+                bias.shallow_clone()
+            };
+            let _ = scores.g_add_(&bias);
             let weights = scores.softmax(-1, Kind::Float).to_kind(scores.kind());
             dropout(weights, self.dropout, pass).matmul(v)
         } else {
