@@ -64,7 +64,12 @@ proptest! {
         let noise = mask.iter().filter(|m| **m).count();
         let spans = runs(&mask).iter().filter(|(m, _)| *m).count();
         prop_assert_eq!(ex.inputs.len(), tokens.len() - noise + spans + 1);
-        prop_assert_eq!(ex.targets.len(), noise + spans + 1);
+        // Targets hold a sentinel per non-noise run: one per noise span, as masks start with
+        // non-noise and end with noise, except a one-token sequence, which has no noise (T5's
+        // length-2 mask cut back to 1) and so targets `<extra_id_0>`, EOS.
+        let kept_runs = runs(&mask).iter().filter(|(m, _)| !*m).count();
+        prop_assert_eq!(kept_runs, spans.max(1));
+        prop_assert_eq!(ex.targets.len(), noise + kept_runs + 1);
         prop_assert_eq!(*ex.inputs.last().unwrap(), 1);
         prop_assert_eq!(*ex.targets.last().unwrap(), 1);
         if spans > 0 {
