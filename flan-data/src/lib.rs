@@ -1,7 +1,7 @@
 //! `flan-data`: the Flan instruction-tuning mixture, without libtorch.
 //!
 //! Reads task sources in their real formats ([`source`]: Flan CoT TSV, Super-NaturalInstructions
-//! JSON, generic JSONL, GSM8K), renders them through instruction templates from a TOML library
+//! JSON, generic JSONL, GSM8K; T5 span corruption of plain text, [`span_corruption`]), renders them through instruction templates from a TOML library
 //! users can extend ([`template`], [`render`]: zero-/few-shot, with/without options, CoT, input
 //! inversion), mixes tasks with seeded examples-proportional rates and caps ([`spec`],
 //! [`mixture`]) into a deterministic, shardable, resumable stream, tokenizes with T5 conventions

@@ -10,11 +10,17 @@
 //! n-th position sees a disjoint slice of the same stream. Within a task, examples are visited in
 //! a fresh seeded permutation each epoch and consecutive draws take templates in turn; the only
 //! state is how many times each task has been drawn, which the [`MixtureCursor`] stores.
+//!
+//! Span-corruption tasks ([`SpanCorruptionTask`]) are entries after the collection parts: their
+//! examples are the chunks of their documents, drawn the same way, and come as token ids (with
+//! the text decoded from them, sentinels shown), so they need [`Mixture::with_tokenizer`].
 
 use crate::collection::{self, CollectionPart, CollectionRow, PartCursor, PartState, TemplateType};
 use crate::error::{Error, Result};
+use crate::pack::TokenizedExample;
 use crate::render::{render, Form, RenderRequest, Rendered, TokenCount, WordCount};
 use crate::source::{self, Strictness};
+use crate::span_corruption::{load_span_tasks, SpanCorruptionTask};
 use crate::spec::{MixtureSpec, SourceFormat, Submixture};
 use crate::task::{Task, TaskRegistry};
 use crate::template::TemplateLibrary;
@@ -87,6 +93,11 @@ pub struct MixedExample {
     pub with_options: bool,
     /// Number of few-shot exemplars kept.
     pub exemplars: usize,
+    /// The example as token ids, when the task makes ids rather than text (span corruption:
+    /// `inputs` and `targets` are then these ids decoded, sentinels shown, EOS left out).
+    /// [`crate::pipeline::tokenize_example`] uses them as they are.
+    #[serde(skip)]
+    pub tokens: Option<TokenizedExample>,
 }
 
 /// A built mixture: tasks, templates and rates.
@@ -94,6 +105,10 @@ pub struct Mixture {
     registry: TaskRegistry,
     /// Streamed collection parts; their entries follow the registry's tasks in `rates`.
     parts: Vec<CollectionPart>,
+    /// Span-corruption tasks; their entries follow the parts in `rates`.
+    span: Vec<SpanCorruptionTask>,
+    /// The tokenizer of [`Mixture::with_tokenizer`] (span corruption decodes its ids with it).
+    tokenizer: Option<Arc<Tokenizer>>,
     library: TemplateLibrary,
     submixtures: BTreeMap<String, Submixture>,
     rates: Vec<TaskRate>,
@@ -121,11 +136,14 @@ pub fn load_tasks(spec: &MixtureSpec, spec_dir: &Path) -> Result<(TaskRegistry, 
     let mut registry = TaskRegistry::new();
     let mut excluded = Vec::new();
     // The collection is streamed by its parts ([`collection::load_parts`]), never loaded.
-    for task_spec in spec
-        .tasks
-        .iter()
-        .filter(|t| t.format != SourceFormat::FlanCollection)
-    {
+    // The collection is streamed by its parts ([`collection::load_parts`]), never loaded;
+    // span-corruption tasks are read by [`load_span_tasks`].
+    for task_spec in spec.tasks.iter().filter(|t| {
+        !matches!(
+            t.format,
+            SourceFormat::FlanCollection | SourceFormat::SpanCorruption
+        )
+    }) {
         let strictness = if task_spec.lenient {
             Strictness::Lenient
         } else {
@@ -171,10 +189,10 @@ pub fn load_tasks(spec: &MixtureSpec, spec_dir: &Path) -> Result<(TaskRegistry, 
                     SourceFormat::CotTsv => source::read_cot_tsv(file, &name, strictness)?,
                     SourceFormat::Jsonl => source::read_jsonl(file, &name, strictness)?,
                     SourceFormat::Gsm8k => source::read_gsm8k_jsonl(file, &name, true, strictness)?,
-                    SourceFormat::FlanCollection => {
+                    SourceFormat::FlanCollection | SourceFormat::SpanCorruption => {
                         return Err(Error::config(
                             name,
-                            "a flan_collection is streamed, not loaded as a task",
+                            "a flan_collection or span_corruption task is not loaded as a task",
                         ))
                     }
                     SourceFormat::Niv2 => {
@@ -256,7 +274,9 @@ impl Mixture {
         for part in &parts {
             excluded.extend(part.excluded.iter().cloned());
         }
-        Self::with_parts(registry, parts, library, spec, excluded)
+        let (span, span_excluded) = load_span_tasks(spec, spec_dir)?;
+        excluded.extend(span_excluded);
+        Self::build(registry, parts, span, library, spec, excluded)
     }
 
     /// Builds a mixture over tasks already in a registry.
@@ -277,28 +297,93 @@ impl Mixture {
         spec: &MixtureSpec,
         excluded: Vec<String>,
     ) -> Result<Mixture> {
-        if registry.is_empty() && parts.is_empty() {
+        Self::build(registry, parts, Vec::new(), library, spec, excluded)
+    }
+
+    fn build(
+        registry: TaskRegistry,
+        parts: Vec<CollectionPart>,
+        span: Vec<SpanCorruptionTask>,
+        library: TemplateLibrary,
+        spec: &MixtureSpec,
+        excluded: Vec<String>,
+    ) -> Result<Mixture> {
+        if registry.is_empty() && parts.is_empty() && span.is_empty() {
             return Err(Error::config(
                 "mixture",
                 "no tasks (all excluded, or none listed)",
             ));
         }
         registry.check_renderable(&library)?;
+        let mut names: HashSet<&str> = registry.tasks().iter().map(|t| t.name.as_str()).collect();
+        for t in &span {
+            if !names.insert(&t.name) {
+                return Err(Error::config(
+                    format!("task `{}`", t.name),
+                    "defined twice; task names must be unique",
+                ));
+            }
+        }
+        let used: std::collections::BTreeSet<&str> = registry
+            .tasks()
+            .iter()
+            .map(|t| t.submixture.as_str())
+            .chain(parts.iter().map(|p| p.submixture.as_str()))
+            .chain(span.iter().map(|t| t.submixture.as_str()))
+            .collect();
+        if used
+            .iter()
+            .map(|s| spec.submixtures[*s].weight)
+            .sum::<f64>()
+            <= 0.0
+        {
+            return Err(Error::config(
+                "mixture",
+                "the submixtures that have tasks all have weight 0",
+            ));
+        }
+        let mut mixture = Mixture {
+            registry,
+            parts,
+            span,
+            tokenizer: None,
+            library,
+            submixtures: spec.submixtures.clone(),
+            rates: Vec::new(),
+            cumulative: Vec::new(),
+            excluded,
+            empty_submixtures: Vec::new(),
+            input_len: spec.input_len,
+            target_len: spec.target_len,
+            seed: spec.seed,
+            counter: Arc::new(WordCount),
+            fingerprint: 0,
+        };
+        mixture.set_rates();
+        Ok(mixture)
+    }
+
+    /// Rates, probabilities and the fingerprint, from the entries' example counts (which change
+    /// for span-corruption tasks when they are tokenized). [`Mixture::build`] checked that the
+    /// submixtures with tasks have weight.
+    fn set_rates(&mut self) {
+        let submixtures = &self.submixtures;
         // Every entry of the mixture: (name, submixture, examples, rate).
-        let entries: Vec<(&str, &str, usize, f64)> = registry
+        let cap = |sub: &str| submixtures[sub].cap as f64;
+        let entries: Vec<(&str, &str, usize, f64)> = self
+            .registry
             .tasks()
             .iter()
             .map(|t| {
-                let cap = spec.submixtures[&t.submixture].cap as f64;
                 let n = t.examples.len();
                 (
                     t.name.as_str(),
                     t.submixture.as_str(),
                     n,
-                    (n as f64).min(cap),
+                    (n as f64).min(cap(&t.submixture)),
                 )
             })
-            .chain(parts.iter().map(|p| {
+            .chain(self.parts.iter().map(|p| {
                 (
                     p.name.as_str(),
                     p.submixture.as_str(),
@@ -306,20 +391,22 @@ impl Mixture {
                     p.rate,
                 )
             }))
+            .chain(self.span.iter().map(|t| {
+                let n = t.examples();
+                (
+                    t.name.as_str(),
+                    t.submixture.as_str(),
+                    n,
+                    (n as f64).min(cap(&t.submixture)),
+                )
+            }))
             .collect();
         let mut sums: BTreeMap<&str, f64> = BTreeMap::new();
         for &(_, sub, _, rate) in &entries {
             *sums.entry(sub).or_default() += rate;
         }
-        let total_weight: f64 = sums.keys().map(|s| spec.submixtures[*s].weight).sum();
-        if total_weight <= 0.0 {
-            return Err(Error::config(
-                "mixture",
-                "the submixtures that have tasks all have weight 0",
-            ));
-        }
-        let empty_submixtures = spec
-            .submixtures
+        let total_weight: f64 = sums.keys().map(|s| submixtures[*s].weight).sum();
+        let empty_submixtures = submixtures
             .keys()
             .filter(|k| !sums.contains_key(k.as_str()))
             .cloned()
@@ -328,9 +415,9 @@ impl Mixture {
         let mut cumulative = Vec::with_capacity(entries.len());
         let mut acc = 0.0;
         // Without collection parts the fingerprint is what it always was (old cursors resume).
-        let mut fingerprint = splitmix(registry.len() as u64);
+        let mut fingerprint = splitmix(self.registry.len() as u64);
         for &(name, submixture, examples, rate) in &entries {
-            let sub = &spec.submixtures[submixture];
+            let sub = &submixtures[submixture];
             let probability = if sums[submixture] > 0.0 {
                 sub.weight / total_weight * rate / sums[submixture]
             } else {
@@ -353,27 +440,33 @@ impl Mixture {
         if let Some(last) = cumulative.last_mut() {
             *last = f64::INFINITY; // rounding must never send a draw past the last task
         }
-        Ok(Mixture {
-            registry,
-            parts,
-            library,
-            submixtures: spec.submixtures.clone(),
-            rates,
-            cumulative,
-            excluded,
-            empty_submixtures,
-            input_len: spec.input_len,
-            target_len: spec.target_len,
-            seed: spec.seed,
-            counter: Arc::new(WordCount),
-            fingerprint,
-        })
+        self.rates = rates;
+        self.cumulative = cumulative;
+        self.empty_submixtures = empty_submixtures;
+        self.fingerprint = fingerprint;
     }
 
-    /// Counts few-shot budgets in tokens of `tokenizer` (default: whitespace words).
+    /// Counts few-shot budgets in tokens of `tokenizer` (default: whitespace words), and
+    /// tokenizes the documents of span-corruption tasks into their chunks, whose number is then
+    /// their example count (rates and fingerprint are recomputed). A span-corruption task that
+    /// cannot be tokenized (a vocabulary without sentinels) keeps the error: streams and
+    /// [`Mixture::check`] return it, naming the task.
     pub fn with_tokenizer(mut self, tokenizer: Arc<Tokenizer>) -> Self {
+        if !self.span.is_empty() {
+            for task in &mut self.span {
+                task.tokenize(&tokenizer);
+            }
+            self.set_rates();
+        }
+        self.tokenizer = Some(Arc::clone(&tokenizer));
         self.counter = tokenizer;
         self
+    }
+
+    /// Whether every task can be streamed: span-corruption tasks need a tokenizer
+    /// ([`Mixture::with_tokenizer`]) with sentinels; the error names the task.
+    pub fn check(&self) -> Result<()> {
+        self.span.iter().try_for_each(SpanCorruptionTask::check)
     }
 
     /// The tasks.
@@ -384,13 +477,26 @@ impl Mixture {
     pub fn parts(&self) -> &[CollectionPart] {
         &self.parts
     }
+    /// The span-corruption tasks (entries `registry().len() + parts().len()..` of
+    /// [`Mixture::rates`]).
+    pub fn span_tasks(&self) -> &[SpanCorruptionTask] {
+        &self.span
+    }
+    /// The span-corruption task at `index` of [`Mixture::rates`], if that entry is one.
+    pub fn span_task(&self, index: usize) -> Option<&SpanCorruptionTask> {
+        index
+            .checked_sub(self.registry.len() + self.parts.len())
+            .and_then(|i| self.span.get(i))
+    }
     /// Records skipped in lenient mode by the entry at `index` of [`Mixture::rates`].
     pub fn skipped(&self, index: usize) -> usize {
         let n = self.registry.len();
         if index < n {
             self.registry.tasks()[index].skipped.count
+        } else if let Some(p) = self.parts.get(index - n) {
+            p.skipped.count
         } else {
-            self.parts.get(index - n).map_or(0, |p| p.skipped.count)
+            self.span_task(index).map_or(0, |t| t.skipped.count)
         }
     }
     /// The template library.
@@ -456,6 +562,7 @@ impl Mixture {
 
     /// A stream that continues exactly where `cursor` was taken.
     pub fn resume(self: &Arc<Self>, cursor: MixtureCursor) -> Result<MixtureStream> {
+        self.check()?;
         if cursor.fingerprint != self.fingerprint || cursor.task_draws.len() != self.rates.len() {
             return Err(Error::config(
                 "mixture cursor",
@@ -486,6 +593,8 @@ struct Draw {
     rng: ChaCha8Rng,
     /// The row of a collection part (used as given, not rendered).
     row: Option<CollectionRow>,
+    /// For a span-corruption task: the chunk and the task's draw number (which seeds the mask).
+    chunk: Option<(usize, u64)>,
 }
 
 /// The mixture as an endless iterator of [`MixedExample`]s.
@@ -594,15 +703,16 @@ impl MixtureStream {
         rng
     }
 
-    fn example_index(&mut self, task: usize, draw: u64) -> usize {
-        let n = self.mixture.registry.tasks()[task].examples.len() as u64;
+    /// The example of entry `task` (of `n`, in a fresh permutation per epoch keyed by `salt`)
+    /// at its `draw`-th draw.
+    fn example_index(&mut self, task: usize, n: usize, salt: u64, draw: u64) -> usize {
+        let n = n as u64;
         let epoch = draw / n;
         let slot = &mut self.permutations[task];
         if slot.as_ref().is_none_or(|(e, _)| *e != epoch) {
             let mut perm: Vec<u32> = (0..n as u32).collect();
-            let mut rng = ChaCha8Rng::seed_from_u64(splitmix(
-                self.seed ^ splitmix(task as u64) ^ splitmix(epoch << 20),
-            ));
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(splitmix(self.seed ^ salt ^ splitmix(epoch << 20)));
             perm.shuffle(&mut rng);
             *slot = Some((epoch, perm));
         }
@@ -625,6 +735,27 @@ impl MixtureStream {
         let draw = self.task_draws[task];
         self.task_draws[task] += 1;
         let n_tasks = self.mixture.registry.len();
+        if let Some(span) = self.mixture.span_task(task) {
+            span.check()?;
+            // The task's name, not its place in the mixture, keys its order and masks.
+            let salt = splitmix(crate::hash::fnv1a(&span.name));
+            let chunk = self.example_index(task, span.examples(), salt, draw);
+            let request = RenderRequest {
+                example: chunk,
+                form: Form::ZeroShot,
+                template: 0,
+                with_options: false,
+                input_budget: self.mixture.input_len,
+            };
+            return Ok(Some(Draw {
+                position,
+                task,
+                request,
+                rng,
+                row: None,
+                chunk: Some((chunk, draw)),
+            }));
+        }
         if task >= n_tasks {
             let part = &self.mixture.parts[task - n_tasks];
             let row = part.next_row(&mut self.parts[task - n_tasks], self.seed)?;
@@ -641,9 +772,11 @@ impl MixtureStream {
                 request,
                 rng,
                 row: Some(row),
+                chunk: None,
             }));
         }
-        let example = self.example_index(task, draw);
+        let n = self.mixture.registry.tasks()[task].examples.len();
+        let example = self.example_index(task, n, splitmix(task as u64), draw);
         let mixture = &self.mixture;
         let t = &mixture.registry.tasks()[task];
         let sub = &mixture.submixtures[&t.submixture];
@@ -673,6 +806,7 @@ impl MixtureStream {
             request,
             rng,
             row: None,
+            chunk: None,
         }))
     }
 
@@ -684,7 +818,33 @@ impl MixtureStream {
         }
     }
 
-    fn render_draw(mixture: &Mixture, mut d: Draw) -> Result<MixedExample> {
+    fn render_draw(mixture: &Mixture, seed: u64, mut d: Draw) -> Result<MixedExample> {
+        if let (Some((chunk, draw)), Some(span)) = (d.chunk, mixture.span_task(d.task)) {
+            let tokens = span.example(chunk, seed, draw)?;
+            // Chunks exist only once `with_tokenizer` has set the tokenizer.
+            let tokenizer = mixture.tokenizer.as_ref().ok_or_else(|| {
+                Error::config(
+                    format!("task `{}`", span.name),
+                    "the mixture has no tokenizer",
+                )
+            })?;
+            // Without the EOS, as the text of other tasks (tokenizing appends it).
+            let decode = |ids: &[u32]| tokenizer.decode(&ids[..ids.len().saturating_sub(1)], false);
+            return Ok(MixedExample {
+                position: d.position,
+                task: span.name.clone(),
+                task_index: d.task,
+                task_source: collection::source_of_submixture(&span.submixture).to_string(),
+                template_type: TemplateType::ZsNoopt,
+                inputs: decode(&tokens.inputs)?,
+                targets: decode(&tokens.targets)?,
+                form: Form::ZeroShot,
+                template: 0,
+                with_options: false,
+                exemplars: 0,
+                tokens: Some(tokens),
+            });
+        }
         if let Some(row) = d.row {
             let t = row.template_type;
             return Ok(MixedExample {
@@ -703,6 +863,7 @@ impl MixtureStream {
                 exemplars: 0,
                 task_source: row.task_source,
                 template_type: t,
+                tokens: None,
             });
         }
         let task = &mixture.registry.tasks()[d.task];
@@ -735,6 +896,7 @@ impl MixtureStream {
             exemplars: exemplars.len(),
             task_source: collection::source_of_submixture(&task.submixture).to_string(),
             template_type: TemplateType::of_rendering(form, with_options),
+            tokens: None,
         })
     }
 
@@ -754,10 +916,37 @@ impl MixtureStream {
         then: impl Fn(MixedExample) -> Result<T> + Sync + Send,
     ) -> Result<Vec<T>> {
         let draws: Vec<Draw> = (0..n).map(|_| self.next_draw()).collect::<Result<_>>()?;
-        let mixture = &self.mixture;
+        let (mixture, seed) = (&self.mixture, self.seed);
         draws
             .into_par_iter()
-            .map(|d| then(Self::render_draw(mixture, d)?))
+            .map(|d| then(Self::render_draw(mixture, seed, d)?))
+            .collect()
+    }
+
+    /// The next `n` examples of this shard that are text, rendered in parallel: draws of
+    /// span-corruption tasks are passed over (their text is their documents', and they need a
+    /// tokenizer, which this serves to train). Empty when no text task can be drawn.
+    pub fn next_text_batch(&mut self, n: usize) -> Result<Vec<MixedExample>> {
+        let mixture = Arc::clone(&self.mixture);
+        let has_text = (0..mixture.rates.len())
+            .any(|i| mixture.rates[i].probability > 0.0 && mixture.span_task(i).is_none());
+        let mut draws = Vec::with_capacity(n);
+        // Bounded: a text task with probability p is drawn every 1/p positions on average.
+        let mut budget = (n as u64).saturating_mul(1 << 20);
+        while has_text && draws.len() < n && budget > 0 {
+            budget -= 1;
+            let own = self.position % self.shard_count == self.shard_index;
+            let task = mixture.task_for(self.rng_at(self.position).gen::<f64>());
+            if !own || mixture.span_task(task).is_some() {
+                self.pass_position();
+            } else if let Some(d) = self.step()? {
+                draws.push(d);
+            }
+        }
+        let seed = self.seed;
+        draws
+            .into_par_iter()
+            .map(|d| Self::render_draw(&mixture, seed, d))
             .collect()
     }
 
@@ -780,7 +969,7 @@ impl Iterator for MixtureStream {
     fn next(&mut self) -> Option<Self::Item> {
         Some(
             self.next_draw()
-                .and_then(|d| Self::render_draw(&self.mixture, d)),
+                .and_then(|d| Self::render_draw(&self.mixture, self.seed, d)),
         )
     }
 }

@@ -25,13 +25,31 @@ pub fn tokenize_examples(
         .collect()
 }
 
-/// Tokenizes one example, truncating to the lengths with EOS kept.
+/// Tokenizes one example, truncating to the lengths with EOS kept. An example that comes as ids
+/// (span corruption, made with the mixture's tokenizer) keeps them, cut the same way.
 pub fn tokenize_example(
     tokenizer: &Tokenizer,
     example: &MixedExample,
     input_len: usize,
     target_len: usize,
 ) -> Result<TokenizedExample> {
+    if let Some(tokens) = &example.tokens {
+        let cut = |ids: &[u32], max_len: usize| -> Vec<u32> {
+            if ids.len() <= max_len {
+                return ids.to_vec();
+            }
+            if max_len == 0 {
+                return Vec::new();
+            }
+            let mut out = ids[..max_len - 1].to_vec();
+            out.push(tokenizer.eos_id());
+            out
+        };
+        return Ok(TokenizedExample {
+            inputs: cut(&tokens.inputs, input_len),
+            targets: cut(&tokens.targets, target_len),
+        });
+    }
     Ok(TokenizedExample {
         inputs: tokenizer.encode_truncated(&example.inputs, input_len)?,
         targets: tokenizer.encode_truncated(&example.targets, target_len)?,
@@ -74,6 +92,10 @@ pub struct TaskStats {
     pub sampled: u64,
     /// Share of the sample.
     pub sampled_share: f64,
+    /// For a span-corruption task: its chunks (the examples), empty documents, documents split
+    /// into several chunks and chunks shorter than `raw_length`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<crate::span_corruption::ChunkCounts>,
 }
 
 /// Statistics of a mixture over a sample of its stream.
@@ -91,7 +113,8 @@ pub struct MixtureStats {
     pub empty_submixtures: Vec<String>,
     /// Held-out tasks that were found and excluded.
     pub excluded: Vec<String>,
-    /// Share of each rendering (`form` or `form+options`), over the rendered part of the sample.
+    /// Share of each rendering (`form` or `form+options`; `span_corruption` for examples of
+    /// span-corruption tasks), over the rendered part of the sample.
     pub template_shares: BTreeMap<String, f64>,
     /// Share of each (form, template index).
     pub template_index_shares: BTreeMap<String, f64>,
@@ -115,6 +138,7 @@ pub fn mixture_stats(
     tokenizer: Option<&Tokenizer>,
     batch_size: usize,
 ) -> Result<MixtureStats> {
+    mixture.check()?;
     let mut counts = vec![0u64; mixture.rates().len()];
     let mut stream = mixture.stream(seed);
     for _ in 0..sample {
@@ -152,6 +176,7 @@ pub fn mixture_stats(
                 probability: r.probability,
                 sampled: c,
                 sampled_share: share(c),
+                chunks: mixture.span_task(i).and_then(|t| t.counts()),
             }
         })
         .collect();
@@ -161,6 +186,10 @@ pub fn mixture_stats(
     let mut indices: BTreeMap<String, u64> = BTreeMap::new();
     let (mut few, mut shots) = (0u64, 0u64);
     for e in &examples {
+        if mixture.span_task(e.task_index).is_some() {
+            *forms.entry("span_corruption".to_string()).or_default() += 1;
+            continue;
+        }
         let key = if e.with_options {
             format!("{}+options", e.form.name())
         } else {
@@ -224,7 +253,8 @@ struct Record<'a> {
 
 /// The JSONL line of an example: `{"task", "inputs", "targets", "task_source", "task_name",
 /// "template_type"}`, the last three as the Flan collection spells them, so that an export is
-/// itself a collection (`format = "flan_collection"`).
+/// itself a collection (`format = "flan_collection"`). A span-corruption example is written as
+/// its ids decoded (sentinels `<extra_id_N>` shown, EOS left out) with template type `zs_noopt`.
 pub fn to_jsonl(e: &MixedExample) -> Result<String> {
     serde_json::to_string(&Record {
         task: &e.task,
@@ -250,6 +280,7 @@ pub fn export_shards(
     if shards == 0 {
         return Err(Error::config("export", "need at least one shard"));
     }
+    mixture.check()?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // Every shard is written in full before any replaces its old version, so that a failed
     // export leaves the previous export whole.
@@ -278,8 +309,9 @@ pub fn export_shards(
 }
 
 /// Trains a Unigram tokenizer (`vocab_size` pieces + 100 sentinels) on the text of a mixture:
-/// every task's inputs, targets and rationales, plus `rendered` examples of the stream so that the
-/// template wording is in the vocabulary.
+/// every task's inputs, targets and rationales, the documents of span-corruption tasks, plus
+/// `rendered` examples of the stream (its text tasks) so that the template wording is in the
+/// vocabulary.
 pub fn train_tokenizer_on_mixture(
     mixture: &Arc<Mixture>,
     seed: u64,
@@ -299,7 +331,10 @@ pub fn train_tokenizer_on_mixture(
             }
         }
     }
-    for e in mixture.stream(seed).next_batch(rendered)? {
+    for task in mixture.span_tasks() {
+        corpus.extend(task.documents.iter().map(|d| d.text.clone()));
+    }
+    for e in mixture.stream(seed).next_text_batch(rendered)? {
         corpus.push(e.inputs);
         corpus.push(e.targets);
     }

@@ -67,6 +67,9 @@ pub enum SourceFormat {
     /// `task_source`, `task_name`, `template_type`) in JSONL, JSONL.gz or Parquet files,
     /// streamed, never loaded ([`crate::collection`]).
     FlanCollection,
+    /// T5's span corruption over plain text (one document per line) or JSONL `{"text"}` documents
+    /// ([`crate::span_corruption`]): examples are token ids, so the mixture needs a tokenizer.
+    SpanCorruption,
 }
 
 /// One `[[tasks]]` entry. With a wildcard path (`niv2/tasks/*.json`) each file is a task named
@@ -80,7 +83,8 @@ pub struct TaskSpec {
     /// The source format.
     pub format: SourceFormat,
     /// The file, relative to `data_dir`; the last component may contain `*`. For
-    /// `flan_collection` also a directory (every collection file under it).
+    /// `flan_collection` and `span_corruption` also a directory (every collection file, or every
+    /// `.txt`/`.jsonl`/`.json` file, under it).
     pub path: PathBuf,
     /// The submixture it belongs to (required, except for `flan_collection`, whose rows name
     /// theirs by `task_source`; there it keeps only that submixture's rows).
@@ -103,6 +107,18 @@ pub struct TaskSpec {
     /// `collection-index/`).
     #[serde(default)]
     pub index_dir: Option<PathBuf>,
+    /// For `span_corruption`: share of tokens that are noise (default 0.15).
+    #[serde(default)]
+    pub noise_density: Option<f64>,
+    /// For `span_corruption`: mean length of a noise span (default 3).
+    #[serde(default)]
+    pub mean_noise_span_length: Option<f64>,
+    /// For `span_corruption`: tokens per chunk before corruption (default: the most whose
+    /// corrupted inputs fit `input_len`, by
+    /// [`compute_input_and_target_lengths`](crate::span_corruption::compute_input_and_target_lengths):
+    /// 568 for 512).
+    #[serde(default)]
+    pub raw_length: Option<usize>,
 }
 
 impl TaskSpec {
@@ -112,6 +128,8 @@ impl TaskSpec {
             SourceFormat::CotTsv | SourceFormat::Gsm8k => "cot",
             SourceFormat::Niv2 => "niv2",
             SourceFormat::Jsonl | SourceFormat::FlanCollection => "qa",
+            // Not rendered through templates; the name only says what the examples are.
+            SourceFormat::SpanCorruption => "span_corruption",
         })
     }
 }
@@ -228,6 +246,23 @@ impl MixtureSpec {
                 return Err(Error::config(
                     ctx(),
                     "a flan_collection is used as given: `family` and `split` do not apply",
+                ));
+            }
+            let span = task.format == SourceFormat::SpanCorruption;
+            let span_options = task.noise_density.is_some()
+                || task.mean_noise_span_length.is_some()
+                || task.raw_length.is_some();
+            if !span && span_options {
+                return Err(Error::config(
+                    ctx(),
+                    "`noise_density`, `mean_noise_span_length` and `raw_length` apply to \
+                     format = \"span_corruption\" only",
+                ));
+            }
+            if span && (task.family.is_some() || task.split.is_some()) {
+                return Err(Error::config(
+                    ctx(),
+                    "span corruption is not templated: `family` and `split` do not apply",
                 ));
             }
             if task.template_types.as_ref().is_some_and(|t| t.is_empty()) {

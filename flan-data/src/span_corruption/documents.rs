@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::example::Provenance;
 use crate::source::{read_bytes, utf8_lines, Skipped, Strictness};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,4 +62,41 @@ pub fn read_documents(
         }
     }
     Ok((documents, blank, skipped))
+}
+
+/// Whether a file in a directory is read as documents: `.txt`, `.jsonl` or `.json`.
+fn is_document_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("txt" | "jsonl" | "json")
+    )
+}
+
+/// The files a task's `path` names: the file itself, every `.txt`/`.jsonl`/`.json` file under a
+/// directory (recursively), or the files a wildcard in the last component matches; sorted, so
+/// every run and every rank reads them in the same order.
+pub fn document_files(path: &Path) -> Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return crate::source::expand_glob(path);
+    }
+    let mut files = Vec::new();
+    let mut dirs = vec![path.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let p = entry.map_err(|e| Error::io(&dir, e))?.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if is_document_file(&p) {
+                files.push(p);
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::config(
+            path.display().to_string(),
+            "the directory holds no .txt, .jsonl or .json file",
+        ));
+    }
+    files.sort();
+    Ok(files)
 }

@@ -5,14 +5,20 @@
 //! ([`corrupt`]). [`compute_input_and_target_lengths`] gives the raw length that fills an input
 //! length after corruption (512 → 568 raw tokens, 114 target tokens). [`documents`] reads the
 //! text to corrupt, and [`SpanCorruptionStream`] turns it into a seeded, shardable, resumable
-//! stream of [`TokenizedExample`](crate::TokenizedExample)s the packer takes.
+//! stream of [`TokenizedExample`](crate::TokenizedExample)s the packer takes. In a mixture spec,
+//! `format = "span_corruption"` makes a [`SpanCorruptionTask`] the mixture draws from like any
+//! other task.
 
 mod corrupt;
 mod documents;
 mod mask;
 mod stream;
+mod task;
 
 pub use corrupt::{corrupt, uncorrupt, Sentinels};
-pub use documents::{read_documents, Document};
+pub use documents::{document_files, read_documents, Document};
 pub use mask::{compute_input_and_target_lengths, random_spans_noise_mask, NoiseShape};
 pub use stream::{ChunkCounts, SpanCorruptionConfig, SpanCorruptionCursor, SpanCorruptionStream};
+pub use task::{
+    load_span_tasks, SpanCorruptionTask, DEFAULT_MEAN_NOISE_SPAN_LENGTH, DEFAULT_NOISE_DENSITY,
+};

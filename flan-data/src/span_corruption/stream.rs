@@ -46,7 +46,8 @@ pub struct SpanCorruptionCursor {
 pub struct ChunkCounts {
     /// Documents with at least one token.
     pub documents: u64,
-    /// Documents with no token after normalization (skipped).
+    /// Empty documents, skipped: text with no token after normalization (in a mixture task, also
+    /// blank lines and blank `text` fields).
     pub empty: u64,
     /// Documents longer than `raw_length`, split into several chunks.
     pub split: u64,
@@ -64,6 +65,11 @@ impl ChunkCounts {
             .par_iter()
             .map(|d| tokenizer.count_pieces(&d.text))
             .collect::<Result<_>>()?;
+        Ok(Self::of_lengths(lengths, raw_length))
+    }
+
+    /// Counts for documents of `lengths` tokens.
+    pub fn of_lengths(lengths: impl IntoIterator<Item = usize>, raw_length: usize) -> Self {
         let mut c = ChunkCounts::default();
         for n in lengths {
             if n == 0 {
@@ -76,11 +82,11 @@ impl ChunkCounts {
             c.split += u64::from(chunks > 1);
             c.short_chunks += u64::from(n % raw_length != 0);
         }
-        Ok(c)
+        c
     }
 }
 
-fn splitmix(mut x: u64) -> u64 {
+pub(crate) fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -201,15 +207,30 @@ impl SpanCorruptionStream {
 
     /// The corrupted example of `tokens` at `position` (any shard gets the same).
     pub fn corrupt_at(&self, position: u64, tokens: &[u32]) -> Result<TokenizedExample> {
-        let mut rng = ChaCha8Rng::seed_from_u64(splitmix(self.cursor.seed ^ splitmix(position)));
-        let mask = random_spans_noise_mask(
-            tokens.len(),
-            self.config.noise_density,
-            self.config.mean_noise_span_length,
-            &mut rng,
-        )?;
-        corrupt(tokens, &mask, &self.sentinels)
+        corrupt_seeded(
+            tokens,
+            &self.config,
+            &self.sentinels,
+            splitmix(self.cursor.seed ^ splitmix(position)),
+        )
     }
+}
+
+/// The span corruption of `tokens` with a mask drawn from a ChaCha8 generator seeded by `seed`.
+pub(crate) fn corrupt_seeded(
+    tokens: &[u32],
+    config: &SpanCorruptionConfig,
+    sentinels: &Sentinels,
+    seed: u64,
+) -> Result<TokenizedExample> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mask = random_spans_noise_mask(
+        tokens.len(),
+        config.noise_density,
+        config.mean_noise_span_length,
+        &mut rng,
+    )?;
+    corrupt(tokens, &mask, sentinels)
 }
 
 impl Iterator for SpanCorruptionStream {

@@ -64,7 +64,12 @@ proptest! {
         let noise = mask.iter().filter(|m| **m).count();
         let spans = runs(&mask).iter().filter(|(m, _)| *m).count();
         prop_assert_eq!(ex.inputs.len(), tokens.len() - noise + spans + 1);
-        prop_assert_eq!(ex.targets.len(), noise + spans + 1);
+        // Targets hold a sentinel per non-noise run: one per noise span, as masks start with
+        // non-noise and end with noise, except a one-token sequence, which has no noise (T5's
+        // length-2 mask cut back to 1) and so targets `<extra_id_0>`, EOS.
+        let kept_runs = runs(&mask).iter().filter(|(m, _)| !*m).count();
+        prop_assert_eq!(kept_runs, spans.max(1));
+        prop_assert_eq!(ex.targets.len(), noise + kept_runs + 1);
         prop_assert_eq!(*ex.inputs.last().unwrap(), 1);
         prop_assert_eq!(*ex.targets.last().unwrap(), 1);
         if spans > 0 {
@@ -187,4 +192,260 @@ fn bad_documents_name_their_line() {
     let (docs, blank, _) = read_documents(&text, Strictness::Strict).unwrap();
     assert_eq!((docs.len(), blank), (2, 1));
     assert_eq!(docs[1].provenance.line, 3);
+}
+
+/// A spec mixing a span-corruption task (a directory of text and JSONL documents) with a JSONL
+/// instruction task, half and half.
+fn mixed_spec(dir: &std::path::Path) -> std::path::PathBuf {
+    let corpus = dir.join("corpus");
+    std::fs::create_dir_all(corpus.join("more")).unwrap();
+    let doc = |i: usize| -> String {
+        (0..(3 + i * 11 % 70))
+            .map(|j| format!("stone{} river{}", (i * 7 + j) % 23, j % 5))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let text: String = (0..20).map(|i| format!("{}\n", doc(i))).collect();
+    std::fs::write(corpus.join("a.txt"), format!("{text}\n")).unwrap(); // and a blank line
+    let jsonl: String = (20..40)
+        .map(|i| format!("{{\"text\": \"{}\", \"url\": \"u{i}\"}}\n", doc(i)))
+        .collect();
+    std::fs::write(corpus.join("more/b.jsonl"), jsonl).unwrap();
+    std::fs::write(corpus.join("notes.md"), "not a document file\n").unwrap();
+    let qa: String = (0..30)
+        .map(|i| {
+            format!(
+                "{{\"inputs\": \"What is {i} plus one?\", \"targets\": \"{}\"}}\n",
+                i + 1
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("qa.jsonl"), qa).unwrap();
+    let spec = dir.join("spec.toml");
+    std::fs::write(
+        &spec,
+        r#"
+        seed = 5
+        input_len = 64
+        target_len = 32
+        [submixtures.pretrain]
+        weight = 1.0
+        cap = 100000
+        [submixtures.flan]
+        weight = 1.0
+        cap = 30000
+        [[tasks]]
+        name = "stones"
+        format = "span_corruption"
+        path = "corpus"
+        submixture = "pretrain"
+        [[tasks]]
+        format = "jsonl"
+        path = "qa.jsonl"
+        submixture = "flan"
+        "#,
+    )
+    .unwrap();
+    spec
+}
+
+#[test]
+fn a_mixture_spec_mixes_span_corruption_with_an_instruction_task() {
+    use flan_data::pipeline::{
+        mixture_stats, to_jsonl, tokenize_example, train_tokenizer_on_mixture,
+    };
+    use flan_data::span_corruption::compute_input_and_target_lengths;
+    use flan_data::Mixture;
+    use std::collections::BTreeMap;
+
+    let dir = tempfile::tempdir().unwrap();
+    let spec = mixed_spec(dir.path());
+    let untokenized = Arc::new(Mixture::from_spec_file(&spec).unwrap());
+    let span = &untokenized.span_tasks()[0];
+    // raw_length defaults to what fills input_len after corruption.
+    let raw = compute_input_and_target_lengths(64, 0.15, 3.0).unwrap().0;
+    assert_eq!(span.config.raw_length, raw);
+    assert_eq!(
+        (span.documents.len(), span.blank, span.files.len()),
+        (40, 1, 2)
+    );
+    // Without a tokenizer there are no ids: an error that names the task.
+    let err = untokenized
+        .stream(5)
+        .next_batch(40)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`stones`") && err.contains("tokenizer"),
+        "{err}"
+    );
+    let err = mixture_stats(&untokenized, 5, 10, 10, None, 4)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`stones`"), "{err}");
+    // A tokenizer can still be trained on it: documents and rendered instructions.
+    let tok = Arc::new(train_tokenizer_on_mixture(&untokenized, 5, 50, 200).unwrap());
+    let mixture = Arc::new(
+        Mixture::from_spec_file(&spec)
+            .unwrap()
+            .with_tokenizer(tok.clone()),
+    );
+    mixture.check().unwrap();
+
+    // The task's examples are its chunks; every chunk of a document, in order, is `raw` tokens
+    // but the last.
+    let sentinels = Sentinels::of(&tok).unwrap();
+    let mut chunks: Vec<Vec<u32>> = Vec::new();
+    for d in &mixture.span_tasks()[0].documents {
+        let ids = tok.encode_pieces(&d.text).unwrap();
+        chunks.extend(ids.chunks(raw).map(<[u32]>::to_vec));
+    }
+    let stones = mixture
+        .rates()
+        .iter()
+        .position(|r| r.task == "stones")
+        .unwrap();
+    assert_eq!(mixture.rates()[stones].examples, chunks.len());
+    let counts = mixture.span_tasks()[0].counts().unwrap();
+    assert_eq!(counts.chunks as usize, chunks.len());
+    assert!(counts.split > 0 && counts.short_chunks > 0, "{counts:?}");
+    assert_eq!(counts.empty, 1); // the blank line
+
+    let n = 600;
+    let all = mixture.stream(5).next_batch(n).unwrap();
+    let corrupted: Vec<_> = all.iter().filter(|e| e.task == "stones").collect();
+    let share = corrupted.len() as f64 / n as f64;
+    assert!((share - 0.5).abs() < 0.1, "span corruption share {share}");
+    // The first pass over the task takes every chunk once; each example merges back into its
+    // chunk.
+    let mut seen: BTreeMap<Vec<u32>, usize> = BTreeMap::new();
+    for e in &corrupted {
+        let tokens = e
+            .tokens
+            .as_ref()
+            .expect("span corruption examples carry ids");
+        assert_eq!(tokenize_example(&tok, e, 64, 32).unwrap(), *tokens);
+        assert!(tokens.inputs.len() <= 64 && tokens.targets.len() <= 32);
+        assert!(e.inputs.contains("<extra_id_0>") && e.targets.starts_with("<extra_id_0>"));
+        *seen.entry(uncorrupt(tokens, &sentinels)).or_default() += 1;
+    }
+    let epoch: std::collections::BTreeSet<Vec<u32>> = corrupted
+        .iter()
+        .take(chunks.len())
+        .map(|e| uncorrupt(e.tokens.as_ref().unwrap(), &sentinels))
+        .collect();
+    assert_eq!(epoch, chunks.iter().cloned().collect());
+    assert!(seen.keys().all(|c| chunks.contains(c)));
+    // Instruction examples are text, tokenized as before.
+    let qa = all.iter().find(|e| e.task == "qa").unwrap();
+    assert!(qa.tokens.is_none());
+    assert!(to_jsonl(corrupted[0]).unwrap().contains("<extra_id_0>"));
+
+    // Stats: shares of the draws and chunk counts.
+    let stats = mixture_stats(&mixture, 5, 20_000, 200, Some(&tok), 4).unwrap();
+    let line = &stats.tasks[stones];
+    assert!(
+        (line.sampled_share - 0.5).abs() < 0.02,
+        "{}",
+        line.sampled_share
+    );
+    assert_eq!(line.chunks, Some(counts));
+    assert!(stats.template_shares["span_corruption"] > 0.3);
+
+    // The same seed, the same examples; another seed, others.
+    assert_eq!(mixture.stream(5).next_batch(n).unwrap(), all);
+    assert_ne!(mixture.stream(6).next_batch(n).unwrap(), all);
+    // A cursor taken mid-stream resumes exactly.
+    let mut s = mixture.stream(5);
+    let head = s.next_batch(237).unwrap();
+    let tail = mixture
+        .resume(s.cursor())
+        .unwrap()
+        .next_batch(n - 237)
+        .unwrap();
+    assert_eq!([head, tail].concat(), all);
+    // Two shards partition the stream by position.
+    let even = mixture
+        .stream(5)
+        .shard(0, 2)
+        .unwrap()
+        .next_batch(n / 2)
+        .unwrap();
+    let odd = mixture
+        .stream(5)
+        .shard(1, 2)
+        .unwrap()
+        .next_batch(n / 2)
+        .unwrap();
+    let mut merged: Vec<_> = even.into_iter().chain(odd.clone()).collect();
+    merged.sort_by_key(|e| e.position);
+    assert_eq!(merged, all);
+    // A rank resumes from the cursor an unsharded replay records just before one of its
+    // examples (what flan-train checkpoints).
+    let mut replay = mixture.stream(5);
+    replay.advance_to(odd[100].position);
+    let resumed = mixture
+        .resume(replay.cursor())
+        .unwrap()
+        .shard(1, 2)
+        .unwrap()
+        .next_batch(50)
+        .unwrap();
+    assert_eq!(resumed, odd[100..150]);
+}
+
+#[test]
+fn span_corruption_settings_are_checked_against_the_spec() {
+    use flan_data::{Mixture, MixtureSpec};
+    let dir = tempfile::tempdir().unwrap();
+    mixed_spec(dir.path());
+    let spec = |extra: &str, format: &str| {
+        format!(
+            "input_len = 64\ntarget_len = 32\n[[tasks]]\nname = \"stones\"\nformat = \"{format}\"\npath = \"corpus\"\nsubmixture = \"flan\"\n{extra}"
+        )
+    };
+    let build = |text: String| {
+        MixtureSpec::from_toml(&text, "spec.toml").and_then(|s| Mixture::from_spec(&s, dir.path()))
+    };
+    let err = build(spec("raw_length = 200", "span_corruption"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`stones`") && err.contains("raw_length 200"),
+        "{err}"
+    );
+    let err = build(spec("noise_density = 1.5", "span_corruption"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("noise_density"), "{err}");
+    let err = build(spec("raw_length = 10", "jsonl"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("span_corruption"), "{err}");
+    let err = build(spec("family = \"qa\"", "span_corruption"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("family"), "{err}");
+    // Explicit settings are used; held-out tasks are not read.
+    let m = build(spec(
+        "raw_length = 20\nmean_noise_span_length = 2.0",
+        "span_corruption",
+    ))
+    .unwrap();
+    assert_eq!(m.span_tasks()[0].config.raw_length, 20);
+    assert_eq!(m.span_tasks()[0].config.mean_noise_span_length, 2.0);
+    // A vocabulary without sentinels cannot corrupt: the stream says so, naming the task.
+    let docs: Vec<String> = m.span_tasks()[0]
+        .documents
+        .iter()
+        .map(|d| d.text.clone())
+        .collect();
+    let plain = Arc::new(Tokenizer::train_unigram(docs.into_iter(), 100, 0).unwrap());
+    let m = Arc::new(m.with_tokenizer(plain));
+    let err = m.check().unwrap_err().to_string();
+    assert!(
+        err.contains("`stones`") && err.contains("sentinel"),
+        "{err}"
+    );
+    assert!(m.stream(0).next_batch(1).is_err());
 }
