@@ -1,5 +1,6 @@
 //! `flan generate` and `flan score` end to end on a tiny trained fixture model of flan-model,
-//! compared with the token ids and log-likelihoods transformers produced for it.
+//! compared with the token ids and log-likelihoods transformers produced for it; a peft-made LoRA
+//! adapter through `--adapter` (our own adapters: tests/train_cli.rs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -271,4 +272,42 @@ fn records_from_other_tools_keep_their_ids_and_cut_inputs_are_counted() {
     assert!(err.contains("in.jsonl:2:"), "{err}");
     assert!(err.contains("over --max-input-tokens 16"), "{err}");
     assert_eq!(std::fs::read_to_string(&output).unwrap(), before);
+}
+
+#[test]
+fn a_peft_adapter_applies_through_the_cli_and_a_wrong_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, "{\"inputs\": \"abc\", \"targets\": \"de\"}\n").unwrap();
+    let output = dir.path().join("out.jsonl");
+    let base = fixture("v1_0");
+    let run = |adapter: &Path| {
+        flan(&[
+            "score",
+            "--model",
+            base.to_str().unwrap(),
+            "--adapter",
+            adapter.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ])
+    };
+    let out = run(&fixture("lora/v1_0_all_linear"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An adapter made for another model: the error names the file and the tensor that does not
+    // fit, with both shapes.
+    let out = run(&fixture("lora/odd_regex"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("adapter_model.safetensors")
+            && stderr.contains("lora_B.weight` has shape [36, 3]"),
+        "{stderr}"
+    );
 }

@@ -229,3 +229,135 @@ fn flan_train_with_activation_checkpointing_has_the_losses_of_the_plain_run() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("activation_checkpointing"), "{stderr}");
 }
+
+fn ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+fn scores(path: &Path) -> Vec<f64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["logprob"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_lora_run_gives_an_adapter_that_scores_merges_and_generates() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_run(dir.path());
+    let out = flan(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--set",
+        "optimizer.kind=\"adamw\"",
+        "--set",
+        "schedule.lr=0.05",
+        "--set",
+        "lora.r=4",
+        "--set",
+        r#"lora.target_modules=["q", "v", "wo"]"#,
+    ]);
+    let stderr = ok(&out);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let trainable = summary["parameters"]["trainable"].as_u64().unwrap();
+    assert!(
+        trainable > 0 && trainable < summary["parameters"]["frozen"].as_u64().unwrap(),
+        "{stderr}"
+    );
+    let adapter = dir.path().join("out/model");
+    assert!(
+        adapter.join("adapter_config.json").is_file() && adapter.join("tokenizer.json").is_file()
+    );
+    assert!(!adapter.join("model.safetensors").exists());
+    let base = fixture_model();
+    let (base_s, adapter_s) = (base.to_str().unwrap(), adapter.to_str().unwrap());
+    let input = dir.path().join("score.jsonl");
+    let rows = std::fs::read_to_string(dir.path().join("sums.jsonl")).unwrap();
+    std::fs::write(&input, rows.lines().take(6).collect::<Vec<_>>().join("\n")).unwrap();
+    let input_s = input.to_str().unwrap();
+
+    let score = |name: &str, args: &[&str]| -> Vec<f64> {
+        let output = dir.path().join(name);
+        let mut all = vec![
+            "score",
+            "--input",
+            input_s,
+            "--output",
+            output.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        ok(&flan(&all));
+        scores(&output)
+    };
+    let plain = score("plain.jsonl", &["--model", base_s]);
+    let with_flag = score("flag.jsonl", &["--model", base_s, "--adapter", adapter_s]);
+    let as_model = score("dir.jsonl", &["--model", adapter_s]);
+    assert_eq!(
+        with_flag, as_model,
+        "the adapter directory as --model is the same model"
+    );
+    assert_ne!(plain, with_flag, "the adapter changes the scores");
+
+    let merged = dir.path().join("merged");
+    ok(&flan(&[
+        "merge",
+        "--model",
+        adapter_s,
+        "--output",
+        merged.to_str().unwrap(),
+    ]));
+    assert!(merged.join("model.safetensors").is_file() && merged.join("tokenizer.json").is_file());
+    let merged_scores = score("merged.jsonl", &["--model", merged.to_str().unwrap()]);
+    for (m, a) in merged_scores.iter().zip(&with_flag) {
+        assert!(
+            (m - a).abs() <= 1e-4 * a.abs().max(1.0),
+            "merged {m} vs adapter {a}"
+        );
+    }
+    // Nothing to merge, or an output that is in use: usage errors.
+    let again = flan(&[
+        "merge",
+        "--model",
+        adapter_s,
+        "--output",
+        merged.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    let nothing = flan(&[
+        "merge",
+        "--model",
+        base_s,
+        "--output",
+        dir.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("nothing to merge"));
+
+    let generated = dir.path().join("gen.jsonl");
+    let stderr = ok(&flan(&[
+        "generate",
+        "--model",
+        base_s,
+        "--adapter",
+        adapter_s,
+        "--input",
+        input_s,
+        "--output",
+        generated.to_str().unwrap(),
+        "--max-new-tokens",
+        "4",
+    ]));
+    assert!(stderr.contains("LoRA adapter"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&generated).unwrap().lines().count(),
+        6
+    );
+}

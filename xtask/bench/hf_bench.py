@@ -180,15 +180,16 @@ def checksum(ids):
     return sum((i + 1) * t for i, t in enumerate(ids))
 
 
-def bench_train(args, shape, examples, flushed):
+def timed_training(args, model, examples):
+    """`--warmup` untimed and `--reps` timed passes of Adafactor over padded batches of
+    `examples`, training what requires a gradient; returns (seconds per pass, real tokens per
+    pass, batches, trainable parameters)."""
     import torch
-    from transformers import T5ForConditionalGeneration
     from transformers.optimization import Adafactor
 
-    model = T5ForConditionalGeneration.from_pretrained(os.path.join(args.dir, f"model-{shape}"))
     model.train()
-    opt = Adafactor(model.parameters(), lr=1e-3, scale_parameter=False, relative_step=False,
-                    warmup_init=False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = Adafactor(params, lr=1e-3, scale_parameter=False, relative_step=False, warmup_init=False)
     batches = [padded(torch, examples[i:i + args.batch])
                for i in range(0, len(examples), args.batch)]
     real = sum(len(e["inputs"]) + len(e["targets"]) for e in examples)
@@ -201,12 +202,20 @@ def bench_train(args, shape, examples, flushed):
             opt.step()
 
     secs = time_runs(args.warmup, args.reps, train)
+    return secs, real, len(batches), sum(p.numel() for p in params)
+
+
+def bench_train(args, shape, examples, flushed):
+    from transformers import T5ForConditionalGeneration
+
+    model = T5ForConditionalGeneration.from_pretrained(os.path.join(args.dir, f"model-{shape}"))
+    secs, real, batches, _ = timed_training(args, model, examples)
     if flushed:
         emit(f"train {shape}, both flush denormals", "transformers padded, set_flush_denormal",
-             "real tokens/s", [real / s for s in secs], {"batches": len(batches)})
+             "real tokens/s", [real / s for s in secs], {"batches": batches})
     else:
         emit(f"train {shape}", "transformers padded", "real tokens/s", [real / s for s in secs],
-             {"batches": len(batches)})
+             {"batches": batches})
 
 
 def peak_rss_mb():
@@ -226,9 +235,7 @@ def current_rss_mb():
 def bench_train_variant(args, shape, variant, examples):
     """One training variant in this fresh process: `full` (transformers) or `lora` (peft, r=8 on
     q and v, PEFT's defaults otherwise), its real tokens/s and this process's peak RSS."""
-    import torch
     from transformers import T5ForConditionalGeneration
-    from transformers.optimization import Adafactor
 
     model = T5ForConditionalGeneration.from_pretrained(os.path.join(args.dir, f"model-{shape}"))
     case = "transformers full"
@@ -239,25 +246,13 @@ def bench_train_variant(args, shape, variant, examples):
         case = "peft lora r=8 q,v"
     elif variant != "full":
         raise SystemExit(f"hf_bench: unknown --train-variant {variant}")
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = Adafactor(params, lr=1e-3, scale_parameter=False, relative_step=False, warmup_init=False)
-    batches = [padded(torch, examples[i:i + args.batch])
-               for i in range(0, len(examples), args.batch)]
-    real = sum(len(e["inputs"]) + len(e["targets"]) for e in examples)
     loaded = current_rss_mb()
-
-    def train():
-        for ids, mask, labels in batches:
-            opt.zero_grad()
-            out = model(input_ids=ids, attention_mask=mask, labels=labels)
-            out.loss.backward()
-            opt.step()
-
-    secs = time_runs(args.warmup, args.reps, train)
-    emit(f"train variants {shape}", case, "real tokens/s", [real / s for s in secs],
-         {"peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": loaded,
-          "trainable_parameters": sum(p.numel() for p in params)})
+    secs, real, batches, trainable = timed_training(args, model, examples)
+    group = f"train lora {shape}" if variant == "lora" else f"train full {shape}, one process"
+    emit(group, case, "real tokens/s", [real / s for s in secs],
+         {"batches": batches, "trainable_parameters": trainable})
+    emit(f"peak memory {variant} {shape}", case, "MB peak RSS", [peak_rss_mb()],
+         {"rss_after_load_mb": loaded})
 
 
 def bench_shape(args, shape, examples, prompts):

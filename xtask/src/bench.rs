@@ -20,12 +20,13 @@ use std::process::{Command, Stdio};
 use crate::{libtorch, process};
 
 /// Python packages the bench script imports besides torch.
-const PACKAGES: [&str; 4] = ["transformers", "tokenizers", "safetensors", "numpy"];
+const PACKAGES: [&str; 5] = ["transformers", "tokenizers", "safetensors", "numpy", "peft"];
 
 /// What a run measures; `--quick` keeps it to a few minutes.
 #[derive(Debug, Clone, PartialEq)]
 struct Settings {
     quick: bool,
+    train_variants: bool,
     threads: usize,
     out: PathBuf,
     shapes: String,
@@ -56,6 +57,11 @@ pub struct BenchArgs {
     /// Timed runs per case.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     reps: Option<u64>,
+    /// Only the training variants, each in a process of its own so that its peak RSS is its
+    /// own: full finetuning, LoRA r=8 on q,v and full with activation checkpointing (ours),
+    /// full and the same LoRA through peft (transformers).
+    #[arg(long)]
+    train_variants: bool,
 }
 
 fn settings(args: BenchArgs) -> Settings {
@@ -65,6 +71,7 @@ fn settings(args: BenchArgs) -> Settings {
         out,
         shapes,
         reps,
+        train_variants,
     } = args;
     let threads = threads.map(|n| n as usize);
     let reps = reps.map(|n| n as usize);
@@ -77,6 +84,7 @@ fn settings(args: BenchArgs) -> Settings {
     let preset = if quick {
         Settings {
             quick,
+            train_variants,
             threads,
             out,
             shapes: "tiny".into(),
@@ -93,6 +101,7 @@ fn settings(args: BenchArgs) -> Settings {
     } else {
         Settings {
             quick,
+            train_variants,
             threads,
             out,
             shapes: "tiny,small".into(),
@@ -149,6 +158,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     let flan_bench = process::build_release_bin(&libtorch, "flan-bench")?;
     let threads = settings.threads.to_string();
+    if settings.train_variants {
+        let lines = train_variants(&settings, &flan_bench, &python, &libtorch, &threads)?;
+        return write_report(&settings, &lines);
+    }
     let mut ours = Command::new(flan_bench);
     ours.arg("--out")
         .arg(&settings.out)
@@ -179,7 +192,58 @@ pub fn run(args: BenchArgs) -> Result<()> {
     libtorch.apply(&mut theirs_flushed);
     lines.extend(capture_lines(&mut theirs_flushed, &threads)?);
 
-    let report = Report::new(&settings, &lines, machine(), utc_now())?;
+    write_report(&settings, &lines)
+}
+
+/// The training variants, each in a fresh process (see [`BenchArgs::train_variants`]).
+fn train_variants(
+    settings: &Settings,
+    flan_bench: &std::path::Path,
+    python: &std::path::Path,
+    libtorch: &libtorch::Libtorch,
+    threads: &str,
+) -> Result<Vec<Value>> {
+    let root = process::workspace_root();
+    let mut prepare = Command::new(flan_bench);
+    prepare
+        .arg("--out")
+        .arg(&settings.out)
+        .args(["--train-examples", &settings.train_examples.to_string()])
+        .args(common_args(settings))
+        .arg("--prepare-only")
+        .current_dir(&root);
+    libtorch.apply(&mut prepare);
+    capture_lines(&mut prepare, threads)?;
+    let mut lines = Vec::new();
+    for shape in settings.shapes.split(',') {
+        for variant in ["full", "lora", "checkpointing"] {
+            let mut ours = Command::new(flan_bench);
+            ours.arg("--out")
+                .arg(&settings.out)
+                .args(common_args(settings))
+                .args(["--train-variant", &format!("{shape},{variant}")])
+                .current_dir(&root);
+            libtorch.apply(&mut ours);
+            lines.extend(capture_lines(&mut ours, threads)?);
+        }
+        for variant in ["full", "lora"] {
+            let mut theirs = Command::new(python);
+            theirs
+                .arg(root.join("xtask").join("bench").join("hf_bench.py"))
+                .arg(&settings.out)
+                .args(common_args(settings))
+                .args(["--shapes", shape, "--train-variant", variant])
+                .current_dir(&root);
+            libtorch.apply(&mut theirs);
+            lines.extend(capture_lines(&mut theirs, threads)?);
+        }
+    }
+    Ok(lines)
+}
+
+/// Writes results.json and results.md under the output directory and prints the Markdown.
+fn write_report(settings: &Settings, lines: &[Value]) -> Result<()> {
+    let report = Report::new(settings, lines, machine(), utc_now())?;
     let json_path = settings.out.join("results.json");
     let md_path = settings.out.join("results.md");
     std::fs::write(

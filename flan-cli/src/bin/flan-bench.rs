@@ -13,7 +13,10 @@ use flan_data::pack::{PackedBatch, Packer, TokenizedExample};
 use flan_data::pipeline::{next_tokenized, tokenize_examples};
 use flan_data::{Mixture, MixtureSpec, Tokenizer};
 use flan_model::generate::{generate, GenerationConfig};
-use flan_model::{FlushDenormals, PackedTensors, T5Config, T5ForConditionalGeneration};
+use flan_model::{
+    FlushDenormals, LoraConfig, LoraInit, ModuleSelector, PackedTensors, T5Config,
+    T5ForConditionalGeneration,
+};
 use flan_train::optim::{trainable_params, Adafactor, AdafactorConfig, NamedParam, Optimizer};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -95,6 +98,16 @@ struct Args {
     /// memory (flan-bench runs itself with it: peak RSS only says something in a new process).
     #[arg(long, hide = true, value_name = "SHAPE,off|on")]
     step_memory: Option<String>,
+    /// Only write the shared inputs (tokenizer, token ids, each shape's initial weights) and
+    /// stop: what `--train-variant` runs need.
+    #[arg(long)]
+    prepare_only: bool,
+    /// Train the shape's initial weights (written by a run of this binary, e.g.
+    /// `--prepare-only`) with one variant, full, lora (r = 8 on q and v) or checkpointing
+    /// (activation checkpointing), in this process, and print its real tokens/s and this
+    /// process's peak RSS: one variant per process, so that the peak is the variant's.
+    #[arg(long, value_name = "SHAPE,full|lora|checkpointing")]
+    train_variant: Option<String>,
 }
 
 fn main() {
@@ -145,11 +158,36 @@ fn run(args: Args) -> Result<()> {
     if let Some(spec) = &args.step_memory {
         return step_memory(&args, spec);
     }
+    if let Some(spec) = &args.train_variant {
+        return train_variant(&args, spec);
+    }
     // rayon's global pool (the tokenizer's) sizes itself from RAYON_NUM_THREADS, set by xtask.
 
     let mixture = Arc::new(cot_mixture(&args.data)?);
     let tokenizer = Arc::new(tokenizer(&mixture, &args.out)?);
     let mixture = Arc::new(cot_mixture(&args.data)?.with_tokenizer(tokenizer.clone()));
+
+    // The training examples and prompts both sides use, as token ids.
+    let examples = mixture.stream(1).next_batch(args.train_examples)?;
+    let train = tokenize_examples(&tokenizer, &examples, args.input_len, args.target_len)?;
+    write_ids(&args.out.join("train_examples.jsonl"), &train)?;
+    let prompts: Vec<Vec<u32>> = train
+        .iter()
+        .take(32)
+        .map(|e| e.inputs[..e.inputs.len().min(64)].to_vec())
+        .collect();
+    std::fs::write(
+        args.out.join("prompts.json"),
+        serde_json::to_string(&prompts)?,
+    )?;
+
+    if args.prepare_only {
+        for shape in &args.shapes {
+            let config = shape_config(shape, tokenizer.vocab_size() as i64)?;
+            initial_model(args.out.as_path(), shape, &config)?;
+        }
+        return Ok(());
+    }
 
     // (4) Data pipeline: template + mix + tokenize + pack, examples/s.
     let mut stream = mixture.stream(0);
@@ -176,20 +214,6 @@ fn run(args: Args) -> Result<()> {
         json!({"examples": n, "packed_rows": packed_rows, "threads": args.threads,
                "warmup_examples": warmup_runs * n}),
     );
-
-    // The training examples and prompts both sides use, as token ids.
-    let examples = mixture.stream(1).next_batch(args.train_examples)?;
-    let train = tokenize_examples(&tokenizer, &examples, il, tl)?;
-    write_ids(&args.out.join("train_examples.jsonl"), &train)?;
-    let prompts: Vec<Vec<u32>> = train
-        .iter()
-        .take(32)
-        .map(|e| e.inputs[..e.inputs.len().min(64)].to_vec())
-        .collect();
-    std::fs::write(
-        args.out.join("prompts.json"),
-        serde_json::to_string(&prompts)?,
-    )?;
 
     // (3) The fp32 matmul peak of this libtorch on these threads.
     let peak = matmul_peak(args.warmup, args.reps)?;
@@ -288,20 +312,7 @@ fn bench_shape(
     prompts: &[Vec<u32>],
     peak: f64,
 ) -> Result<()> {
-    tch::manual_seed(0);
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = T5ForConditionalGeneration::new(&vs.root(), config)?;
-    // Random weights: never pick pad (0) or EOS (1), so that every sequence runs the full
-    // `new_tokens` steps on both sides (their logits become exactly 0, below the maximum).
-    tch::no_grad(|| {
-        for (name, w) in model.named_parameters() {
-            if name == "lm_head.weight" {
-                let _ = w.narrow(0, 0, 2).zero_();
-            }
-        }
-    });
-    let dir = args.out.join(format!("model-{shape}"));
-    model.save_pretrained(&dir)?;
+    let (vs, model, dir) = initial_model(&args.out, shape, config)?;
     let params = trainable_params(&vs);
 
     let real_in: usize = train.iter().map(|e| e.inputs.len()).sum();
@@ -521,6 +532,110 @@ fn padded_batch(examples: &[TokenizedExample]) -> (Tensor, Tensor, Tensor) {
         .collect();
     let labels = Tensor::from_slice(&labels).view(shape(lt));
     (ids, mask, labels)
+}
+
+/// The shape's initial weights (seeded), saved to `OUT/model-SHAPE` for the Python side and
+/// for `--train-variant` runs.
+fn initial_model(
+    out: &Path,
+    shape: &str,
+    config: &T5Config,
+) -> Result<(nn::VarStore, T5ForConditionalGeneration, PathBuf)> {
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = T5ForConditionalGeneration::new(&vs.root(), config)?;
+    // Random weights: never pick pad (0) or EOS (1), so that every sequence runs the full
+    // `new_tokens` steps on both sides (their logits become exactly 0, below the maximum).
+    tch::no_grad(|| {
+        for (name, w) in model.named_parameters() {
+            if name == "lm_head.weight" {
+                let _ = w.narrow(0, 0, 2).zero_();
+            }
+        }
+    });
+    let dir = out.join(format!("model-{shape}"));
+    model.save_pretrained(&dir)?;
+    Ok((vs, model, dir))
+}
+
+/// `--train-variant SHAPE,VARIANT`: trains the shape's initial weights from `OUT/model-SHAPE`
+/// over the packed batches of the examples a run wrote, `--warmup` untimed and `--reps` timed
+/// passes with Adafactor, as `flan train` steps (denormals flushed), and prints the real
+/// tokens/s and this process's peak RSS. `lora` is PEFT's default T5 adapter at r = 8 (q and v,
+/// alpha 8), the base frozen; `checkpointing` is full training with activation checkpointing.
+fn train_variant(args: &Args, spec: &str) -> Result<()> {
+    let Some((shape, variant)) = spec.split_once(',') else {
+        bail!("--train-variant takes SHAPE,full|lora|checkpointing, got `{spec}`");
+    };
+    let dir = args.out.join(format!("model-{shape}"));
+    let (model, _) = T5ForConditionalGeneration::from_pretrained(&dir, Device::Cpu, Kind::Float)
+        .with_context(|| format!("{} (run flan-bench --prepare-only first)", dir.display()))?;
+    let all: Vec<NamedParam> = model
+        .named_parameters()
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
+    let (params, case) = match variant {
+        "full" => (all, "ours full"),
+        "checkpointing" => {
+            model.set_activation_checkpointing(true)?;
+            (all, "ours full, activation checkpointing")
+        }
+        "lora" => {
+            for (_, p) in &all {
+                let _ = p.shallow_clone().set_requires_grad(false);
+            }
+            let targets = ModuleSelector::Names(vec!["q".into(), "v".into()]);
+            tch::manual_seed(0);
+            model.add_lora(&LoraConfig::new(8, 8.0, 0.0, targets), LoraInit::Peft)?;
+            (model.adapter_parameters(), "ours lora r=8 q,v")
+        }
+        other => bail!("--train-variant: expected full, lora or checkpointing, got `{other}`"),
+    };
+    let train = read_ids(&args.out.join("train_examples.jsonl"))?;
+    let real: usize = train.iter().map(|e| e.inputs.len() + e.targets.len()).sum();
+    let (packed, _) = flan_data::pack::pack_all(&train, 8, args.input_len, args.target_len)?;
+    let packed: Vec<PackedTensors> = packed
+        .iter()
+        .map(|b| flan_train::batch::packed_tensors(b, Device::Cpu))
+        .collect::<flan_train::Result<_>>()?;
+    let loaded = proc_status_kb("VmRSS")?;
+    let _flush = if cfg!(target_arch = "x86_64") {
+        Some(FlushDenormals::enter()?)
+    } else {
+        None
+    };
+    let mut opt = Adafactor::new(AdafactorConfig::default())?;
+    let secs = time_runs(args.warmup, args.reps, || {
+        for b in &packed {
+            packed_step(&model, b, &params, &mut opt)?;
+        }
+        Ok(())
+    })?;
+    let peak = proc_status_kb("VmHWM")?;
+    let trainable: i64 = params.iter().map(|(_, t)| t.numel() as i64).sum();
+    let group = match variant {
+        "lora" => format!("train lora {shape}"),
+        "full" => format!("train full {shape}, one process"),
+        _ => format!("train checkpointed {shape}"),
+    };
+    emit(
+        "ours",
+        &group,
+        case,
+        "real tokens/s",
+        &secs.iter().map(|s| real as f64 / s).collect::<Vec<_>>(),
+        json!({"batches": packed.len(), "trainable_parameters": trainable}),
+    );
+    emit(
+        "ours",
+        &format!("peak memory {variant} {shape}"),
+        case,
+        "MB peak RSS",
+        &[peak / 1024.0],
+        json!({"rss_after_load_mb": loaded / 1024.0}),
+    );
+    Ok(())
 }
 
 /// One step over a packed batch as `flan train` takes it: the head and the loss on target
