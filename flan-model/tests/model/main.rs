@@ -4,6 +4,7 @@
 mod autocast;
 mod checkpoint;
 mod common;
+mod continuous;
 mod dropout;
 mod generation;
 mod lora;
