@@ -163,6 +163,11 @@ pub fn start(
                 drain_shared.start_draining();
             };
             let app = crate::http::router(http_shared.clone());
+            // Server-sent events are small writes that must leave at once, not wait for the
+            // client's delayed ACK (Nagle's algorithm).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let served = runtime.block_on(async move {
                 axum::serve(listener, app)
                     .with_graceful_shutdown(signal)
