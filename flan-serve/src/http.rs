@@ -227,6 +227,9 @@ struct GenerateRequest {
 
 #[derive(Debug, Default, Deserialize)]
 struct GenerateParameters {
+    /// Fields the server does not implement: refused unless absent or at their no-op value.
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
     max_new_tokens: Option<usize>,
     #[serde(default)]
     do_sample: bool,
@@ -244,12 +247,50 @@ struct GenerateParameters {
 /// TGI's default `max_new_tokens`.
 const TGI_DEFAULT_NEW_TOKENS: usize = 20;
 
+/// Refuses a field the server does not implement when it asks for something (a client that
+/// sends `logprobs: 5` or `repetition_penalty: 1.2` would otherwise get an answer it did not ask
+/// for); the values that change nothing, and fields it does not know, pass.
+fn refuse_unsupported(
+    fields: &serde_json::Map<String, Value>,
+    prefix: &str,
+    unsupported: &[(&str, Vec<Value>)],
+) -> Result<(), ApiError> {
+    for (name, harmless) in unsupported {
+        if let Some(v) = fields.get(*name) {
+            let number_match = |h: &Value| v.as_f64().is_some() && v.as_f64() == h.as_f64();
+            if !v.is_null() && !harmless.iter().any(|h| h == v || number_match(h)) {
+                return Err(ApiError::validation(format!(
+                    "{prefix}{name} = {v} is not supported by flan serve"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn tgi_plan(
     shared: &Shared,
     log: &mut RequestLog,
     req: &GenerateRequest,
 ) -> Result<Plan, ApiError> {
     let p = &req.parameters;
+    refuse_unsupported(
+        &p.other,
+        "parameters.",
+        &[
+            ("repetition_penalty", vec![json!(1.0)]),
+            ("frequency_penalty", vec![json!(0.0)]),
+            ("typical_p", vec![json!(1.0)]),
+            ("best_of", vec![json!(1)]),
+            ("return_full_text", vec![json!(false)]),
+            ("truncate", vec![]),
+            ("watermark", vec![json!(false)]),
+            ("top_n_tokens", vec![json!(0)]),
+            ("decoder_input_details", vec![json!(false)]),
+            ("grammar", vec![]),
+            ("adapter_id", vec![]),
+        ],
+    )?;
     if p.num_beams.is_some_and(|b| b > 1) {
         return Err(ApiError::validation(
             "parameters.num_beams > 1: beam search does not run in the server's continuous \
@@ -416,6 +457,9 @@ struct CompletionRequest {
     stream: bool,
     stop: Option<OneOrMany>,
     seed: Option<u64>,
+    /// Fields the server does not implement: refused unless absent or at their no-op value.
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
 }
 
 /// OpenAI's default `max_tokens`.
@@ -426,6 +470,19 @@ fn openai_plan(
     log: &mut RequestLog,
     req: CompletionRequest,
 ) -> Result<Plan, ApiError> {
+    refuse_unsupported(
+        &req.other,
+        "",
+        &[
+            ("echo", vec![json!(false)]),
+            ("logprobs", vec![json!(0)]),
+            ("best_of", vec![json!(1)]),
+            ("suffix", vec![json!("")]),
+            ("presence_penalty", vec![json!(0.0)]),
+            ("frequency_penalty", vec![json!(0.0)]),
+            ("logit_bias", vec![json!({})]),
+        ],
+    )?;
     let prompts = req.prompt.into_vec();
     let n = req.n.unwrap_or(1);
     check_sequences(shared, prompts.len() * n, "prompt × n")?;
@@ -442,11 +499,6 @@ fn openai_plan(
     } else {
         sampling(true, Some(temperature), None, req.top_p)?
     };
-    if sampling.is_none() && n > 1 {
-        return Err(ApiError::validation(
-            "n > 1 with temperature 0: greedy decoding gives one completion per prompt",
-        ));
-    }
     let mut tokenized = Vec::with_capacity(prompts.len());
     for (i, p) in prompts.iter().enumerate() {
         let ids = tokenize(shared, p, &format!("prompt[{i}]"))?;

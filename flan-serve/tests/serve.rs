@@ -664,6 +664,18 @@ fn refusals_get_their_status_and_the_server_goes_on() {
             422,
             "--max-new-tokens",
         ),
+        (
+            "/v1/completions",
+            json!({"prompt": "x", "logprobs": 5}).to_string(),
+            422,
+            "logprobs = 5 is not supported",
+        ),
+        (
+            "/generate",
+            json!({"inputs": "x", "parameters": {"repetition_penalty": 1.3}}).to_string(),
+            422,
+            "parameters.repetition_penalty",
+        ),
         ("/score", json!({"inputs": "x"}).to_string(), 400, "targets"),
         (
             "/score",
@@ -686,10 +698,22 @@ fn refusals_get_their_status_and_the_server_goes_on() {
         assert!(message.contains(needle), "{path} {body}: {message}");
         still_serving();
     }
+    // No-op values of unsupported fields, and unknown fields, pass.
+    let (status, body) = post(
+        &server,
+        "/v1/completions",
+        json!({"prompt": "hi", "max_tokens": 3, "temperature": 0, "n": 2, "echo": false,
+               "logprobs": null, "presence_penalty": 0, "user": "someone"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["choices"][0]["text"], body["choices"][1]["text"],
+        "n greedy copies"
+    );
     let m = metrics(&server);
     assert_eq!(
         m["flan_requests_total{endpoint=\"/generate\",status=\"422\"}"],
-        6.0
+        7.0
     );
     assert_eq!(
         m["flan_requests_total{endpoint=\"/generate\",status=\"413\"}"],
@@ -780,6 +804,41 @@ fn a_full_queue_gets_429_with_retry_after() {
         json!({"inputs": "hi", "parameters": {"max_new_tokens": 3}}),
     );
     assert_eq!(status, 200);
+    server.shutdown().unwrap();
+}
+
+/// A client that sends a (non-streaming) request and hangs up frees its batch slot.
+#[test]
+fn a_client_that_disconnects_frees_its_slot() {
+    use std::io::Write;
+    let limits = Limits {
+        max_new_tokens: 400,
+        ..Limits::default()
+    };
+    let server = serve(limits);
+    let reference = Reference::load();
+    let body = json!({"inputs": long_prompt(&reference), "parameters": {"max_new_tokens": 400}})
+        .to_string();
+    let mut tcp = std::net::TcpStream::connect(server.addr()).unwrap();
+    write!(
+        tcp,
+        "POST /generate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    wait_metrics(&server, "the request in the batch", |m| {
+        m["flan_batch_size"] == 1.0
+    });
+    drop(tcp);
+    wait_metrics(&server, "the sequence cancelled", |m| {
+        m["flan_cancelled_sequences_total"] == 1.0 && m["flan_batch_size"] == 0.0
+    });
+    let m = metrics(&server);
+    assert!(m["flan_generated_tokens_total"] < 400.0);
+    assert_eq!(
+        m["flan_requests_total{endpoint=\"/generate\",status=\"499\"}"],
+        1.0
+    );
     server.shutdown().unwrap();
 }
 
