@@ -905,3 +905,44 @@ fn shutdown_finishes_requests_in_flight() {
         "the port is closed"
     );
 }
+
+/// What the official `openai` client parsed from `flan serve` (xtask/fixtures/openai_client.py,
+/// streaming and not) is what the server gives today.
+#[test]
+fn the_official_openai_clients_transcript_still_holds() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openai_client.json");
+    let transcript: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let server = serve(Limits {
+        max_new_tokens: 64,
+        ..Limits::default()
+    });
+    let cases = transcript["cases"].as_array().unwrap();
+    assert!(cases.len() >= 4);
+    for case in cases {
+        let (status, body) = post(&server, "/v1/completions", case["request"].clone());
+        assert_eq!(status, 200, "{}: {body}", case["name"]);
+        let got: Vec<Value> = body["choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| json!({"text": c["text"], "index": c["index"], "finish_reason": c["finish_reason"]}))
+            .collect();
+        assert_eq!(json!(got), case["choices"], "{}", case["name"]);
+        assert_eq!(
+            body["usage"]["prompt_tokens"],
+            case["usage"]["prompt_tokens"]
+        );
+        assert_eq!(
+            body["usage"]["completion_tokens"],
+            case["usage"]["completion_tokens"]
+        );
+    }
+    let (status, body) = post(
+        &server,
+        "/v1/completions",
+        json!({"model": "m", "prompt": "hi", "max_tokens": 1000}),
+    );
+    assert_eq!(json!(status), transcript["refused"]["status"]);
+    assert_eq!(body["error"]["message"], transcript["refused"]["message"]);
+    server.shutdown().unwrap();
+}
