@@ -158,44 +158,60 @@ impl DecodeBatch {
 
     /// Adds `seq` as the last row; its first step feeds the decoder start token.
     pub fn join(&mut self, seq: EncodedSequence) -> Result<()> {
-        if seq.cross.len() != self.cache.layers.len() {
-            return Err(Error::InvalidInput(format!(
-                "a sequence encoded for {} decoder blocks joins a batch of {}",
-                seq.cross.len(),
-                self.cache.layers.len()
-            )));
-        }
-        InferenceMode::run(|| self.join_inner(seq))
+        self.join_all(vec![seq])
     }
 
-    fn join_inner(&mut self, seq: EncodedSequence) {
+    /// Adds `seqs` as the last rows, in order: one concatenation per buffer however many join
+    /// (joining one at a time copies the whole batch's cache once per sequence).
+    pub fn join_all(&mut self, seqs: Vec<EncodedSequence>) -> Result<()> {
+        let layers = self.cache.layers.len();
+        if let Some(seq) = seqs.iter().find(|s| s.cross.len() != layers) {
+            return Err(Error::InvalidInput(format!(
+                "a sequence encoded for {} decoder blocks joins a batch of {layers}",
+                seq.cross.len()
+            )));
+        }
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        InferenceMode::run(|| self.join_inner(seqs))
+    }
+
+    fn join_inner(&mut self, seqs: Vec<EncodedSequence>) {
+        let fresh = self.is_empty();
         let old_source = self.source_lens.iter().copied().max().unwrap_or(0);
-        let source = old_source.max(seq.source_len);
-        if self.is_empty() {
+        let lens: Vec<i64> = seqs.iter().map(|s| s.source_len).collect();
+        let source = lens.iter().copied().fold(old_source, i64::max);
+        if fresh {
             self.capacity = INITIAL_CAPACITY;
         }
-        let fresh = self.is_empty();
-        for (layer, (k, v)) in self.cache.layers.iter_mut().zip(seq.cross) {
-            let pad = |t: Tensor, from: i64| t.constant_pad_nd([0, 0, 0, source - from]);
-            let (k, v) = (pad(k, seq.source_len), pad(v, seq.source_len));
-            layer.cross_kv = Some(match layer.cross_kv.take() {
-                Some((ok, ov)) if !fresh => (
-                    Tensor::cat(&[pad(ok, old_source), k], 0),
-                    Tensor::cat(&[pad(ov, old_source), v], 0),
-                ),
-                _ => (k, v),
-            });
+        let joining = seqs.len() as i64;
+        let mut crosses: Vec<_> = seqs.into_iter().map(|s| s.cross.into_iter()).collect();
+        let pad = |t: Tensor, from: i64| t.constant_pad_nd([0, 0, 0, source - from]);
+        for layer in self.cache.layers.iter_mut() {
+            let mut keys = Vec::new();
+            let mut values = Vec::new();
+            if let Some((k, v)) = layer.cross_kv.take().filter(|_| !fresh) {
+                keys.push(pad(k, old_source));
+                values.push(pad(v, old_source));
+            }
+            for (cross, &len) in crosses.iter_mut().zip(&lens) {
+                let (k, v) = cross.next().expect("checked: one per decoder block");
+                keys.push(pad(k, len));
+                values.push(pad(v, len));
+            }
+            layer.cross_kv = Some((Tensor::cat(&keys, 0), Tensor::cat(&values, 0)));
             let zeros = Tensor::zeros(
-                [1, self.heads, self.capacity, self.d_kv],
+                [joining, self.heads, self.capacity, self.d_kv],
                 (self.kind, self.device),
             );
-            layer.ragged = Some(match layer.ragged.take() {
-                Some(r) if !fresh => RaggedKv {
+            layer.ragged = Some(match layer.ragged.take().filter(|_| !fresh) {
+                Some(r) => RaggedKv {
                     keys: Tensor::cat(&[r.keys, zeros.shallow_clone()], 0),
                     values: Tensor::cat(&[r.values, zeros], 0),
                     ..r
                 },
-                _ => RaggedKv {
+                None => RaggedKv {
                     keys: zeros.shallow_clone(),
                     values: zeros.copy(),
                     write_at: Tensor::zeros([0], (Kind::Int64, self.device)),
@@ -203,18 +219,19 @@ impl DecodeBatch {
                 },
             });
         }
-        let row = Tensor::arange(source, (Kind::Int64, self.device))
-            .lt(seq.source_len)
-            .unsqueeze(0);
-        let mask = match self.source_mask.take() {
-            Some(m) if !fresh => {
-                Tensor::cat(&[m.constant_pad_nd([0, source - old_source]), row], 0)
-            }
-            _ => row,
+        let positions = Tensor::arange(source, (Kind::Int64, self.device)).unsqueeze(0);
+        let new_rows = positions.lt_tensor(
+            &Tensor::from_slice(&lens)
+                .to_device(self.device)
+                .unsqueeze(1),
+        );
+        let mask = match self.source_mask.take().filter(|_| !fresh) {
+            Some(m) => Tensor::cat(&[m.constant_pad_nd([0, source - old_source]), new_rows], 0),
+            None => new_rows,
         };
         self.set_source_mask(mask);
-        self.positions.push(0);
-        self.source_lens.push(seq.source_len);
+        self.positions.extend(std::iter::repeat_n(0, lens.len()));
+        self.source_lens.extend(lens);
     }
 
     fn set_source_mask(&mut self, mask: Tensor) {

@@ -161,8 +161,10 @@ pub fn run(model: T5ForConditionalGeneration, jobs: Receiver<Job>, shared: Arc<S
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => open = false,
             }
         }
-        // Admit up to the batch size; scoring runs now, between steps.
-        while rows.len() < max_batch {
+        // Admit up to the batch size (each encoded alone, all joining in one concatenation);
+        // scoring runs now, between steps.
+        let mut joining = Vec::new();
+        while rows.len() + joining.len() < max_batch {
             let Some(job) = waiting.pop_front() else {
                 break;
             };
@@ -170,9 +172,30 @@ pub fn run(model: T5ForConditionalGeneration, jobs: Receiver<Job>, shared: Arc<S
             match job {
                 Job::Score(job) => score(&model, job),
                 Job::Generate(job) => {
-                    if let Some(row) = admit(&model, &mut batch, job, start, &shared) {
-                        rows.push(row);
+                    if let Some(ready) = prepare(&model, job, start, &shared) {
+                        joining.push(ready);
                     }
+                }
+            }
+        }
+        if !joining.is_empty() {
+            let (new_rows, seqs): (Vec<Row>, Vec<EncodedSequence>) = joining.into_iter().unzip();
+            match fallible::catch("joining the batch", || batch.join_all(seqs)) {
+                Ok(()) => rows.extend(new_rows),
+                Err(e) => {
+                    tracing::error!("flan serve: {e}");
+                    for row in new_rows {
+                        let _ = row.job.events.send(Event::Failed {
+                            message: e.to_string(),
+                        });
+                    }
+                    // The batch's buffers may be half-extended: its rows fail too.
+                    for row in rows.drain(..) {
+                        let _ = row.job.events.send(Event::Failed {
+                            message: e.to_string(),
+                        });
+                    }
+                    batch = DecodeBatch::new(&model);
                 }
             }
         }
@@ -186,38 +209,38 @@ pub fn run(model: T5ForConditionalGeneration, jobs: Receiver<Job>, shared: Arc<S
     tracing::info!("flan serve: the model worker stopped");
 }
 
-/// Encodes `job`'s input and adds it to the batch (None when it was cancelled while waiting,
-/// or the encoder failed).
-fn admit(
+/// Encodes `job`'s input (None when it was cancelled while waiting, or the encoder failed).
+fn prepare(
     model: &T5ForConditionalGeneration,
-    batch: &mut DecodeBatch,
     job: GenerateJob,
     start: i64,
     shared: &Shared,
-) -> Option<Row> {
+) -> Option<(Row, EncodedSequence)> {
     if job.events.is_closed() || job.cancel.load(Ordering::Relaxed) {
         shared.metrics.cancelled();
         return None;
     }
-    let joined = fallible::catch("encoding", || {
-        let seq = EncodedSequence::encode(model, &job.input_ids)?;
-        batch.join(seq)
-    });
-    if let Err(e) = joined {
-        tracing::error!(request_id = job.request_id, "flan serve: {e}");
-        let _ = job.events.send(Event::Failed {
-            message: e.to_string(),
-        });
-        return None;
-    }
+    let seq = match fallible::catch("encoding", || {
+        EncodedSequence::encode(model, &job.input_ids)
+    }) {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::error!(request_id = job.request_id, "flan serve: {e}");
+            let _ = job.events.send(Event::Failed {
+                message: e.to_string(),
+            });
+            return None;
+        }
+    };
     shared.metrics.input(job.input_ids.len());
     let rng = ChaCha8Rng::seed_from_u64(job.params.seed);
-    Some(Row {
+    let row = Row {
         job,
         last: start,
         generated: 0,
         rng,
-    })
+    };
+    Some((row, seq))
 }
 
 /// One decoding step over every row; rows that finish or are gone leave the batch.
