@@ -635,7 +635,7 @@ async fn completions(State(shared): State<Arc<Shared>>, request: Request) -> Res
                     shown.len() - pending_stop_prefix(&shown, &stop)
                 };
                 let from = held[u.index].min(safe);
-                let text = shown[from..safe].to_string();
+                let text = shown.get(from..safe).unwrap_or_default().to_string();
                 held[u.index] = safe;
                 let event = data(&chunk(u.index, &text, u.finish));
                 Some((Ok(event), Some((session, log, chunk, stop, held))))

@@ -138,7 +138,14 @@ pub fn start(
                     "flan serve: model loaded"
                 );
                 worker_shared.set_loaded(loaded);
-                crate::worker::run(model, jobs_rx, worker_shared);
+                let shared = worker_shared.clone();
+                let run =
+                    std::panic::AssertUnwindSafe(|| crate::worker::run(model, jobs_rx, shared));
+                if std::panic::catch_unwind(run).is_err() {
+                    // Requests in flight get 500 (their channels close); /health says 503.
+                    tracing::error!("flan serve: the model thread panicked");
+                    worker_shared.set_load_error("the model thread stopped on a panic".into());
+                }
             }
             Err(e) => {
                 tracing::error!("flan serve: loading the model: {e}");

@@ -222,7 +222,7 @@ impl Session {
             finish = Some(Finish::StopSequence);
             seq.cancel.store(true, Ordering::Relaxed);
         }
-        let added = text[seq.text.len()..].to_string();
+        let added = text.get(seq.text.len()..).unwrap_or_default().to_string();
         seq.text = text;
         if finish.is_none() {
             finish = worker_finish.map(|r| match r {

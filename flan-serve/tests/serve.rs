@@ -946,3 +946,98 @@ fn the_official_openai_clients_transcript_still_holds() {
     assert_eq!(body["error"]["message"], transcript["refused"]["message"]);
     server.shutdown().unwrap();
 }
+
+/// Seeded random bodies — mutated valid requests, truncations, wrong types, odd Unicode — on
+/// every POST endpoint: each gets an answer with a JSON error or a 200, and the server answers
+/// a normal request correctly afterwards.
+#[test]
+fn no_body_crashes_the_server() {
+    use rand::{Rng, SeedableRng};
+    let server = serve(Limits {
+        max_new_tokens: 16,
+        max_input_tokens: 200,
+        max_body_bytes: 4096,
+        request_timeout: Duration::from_secs(20),
+        ..Limits::default()
+    });
+    let valid = [
+        (
+            "/generate",
+            json!({"inputs": "hi", "parameters": {"max_new_tokens": 4, "stop": ["a"], "details": true}}),
+        ),
+        (
+            "/generate_stream",
+            json!({"inputs": "héllo ✓", "parameters": {"max_new_tokens": 3, "do_sample": true}}),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": ["a", "b"], "max_tokens": 3, "n": 2, "stop": "x", "stream": true}),
+        ),
+        (
+            "/v1/completions",
+            json!({"prompt": "q", "max_tokens": 2, "temperature": 0}),
+        ),
+        ("/score", json!({"inputs": "x", "targets": ["yes", "no"]})),
+    ];
+    let odd = [
+        json!(null),
+        json!(-1),
+        json!(1e300),
+        json!("\u{0}\u{fffd}é✓"),
+        json!([]),
+        json!({}),
+        json!(true),
+        json!(u64::MAX),
+        json!(0.5),
+        json!("a".repeat(300)),
+    ];
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    for round in 0..150 {
+        let (path, body) = &valid[round % valid.len()];
+        let mut body = body.clone();
+        let text = match rng.gen_range(0..4) {
+            0 => {
+                // Replace a random top-level or parameters field with an odd value.
+                let value = odd[rng.gen_range(0..odd.len())].clone();
+                let obj = body.as_object_mut().unwrap();
+                let keys: Vec<String> = obj.keys().cloned().collect();
+                let key = &keys[rng.gen_range(0..keys.len())];
+                if let Some(params) = obj.get_mut(key).and_then(Value::as_object_mut) {
+                    let inner: Vec<String> = params.keys().cloned().collect();
+                    let k = &inner[rng.gen_range(0..inner.len())];
+                    params.insert(k.clone(), value);
+                } else {
+                    obj.insert(key.clone(), value);
+                }
+                body.to_string()
+            }
+            1 => {
+                let t = body.to_string();
+                let cut = rng.gen_range(0..t.len());
+                t[..cut].to_string()
+            }
+            2 => (0..rng.gen_range(0..64))
+                .map(|_| rng.gen::<u8>() as char)
+                .collect(),
+            _ => body.to_string(),
+        };
+        let (status, answer, _) = post_raw(&server, path, &text);
+        assert!(
+            [200, 400, 413, 422].contains(&status),
+            "{path} {text:?}: {status} {answer}"
+        );
+        if status != 200 {
+            let v: Value = serde_json::from_str(&answer).unwrap_or_else(|_| panic!("{answer}"));
+            assert!(!v["error"].is_null(), "{answer}");
+        }
+    }
+    let (status, body) = post(
+        &server,
+        "/generate",
+        json!({"inputs": "hi", "parameters": {"max_new_tokens": 5}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = get(&server, "/health");
+    assert_eq!(status, 200);
+    server.shutdown().unwrap();
+}
