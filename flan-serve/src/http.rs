@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, Dialect};
-use crate::session::{sampling, submit_score, timeout, Finish, Plan, Session, Update};
+use crate::session::{sampling, submit_job, timeout, Finish, Plan, Session, Update};
 use crate::state::Shared;
 use crate::worker::{DecodeParams, ScoreJob};
 
@@ -293,8 +293,7 @@ fn tgi_plan(
     )?;
     if p.num_beams.is_some_and(|b| b > 1) {
         return Err(ApiError::validation(
-            "parameters.num_beams > 1: beam search does not run in the server's continuous \
-             batch; use `flan generate --num-beams`",
+            "parameters.num_beams > 1 is only for /generate: beam search does not stream",
         ));
     }
     let max_new = check_new_tokens(
@@ -338,6 +337,9 @@ async fn generate(State(shared): State<Arc<Shared>>, request: Request) -> Respon
         Ok(r) => r,
         Err(e) => return log.fail(e, Dialect::Tgi),
     };
+    if req.parameters.num_beams.is_some_and(|b| b > 1) {
+        return beam_search(&shared, log, &req).await;
+    }
     let plan = match tgi_plan(&shared, &mut log, &req) {
         Ok(p) => p,
         Err(e) => return log.fail(e, Dialect::Tgi),
@@ -364,6 +366,96 @@ async fn generate(State(shared): State<Arc<Shared>>, request: Request) -> Respon
             "seed": log.seed,
             "prefill": [],
             "tokens": tokens,
+        });
+    }
+    Json(body).into_response()
+}
+
+/// `/generate` with `num_beams` > 1: one beam search on the model thread, between two steps.
+async fn beam_search(shared: &Arc<Shared>, mut log: RequestLog, req: &GenerateRequest) -> Response {
+    let p = &req.parameters;
+    let num_beams = p.num_beams.unwrap_or(1);
+    let prepared = (|| {
+        if sampling(p.do_sample, p.temperature, p.top_k, p.top_p)?.is_some() {
+            return Err(ApiError::validation(
+                "parameters.num_beams > 1 with sampling: beam search is deterministic",
+            ));
+        }
+        if !p.stop.is_empty() {
+            return Err(ApiError::validation(
+                "parameters.stop with num_beams > 1 is not supported",
+            ));
+        }
+        check_sequences(shared, num_beams, "parameters.num_beams")?;
+        let max_new = check_new_tokens(
+            shared,
+            p.max_new_tokens
+                .unwrap_or(TGI_DEFAULT_NEW_TOKENS.min(shared.limits.max_new_tokens)),
+            "parameters.max_new_tokens",
+        )?;
+        Ok((tokenize(shared, &req.inputs, "inputs")?, max_new))
+    })();
+    let (input_ids, max_new_tokens) = match prepared {
+        Ok(p) => p,
+        Err(e) => return log.fail(e, Dialect::Tgi),
+    };
+    log.input_tokens = input_ids.len();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job = crate::worker::BeamJob {
+        input_ids,
+        num_beams,
+        max_new_tokens,
+        reply: tx,
+    };
+    if let Err(e) = submit_job(shared, crate::worker::Job::Beam(job)) {
+        return log.fail(e, Dialect::Tgi);
+    }
+    let deadline = tokio::time::Instant::from_std(log.started + shared.limits.request_timeout);
+    let (ids, score) = match tokio::time::timeout_at(deadline, rx).await {
+        Err(_) => return log.fail(timeout(shared), Dialect::Tgi),
+        Ok(Err(_)) => {
+            let e = ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "model",
+                "the model thread stopped",
+            );
+            return log.fail(e, Dialect::Tgi);
+        }
+        Ok(Ok(Err(message))) => {
+            return log.fail(
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "model", message),
+                Dialect::Tgi,
+            )
+        }
+        Ok(Ok(Ok(best))) => best,
+    };
+    let Some(loaded) = shared.loaded() else {
+        return log.fail(loading(), Dialect::Tgi);
+    };
+    let u32s: Vec<u32> = ids.iter().map(|&t| t as u32).collect();
+    let text = loaded.tokenizer.decode(&u32s, true).unwrap_or_default();
+    log.generated_tokens = ids.len();
+    log.finished = true;
+    let mut body = json!({"generated_text": text});
+    if p.details {
+        let eos = loaded.eos_id;
+        let tokens: Vec<Value> = ids
+            .iter()
+            .map(|&id| {
+                let text = loaded
+                    .tokenizer
+                    .decode(&[id as u32], id != eos)
+                    .unwrap_or_default();
+                json!({"id": id, "text": text, "logprob": null, "special": id == eos})
+            })
+            .collect();
+        body["details"] = json!({
+            "finish_reason": if ids.last() == Some(&eos) { "eos_token" } else { "length" },
+            "generated_tokens": ids.len(),
+            "seed": null,
+            "prefill": [],
+            "tokens": tokens,
+            "beam_score": score,
         });
     }
     Json(body).into_response()
@@ -710,7 +802,7 @@ async fn score(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         targets: target_ids,
         reply: tx,
     };
-    if let Err(e) = submit_score(&shared, job) {
+    if let Err(e) = submit_job(&shared, crate::worker::Job::Score(job)) {
         return log.fail(e, dialect);
     }
     let deadline = tokio::time::Instant::from_std(log.started + shared.limits.request_timeout);

@@ -289,9 +289,9 @@ pub fn timeout(shared: &Shared) -> ApiError {
     )
 }
 
-/// Queues a scoring job (see [`Session::start`] for the refusals).
-pub fn submit_score(shared: &Shared, job: crate::worker::ScoreJob) -> Result<(), ApiError> {
-    shared.submit(vec![Job::Score(job)]).map_err(refused)
+/// Queues a job that runs whole between two steps (see [`Session::start`] for the refusals).
+pub fn submit_job(shared: &Shared, job: Job) -> Result<(), ApiError> {
+    shared.submit(vec![job]).map_err(refused)
 }
 
 /// Sampling settings from the APIs' fields: None (greedy) when nothing asks for sampling.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flan_model::continuous::{DecodeBatch, EncodedSequence};
-use flan_model::generate::sample_token;
+use flan_model::generate::{generate, sample_token, EarlyStopping, GenerationConfig, Strategy};
 use flan_model::score::{score_batch, TargetScore};
 use flan_model::{fallible, T5ForConditionalGeneration};
 use rand::SeedableRng;
@@ -106,9 +106,25 @@ pub struct ScoreJob {
     pub reply: oneshot::Sender<Result<Vec<TargetScore>, String>>,
 }
 
+/// A beam search over one input (transformers' defaults: length penalty 1, `early_stopping`
+/// false), run whole between two decoding steps.
+#[derive(Debug)]
+pub struct BeamJob {
+    /// Encoder input ids.
+    pub input_ids: Vec<i64>,
+    /// Beams.
+    pub num_beams: usize,
+    /// At most this many tokens (EOS included).
+    pub max_new_tokens: usize,
+    /// The best hypothesis (ids, length-penalised score), or the model's error.
+    pub reply: oneshot::Sender<Result<(Vec<i64>, f64), String>>,
+}
+
 /// Work for the model thread.
 #[derive(Debug)]
 pub enum Job {
+    /// A beam search, run between two decoding steps (it holds up the batch while it runs).
+    Beam(BeamJob),
     /// A sequence to decode in the continuous batch.
     Generate(GenerateJob),
     /// A scoring call, run between two decoding steps.
@@ -171,6 +187,7 @@ pub fn run(model: T5ForConditionalGeneration, jobs: Receiver<Job>, shared: Arc<S
             shared.dequeued(1);
             match job {
                 Job::Score(job) => score(&model, job),
+                Job::Beam(job) => beam(&model, job),
                 Job::Generate(job) => {
                     if let Some(ready) = prepare(&model, job, start, &shared) {
                         joining.push(ready);
@@ -328,6 +345,36 @@ fn step(
     let mut flags = keep.iter();
     rows.retain(|_| *flags.next().unwrap_or(&false));
     shared.metrics.set_batch_size(rows.len());
+}
+
+fn beam(model: &T5ForConditionalGeneration, job: BeamJob) {
+    if job.reply.is_closed() {
+        return;
+    }
+    let config = GenerationConfig {
+        max_new_tokens: job.max_new_tokens,
+        strategy: Strategy::Beam {
+            num_beams: job.num_beams,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::False,
+        },
+        num_return_sequences: 1,
+        use_cache: true,
+    };
+    let len = job.input_ids.len() as i64;
+    let result = fallible::catch("beam search", || {
+        let ids = tch::Tensor::from_slice(&job.input_ids).view([1, len]);
+        let mask = ids.ones_like();
+        let out = generate(model, &ids, &mask, &config)?;
+        Ok(out
+            .into_iter()
+            .next()
+            .and_then(|mut r| r.pop())
+            .map(|g| (g.token_ids, g.score))
+            .unwrap_or_default())
+    })
+    .map_err(|e| e.to_string());
+    let _ = job.reply.send(result);
 }
 
 fn score(model: &T5ForConditionalGeneration, job: ScoreJob) {

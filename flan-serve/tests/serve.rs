@@ -464,6 +464,35 @@ fn openai_completions_plain_and_streamed() {
     server.shutdown().unwrap();
 }
 
+/// `num_beams` > 1 on /generate is batch-1 beam search, as `flan generate --num-beams`.
+#[test]
+fn beam_search_equals_generate() {
+    let server = serve(Limits::default());
+    let reference = Reference::load();
+    for (prompt, beams) in [(PROMPTS[0], 3), (PROMPTS[1], 2)] {
+        let config = GenerationConfig {
+            max_new_tokens: 24,
+            strategy: Strategy::Beam {
+                num_beams: beams,
+                length_penalty: 1.0,
+                early_stopping: flan_model::generate::EarlyStopping::False,
+            },
+            num_return_sequences: 1,
+            use_cache: true,
+        };
+        let want = reference.generate(prompt, &config);
+        let (status, body) = post(
+            &server,
+            "/generate",
+            json!({"inputs": prompt, "parameters": {"num_beams": beams, "max_new_tokens": 24, "details": true}}),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(token_ids(&body["details"]), want);
+        assert_eq!(body["generated_text"], json!(reference.text(&want)));
+    }
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn score_health_info_and_metrics() {
     let server = serve(Limits::default());
@@ -629,10 +658,16 @@ fn refusals_get_their_status_and_the_server_goes_on() {
             "top_p",
         ),
         (
-            "/generate",
+            "/generate_stream",
             json!({"inputs": "x", "parameters": {"num_beams": 4}}).to_string(),
             422,
             "num_beams",
+        ),
+        (
+            "/generate",
+            json!({"inputs": "x", "parameters": {"num_beams": 5}}).to_string(),
+            422,
+            "--max-sequences",
         ),
         (
             "/generate",
