@@ -7,6 +7,7 @@ mod cmd_generate;
 mod cmd_merge;
 mod cmd_mixture;
 mod cmd_score;
+mod cmd_serve;
 mod cmd_train;
 mod exit_code;
 mod logging;
@@ -45,6 +46,8 @@ enum Command {
     Generate(cmd_generate::GenerateArgs),
     /// Log-likelihood of JSONL targets given inputs.
     Score(cmd_score::ScoreArgs),
+    /// Serve the model over HTTP: TGI's /generate, OpenAI's /v1/completions, /score, metrics.
+    Serve(cmd_serve::ServeArgs),
     /// Merge a LoRA adapter into its base model and save a plain Hugging Face checkpoint.
     Merge(cmd_merge::MergeArgs),
 }
@@ -81,6 +84,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => cmd_generate::run(args),
         Command::Score(args) => cmd_score::run(args),
         Command::Merge(args) => cmd_merge::run(args),
+        Command::Serve(args) => cmd_serve::run(args),
         Command::Mixture(args) => cmd_mixture::run(args),
         Command::Train(args) => cmd_train::run(args, cli.log_format),
     }

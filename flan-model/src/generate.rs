@@ -242,7 +242,7 @@ impl<'a> Decoder<'a> {
     }
 }
 
-fn to_vec_f32(t: &Tensor) -> Vec<f32> {
+pub(crate) fn to_vec_f32(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.to_device(tch::Device::Cpu).contiguous().view([-1]))
         .expect("fp32 tensor converts to Vec<f32>")
 }
@@ -251,7 +251,7 @@ fn to_vec_f32(t: &Tensor) -> Vec<f32> {
 /// libtorch's `max.dim` gives the same indices on CPU (first on ties) at about a third of the
 /// cost, as its argmax kernel does not vectorise (at batch 32 of an 8k vocabulary: 57 against
 /// 165 µs a step).
-fn argmax_rows(logits: &Tensor) -> Result<Vec<i64>> {
+pub(crate) fn argmax_rows(logits: &Tensor) -> Result<Vec<i64>> {
     let (_, indices) = logits.max_dim(-1, false);
     Vec::<i64>::try_from(indices.to_device(tch::Device::Cpu)).map_err(Error::Torch)
 }
@@ -265,7 +265,7 @@ fn argmax_rows(logits: &Tensor) -> Result<Vec<i64>> {
 /// log-softmax took 340 µs instead of 65 at batch 32. Flushing leaves the result as it was:
 /// the sum holds `exp(0) = 1` from the maximum, and terms below 1.2e-38 are far under half a
 /// unit in the last place of anything that large.
-fn chosen_logprobs(logits: &Tensor, chosen: &[i64]) -> Vec<f32> {
+pub(crate) fn chosen_logprobs(logits: &Tensor, chosen: &[i64]) -> Vec<f32> {
     let ids = Tensor::from_slice(chosen)
         .view([-1, 1])
         .to_device(logits.device());

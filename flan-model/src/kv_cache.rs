@@ -86,10 +86,37 @@ impl GrowingKv {
     }
 }
 
+/// Self-attention keys and values of one decoder block for rows at different positions (see
+/// [`crate::continuous`]): zero-filled buffers `[rows, heads, capacity, d_kv]` where row `i` has
+/// its first `positions[i]` entries filled; a step writes each row's new key at that row's own
+/// position and attention reads the first `visible` positions (the rest masked per row).
+#[derive(Debug)]
+pub(crate) struct RaggedKv {
+    pub(crate) keys: Tensor,
+    pub(crate) values: Tensor,
+    /// Where this step writes: `[rows, heads, 1, d_kv]` int64, each row's position repeated.
+    pub(crate) write_at: Tensor,
+    /// Positions attention reads this step (the longest row's, plus the new one).
+    pub(crate) visible: i64,
+}
+
+impl RaggedKv {
+    fn append(&mut self, keys: Tensor, values: Tensor) -> (Tensor, Tensor) {
+        let _ = self.keys.scatter_(2, &self.write_at, &keys);
+        let _ = self.values.scatter_(2, &self.write_at, &values);
+        (
+            self.keys.narrow(2, 0, self.visible),
+            self.values.narrow(2, 0, self.visible),
+        )
+    }
+}
+
 /// Cached keys and values of one decoder block.
 #[derive(Debug, Default)]
 pub(crate) struct LayerCache {
     self_kv: Option<GrowingKv>,
+    /// Set instead of `self_kv` when the rows sit at different positions.
+    pub(crate) ragged: Option<RaggedKv>,
     /// Cross-attention keys and values `[batch, heads, source_len, d_kv]`.
     pub(crate) cross_kv: Option<(Tensor, Tensor)>,
     /// Positions to allocate self-attention buffers for on the first step.
@@ -100,6 +127,9 @@ impl LayerCache {
     /// Appends this step's self-attention keys and values `[batch, heads, n, d_kv]` and returns
     /// all keys and values so far (views into the cache's buffers).
     pub(crate) fn append_self(&mut self, keys: Tensor, values: Tensor) -> (Tensor, Tensor) {
+        if let Some(ragged) = &mut self.ragged {
+            return ragged.append(keys, values);
+        }
         GrowingKv::append(&mut self.self_kv, keys, values, self.capacity)
     }
 }

@@ -7,7 +7,8 @@
 //!   head); `from_pretrained` / `save_pretrained` in the HF safetensors layout (sharded too);
 //!   `forward`, `forward_with_labels` (loss as transformers), `forward_packed` (t5x packing) and
 //!   `forward_packed_targets` ([`TargetLogits`]: the head on target positions only, for training).
-//! - [`KvCache`] and [`generate`]: KV-cached greedy, beam search and seeded sampling.
+//! - [`KvCache`] and [`generate`]: KV-cached greedy, beam search and seeded sampling;
+//!   [`continuous`]: a decode batch that sequences join and leave at step boundaries (serving).
 //! - [`lora`]: LoRA adapters in PEFT's format ([`LoraConfig`], `add_lora`, `load_adapter`,
 //!   `save_adapter`, `merge_adapter` on the model).
 //! - [`score`]: log-likelihood of given targets, the basis of rank classification.
@@ -38,6 +39,7 @@
 pub mod autocast;
 pub mod checkpoint;
 pub mod config;
+pub mod continuous;
 pub mod cpu_kernels;
 pub mod denormals;
 pub mod device;

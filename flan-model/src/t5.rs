@@ -10,7 +10,7 @@ use crate::config::{Activation, FeedForwardKind, T5Config};
 use crate::kv_cache::{KvCache, LayerCache};
 use crate::layer_norm::rms_norm;
 use crate::lora::AdapterState;
-use crate::position_bias::{additive_mask, bucket_grid, mask_value};
+use crate::position_bias::{additive_mask, bucket_grid, mask_value, relative_position_bucket};
 use crate::prepacked_linear::{PrepackedLinear, PrepackedStats};
 use crate::{Error, Result};
 
@@ -242,6 +242,22 @@ impl Attention {
         );
         let values = Tensor::embedding(table, &buckets, -1, false, false);
         Some(values.permute([2, 0, 1]).unsqueeze(0))
+    }
+
+    /// `[rows, heads, 1, key_len]` position bias of one query per row, row `i`'s at position
+    /// `query_pos[i]` (int64 `[rows]`), over keys `0..key_len`.
+    fn row_position_bias(&self, query_pos: &Tensor, key_len: i64) -> Option<Tensor> {
+        let table = self.relative_attention_bias.as_ref()?;
+        let key = Tensor::arange(key_len, (Kind::Int64, table.device())).unsqueeze(0);
+        let relative = key - query_pos.unsqueeze(1);
+        let buckets = relative_position_bucket(
+            &relative,
+            self.bidirectional,
+            self.num_buckets,
+            self.max_distance,
+        );
+        let values = Tensor::embedding(table, &buckets, -1, false, false);
+        Some(values.permute([0, 2, 1]).unsqueeze(2))
     }
 
     /// `[batch, len, inner]` -> `[batch, heads, len, d_kv]`.
@@ -557,6 +573,13 @@ impl Stack {
         self.blocks
             .first()
             .and_then(|b| b.self_attn.position_bias(query_len, key_len, offset))
+    }
+
+    /// Block 0's position bias `[rows, heads, 1, key_len]` for one query per row at `query_pos`.
+    fn row_position_bias(&self, query_pos: &Tensor, key_len: i64) -> Option<Tensor> {
+        self.blocks
+            .first()
+            .and_then(|b| b.self_attn.row_position_bias(query_pos, key_len))
     }
 
     /// Runs the blocks with `bias` (position bias plus mask) as every block's self-attention
@@ -1163,6 +1186,64 @@ impl T5ForConditionalGeneration {
             Pass::Eval,
         );
         cache.advance(n);
+        self.head(&h, Pass::Eval)
+    }
+
+    /// Every decoder block's cross-attention keys and values `[batch, heads, source_len, d_kv]`
+    /// over `encoder_hidden`, as a cached step projects them on its first step.
+    pub(crate) fn project_cross(&self, encoder_hidden: &Tensor) -> Vec<(Tensor, Tensor)> {
+        self.decoder
+            .blocks
+            .iter()
+            .filter_map(|b| b.cross.as_ref())
+            .map(|(attn, _)| {
+                (
+                    attn.heads(attn.k.apply(encoder_hidden, Pass::Eval)),
+                    attn.heads(attn.v.apply(encoder_hidden, Pass::Eval)),
+                )
+            })
+            .collect()
+    }
+
+    /// One decoding step of rows at different positions (see [`crate::continuous`]): `ids`
+    /// `[rows, 1]`, row `i` at position `positions[i]` (int64 `[rows]`) over keys
+    /// `0..key_len`; `cross_mask` is the additive mask over the padded source positions
+    /// `[rows, 1, 1, source_len]`; `cache` holds ragged self-attention buffers and the
+    /// cross-attention keys and values. Returns logits `[rows, 1, vocab]`.
+    ///
+    /// Plain products ([`Pass::Eval`]): packed weights are kept for two row counts per weight,
+    /// and a continuous batch changes its row count at every join and leave.
+    pub(crate) fn decode_rows_step(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        key_len: i64,
+        cross_mask: &Tensor,
+        cache: &mut KvCache,
+    ) -> Tensor {
+        let device = ids.device();
+        let key = Tensor::arange(key_len, (Kind::Int64, device)).unsqueeze(0);
+        let allowed = key
+            .le_tensor(&positions.unsqueeze(1))
+            .view([-1, 1, 1, key_len]);
+        let mask = additive_mask(&allowed, self.kind());
+        let bias = match self.decoder.row_position_bias(positions, key_len) {
+            Some(pos) => pos.to_kind(self.kind()) + mask,
+            None => mask,
+        };
+        // The cross-attention keys and values are in the cache: the hidden states are not read.
+        let unused = Tensor::zeros([0], (self.kind(), device));
+        let encoded = Encoded {
+            hidden: &unused,
+            mask: cross_mask,
+        };
+        let h = self.decoder.forward_with_bias(
+            &self.embed(ids),
+            &bias,
+            Some(encoded),
+            Some(cache),
+            Pass::Eval,
+        );
         self.head(&h, Pass::Eval)
     }
 

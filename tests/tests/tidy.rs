@@ -58,6 +58,7 @@ const RULES: &[Rule] = &[
         true,
         false,
     ),
+    rule("flan-serve", &["flan-data", "flan-model"], true, false),
     rule(
         "flan-cli",
         &[
@@ -67,6 +68,7 @@ const RULES: &[Rule] = &[
             "flan-train",
             "flan-eval",
             "flan-eval-t5",
+            "flan-serve",
         ],
         true,
         true,

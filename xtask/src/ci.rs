@@ -14,10 +14,12 @@ const LOWER_ISA: [(&str, &str); 3] = [
 ];
 
 /// The test binaries whose results depend on the CPU's kernels: every comparison with
-/// transformers' numbers (model parity, autocast, optimisers, generation through the CLI).
-const NUMERICS_TESTS: [&[&str]; 2] = [
+/// transformers' numbers (model parity, autocast, optimisers, generation through the CLI), and
+/// the server's outputs against batch-1 generation (its batches sum in another order).
+const NUMERICS_TESTS: [&[&str]; 3] = [
     &["--package", "flan-model", "--package", "flan-train"],
     &["--package", "flan-cli", "--test", "generate_score"],
+    &["--package", "flan-serve", "--test", "serve"],
 ];
 
 pub fn run() -> Result<()> {

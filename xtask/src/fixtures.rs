@@ -13,7 +13,7 @@ use std::process::Command;
 use crate::{libtorch, process};
 
 /// Python packages the fixture scripts import besides torch.
-const PACKAGES: [&str; 8] = [
+const PACKAGES: [&str; 9] = [
     "transformers",
     // t5_lora.py makes LoRA adapters with peft and loads flan's in it.
     "peft",
@@ -25,10 +25,12 @@ const PACKAGES: [&str; 8] = [
     "protobuf",
     // tensorboard_events.py writes an event file with TensorBoard's own writer.
     "tensorboard",
+    // openai_client.py drives `flan serve` with the official OpenAI client.
+    "openai",
 ];
 
 /// `(script stem, output directory relative to the workspace root)`.
-const OUTPUTS: [(&str, &str); 8] = [
+const OUTPUTS: [(&str, &str); 9] = [
     ("t5", "flan-model/tests/fixtures"),
     // Runs after t5.py (scripts run in name order): resaves its models with flan-model and
     // loads them in transformers.
@@ -47,6 +49,7 @@ const OUTPUTS: [(&str, &str); 8] = [
         "tensorboard_events",
         "flan-train/tests/fixtures/tensorboard",
     ),
+    ("openai_client", "flan-serve/tests/fixtures"),
 ];
 
 /// Runs the fixture scripts (all, or those whose stem is in `names`).

@@ -1,5 +1,5 @@
 //! `cargo xtask fuzz [--cases N] [--seed S]`: every fuzz target of the workspace (the `fuzz` test
-//! of flan-data, flan-eval, flan-train and flan-cli; see flan-fuzz) with N inputs each, then a table of how
+//! of flan-data, flan-eval, flan-train, flan-cli and flan-serve; see flan-fuzz) with N inputs each, then a table of how
 //! many inputs each target ran. The seed defaults to the commit's, so CI explores new inputs at
 //! every commit and a failure replays with the seed it prints.
 
@@ -12,7 +12,13 @@ use anyhow::{bail, Context, Result};
 use crate::{libtorch, process};
 
 /// The crates with a `fuzz` test target.
-const FUZZED: [&str; 4] = ["flan-data", "flan-eval", "flan-train", "flan-cli"];
+const FUZZED: [&str; 5] = [
+    "flan-data",
+    "flan-eval",
+    "flan-train",
+    "flan-cli",
+    "flan-serve",
+];
 
 /// Inputs per target in CI: about a minute for all targets on a 2-core machine.
 pub const CI_CASES: u32 = 1000;

@@ -5,6 +5,7 @@ mod activation_checkpointing;
 mod autocast;
 mod checkpoint;
 mod common;
+mod continuous;
 mod dropout;
 mod generation;
 mod lora;
