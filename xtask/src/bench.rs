@@ -58,7 +58,7 @@ pub struct BenchArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     reps: Option<u64>,
     /// Only the training variants, each in a process of its own so that its peak RSS is its
-    /// own: full finetuning, LoRA r=8 on q,v and full with activation checkpointing (ours),
+    /// own: full finetuning, LoRA r=8 on q,v, and each with activation checkpointing (ours),
     /// full and the same LoRA through peft (transformers).
     #[arg(long)]
     train_variants: bool,
@@ -216,7 +216,7 @@ fn train_variants(
     capture_lines(&mut prepare, threads)?;
     let mut lines = Vec::new();
     for shape in settings.shapes.split(',') {
-        for variant in ["full", "lora", "checkpointing"] {
+        for variant in ["full", "lora", "checkpointing", "lora-checkpointing"] {
             let mut ours = Command::new(flan_bench);
             ours.arg("--out")
                 .arg(&settings.out)

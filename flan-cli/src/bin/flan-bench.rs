@@ -103,10 +103,10 @@ struct Args {
     #[arg(long)]
     prepare_only: bool,
     /// Train the shape's initial weights (written by a run of this binary, e.g.
-    /// `--prepare-only`) with one variant, full, lora (r = 8 on q and v) or checkpointing
-    /// (activation checkpointing), in this process, and print its real tokens/s and this
+    /// `--prepare-only`) with one variant, full, lora (r = 8 on q and v), checkpointing
+    /// (activation checkpointing) or lora-checkpointing (both), in this process, and print its real tokens/s and this
     /// process's peak RSS: one variant per process, so that the peak is the variant's.
-    #[arg(long, value_name = "SHAPE,full|lora|checkpointing")]
+    #[arg(long, value_name = "SHAPE,full|lora|checkpointing|lora-checkpointing")]
     train_variant: Option<String>,
 }
 
@@ -562,7 +562,8 @@ fn initial_model(
 /// over the packed batches of the examples a run wrote, `--warmup` untimed and `--reps` timed
 /// passes with Adafactor, as `flan train` steps (denormals flushed), and prints the real
 /// tokens/s and this process's peak RSS. `lora` is PEFT's default T5 adapter at r = 8 (q and v,
-/// alpha 8), the base frozen; `checkpointing` is full training with activation checkpointing.
+/// alpha 8), the base frozen; `checkpointing` is full training with activation checkpointing,
+/// `lora-checkpointing` the LoRA run with it.
 fn train_variant(args: &Args, spec: &str) -> Result<()> {
     let Some((shape, variant)) = spec.split_once(',') else {
         bail!("--train-variant takes SHAPE,full|lora|checkpointing, got `{spec}`");
@@ -581,16 +582,26 @@ fn train_variant(args: &Args, spec: &str) -> Result<()> {
             model.set_activation_checkpointing(true)?;
             (all, "ours full, activation checkpointing")
         }
-        "lora" => {
+        "lora" | "lora-checkpointing" => {
             for (_, p) in &all {
                 let _ = p.shallow_clone().set_requires_grad(false);
             }
             let targets = ModuleSelector::Names(vec!["q".into(), "v".into()]);
             tch::manual_seed(0);
             model.add_lora(&LoraConfig::new(8, 8.0, 0.0, targets), LoraInit::Peft)?;
-            (model.adapter_parameters(), "ours lora r=8 q,v")
+            if variant == "lora" {
+                (model.adapter_parameters(), "ours lora r=8 q,v")
+            } else {
+                model.set_activation_checkpointing(true)?;
+                (
+                    model.adapter_parameters(),
+                    "ours lora r=8 q,v, activation checkpointing",
+                )
+            }
         }
-        other => bail!("--train-variant: expected full, lora or checkpointing, got `{other}`"),
+        other => bail!(
+            "--train-variant: expected full, lora, checkpointing or lora-checkpointing, got `{other}`"
+        ),
     };
     let train = read_ids(&args.out.join("train_examples.jsonl"))?;
     let real: usize = train.iter().map(|e| e.inputs.len() + e.targets.len()).sum();
@@ -617,7 +628,7 @@ fn train_variant(args: &Args, spec: &str) -> Result<()> {
     let group = match variant {
         "lora" => format!("train lora {shape}"),
         "full" => format!("train full {shape}, one process"),
-        _ => format!("train checkpointed {shape}"),
+        other => format!("train {other} {shape}"),
     };
     emit(
         "ours",
