@@ -740,13 +740,7 @@ impl MixtureStream {
             // The task's name, not its place in the mixture, keys its order and masks.
             let salt = splitmix(crate::hash::fnv1a(&span.name));
             let chunk = self.example_index(task, span.examples(), salt, draw);
-            let request = RenderRequest {
-                example: chunk,
-                form: Form::ZeroShot,
-                template: 0,
-                with_options: false,
-                input_budget: self.mixture.input_len,
-            };
+            let request = RenderRequest::as_given(chunk, self.mixture.input_len);
             return Ok(Some(Draw {
                 position,
                 task,
@@ -759,13 +753,7 @@ impl MixtureStream {
         if task >= n_tasks {
             let part = &self.mixture.parts[task - n_tasks];
             let row = part.next_row(&mut self.parts[task - n_tasks], self.seed)?;
-            let request = RenderRequest {
-                example: 0,
-                form: Form::ZeroShot,
-                template: 0,
-                with_options: false,
-                input_budget: self.mixture.input_len,
-            };
+            let request = RenderRequest::as_given(0, self.mixture.input_len);
             return Ok(Some(Draw {
                 position,
                 task,

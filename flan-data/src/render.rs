@@ -81,6 +81,20 @@ pub struct RenderRequest {
     pub input_budget: usize,
 }
 
+impl RenderRequest {
+    /// Example `example` as it is, zero-shot without options: what sources whose examples
+    /// come already formatted (collection rows, span-corruption chunks) are drawn as.
+    pub fn as_given(example: usize, input_budget: usize) -> Self {
+        RenderRequest {
+            example,
+            form: Form::ZeroShot,
+            template: 0,
+            with_options: false,
+            input_budget,
+        }
+    }
+}
+
 /// A rendered example.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {

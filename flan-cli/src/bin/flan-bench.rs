@@ -332,18 +332,8 @@ fn bench_shape(
     };
 
     // (1a) Packed: rows of input_len / target_len, as many as the examples fill.
-    let (packed, stats) = flan_data::pack::pack_all(train, 8, args.input_len, args.target_len)?;
-    let packed: Vec<PackedTensors> = packed
-        .iter()
-        .map(|b| flan_train::batch::packed_tensors(b, Device::Cpu))
-        .collect::<flan_train::Result<_>>()?;
-    let mut opt = Adafactor::new(AdafactorConfig::default())?;
-    let secs = time_runs(args.warmup, args.reps, || {
-        for b in &packed {
-            packed_step(&model, b, &params, &mut opt)?;
-        }
-        Ok(())
-    })?;
+    let (packed, stats) = packed_batches(args, train)?;
+    let secs = timed_packed_training(args, &model, &packed, &params)?;
     let rates: Vec<f64> = secs.iter().map(|s| real / s).collect();
     let mfu: Vec<f64> = secs.iter().map(|s| train_flops / s / peak).collect();
     emit(
@@ -605,24 +595,14 @@ fn train_variant(args: &Args, spec: &str) -> Result<()> {
     };
     let train = read_ids(&args.out.join("train_examples.jsonl"))?;
     let real: usize = train.iter().map(|e| e.inputs.len() + e.targets.len()).sum();
-    let (packed, _) = flan_data::pack::pack_all(&train, 8, args.input_len, args.target_len)?;
-    let packed: Vec<PackedTensors> = packed
-        .iter()
-        .map(|b| flan_train::batch::packed_tensors(b, Device::Cpu))
-        .collect::<flan_train::Result<_>>()?;
+    let (packed, _) = packed_batches(args, &train)?;
     let loaded = proc_status_kb("VmRSS")?;
     let _flush = if cfg!(target_arch = "x86_64") {
         Some(FlushDenormals::enter()?)
     } else {
         None
     };
-    let mut opt = Adafactor::new(AdafactorConfig::default())?;
-    let secs = time_runs(args.warmup, args.reps, || {
-        for b in &packed {
-            packed_step(&model, b, &params, &mut opt)?;
-        }
-        Ok(())
-    })?;
+    let secs = timed_packed_training(args, &model, &packed, &params)?;
     let peak = proc_status_kb("VmHWM")?;
     let trainable: i64 = params.iter().map(|(_, t)| t.numel() as i64).sum();
     let group = match variant {
@@ -647,6 +627,36 @@ fn train_variant(args: &Args, spec: &str) -> Result<()> {
         json!({"rss_after_load_mb": loaded / 1024.0}),
     );
     Ok(())
+}
+
+/// The examples packed t5x-style into rows of `--input-len` / `--target-len`, 8 rows a batch.
+fn packed_batches(
+    args: &Args,
+    train: &[TokenizedExample],
+) -> Result<(Vec<PackedTensors>, flan_data::pack::PackStats)> {
+    let (packed, stats) = flan_data::pack::pack_all(train, 8, args.input_len, args.target_len)?;
+    let packed = packed
+        .iter()
+        .map(|b| flan_train::batch::packed_tensors(b, Device::Cpu))
+        .collect::<flan_train::Result<_>>()?;
+    Ok((packed, stats))
+}
+
+/// `--warmup` untimed and `--reps` timed passes of Adafactor steps over `packed`, training
+/// `params`; the seconds of each timed pass.
+fn timed_packed_training(
+    args: &Args,
+    model: &T5ForConditionalGeneration,
+    packed: &[PackedTensors],
+    params: &[NamedParam],
+) -> Result<Vec<f64>> {
+    let mut opt = Adafactor::new(AdafactorConfig::default())?;
+    time_runs(args.warmup, args.reps, || {
+        for b in packed {
+            packed_step(model, b, params, &mut opt)?;
+        }
+        Ok(())
+    })
 }
 
 /// One step over a packed batch as `flan train` takes it: the head and the loss on target
