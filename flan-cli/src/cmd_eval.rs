@@ -18,7 +18,7 @@ use flan_model::{Dtype, ModelSource};
 use std::path::PathBuf;
 
 use crate::exit_code::usage;
-use crate::model_io::PlacementArgs;
+use crate::model_io::{PlacementArgs, SourceArgs};
 use crate::values;
 
 /// `flan eval ...`
@@ -129,15 +129,8 @@ struct RescoreArgs {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Model directory in Hugging Face layout (config.json, model.safetensors, tokenizer.json),
-    /// or a hub id such as google/flan-t5-small (from the Hugging Face cache, downloaded when
-    /// online), or a PEFT LoRA adapter directory (its base from base_model_name_or_path).
-    #[arg(long, value_name = "DIR|HUB_ID")]
-    model: String,
-    /// A PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors) to apply over
-    /// --model: a directory or a hub id.
-    #[arg(long, value_name = "DIR|HUB_ID")]
-    adapter: Option<String>,
+    #[command(flatten)]
+    source: SourceArgs,
     #[arg(long, value_enum)]
     benchmark: BenchmarkArg,
     #[arg(long, value_enum)]
@@ -594,7 +587,7 @@ fn settings(a: &RunArgs) -> Result<RunSettings> {
 
 fn run_model(a: RunArgs) -> Result<()> {
     let settings = settings(&a)?;
-    let source = ModelSource::resolve(&a.model, a.adapter.as_deref())?;
+    let source = a.source.resolve()?;
     let device = a.placement.device.resolve_from_env().context("--device")?;
     let mut model = flan_eval_t5::load(
         &source,

@@ -3,22 +3,17 @@
 //! exporting without peft.
 
 use anyhow::{bail, Context, Result};
-use flan_model::ModelSource;
 use std::path::PathBuf;
 
 use crate::exit_code::usage;
-use crate::model_io::PlacementArgs;
+use crate::model_io::{PlacementArgs, SourceArgs};
 
 /// Arguments of `flan merge`.
 #[derive(clap::Args, Debug)]
 pub struct MergeArgs {
-    /// The base model (directory or hub id), or the adapter directory itself (its base from
-    /// base_model_name_or_path).
-    #[arg(long, value_name = "DIR|HUB_ID")]
-    pub model: String,
-    /// The PEFT LoRA adapter to merge (directory or hub id), unless --model is the adapter.
-    #[arg(long, value_name = "DIR|HUB_ID")]
-    pub adapter: Option<String>,
+    // The base model and the adapter to merge into it (or --model naming the adapter directory).
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Where the merged model goes (config.json, generation_config.json, model.safetensors,
     /// tokenizer.json); must not exist or be empty.
     #[arg(long)]
@@ -28,11 +23,11 @@ pub struct MergeArgs {
 }
 
 pub fn run(a: MergeArgs) -> Result<()> {
-    let source = ModelSource::resolve(&a.model, a.adapter.as_deref())?;
+    let source = a.source.resolve()?;
     if source.adapter.is_none() {
         return Err(usage(format!(
             "--model {} is a plain model and no --adapter was given: nothing to merge",
-            a.model
+            a.source.model
         ))
         .into());
     }

@@ -7,19 +7,14 @@ use anyhow::{Context, Result};
 use flan_serve::{Limits, ModelSpec, ServeConfig};
 
 use crate::exit_code::usage;
-use crate::model_io::PlacementArgs;
+use crate::model_io::{PlacementArgs, SourceArgs};
 use crate::values;
 
 /// Arguments of `flan serve`.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Model directory or hub id (a PEFT LoRA adapter directory also works, its base from
-    /// base_model_name_or_path).
-    #[arg(long)]
-    pub model: String,
-    /// A PEFT LoRA adapter to apply over --model: a directory or a hub id.
-    #[arg(long, value_name = "DIR|HUB_ID")]
-    pub adapter: Option<String>,
+    #[command(flatten)]
+    pub source: SourceArgs,
     #[command(flatten)]
     pub placement: PlacementArgs,
     /// Address to listen on.
@@ -62,8 +57,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .map_err(|e| usage(format!("--request-timeout {}: {e}", args.request_timeout)))?;
     let config = ServeConfig {
         model: ModelSpec {
-            model: args.model,
-            adapter: args.adapter,
+            model: args.source.model,
+            adapter: args.source.adapter,
             device: args.placement.device,
             dtype: args.placement.dtype,
         },

@@ -16,18 +16,33 @@ use tch::Tensor;
 
 use crate::exit_code::{data, usage};
 
-/// Model flags common to the inference commands.
+/// Which model to load: `--model` and `--adapter`, the same flags in every command that loads
+/// one (`generate`, `score`, `eval run`, `serve`, `merge`).
 #[derive(clap::Args, Debug, Clone)]
-pub struct ModelArgs {
+pub struct SourceArgs {
     /// Model directory (config.json, model.safetensors, tokenizer.json) or a hub id such as
     /// google/flan-t5-small (looked up in the Hugging Face cache, downloaded when online).
     /// A PEFT LoRA adapter directory also works here (its base from base_model_name_or_path).
-    #[arg(long)]
+    #[arg(long, value_name = "DIR|HUB_ID")]
     pub model: String,
     /// A PEFT LoRA adapter (adapter_config.json, adapter_model.safetensors) to apply over
     /// --model: a directory or a hub id.
     #[arg(long, value_name = "DIR|HUB_ID")]
     pub adapter: Option<String>,
+}
+
+impl SourceArgs {
+    /// Where the model (and adapter) are: directories as given, hub ids from the cache or the hub.
+    pub fn resolve(&self) -> Result<ModelSource> {
+        Ok(ModelSource::resolve(&self.model, self.adapter.as_deref())?)
+    }
+}
+
+/// Model flags common to the inference commands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
     #[command(flatten)]
     pub placement: PlacementArgs,
     /// Examples per forward pass (at least 1).
@@ -66,7 +81,7 @@ impl ModelArgs {
             .resolve_from_env()
             .context("--device")?;
         let kind = self.placement.dtype.kind();
-        let source = ModelSource::resolve(&self.model, self.adapter.as_deref())?;
+        let source = self.source.resolve()?;
         let (model, report, adapter) = source
             .load(device, kind)
             // flan-model's load errors name the file (or the directory) themselves.

@@ -296,12 +296,7 @@ fn tgi_plan(
             "parameters.num_beams > 1 is only for /generate: beam search does not stream",
         ));
     }
-    let max_new = check_new_tokens(
-        shared,
-        p.max_new_tokens
-            .unwrap_or(TGI_DEFAULT_NEW_TOKENS.min(shared.limits.max_new_tokens)),
-        "parameters.max_new_tokens",
-    )?;
+    let max_new = tgi_max_new_tokens(shared, p)?;
     let sampling = sampling(p.do_sample, p.temperature, p.top_k, p.top_p)?;
     let prompt = tokenize(shared, &req.inputs, "inputs")?;
     log.input_tokens = prompt.len();
@@ -317,6 +312,16 @@ fn tgi_plan(
         },
         stop: p.stop.clone(),
     })
+}
+
+/// `parameters.max_new_tokens`, TGI's default when absent (capped by the server's limit), checked.
+fn tgi_max_new_tokens(shared: &Shared, p: &GenerateParameters) -> Result<usize, ApiError> {
+    check_new_tokens(
+        shared,
+        p.max_new_tokens
+            .unwrap_or(TGI_DEFAULT_NEW_TOKENS.min(shared.limits.max_new_tokens)),
+        "parameters.max_new_tokens",
+    )
 }
 
 fn tgi_token(shared: &Shared, u: &Update) -> Value {
@@ -387,12 +392,7 @@ async fn beam_search(shared: &Arc<Shared>, mut log: RequestLog, req: &GenerateRe
             ));
         }
         check_sequences(shared, num_beams, "parameters.num_beams")?;
-        let max_new = check_new_tokens(
-            shared,
-            p.max_new_tokens
-                .unwrap_or(TGI_DEFAULT_NEW_TOKENS.min(shared.limits.max_new_tokens)),
-            "parameters.max_new_tokens",
-        )?;
+        let max_new = tgi_max_new_tokens(shared, p)?;
         Ok((tokenize(shared, &req.inputs, "inputs")?, max_new))
     })();
     let (input_ids, max_new_tokens) = match prepared {
