@@ -36,14 +36,18 @@
 //! are some months: ...").
 //!
 //! **Why whole items, not characters.** The suite's default tokenizer is a 2000-piece Unigram
-//! trained on the suite: a word is one or a few multi-letter pieces, and nothing in training shows
-//! the model which letters a piece is made of, so character edits (reverse a word, remove a
-//! letter, capitalise) ask an 8M-parameter model to learn every piece's spelling from the edits
-//! alone — the default run scored 0% on those families. Here every item is a whole word, a
-//! number, a single letter written as its own word, a weekday or a month: a piece or two each,
-//! and an answer is a copy, a permutation or a count of the items, which a small model can learn
-//! from pieces alone. Lists hold 3-6 distinct items, so answers are short and exact-match checks
-//! them; the input is the bare list (`"Friday, Monday, Sunday"`), so a list's train/eval split is
+//! trained on the suite: a made-up word is several pieces of uneven length (`dakemi` is
+//! `▁ d ake m i`), and nothing in training shows the model which letters a piece is made of, so
+//! character edits (reverse a word, remove a letter, capitalise) ask an 8M-parameter model to
+//! learn every piece's spelling from the edits alone — the default run scored 0% on those
+//! families. A character-level vocabulary would show the spelling but make every sequence about
+//! three times longer (rendered inputs average ~42 pieces and ~139 characters), a third of the
+//! examples in the same ten minutes, so the grid changes the families instead: every item is a whole word, a number, a weekday or a month
+//! (one piece each with that tokenizer, except `0`) or a single letter written as its own word
+//! (`▁b`, or a bare `▁` and the letter's piece), and an answer is a copy, a permutation or a
+//! count of the items, learnable from pieces alone. Lists hold 3-6 distinct items, so answers
+//! are short (a list is ~8 pieces, ~12 for letters; a zero-shot prompt ~23) and exact match
+//! checks them; the input is the bare list (`"Friday, Monday, Sunday"`), so a list's split is
 //! the same in every cell of its kind.
 
 use super::words::{MONTHS, WEEKDAYS, WORDS};
