@@ -2,8 +2,9 @@
 //!
 //! Pretrained Flan-T5 weights and the real benchmarks are out of reach for a 5-10M parameter
 //! model trained for minutes, so the default finetuning run trains on tasks we generate
-//! ourselves: [`FAMILIES`] lists 37 families in seven groups (arithmetic, lists, strings, logic,
-//! dates, tables, classification). Every family is a seeded generator of [`Example`]s with short
+//! ourselves: [`FAMILIES`] lists 67 families in eight groups (arithmetic, lists, strings, logic,
+//! dates, tables, classification, and the 30 cells of a compositional grid, `compose`). Every
+//! family is a seeded generator of [`Example`]s with short
 //! inputs (under ~200 characters), options where they fit and a worked rationale where one
 //! exists, plus instruction templates in `flan-data/templates/synthetic.toml`, rendered by the
 //! same code as every other task ([`crate::render`]).
@@ -11,10 +12,14 @@
 //! The paper's two held-out settings are both built in:
 //! - **held-out templates**: of each family's templates the last [`HELD_OUT_TEMPLATES`] are
 //!   never used in training ([`Suite::train_library`] drops them) and are evaluated separately;
-//! - **held-out families**: six families ([`FamilyDef::held_out`]) are never trained on. Each is
-//!   a sibling of a trained family (a new edit, the mirror of a trained question, the same
-//!   reasoning over a new relation) so that transfer is plausible — but nothing guarantees that
-//!   a tiny model transfers at all, and reports must say what they find.
+//! - **held-out families**: twelve families ([`FamilyDef::held_out`]) are never trained on. Six
+//!   are siblings of a trained family (a new edit, the mirror of a trained question, the same
+//!   reasoning over a new relation); six are cells of the `compose` grid of list operations ×
+//!   kinds of object (sort, reverse, first, last, count, max × numbers, words, letters,
+//!   weekdays, months), each a new combination of an operation and a kind that trained cells
+//!   teach apart and that its instructions name in words (see `compose.rs` for the grid and why
+//!   these cells). Transfer is plausible by construction — but nothing guarantees that a tiny
+//!   model transfers at all, and reports must say what they find.
 //!
 //! The API, for a trainer and an evaluator: [`FAMILIES`] / [`trained_families`] /
 //! [`held_out_families`] list the families; [`generate`] makes `n` examples of a family from a
@@ -49,6 +54,7 @@
 
 mod arithmetic;
 mod classify;
+mod compose;
 mod dates;
 mod eval;
 mod lists;
@@ -150,7 +156,7 @@ pub struct FamilyDef {
     /// Unique name (`sort_numbers`); its template family is `syn_<name>` (and `syn_<name>_cot`).
     pub name: &'static str,
     /// The group it belongs to (`arithmetic`, `lists`, `strings`, `logic`, `dates`, `tables`,
-    /// `classify`).
+    /// `classify`, `compose`).
     pub group: &'static str,
     /// Never trained on: evaluated as an unseen task.
     pub held_out: bool,
@@ -309,6 +315,68 @@ pub const FAMILIES: &[FamilyDef] = &[
     opts(family("classify_rule", "classify", classify::classify_rule)),
     opts(family("sentiment", "classify", classify::sentiment)),
     opts(family("category", "classify", classify::category)),
+    // compose: operations x kinds (compose.rs); held-out cells point at a trained cell with the
+    // same operation
+    family("compose_sort_numbers", "compose", compose::sort_numbers),
+    held_out(
+        family("compose_sort_words", "compose", compose::sort_words),
+        "compose_sort_letters",
+    ),
+    family("compose_sort_letters", "compose", compose::sort_letters),
+    family("compose_sort_weekdays", "compose", compose::sort_weekdays),
+    family("compose_sort_months", "compose", compose::sort_months),
+    family(
+        "compose_reverse_numbers",
+        "compose",
+        compose::reverse_numbers,
+    ),
+    family("compose_reverse_words", "compose", compose::reverse_words),
+    held_out(
+        family(
+            "compose_reverse_letters",
+            "compose",
+            compose::reverse_letters,
+        ),
+        "compose_reverse_words",
+    ),
+    family(
+        "compose_reverse_weekdays",
+        "compose",
+        compose::reverse_weekdays,
+    ),
+    family("compose_reverse_months", "compose", compose::reverse_months),
+    held_out(
+        family("compose_first_numbers", "compose", compose::first_numbers),
+        "compose_first_words",
+    ),
+    family("compose_first_words", "compose", compose::first_words),
+    family("compose_first_letters", "compose", compose::first_letters),
+    family("compose_first_weekdays", "compose", compose::first_weekdays),
+    family("compose_first_months", "compose", compose::first_months),
+    family("compose_last_numbers", "compose", compose::last_numbers),
+    family("compose_last_words", "compose", compose::last_words),
+    family("compose_last_letters", "compose", compose::last_letters),
+    family("compose_last_weekdays", "compose", compose::last_weekdays),
+    held_out(
+        family("compose_last_months", "compose", compose::last_months),
+        "compose_last_weekdays",
+    ),
+    family("compose_count_numbers", "compose", compose::count_numbers),
+    family("compose_count_words", "compose", compose::count_words),
+    family("compose_count_letters", "compose", compose::count_letters),
+    held_out(
+        family("compose_count_weekdays", "compose", compose::count_weekdays),
+        "compose_count_months",
+    ),
+    family("compose_count_months", "compose", compose::count_months),
+    family("compose_max_numbers", "compose", compose::max_numbers),
+    family("compose_max_words", "compose", compose::max_words),
+    family("compose_max_letters", "compose", compose::max_letters),
+    family("compose_max_weekdays", "compose", compose::max_weekdays),
+    held_out(
+        family("compose_max_months", "compose", compose::max_months),
+        "compose_max_weekdays",
+    ),
 ];
 
 /// A family by name, or an error listing the known ones.
