@@ -229,11 +229,18 @@ fn the_same_seed_gives_the_same_run() {
     };
     let (sa, sb) = (steps(&a), steps(&b));
     assert_eq!(sa.len(), 6);
-    assert_eq!(sa, sb, "per-step losses, learning rates or gradient norms differ");
+    assert_eq!(
+        sa, sb,
+        "per-step losses, learning rates or gradient norms differ"
+    );
     for what in ["before", "after"] {
         let predictions = |d: &Path| -> Vec<serde_json::Value> {
             jsonl(&d.join("eval").join(format!("predictions-{what}.jsonl")))
         };
-        assert_eq!(predictions(&a), predictions(&b), "predictions-{what} differ");
+        assert_eq!(
+            predictions(&a),
+            predictions(&b),
+            "predictions-{what} differ"
+        );
     }
 }
