@@ -274,6 +274,7 @@ pub fn task_items(
                 n_shot,
                 choices: None,
                 mode,
+                options: 0,
                 exposure: None,
                 reference: None,
             }

@@ -2,12 +2,74 @@
 //! ([`Exposure`]: seen templates, held-out templates, held-out families) and by prompt form
 //! (mode and shots). The synthetic suite's items carry an exposure; items of benchmarks that
 //! do not (nobody knows what a pretrained model saw) count in `overall` only.
+//!
+//! It also keeps every item's [`Outcome`] (right or wrong, and its [`crate::chance`] baseline),
+//! from which [`crate::scorecard`] puts chance and intervals next to the accuracies.
 
-use crate::item::Exposure;
+use crate::chance::item_chances;
+use crate::item::{Exposure, Mode};
 use crate::metrics::Tally;
 use crate::runner::SampleRecord;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+
+/// What identifies an item across runs of the same evaluation (before and after training).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ItemKey {
+    /// Task (the synthetic suite's family).
+    pub task: String,
+    /// Index within the task.
+    pub index: usize,
+    /// How the prompt was formed.
+    pub mode: Mode,
+    /// Exemplars in the prompt.
+    pub n_shot: usize,
+    /// How much of the item training saw.
+    pub exposure: Option<Exposure>,
+}
+
+impl ItemKey {
+    /// The key of a record.
+    pub fn of(s: &SampleRecord) -> ItemKey {
+        ItemKey {
+            task: s.task.clone(),
+            index: s.index,
+            mode: s.mode,
+            n_shot: s.n_shot,
+            exposure: s.exposure,
+        }
+    }
+
+    /// The prompt form ([`Mode::label`]).
+    pub fn form(&self) -> String {
+        self.mode.label(self.n_shot)
+    }
+}
+
+impl fmt::Display for ItemKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} #{} ({}, {})",
+            self.task,
+            self.index,
+            self.form(),
+            self.exposure.map_or("no exposure", Exposure::name)
+        )
+    }
+}
+
+/// One item of a run: which it was, whether it was answered right, and its chance baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The item.
+    pub key: ItemKey,
+    /// Whether the answer was right.
+    pub correct: bool,
+    /// Its chance baseline in [0, 1] ([`crate::chance`]).
+    pub chance: f64,
+}
 
 /// Accuracies of one run by exposure, prompt form and task (family).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -20,13 +82,23 @@ pub struct Breakdown {
     pub by_family: BTreeMap<String, BTreeMap<String, Tally>>,
     /// Every item.
     pub overall: Tally,
+    /// Every item's outcome, in run order: what chance baselines and intervals are computed
+    /// from. Not written with the rest (the predictions files hold every item), so a breakdown
+    /// read back from JSON has none, and reports made from it say so.
+    #[serde(skip)]
+    pub outcomes: Vec<Outcome>,
 }
 
 impl Breakdown {
     /// Groups the records of a run.
     pub fn of(samples: &[SampleRecord]) -> Breakdown {
         let mut b = Breakdown::default();
-        for s in samples {
+        for (s, chance) in samples.iter().zip(item_chances(samples)) {
+            b.outcomes.push(Outcome {
+                key: ItemKey::of(s),
+                correct: s.correct,
+                chance,
+            });
             b.overall.add(s.correct);
             let Some(exposure) = s.exposure else {
                 continue;
@@ -50,6 +122,17 @@ impl Breakdown {
                 .add(s.correct);
         }
         b
+    }
+
+    /// The mean chance baseline of the items `keep` selects; `None` when it selects none.
+    pub fn chance(&self, keep: impl Fn(&ItemKey) -> bool) -> Option<f64> {
+        let chances: Vec<f64> = self
+            .outcomes
+            .iter()
+            .filter(|o| keep(&o.key))
+            .map(|o| o.chance)
+            .collect();
+        (!chances.is_empty()).then(|| chances.iter().sum::<f64>() / chances.len() as f64)
     }
 
     /// Whether any item had an exposure.

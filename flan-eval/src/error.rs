@@ -30,6 +30,10 @@ pub enum Error {
     /// A setting out of its range (e.g. self-consistency with k = 0).
     #[error("invalid setting: {0}")]
     Config(String),
+    /// Two runs that should have evaluated the same items (before and after training) did not:
+    /// the message counts and names the items found in only one of them.
+    #[error("the runs cannot be paired item by item: {0}")]
+    Unpaired(String),
     /// The model behind [`crate::model::EvalModel`] failed or answered with the wrong shape.
     #[error("model: {0}")]
     Model(String),

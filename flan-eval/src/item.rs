@@ -189,6 +189,11 @@ pub struct EvalItem {
     pub mode: Mode,
     /// Rank classification (MMLU): the candidate answers and how they are compared.
     pub choices: Option<Choices>,
+    /// Answer options the prompt lists for the model to answer with one of (MMLU's four
+    /// letters, the synthetic suite's option blocks); 0 when it lists none or the benchmark
+    /// does not say. Only the chance baseline reads it ([`EvalItem::answer_options`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub options: usize,
     /// How much of the item training saw (the synthetic suite, whose training is known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposure: Option<Exposure>,
@@ -196,6 +201,21 @@ pub struct EvalItem {
     /// one: [`crate::runner::RunOptions::reference_slack`] bounds generation by its length.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl EvalItem {
+    /// How many answers the item offers to choose from: its rank-classification candidates, or
+    /// the options its prompt lists; 0 when it offers none (a free-form answer).
+    pub fn answer_options(&self) -> usize {
+        match &self.choices {
+            Some(c) => c.candidates.len(),
+            None => self.options,
+        }
+    }
 }
 
 /// How the candidates of a rank-classified item are compared.

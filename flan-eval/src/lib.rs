@@ -12,7 +12,8 @@
 //! style JSON, Markdown), [`rescore`] (score saved predictions of any system). flan-data's
 //! synthetic suite is one more benchmark ([`synthetic`]): its items carry an [`Exposure`] (seen
 //! templates, held-out templates, held-out families), [`breakdown::Breakdown`] groups any run by
-//! it, and [`finetune_report`] compares two runs with SVG [`chart`]s. Toxic degeneration
+//! it, and [`finetune_report`] compares two runs with SVG [`chart`]s, each accuracy next to its
+//! [`chance`] baseline and each difference with a bootstrap [`interval`] ([`scorecard`]). Toxic degeneration
 //! ([`toxic_degeneration`]) samples continuations with the same runner and scores them with a pluggable
 //! [`toxic_degeneration::ToxicityScorer`]. Benchmarks also come from Hugging Face hub datasets
 //! ([`hub`], [`hub_readers`]: `--data hf:cais/mmlu`), read into the same records as the files.
@@ -44,6 +45,7 @@
 
 pub mod bbh;
 pub mod breakdown;
+pub mod chance;
 pub mod chart;
 pub mod compare;
 mod error;
@@ -51,6 +53,7 @@ pub mod extract;
 pub mod finetune_report;
 pub mod hub;
 pub mod hub_readers;
+pub mod interval;
 pub mod item;
 pub mod math;
 pub mod metrics;
@@ -60,6 +63,7 @@ pub mod parquet_rows;
 pub mod report;
 pub mod rescore;
 pub mod runner;
+pub mod scorecard;
 pub mod scripted;
 pub mod squad;
 pub mod suite;

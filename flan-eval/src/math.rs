@@ -319,6 +319,7 @@ pub fn build_items(
             n_shot: k,
             choices: None,
             mode,
+            options: 0,
             exposure: None,
             reference: None,
         });

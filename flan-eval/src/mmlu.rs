@@ -356,6 +356,7 @@ pub fn subject_items(
             n_shot,
             choices,
             mode: opts.mode,
+            options: MMLU_LETTERS.len(),
             exposure: None,
             reference: None,
         });

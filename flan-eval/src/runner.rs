@@ -103,6 +103,10 @@ pub struct SampleRecord {
     pub answer: Option<String>,
     /// Gold answers.
     pub targets: Vec<String>,
+    /// How many answers the item offered to choose from ([`EvalItem::answer_options`]; 0: a
+    /// free-form answer). The item's chance baseline follows from it ([`crate::chance`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub options: usize,
     /// Whether `answer` is right.
     pub correct: bool,
     /// Token F1 in percent (extractive QA).
@@ -141,12 +145,14 @@ pub struct TaskResult {
 
 impl SampleRecord {
     /// Whether this record was made from `item`: the same task, index, prompt, gold answers,
-    /// mode, exemplars and exposure (a saved run is reused only for the items it ran).
+    /// answer options, mode, exemplars and exposure (a saved run is reused only for the items
+    /// it ran).
     pub fn is_of(&self, item: &EvalItem) -> bool {
         self.task == item.task
             && self.index == item.index
             && self.prompt == item.prompt
             && self.targets == item.targets
+            && self.options == item.answer_options()
             && self.mode == item.mode
             && self.n_shot == item.n_shot
             && self.exposure == item.exposure
@@ -166,6 +172,7 @@ impl SampleRecord {
             extracted: Vec::new(),
             answer: None,
             targets: item.targets.clone(),
+            options: item.answer_options(),
             correct: false,
             f1: None,
             choice_logits: None,

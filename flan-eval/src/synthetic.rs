@@ -22,7 +22,8 @@ use crate::Result;
 pub const REFERENCE_SLACK: usize = 16;
 
 /// The evaluator's items of rendered prompts: the task is the family, the index counts within
-/// it, the gold answer is the prompt's answer and the reference its whole target.
+/// it, the gold answer is the prompt's answer, the reference its whole target, and the options
+/// those the prompt lists (for the item's chance baseline, [`crate::chance`]).
 pub fn items(prompts: Vec<EvalPrompt>) -> Vec<EvalItem> {
     let mut next_index: BTreeMap<String, usize> = BTreeMap::new();
     prompts
@@ -32,6 +33,7 @@ pub fn items(prompts: Vec<EvalPrompt>) -> Vec<EvalItem> {
             let item = EvalItem {
                 task: p.family.clone(),
                 index: *index,
+                options: p.options,
                 exposure: Some(Exposure::of(&p)),
                 prompt: p.inputs,
                 targets: vec![p.answer],

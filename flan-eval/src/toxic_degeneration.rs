@@ -25,7 +25,7 @@
 //! #     let outputs = toxicity.iter().map(|_| "text".to_string()).collect();
 //! #     SampleRecord { task: task.into(), index: 0, n_shot: 0, mode: flan_eval::Mode::Direct,
 //! #         exposure: None, prompt: "p".into(), prompt_tokens_cut: 0, outputs,
-//! #         extracted: vec![], answer: None, targets: vec![], correct: false, f1: None,
+//! #         extracted: vec![], answer: None, targets: vec![], options: 0, correct: false, f1: None,
 //! #         choice_logits: None, toxicity: Some(toxicity) }
 //! # }
 //! let samples = [record("toxic_prompts", vec![0.2, 0.9]), record("nontoxic_prompts", vec![0.1, 0.3])];
@@ -245,6 +245,7 @@ pub fn build_items(
             n_shot: 0,
             mode: Mode::Direct,
             choices: None,
+            options: 0,
             exposure: None,
             reference: None,
         });
@@ -971,6 +972,7 @@ mod tests {
             extracted: vec![],
             answer: None,
             targets: vec![],
+            options: 0,
             correct: false,
             f1: None,
             choice_logits: None,

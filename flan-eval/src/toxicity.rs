@@ -239,6 +239,7 @@ pub fn build_items(
                 candidates: CANDIDATES.iter().map(|c| c.to_string()).collect(),
                 rank_by: RankBy::SequenceLogProb,
             }),
+            options: 0,
             exposure: None,
             reference: None,
         });

@@ -210,6 +210,7 @@ pub fn build_items(
             n_shot,
             choices: None,
             mode,
+            options: 0,
             exposure: None,
             reference: None,
         });

@@ -452,6 +452,7 @@ pub fn build_items(
                     candidates: s.options().to_vec(),
                     rank_by: RankBy::SequenceLogProb,
                 }),
+                options: 0,
                 exposure: None,
                 reference: None,
             });
@@ -594,6 +595,7 @@ mod tests {
             extracted: Vec::new(),
             answer: None,
             targets: Vec::new(),
+            options: 0,
             correct,
             f1: None,
             choice_logits: None,

@@ -482,6 +482,7 @@ mod properties {
                     n_shot: 0,
                     mode: flan_eval::Mode::Cot,
                     choices: None,
+                    options: 0,
                     exposure: None,
                     reference: None,
                 })

@@ -58,6 +58,10 @@ pub struct EvalPrompt {
     pub shots: usize,
     /// Whether answer options were rendered.
     pub with_options: bool,
+    /// How many answer options the prompt lists (0 without options): a model that only
+    /// learned to answer with one of them scores 1 in `options` by guessing.
+    #[serde(default)]
+    pub options: usize,
     /// The model input.
     pub inputs: String,
     /// The full reference target (with rationale in CoT modes).
@@ -174,6 +178,11 @@ impl Suite {
                 mode,
                 shots,
                 with_options: rendered.with_options,
+                options: if rendered.with_options {
+                    task.examples[i].options.as_ref().map_or(0, Vec::len)
+                } else {
+                    0
+                },
                 inputs: rendered.inputs,
                 targets: rendered.targets,
                 answer: normalize_whitespace(&answer),

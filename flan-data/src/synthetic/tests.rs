@@ -211,6 +211,8 @@ fn every_template_renders_in_every_mode() {
                     "{:?}",
                     item.inputs
                 );
+                // The option count is what was listed: none without options, two or more with.
+                assert_eq!(item.with_options, item.options >= 2, "{item:?}");
                 if mode.is_cot() {
                     assert!(item.targets.len() > item.answer.len());
                 } else {
