@@ -858,7 +858,7 @@ mod tests {
         assert!(md.contains("*Chance* is what a model that learned only the answer format scores"));
         assert!(md.contains(verdict));
         assert!(
-            md.contains("Per held-out family after training: day_before 0.0% (0 of "),
+            md.contains("Per held-out family after training: compose_count_weekdays 0.0% (0 of "),
             "{md}"
         );
         let day_before = card["by_family"]["day_before"]["all"]["chance"]
