@@ -195,6 +195,52 @@ impl Bootstrap {
     pub fn mean(&self, values: &[f64]) -> Result<Estimate> {
         Ok(self.means(&[values])?[0])
     }
+
+    /// The sum of the means of independent samples and its percentile interval: every resample
+    /// draws each sample's rows on its own (as many as it has), so nothing is paired. This is
+    /// the interval of a difference of accuracies measured on different items: give the
+    /// subtracted sample's values negated. With one sample it is [`Bootstrap::mean`], resample
+    /// for resample.
+    ///
+    /// Errors: invalid settings, no samples, an empty sample, or a value that is not finite.
+    pub fn sum_of_means(&self, samples: &[&[f64]]) -> Result<Estimate> {
+        self.validate()?;
+        if samples.is_empty() || samples.iter().any(|s| s.is_empty()) {
+            return Err(Error::Config(
+                "a bootstrap needs at least one row in every sample".into(),
+            ));
+        }
+        if samples.iter().any(|s| s.iter().any(|v| !v.is_finite())) {
+            return Err(Error::Config(
+                "a bootstrap value is not a finite number".into(),
+            ));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut sums = Vec::with_capacity(self.resamples);
+        for _ in 0..self.resamples {
+            let mut total = 0.0;
+            for sample in samples {
+                let mut sum = 0.0;
+                for _ in 0..sample.len() {
+                    sum += sample[rng.gen_range(0..sample.len())];
+                }
+                total += sum / sample.len() as f64;
+            }
+            sums.push(total);
+        }
+        sums.sort_by(f64::total_cmp);
+        let tail = (1.0 - self.level) / 2.0;
+        Ok(Estimate {
+            mean: samples
+                .iter()
+                .map(|s| s.iter().sum::<f64>() / s.len() as f64)
+                .sum(),
+            interval: Interval {
+                low: quantile(&sums, tail),
+                high: quantile(&sums, 1.0 - tail),
+            },
+        })
+    }
 }
 
 /// The `q` quantile of sorted `values` by nearest rank: the smallest value with at least a
@@ -283,7 +329,37 @@ mod tests {
         assert_eq!(json, "[0.25,0.5]");
     }
 
+    #[test]
+    fn independent_samples_are_resampled_apart() {
+        let b = Bootstrap::default();
+        // A constant difference of two constant samples is a point.
+        let e = b.sum_of_means(&[&[0.75; 9], &[-0.25; 4]]).unwrap();
+        assert_eq!(e.mean, 0.5);
+        assert_eq!(e.interval, Interval::from([0.5, 0.5]));
+        // Two coins of 200 items each: the unpaired difference is about sqrt(2) times as
+        // uncertain as one coin (1.96 * sqrt(0.5 / 200) = 0.098).
+        let coin = bits(&(0..200).map(|i| i % 2 == 0).collect::<Vec<_>>());
+        let minus: Vec<f64> = coin.iter().map(|v| -v).collect();
+        let d = b.sum_of_means(&[&coin, &minus]).unwrap();
+        assert!(d.mean.abs() < 1e-12);
+        assert!((d.interval.half_width() - 0.098).abs() < 0.02, "{d:?}");
+        assert_eq!(d.interval.side_of_zero(), Side::Within);
+        assert!(b.sum_of_means(&[]).is_err());
+        assert!(b.sum_of_means(&[&coin, &[]]).is_err());
+        assert!(b.sum_of_means(&[&[f64::INFINITY]]).is_err());
+    }
+
     proptest! {
+        /// One sample alone gives exactly the interval of its mean.
+        #[test]
+        fn a_sum_of_one_mean_is_the_mean(
+            values in proptest::collection::vec(-1.0f64..1.0, 1..60),
+            seed in any::<u64>(),
+        ) {
+            let b = Bootstrap { seed, resamples: 100, level: 0.9 };
+            prop_assert_eq!(b.sum_of_means(&[&values]).unwrap(), b.mean(&values).unwrap());
+        }
+
         /// For 0/1 data with both values present the interval is proper, lies in [0, 1] and
         /// contains the mean.
         #[test]
