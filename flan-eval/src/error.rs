@@ -34,6 +34,10 @@ pub enum Error {
     /// the message counts and names the items found in only one of them.
     #[error("the runs cannot be paired item by item: {0}")]
     Unpaired(String),
+    /// Measured points of the replication (points.json) that break its rules; the message
+    /// names every offending point and field and says what was expected.
+    #[error("invalid replication points: {0}")]
+    InvalidPoints(String),
     /// The model behind [`crate::model::EvalModel`] failed or answered with the wrong shape.
     #[error("model: {0}")]
     Model(String),

@@ -60,6 +60,7 @@ pub mod metrics;
 pub mod mmlu;
 pub mod model;
 pub mod parquet_rows;
+pub mod replication;
 pub mod report;
 pub mod rescore;
 pub mod runner;
