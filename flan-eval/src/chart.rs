@@ -9,6 +9,12 @@ use std::fmt::Write;
 
 /// Colours of the series, in order (grey first: "before" reads as the baseline).
 const PALETTE: [&str; 5] = ["#9aa5b1", "#2b6cb0", "#dd6b20", "#38a169", "#805ad5"];
+/// Colours of an [`ErrorChart`]'s compared series, in order (grey is kept for baselines).
+const SERIES_COLORS: [&str; 6] = [
+    "#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#319795",
+];
+/// The colour of baselines and references in an [`ErrorChart`].
+const BASELINE_GREY: &str = "#718096";
 const WIDTH: f64 = 760.0;
 const FONT: &str = "font-family=\"sans-serif\" font-size=\"12\"";
 
@@ -323,15 +329,34 @@ pub struct ErrorPoint {
     pub spread: Option<(f64, f64)>,
 }
 
+/// How a series of an [`ErrorChart`] is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeriesStyle {
+    /// A line in the next colour.
+    Normal,
+    /// The line the figure is about: the next colour, drawn thicker.
+    Emphasis,
+    /// A baseline to compare against (a model not finetuned, a prompt without the trigger): a
+    /// grey line.
+    Baseline,
+    /// One value that holds at every x (greedy decoding, against numbers of samples): a grey
+    /// horizontal line across the plot with its interval as a horizontal band. Only its first
+    /// point's y and interval are used.
+    Reference,
+}
+
 /// One line of an [`ErrorChart`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorSeries {
     /// Legend text.
     pub name: String,
+    /// How it is drawn.
+    pub style: SeriesStyle,
     /// Estimates in drawing order.
     pub points: Vec<ErrorPoint>,
-    /// The chance baseline `(x, y)` under this series, drawn dashed in its colour: a full-width
-    /// line when it is the same everywhere; empty when none applies.
+    /// The chance baseline `(x, y)` under this series, drawn dashed in its colour (once, when
+    /// several series share it): a full-width line when it is the same everywhere; empty when
+    /// none applies.
     pub chance: Vec<(f64, f64)>,
 }
 
@@ -399,12 +424,29 @@ fn wrapped_legend(entries: &[(String, &str, bool)], top: f64) -> (String, usize)
     (svg, if entries.is_empty() { 0 } else { row + 1 })
 }
 
+/// The colour of each series: compared series take the next colour, baselines and references
+/// grey.
+fn series_colors(series: &[ErrorSeries]) -> Vec<&'static str> {
+    let mut next = 0;
+    series
+        .iter()
+        .map(|s| match s.style {
+            SeriesStyle::Baseline | SeriesStyle::Reference => BASELINE_GREY,
+            SeriesStyle::Normal | SeriesStyle::Emphasis => {
+                next += 1;
+                SERIES_COLORS[(next - 1) % SERIES_COLORS.len()]
+            }
+        })
+        .collect()
+}
+
 /// A line chart of estimates in the style of the paper's scaling figures: one line with round
 /// markers per series, each estimate with an error bar (its interval) over a shaded band (its
-/// spread), the series' chance baseline dashed in its colour, ticks at round numbers or at the
-/// measured x values, and a legend under the plot. The y axis includes 0. Values that cannot be
-/// drawn (not finite, or x <= 0 on a logarithmic axis) are left out and counted in the title,
-/// so the SVG never holds a non-number.
+/// spread), the series' chance baseline dashed in its colour, reference values (greedy
+/// decoding) as horizontal lines with their interval as a band, ticks at round numbers or at
+/// the measured x values, and a legend under the plot. The y axis includes 0. Values that
+/// cannot be drawn (not finite, or x <= 0 on a logarithmic axis) are left out and counted in
+/// the title, so the SVG never holds a non-number.
 pub fn error_chart(chart: &ErrorChart) -> String {
     let scale = chart.x_scale;
     let (left, right, top, plot_h) = (64.0, 24.0, 60.0, 300.0);
@@ -418,14 +460,20 @@ pub fn error_chart(chart: &ErrorChart) -> String {
         y1 = y1.max(y);
     };
     for s in &chart.series {
-        for p in &s.points {
+        let reference = s.style == SeriesStyle::Reference;
+        for (i, p) in s.points.iter().enumerate() {
+            if reference && i > 0 {
+                continue;
+            }
             let px = scale.position(p.x);
-            if !(finite(px) && finite(p.y)) {
+            if !(finite(p.y) && (reference || finite(px))) {
                 dropped += 1;
                 continue;
             }
-            x0 = x0.min(px);
-            x1 = x1.max(px);
+            if !reference {
+                x0 = x0.min(px);
+                x1 = x1.max(px);
+            }
             see_y(p.y);
             for (a, b) in [pair_ok(p.interval), pair_ok(p.spread)]
                 .into_iter()
@@ -466,20 +514,17 @@ pub fn error_chart(chart: &ErrorChart) -> String {
     }
     let px = |x: f64| left + (scale.position(x) - x0) / (x1 - x0) * plot_w;
     let py = |y: f64| top + (1.0 - (y - y0) / (y1 - y0)) * plot_h;
+    let colors = series_colors(&chart.series);
 
     // The legend under the plot decides the height.
     let mut entries: Vec<(String, &str, bool)> = chart
         .series
         .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.clone(), PALETTE[i % PALETTE.len()], false))
+        .zip(&colors)
+        .map(|(s, &color)| (s.name.clone(), color, false))
         .collect();
     if chart.series.iter().any(|s| !s.chance.is_empty()) {
-        entries.push((
-            "chance (dashed, in the series' colour)".into(),
-            "#4a5568",
-            true,
-        ));
+        entries.push(("chance (dashed)".into(), BASELINE_GREY, true));
     }
     let legend_top = top + plot_h + 58.0;
     let (legend_svg, rows) = wrapped_legend(&entries, legend_top);
@@ -533,6 +578,7 @@ pub fn error_chart(chart: &ErrorChart) -> String {
         let mut xs: Vec<f64> = chart
             .series
             .iter()
+            .filter(|s| s.style != SeriesStyle::Reference)
             .flat_map(|s| s.points.iter().map(|p| p.x))
             .collect();
         xs.sort_by(f64::total_cmp);
@@ -565,8 +611,85 @@ pub fn error_chart(chart: &ErrorChart) -> String {
         top + plot_h / 2.0,
         escape(&chart.y_label)
     );
-    for (i, s) in chart.series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+    // Chance lines first (under the data), each drawn once.
+    let mut drawn_chances: Vec<Vec<(f64, f64)>> = Vec::new();
+    for (s, color) in chart.series.iter().zip(&colors) {
+        let chance: Vec<(f64, f64)> = s
+            .chance
+            .iter()
+            .copied()
+            .filter(|&(x, y)| finite(px(x)) && finite(y))
+            .collect();
+        let constant = chance
+            .first()
+            .is_some_and(|&(_, c)| chance.iter().all(|&(_, y)| (y - c).abs() < 1e-9));
+        let key = if constant {
+            vec![(f64::NAN, chance[0].1)]
+        } else {
+            chance.clone()
+        };
+        let same = |a: &Vec<(f64, f64)>| {
+            a.len() == key.len()
+                && a.iter().zip(&key).all(|(p, q)| {
+                    (p.0 == q.0 || (p.0.is_nan() && q.0.is_nan())) && (p.1 - q.1).abs() < 1e-9
+                })
+        };
+        if chance.is_empty() || drawn_chances.iter().any(same) {
+            continue;
+        }
+        drawn_chances.push(key);
+        let dash = "stroke-width=\"1.5\" stroke-dasharray=\"5 4\" stroke-opacity=\"0.8\"";
+        if constant {
+            let at = py(chance[0].1);
+            let _ = writeln!(
+                svg,
+                "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{at:.1}\" y2=\"{at:.1}\" stroke=\"{color}\" {dash}/>",
+                left + plot_w
+            );
+        } else {
+            let coords: Vec<String> = chance
+                .iter()
+                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+                .collect();
+            let _ = writeln!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{color}\" {dash} points=\"{}\"/>",
+                coords.join(" ")
+            );
+        }
+    }
+    // Series measured at the same x are set a few pixels apart, so that their error bars do
+    // not hide each other (the order of the series, centred on the true x).
+    let lines = chart
+        .series
+        .iter()
+        .filter(|s| s.style != SeriesStyle::Reference)
+        .count();
+    let mut line = 0;
+    for (s, &color) in chart.series.iter().zip(&colors) {
+        if s.style == SeriesStyle::Reference {
+            let Some(p) = s.points.first().filter(|p| finite(p.y)) else {
+                continue;
+            };
+            if let Some((low, high)) = pair_ok(p.interval) {
+                let _ = writeln!(
+                    svg,
+                    "<rect x=\"{left}\" y=\"{:.1}\" width=\"{plot_w}\" height=\"{:.1}\" fill=\"{color}\" fill-opacity=\"0.12\"/>",
+                    py(high),
+                    py(low) - py(high)
+                );
+            }
+            let at = py(p.y);
+            let _ = writeln!(
+                svg,
+                "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{at:.1}\" y2=\"{at:.1}\" stroke=\"{color}\" stroke-width=\"1.5\"/>",
+                left + plot_w
+            );
+            continue;
+        }
+        let dodge = 5.0 * (line as f64 - (lines as f64 - 1.0) / 2.0);
+        line += 1;
+        let px = |x: f64| px(x) + dodge;
         let drawn: Vec<&ErrorPoint> = s
             .points
             .iter()
@@ -601,41 +724,18 @@ pub fn error_chart(chart: &ErrorChart) -> String {
                 py(*low) - py(*high)
             );
         }
-        let chance: Vec<(f64, f64)> = s
-            .chance
-            .iter()
-            .copied()
-            .filter(|&(x, y)| finite(px(x)) && finite(y))
-            .collect();
-        let constant = chance
-            .first()
-            .is_some_and(|&(_, c)| chance.iter().all(|&(_, y)| (y - c).abs() < 1e-9));
-        let dash = "stroke-width=\"1.5\" stroke-dasharray=\"5 4\" stroke-opacity=\"0.8\"";
-        if constant {
-            let at = py(chance[0].1);
-            let _ = writeln!(
-                svg,
-                "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{at:.1}\" y2=\"{at:.1}\" stroke=\"{color}\" {dash}/>",
-                left + plot_w
-            );
-        } else if !chance.is_empty() {
-            let coords: Vec<String> = chance
-                .iter()
-                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-                .collect();
-            let _ = writeln!(
-                svg,
-                "<polyline fill=\"none\" stroke=\"{color}\" {dash} points=\"{}\"/>",
-                coords.join(" ")
-            );
-        }
         let coords: Vec<String> = drawn
             .iter()
             .map(|p| format!("{:.1},{:.1}", px(p.x), py(p.y)))
             .collect();
+        let width = if s.style == SeriesStyle::Emphasis {
+            3.0
+        } else {
+            2.0
+        };
         let _ = writeln!(
             svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"{width}\" points=\"{}\"/>",
             coords.join(" ")
         );
         for p in &drawn {
@@ -772,13 +872,27 @@ mod tests {
             series: vec![
                 ErrorSeries {
                     name: "finetuned".into(),
+                    style: SeriesStyle::Emphasis,
                     points: vec![point(1e6, 20.0), point(1e7, 30.0), point(1e8, 40.0)],
                     chance: vec![(1e6, 10.0), (1e8, 10.0)],
                 },
                 ErrorSeries {
                     name: "not finetuned".into(),
+                    style: SeriesStyle::Baseline,
                     points: vec![point(1e6, 10.0), point(0.0, 12.0), point(1e8, f64::NAN)],
                     chance: vec![(1e6, 10.0), (1e7, 12.0)],
+                },
+                ErrorSeries {
+                    name: "greedy".into(),
+                    style: SeriesStyle::Reference,
+                    points: vec![ErrorPoint {
+                        x: 1.0,
+                        y: 25.0,
+                        interval: Some((23.0, 27.0)),
+                        spread: None,
+                    }],
+                    // The same chance as the first series: drawn once.
+                    chance: vec![(1e6, 10.0), (1e8, 10.0)],
                 },
             ],
         };
@@ -793,8 +907,16 @@ mod tests {
         assert_eq!(svg.matches("stroke-width=\"1.2\"").count(), 12);
         assert_eq!(svg.matches("<polygon").count(), 1);
         assert_eq!(svg.matches("fill-opacity=\"0.15\"").count(), 2);
-        // A constant chance is a full-width line, a varying one a dashed polyline.
+        // A constant chance is a full-width line, a varying one a dashed polyline; a chance
+        // two series share is drawn once.
         assert_eq!(svg.matches("stroke-dasharray=\"5 4\"").count(), 2);
+        // The reference is a line across the plot over its interval's band, and its x (1, far
+        // left of the sizes) does not stretch the axis.
+        assert_eq!(svg.matches("fill-opacity=\"0.12\"").count(), 1);
+        assert!(svg.contains("<line x1=\"64\" x2=\"736.0\""), "{svg}");
+        // The emphasised series is thicker, the baseline and reference grey.
+        assert_eq!(svg.matches("stroke-width=\"3\"").count(), 1);
+        assert!(svg.contains(&format!("stroke=\"{BASELINE_GREY}\" stroke-width=\"2\"")));
         assert!(svg.contains("chance (dashed"));
         // On the log axis the decades are equally spaced.
         let cx = numbers(&svg, "cx");
@@ -816,6 +938,7 @@ mod tests {
             x_range: None,
             series: vec![ErrorSeries {
                 name: "held out".into(),
+                style: SeriesStyle::Normal,
                 points: [0.0, 1.0, 3.0, 7.0].iter().map(|&x| point(x, x)).collect(),
                 chance: Vec::new(),
             }],
@@ -836,6 +959,7 @@ mod tests {
             x_range: Some((-0.5, 1.5)),
             series: vec![ErrorSeries {
                 name: "normalised".into(),
+                style: SeriesStyle::Normal,
                 points: vec![point(0.0, -12.0), point(1.0, 30.0)],
                 chance: vec![(0.0, 0.0), (1.0, 0.0)],
             }],

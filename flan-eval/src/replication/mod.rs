@@ -13,12 +13,15 @@
 //!   per-item outcomes exist, always saying which is which);
 //! - decides each claim from the numbers ([`verdict`]: the decision rules are written out there;
 //!   the caller never chooses a verdict);
-//! - (next) draws the paper's figures and writes the report.
+//! - draws the paper's figures ([`figures`]) and writes `report.md`, `results.json` and
+//!   `figures/*.svg` whole or not at all ([`write_replication_report`]).
 //!
 //! The six experiments and what each claims are [`Experiment`]'s variants.
 
 pub mod aggregate;
+pub mod figures;
 pub mod points;
+mod report;
 pub mod stats;
 pub mod verdict;
 
@@ -26,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 pub use points::{Point, Points, POINTS_VERSION, X};
+pub use report::{write_replication_report, ReplicationFiles, Settings};
 pub use verdict::{Status, Verdict};
 
 /// Seeds a point needs for an interval over seeds (and that the replication asks for). With
