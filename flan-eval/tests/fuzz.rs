@@ -1,7 +1,8 @@
 //! Fuzz targets of flan-eval's readers (see the `flan-fuzz` crate): BBH tasks and CoT prompt
 //! files, MMLU CSVs and CoT exemplars, hub datasets' Parquet rows (MMLU, MGSM, BBH, TyDiQA), MGSM TSVs, GSM8K and math exemplars, TyDiQA (JSONL and
 //! SQuAD JSON), Winogender TSVs, toxicity JSONL, toxic-degeneration prompts and saved
-//! predictions for `flan eval rescore`; then whole suites built from mutated files and run with
+//! predictions for `flan eval rescore`, the replication's points.json (and the report made from
+//! it); then whole suites built from mutated files and run with
 //! a scripted model whose outputs are arbitrary text, so that prompt building, answer
 //! extraction, voting and the reports see any input. No input may panic; an error about a file
 //! must name it.
@@ -9,6 +10,7 @@
 //! `FLAN_FUZZ_CASES=2000 cargo test -p flan-eval --test fuzz -- --nocapture` runs more inputs.
 
 use flan_eval::bbh::{self, CotPromptFile};
+use flan_eval::replication::{write_replication_report, Points, Settings};
 use flan_eval::report::{self, RunInfo};
 use flan_eval::rescore::{read_predictions, rescore_file};
 use flan_eval::runner::{self, RunOptions, SelfConsistency};
@@ -261,6 +263,61 @@ fn rescore_predictions() {
                 Err(Error::Unsupported(_)) => Ok(()),
                 Err(e) => names_file(&flan_data::error::chain(&e), &path),
             }
+        },
+    );
+}
+
+const POINTS: &[u8] = br#"{"version": 1, "machine": "2 cores", "seconds": 12.5, "points": [
+{"experiment": "task_scaling", "series": "held_out_family", "x": 0, "seed": 1, "accuracy": 0.25, "items": 4, "chance": 0.2, "correct": [true, false, false, false], "item_set": "a"},
+{"experiment": "task_scaling", "series": "held_out_family", "x": 8, "x_label": "all", "seed": 1, "accuracy": 0.75, "items": 4, "chance": 0.2, "correct": [true, true, true, false], "item_set": "a"},
+{"experiment": "task_scaling", "series": "held_out_family", "x": 0, "seed": 2, "accuracy": 0.5, "items": 2, "chance": 0.5},
+{"experiment": "model_scaling", "series": "finetuned", "x": 1500000, "x_label": "tiny", "seed": 1, "accuracy": 0.5, "items": 2, "chance": 0.1, "correct": [true, false]},
+{"experiment": "model_scaling", "series": "not_finetuned", "x": 1500000, "x_label": "tiny", "seed": 1, "accuracy": 0.0, "items": 2, "chance": 0.1, "correct": [false, false]},
+{"experiment": "cot_mixture", "series": "cot", "x": "with_cot_data", "seed": 1, "accuracy": 1.0, "items": 1, "chance": 0.0},
+{"experiment": "self_consistency", "series": "greedy", "x": 1, "seed": 3, "accuracy": 0.5, "items": 2, "chance": 0.0},
+{"experiment": "self_consistency", "series": "self_consistency", "x": 4, "seed": 3, "accuracy": 0.5, "items": 2, "chance": 0.0, "seconds": 3},
+{"experiment": "normalized_average", "series": "held_out_family/direct", "x": "finetuned", "seed": 1, "accuracy": 0.5, "items": 2, "chance": 0.25},
+{"experiment": "normalized_average", "series": "held_out_family/direct", "x": "not_finetuned", "seed": 1, "accuracy": 0.0, "items": 2, "chance": 0.25}
+]}"#;
+
+/// Any points.json is read or refused with the file named; whatever is read makes a report
+/// whose figures are well-formed SVG without a non-number.
+#[test]
+fn replication_points() {
+    let scratch = Scratch::new();
+    fuzz(
+        "flan-eval replication_points",
+        documents(vec![POINTS.to_vec()]),
+        |bytes| {
+            let path = scratch.file("points.json", &bytes);
+            let points = match Points::read(&path) {
+                Ok(points) => points,
+                Err(e) => return names_file(&flan_data::error::chain(&e), &path),
+            };
+            let files = write_replication_report(
+                &scratch.dir().join("report"),
+                &points,
+                &Settings::default(),
+            )
+            .map_err(|e| {
+                format!(
+                    "a valid points.json made no report: {}",
+                    flan_data::error::chain(&e)
+                )
+            })?;
+            for figure in &files.figures {
+                let svg = std::fs::read_to_string(figure).map_err(|e| e.to_string())?;
+                if !(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"))
+                    || svg.contains("NaN")
+                {
+                    return Err(format!("{} is not a well-formed figure", figure.display()));
+                }
+            }
+            let md = std::fs::read_to_string(&files.markdown).map_err(|e| e.to_string())?;
+            if md.contains("NaN") {
+                return Err("report.md shows a NaN".into());
+            }
+            Ok(())
         },
     );
 }

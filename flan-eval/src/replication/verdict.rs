@@ -723,8 +723,9 @@ fn normalized_average(cells: &[Cell], level: &str, bootstrap: &Bootstrap) -> Res
     let status = combined(&[ev.finding]);
     let involved: Vec<&Cell> = terms.iter().map(|t| t.cell).collect();
     let sentence = format!(
-        "The normalised average over {} settings (each setting's 100 × (accuracy − chance) / (1 − chance), averaged with equal weights) went from {:.1} not finetuned to {:.1} finetuned ({}; {}): {}",
+        "The normalised average over {} setting{} (each setting's 100 × (accuracy − chance) / (1 − chance), averaged with equal weights) went from {:.1} not finetuned to {:.1} finetuned ({}; {}): {}",
         after.len(),
+        if after.len() == 1 { "" } else { "s" },
         100.0 * b.value,
         100.0 * a.value,
         seeds_text(&involved),
