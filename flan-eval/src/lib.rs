@@ -17,6 +17,9 @@
 //! ([`toxic_degeneration`]) samples continuations with the same runner and scores them with a pluggable
 //! [`toxic_degeneration::ToxicityScorer`]. Benchmarks also come from Hugging Face hub datasets
 //! ([`hub`], [`hub_readers`]: `--data hf:cais/mmlu`), read into the same records as the files.
+//! The [`replication`] report turns the measured points of the paper's experiments (task and
+//! model scaling, CoT data, zero-shot CoT, self-consistency, the normalised average; each over
+//! several seeds) into figures, tables and one verdict per claim, decided from the numbers.
 //!
 //! From the command line (`flan-cli`):
 //!

@@ -279,8 +279,13 @@ impl Points {
     }
 
     /// Reads and validates a points.json. Errors name the file and the field, and say what was
-    /// expected: `points.json:12: field `points[3].accuracy`: invalid type: string "high",
-    /// expected f64`, or every rule a valid file breaks ([`Points::validate`]).
+    /// expected, as in
+    ///
+    /// ```text
+    /// points.json:12: field `points[3].accuracy`: invalid type: string "high", expected f64
+    /// ```
+    ///
+    /// or list every rule a well-formed file breaks ([`Points::validate`]).
     pub fn read(path: &Path) -> Result<Points> {
         let text = crate::error::read_to_string(path)?;
         let value: serde_json::Value = serde_json::from_str(&text)
