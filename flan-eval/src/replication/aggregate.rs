@@ -150,8 +150,10 @@ impl Difference {
 }
 
 /// The cells of one experiment, ordered by series (the experiment's own order; names for the
-/// normalised average) and then x. `points` must be valid ([`Points::validate`]).
+/// normalised average) and then x. Errors: invalid points ([`Points::validate`]) or bootstrap
+/// settings.
 pub fn cells(points: &Points, experiment: Experiment, bootstrap: &Bootstrap) -> Result<Vec<Cell>> {
+    points.validate()?;
     let series_rank = |s: &str| {
         experiment
             .series()
@@ -239,13 +241,20 @@ impl Ord for OrderKey {
 }
 
 /// `Σ weight · cell` on `scale`, with its intervals over seeds and over items (see the module
-/// documentation for which and how). `terms` must not be empty.
+/// documentation for which and how). Errors: no terms, a cell without seeds, or invalid
+/// bootstrap settings.
 pub fn combine(
     what: &str,
     terms: &[Term],
     scale: Scale,
     bootstrap: &Bootstrap,
 ) -> Result<Difference> {
+    bootstrap.validate()?;
+    if terms.is_empty() || terms.iter().any(|t| t.cell.runs.is_empty()) {
+        return Err(crate::Error::Config(format!(
+            "{what}: a combination needs at least one cell, each with at least one seed"
+        )));
+    }
     let per_seed: Vec<Vec<f64>> = terms
         .iter()
         .map(|t| {
@@ -607,6 +616,27 @@ mod tests {
         // (0.75 − 0.5) / 0.5 = 0.5, 0.75, (0.75 − 0.25) / 0.75 = 2/3.
         assert!((d.value - (0.5 + 0.75 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
         assert!(d.item_interval.unwrap().contains(d.value));
+    }
+
+    #[test]
+    fn invalid_input_is_an_error_not_a_panic() {
+        let b = Bootstrap::default();
+        let err = combine("nothing", &[], Scale::Accuracy, &b).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("nothing: a combination needs at least one cell"));
+        let mut bad = run_point(0.0, 1, &bits(4, 2), None);
+        bad.items = 9;
+        let list = Points {
+            points: vec![bad],
+            ..Points::new()
+        };
+        let err = cells(&list, Experiment::TaskScaling, &b).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("expected one outcome per item (9), found 4"),
+            "{err}"
+        );
     }
 
     proptest! {

@@ -644,6 +644,32 @@ mod tests {
                 "{e}"
             );
         }
+        // Every section has its figure, its table of cells, the table of the differences its
+        // verdict rests on, and the verdict.
+        let sections: Vec<&str> = md.split("\n## ").skip(1).take(6).collect();
+        assert_eq!(sections.len(), 6);
+        for (section, e) in sections.iter().zip(Experiment::ALL) {
+            assert!(section.contains("![") && section.contains(".svg)"), "{e}");
+            assert!(
+                section.contains(" | seeds | accuracy | spread (min–max) | 95% interval over seeds | 95% interval over pooled items | chance | items |"),
+                "{e}"
+            );
+            let rows = section
+                .lines()
+                .filter(|l| {
+                    l.starts_with("| ")
+                        && !l.starts_with("| series")
+                        && !l.starts_with("| setting |")
+                        && !l.starts_with("| difference")
+                })
+                .count();
+            assert!(rows >= 4, "{e}: {rows} rows");
+            assert!(
+                section.contains("| difference | points | 95% interval over seeds |"),
+                "{e}"
+            );
+            assert!(section.contains("**Here:** "), "{e}");
+        }
         // Tables: a row per cell with its intervals; chance drawn dashed in the curves.
         assert!(
             md.contains("| held-out families | all (55 families) | 3 | "),
