@@ -1,13 +1,25 @@
-//! `cargo xtask bench [--quick] [--threads N] [--out DIR] [--shapes S] [--reps N]`: our speed next to Hugging Face
-//! `transformers` / `tokenizers` on the same machine, libtorch, shapes, data and weights, in one run.
+//! `cargo xtask bench [--quick] [--threads N] [--out DIR] [--shapes S] [--reps N] [--isa ISA]`: our
+//! speed next to Hugging Face `transformers` / `tokenizers` on the same machine, libtorch, shapes, data
+//! and weights, in one run.
 //!
+//! 0. reads the CPU (`/proc/cpuinfo`: model, vendor, cores, ISA flags), refuses an `--isa` the CPU
+//!    lacks, and asks torch in the sides' environment which kernels it picks
+//!    (`xtask/bench/torch_probe.py`: ATen's CPU capability, oneDNN's ISA, MKL/oneDNN versions);
 //! 1. builds `flan-bench` (flan-cli) in release and runs it: it prepares the shared inputs in the
 //!    output directory (tokenizer, token ids, the model saved in the HF layout) and measures ours;
 //! 2. runs `xtask/bench/hf_bench.py` in the xtask venv on those inputs, then once more for
 //!    transformers' training alone with denormals flushed (our training flushes them by default;
 //!    the table pairs ours with both);
 //! 3. pairs the JSON lines of both sides by group and writes `results.json` and `results.md`
-//!    (median, spread, ratio ours/theirs, the speed goal of the group) under `target/bench/` by default.
+//!    (median, spread, ratio ours/theirs, the speed goal of the group) under `target/bench/` by default,
+//!    with the `machine` record of step 0 (results.md: a heading and a "Measured on" block).
+//!
+//! `--isa avx2|avx512` runs every process of both sides (and the probe) with libtorch's kernels
+//! capped to that ISA ([`crate::isa`]: `ATEN_CPU_CAPABILITY`, `ONEDNN_MAX_CPU_ISA`,
+//! `MKL_ENABLE_INSTRUCTIONS`, the caps of CI's AVX2 pass), so one machine shows how the ratios
+//! hold on the kernels of a lower CPU. Such a run writes to `target/bench/isa-<ISA>/` by default,
+//! next to the native run rather than over it, and records the cap in the machine record and the
+//! heading; the probe must report the capped ATen capability or the run stops.
 //!
 //! Absolute figures on a shared CPU are noise; the ratios, measured side by side with the same
 //! thread count, are what this is for. Never part of tests or CI.
@@ -17,7 +29,12 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use crate::isa::{self, Isa};
 use crate::{libtorch, process};
+
+mod machine;
+
+use machine::{CpuInfo, Machine, TorchKernels};
 
 /// Python packages the bench script imports besides torch.
 const PACKAGES: [&str; 5] = ["transformers", "tokenizers", "safetensors", "numpy", "peft"];
@@ -26,6 +43,8 @@ const PACKAGES: [&str; 5] = ["transformers", "tokenizers", "safetensors", "numpy
 #[derive(Debug, Clone, PartialEq)]
 struct Settings {
     quick: bool,
+    /// The ISA libtorch's kernels are capped to on both sides.
+    isa: Isa,
     train_variants: bool,
     threads: usize,
     out: PathBuf,
@@ -62,6 +81,11 @@ pub struct BenchArgs {
     /// full and the same LoRA through peft (transformers).
     #[arg(long)]
     train_variants: bool,
+    /// Cap libtorch's CPU kernels on both sides to this ISA (ATEN_CPU_CAPABILITY,
+    /// ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS); a capped run writes to
+    /// target/bench/isa-<ISA>/ unless --out says otherwise.
+    #[arg(long, value_enum, default_value_t = Isa::Native)]
+    isa: Isa,
 }
 
 fn settings(args: BenchArgs) -> Settings {
@@ -72,6 +96,7 @@ fn settings(args: BenchArgs) -> Settings {
         shapes,
         reps,
         train_variants,
+        isa,
     } = args;
     let threads = threads.map(|n| n as usize);
     let reps = reps.map(|n| n as usize);
@@ -80,10 +105,11 @@ fn settings(args: BenchArgs) -> Settings {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    let out = out.unwrap_or_else(|| process::workspace_root().join("target").join("bench"));
+    let out = out.unwrap_or_else(|| default_out(&process::workspace_root(), isa));
     let preset = if quick {
         Settings {
             quick,
+            isa,
             train_variants,
             threads,
             out,
@@ -101,6 +127,7 @@ fn settings(args: BenchArgs) -> Settings {
     } else {
         Settings {
             quick,
+            isa,
             train_variants,
             threads,
             out,
@@ -119,6 +146,36 @@ fn settings(args: BenchArgs) -> Settings {
         shapes: shapes.unwrap_or(preset.shapes),
         reps: reps.unwrap_or(preset.reps),
         ..preset
+    }
+}
+
+/// `target/bench/` for native kernels, `target/bench/isa-<ISA>/` for a capped run, so that a
+/// capped run does not overwrite the native one.
+fn default_out(root: &std::path::Path, isa: Isa) -> PathBuf {
+    let bench = root.join("target").join("bench");
+    match isa {
+        Isa::Native => bench,
+        isa => bench.join(format!("isa-{}", isa.name())),
+    }
+}
+
+/// The environment every process of the bench runs in, the probe's included: libtorch's, the
+/// thread counts both sides share, and the kernel caps.
+struct SideEnv {
+    libtorch: libtorch::Libtorch,
+    threads: String,
+    caps: Vec<(&'static str, String)>,
+}
+
+impl SideEnv {
+    fn apply(&self, cmd: &mut Command) {
+        self.libtorch.apply(cmd);
+        cmd.env("RAYON_NUM_THREADS", &self.threads)
+            .env("OMP_NUM_THREADS", &self.threads)
+            .env("TOKENIZERS_PARALLELISM", "true");
+        for (key, value) in &self.caps {
+            cmd.env(key, value);
+        }
     }
 }
 
@@ -148,6 +205,34 @@ fn common_args(s: &Settings) -> Vec<String> {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     let settings = settings(args);
+    // Before anything is built: a cap the CPU cannot honour would fall back silently.
+    let cpu = match (CpuInfo::read(), settings.isa) {
+        (Ok(cpu), isa) => {
+            isa.check_supported(&cpu.model, &cpu.flags)?;
+            cpu
+        }
+        (Err(e), Isa::Native) => {
+            eprintln!("bench: {e:#}; the machine record names only the architecture");
+            CpuInfo::parse("")
+        }
+        (Err(e), isa) => {
+            return Err(e.context(format!(
+                "cannot check that this CPU has {} for --isa {}",
+                isa.required_flags().join(" "),
+                isa.name()
+            )))
+        }
+    };
+    let caps = isa::effective_caps(settings.isa, |k| std::env::var(k).ok());
+    if settings.isa == Isa::Native && !caps.is_empty() {
+        eprintln!(
+            "bench: kernel caps set in your environment apply to both sides and are recorded: {}",
+            caps.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     let libtorch = libtorch::setup(libtorch::Verbosity::Quiet)?;
     let python = libtorch::venv_python()?;
     let root = process::workspace_root();
@@ -155,12 +240,27 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .with_context(|| format!("cannot create {}", settings.out.display()))?;
 
     libtorch::pip_install(&PACKAGES)?;
+    let env = SideEnv {
+        libtorch,
+        threads: settings.threads.to_string(),
+        caps,
+    };
+    let machine = probe_machine(&settings, cpu, &python, &env)?;
+    eprintln!(
+        "bench: torch {} picks ATen {} and oneDNN {} here",
+        machine.torch.version,
+        machine.torch.cpu_capability,
+        if machine.torch.onednn_isa.is_empty() {
+            "(not reported)"
+        } else {
+            &machine.torch.onednn_isa
+        }
+    );
 
-    let flan_bench = process::build_release_bin(&libtorch, "flan-bench")?;
-    let threads = settings.threads.to_string();
+    let flan_bench = process::build_release_bin(&env.libtorch, "flan-bench")?;
     if settings.train_variants {
-        let lines = train_variants(&settings, &flan_bench, &python, &libtorch, &threads)?;
-        return write_report(&settings, &lines);
+        let lines = train_variants(&settings, &flan_bench, &python, &env)?;
+        return write_report(&settings, &lines, &machine);
     }
     let mut ours = Command::new(flan_bench);
     ours.arg("--out")
@@ -168,8 +268,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .args(["--train-examples", &settings.train_examples.to_string()])
         .args(common_args(&settings))
         .current_dir(&root);
-    libtorch.apply(&mut ours);
-    let mut lines = capture_lines(&mut ours, &threads)?;
+    let mut lines = capture_lines(&mut ours, &env)?;
 
     let mut theirs = Command::new(&python);
     theirs
@@ -177,8 +276,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .arg(&settings.out)
         .args(common_args(&settings))
         .current_dir(&root);
-    libtorch.apply(&mut theirs);
-    lines.extend(capture_lines(&mut theirs, &threads)?);
+    lines.extend(capture_lines(&mut theirs, &env)?);
 
     // transformers' training once more, flushing denormals as our side does (a process of its
     // own: the flag must be set before libtorch starts its threads, which inherit it).
@@ -189,10 +287,60 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .args(common_args(&settings))
         .arg("--flush-denormals-train-only")
         .current_dir(&root);
-    libtorch.apply(&mut theirs_flushed);
-    lines.extend(capture_lines(&mut theirs_flushed, &threads)?);
+    lines.extend(capture_lines(&mut theirs_flushed, &env)?);
 
-    write_report(&settings, &lines)
+    write_report(&settings, &lines, &machine)
+}
+
+/// Runs `torch_probe.py` in the sides' environment and puts its answer beside the CPU's; a cap
+/// that torch did not take (its capability is not the capped one) stops the bench.
+fn probe_machine(
+    settings: &Settings,
+    cpu: CpuInfo,
+    python: &std::path::Path,
+    env: &SideEnv,
+) -> Result<Machine> {
+    let root = process::workspace_root();
+    let mut probe = Command::new(python);
+    probe
+        .arg(root.join("xtask").join("bench").join("torch_probe.py"))
+        .current_dir(&root);
+    let lines = capture_lines(&mut probe, env)?;
+    let [answer] = &lines[..] else {
+        bail!(
+            "torch_probe.py printed {} JSON lines, expected one",
+            lines.len()
+        );
+    };
+    let torch = TorchKernels::from_json(answer)?;
+    if let Some(expected) = settings.isa.expected_capability() {
+        if torch.cpu_capability != expected {
+            bail!(
+                "under {} torch reports the CPU capability {}, not {expected}: this libtorch \
+                 did not take the cap, so a bench would not measure --isa {}",
+                settings.isa.caps_display(),
+                torch.cpu_capability,
+                settings.isa.name()
+            );
+        }
+    }
+    Ok(Machine {
+        cpu,
+        available_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads: settings.threads,
+        isa: settings.isa,
+        caps: env.caps.clone(),
+        same_libtorch: same_dir(&env.libtorch.dir, std::path::Path::new(&torch.dir)),
+        torch,
+    })
+}
+
+/// Whether two paths name one directory (through symlinks where both exist).
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// The training variants, each in a fresh process (see [`BenchArgs::train_variants`]).
@@ -200,8 +348,7 @@ fn train_variants(
     settings: &Settings,
     flan_bench: &std::path::Path,
     python: &std::path::Path,
-    libtorch: &libtorch::Libtorch,
-    threads: &str,
+    env: &SideEnv,
 ) -> Result<Vec<Value>> {
     let root = process::workspace_root();
     let mut prepare = Command::new(flan_bench);
@@ -212,8 +359,7 @@ fn train_variants(
         .args(common_args(settings))
         .arg("--prepare-only")
         .current_dir(&root);
-    libtorch.apply(&mut prepare);
-    capture_lines(&mut prepare, threads)?;
+    capture_lines(&mut prepare, env)?;
     let mut lines = Vec::new();
     for shape in settings.shapes.split(',') {
         for variant in ["full", "lora", "checkpointing", "lora-checkpointing"] {
@@ -223,8 +369,7 @@ fn train_variants(
                 .args(common_args(settings))
                 .args(["--train-variant", &format!("{shape},{variant}")])
                 .current_dir(&root);
-            libtorch.apply(&mut ours);
-            lines.extend(capture_lines(&mut ours, threads)?);
+            lines.extend(capture_lines(&mut ours, env)?);
         }
         for variant in ["full", "lora"] {
             let mut theirs = Command::new(python);
@@ -234,16 +379,15 @@ fn train_variants(
                 .args(common_args(settings))
                 .args(["--shapes", shape, "--train-variant", variant])
                 .current_dir(&root);
-            libtorch.apply(&mut theirs);
-            lines.extend(capture_lines(&mut theirs, threads)?);
+            lines.extend(capture_lines(&mut theirs, env)?);
         }
     }
     Ok(lines)
 }
 
 /// Writes results.json and results.md under the output directory and prints the Markdown.
-fn write_report(settings: &Settings, lines: &[Value]) -> Result<()> {
-    let report = Report::new(settings, lines, machine(), utc_now())?;
+fn write_report(settings: &Settings, lines: &[Value], machine: &Machine) -> Result<()> {
+    let report = Report::new(settings, lines, machine, utc_now())?;
     let json_path = settings.out.join("results.json");
     let md_path = settings.out.join("results.md");
     std::fs::write(
@@ -262,14 +406,11 @@ fn write_report(settings: &Settings, lines: &[Value]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cmd` with the thread settings both sides share; stderr passes through, stdout is parsed
-/// as JSON lines (anything else on stdout is an error: it would mean a side printed by accident).
-fn capture_lines(cmd: &mut Command, threads: &str) -> Result<Vec<Value>> {
-    cmd.env("RAYON_NUM_THREADS", threads)
-        .env("OMP_NUM_THREADS", threads)
-        .env("TOKENIZERS_PARALLELISM", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+/// Runs `cmd` in the environment both sides share; stderr passes through, stdout is parsed as
+/// JSON lines (anything else on stdout is an error: it would mean a side printed by accident).
+fn capture_lines(cmd: &mut Command, env: &SideEnv) -> Result<Vec<Value>> {
+    env.apply(cmd);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     eprintln!("$ {}", process::display(cmd));
     let out = cmd
         .output()
@@ -351,7 +492,12 @@ fn field<'a>(line: &'a Value, key: &str) -> Result<&'a str> {
 }
 
 impl Report {
-    fn new(settings: &Settings, lines: &[Value], machine: String, date: String) -> Result<Report> {
+    fn new(
+        settings: &Settings,
+        lines: &[Value],
+        machine: &Machine,
+        date: String,
+    ) -> Result<Report> {
         let mut groups: Vec<&str> = Vec::new();
         for line in lines {
             let g = field(line, "group")?;
@@ -361,15 +507,23 @@ impl Report {
         }
         let mut rows = Vec::new();
         let mut md = format!(
-            "Measured {date} on {machine}, {} threads on both sides, {} warm-up + {} timed runs{}.\n\
+            "{}\n\
+             Measured {date}, {} threads on both sides, {} warm-up + {} timed runs{}{}.\n\
              Spread = (max - min) / median over the timed runs; the machine was shared, so \
              absolute figures are noisy.\n\n\
+             {}\n\
              | benchmark | case | unit | median | spread | ours / theirs | goal |\n\
              |---|---|---|---:|---:|---:|---:|\n",
+            machine.heading(),
             settings.threads,
             settings.warmup,
             settings.reps,
             if settings.quick { ", --quick" } else { "" },
+            match settings.isa {
+                Isa::Native => String::new(),
+                isa => format!(", --isa {}", isa.name()),
+            },
+            machine.markdown(),
         );
         for group in groups {
             let members: Vec<&Value> = lines
@@ -431,7 +585,7 @@ impl Report {
             }
         }
         let json = json!({
-            "date": date, "machine": machine, "threads": settings.threads,
+            "date": date, "machine": machine.to_json(), "threads": settings.threads,
             "warmup": settings.warmup, "reps": settings.reps, "quick": settings.quick,
             "results": rows,
         });
@@ -456,19 +610,6 @@ fn fmt_value(x: f64) -> String {
     } else {
         format!("{x:.3}")
     }
-}
-
-/// CPU model and core count from `/proc/cpuinfo` (Linux), for the README's "measured on".
-fn machine() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, m)| m.trim().to_string())
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{model} ({cores} logical cores)")
 }
 
 /// The current UTC time as `YYYY-MM-DD HH:MM UTC`.
@@ -568,13 +709,12 @@ mod tests {
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-        let r = Report::new(
-            &settings,
-            &lines,
-            "cpu".into(),
-            "2026-01-01 00:00 UTC".into(),
-        )
-        .unwrap();
+        let native = machine::tests::machine(
+            Isa::Native,
+            vec![],
+            &machine::tests::probe_answer("AVX512", ""),
+        );
+        let r = Report::new(&settings, &lines, &native, "2026-01-01 00:00 UTC".into()).unwrap();
         let rows = r.json["results"].as_array().unwrap();
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[0]["ratio_ours_over_theirs"], json!(310.0 / 150.0));
@@ -587,6 +727,89 @@ mod tests {
             .contains("| train tiny | ours packed | real tokens/s | 310 | 6% | 2.07 | ≥1.5 met |"));
         assert!(r.markdown.contains("(DIFFERENT tokens)"));
         let bad: Vec<Value> = vec![json!({"side": "ours", "samples": [1.0]})];
-        assert!(Report::new(&settings, &bad, "cpu".into(), "d".into()).is_err());
+        assert!(Report::new(&settings, &bad, &native, "d".into()).is_err());
+        assert!(r
+            .markdown
+            .starts_with("### `cargo xtask bench`: native kernels\n\nMeasured 2026-01-01"));
+        assert_eq!(r.json["machine"]["isa"], "native");
+        assert_eq!(r.json["machine"]["cpu"], "AMD EPYC");
+    }
+
+    #[test]
+    fn isa_is_parsed_and_a_capped_run_goes_elsewhere_by_default() {
+        let root = process::workspace_root();
+        let native = parse_args(&["--quick".into()]).unwrap();
+        assert_eq!(native.isa, Isa::Native);
+        assert_eq!(native.out, root.join("target").join("bench"));
+        for (name, isa) in [
+            ("avx2", Isa::Avx2),
+            ("avx512", Isa::Avx512),
+            ("native", Isa::Native),
+        ] {
+            let s = parse_args(&["--isa".into(), name.into()]).unwrap();
+            assert_eq!(s.isa, isa);
+            assert_eq!(s.isa.name(), name);
+        }
+        let s = parse_args(&["--isa".into(), "avx2".into()]).unwrap();
+        assert_eq!(s.out, root.join("target").join("bench").join("isa-avx2"));
+        assert_ne!(s.out, native.out);
+        let args: Vec<String> = ["--isa", "avx2", "--out", "/tmp/x"]
+            .map(String::from)
+            .into();
+        assert_eq!(parse_args(&args).unwrap().out, PathBuf::from("/tmp/x"));
+        for bad in ["AVX2", "sse", "amx", ""] {
+            assert!(parse_args(&["--isa".into(), bad.into()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_capped_report_names_its_cap_in_heading_line_and_record() {
+        let args: Vec<String> = ["--quick", "--isa", "avx2", "--reps", "1"]
+            .map(String::from)
+            .into();
+        let settings = parse_args(&args).unwrap();
+        let lines: Vec<Value> = vec![
+            json!({"side": "ours", "group": "train tiny", "case": "ours packed",
+                   "unit": "real tokens/s", "samples": [200.0], "extra": {}}),
+            json!({"side": "transformers", "group": "train tiny", "case": "transformers padded",
+                   "unit": "real tokens/s", "samples": [100.0], "extra": {}}),
+        ];
+        let caps = isa::effective_caps(Isa::Avx2, |_| None);
+        let m = machine::tests::machine(
+            Isa::Avx2,
+            caps,
+            &machine::tests::probe_answer("AVX2", "Intel AVX2"),
+        );
+        let r = Report::new(&settings, &lines, &m, "2026-01-01 00:00 UTC".into()).unwrap();
+        let md = &r.markdown;
+        assert!(
+            md.starts_with(
+                "### `cargo xtask bench --isa avx2`: kernels capped to AVX2 (ATEN_CPU_CAPABILITY=avx2 \
+                 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2)\n\n"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("1 warm-up + 1 timed runs, --quick, --isa avx2.\n"),
+            "{md}"
+        );
+        // The block sits between the lines and the table.
+        let block = md.find("Measured on:\n").unwrap();
+        let table = md.find("| benchmark |").unwrap();
+        assert!(
+            md.find("Spread =").unwrap() < block && block < table,
+            "{md}"
+        );
+        assert!(
+            md[block..table].contains("ATen CPU capability AVX2"),
+            "{md}"
+        );
+        assert!(md
+            .contains("| train tiny | ours packed | real tokens/s | 200 | 0% | 2.00 | ≥1.5 met |"));
+        assert_eq!(r.json["machine"]["isa"], "avx2");
+        assert_eq!(
+            r.json["machine"]["kernel_caps"]["ATEN_CPU_CAPABILITY"],
+            "avx2"
+        );
     }
 }

@@ -2,16 +2,13 @@
 
 use anyhow::{bail, Result};
 
+use crate::isa::Isa;
 use crate::{browser, fuzz, libtorch, process, test};
 
 /// The kernel caps of the second pass: libtorch's kernels of an AVX2-only CPU (ATen's AVX2 loops,
 /// ATen's own bf16 GEMM since oneDNN is capped below AVX-512, MKL's AVX2 code), whatever CPU CI
 /// runs on. Results that depend on the CPU's kernels must hold there too.
-const LOWER_ISA: [(&str, &str); 3] = [
-    ("ATEN_CPU_CAPABILITY", "avx2"),
-    ("ONEDNN_MAX_CPU_ISA", "AVX2"),
-    ("MKL_ENABLE_INSTRUCTIONS", "AVX2"),
-];
+const LOWER_ISA: Isa = Isa::Avx2;
 
 /// The test binaries whose results depend on the CPU's kernels: every comparison with
 /// transformers' numbers (model parity, autocast, optimisers, generation through the CLI), and
@@ -65,12 +62,12 @@ pub fn run() -> Result<()> {
         let mut cmd = process::cargo();
         cmd.arg("test").args(packages);
         libtorch.apply(&mut cmd);
-        for (key, value) in LOWER_ISA {
+        for (key, value) in LOWER_ISA.kernel_caps() {
             cmd.env(key, value);
         }
         eprintln!(
             "ci: again with the kernels of an AVX2-only CPU ({})",
-            LOWER_ISA.map(|(k, v)| format!("{k}={v}")).join(" ")
+            LOWER_ISA.caps_display()
         );
         let code = process::run_status(&mut cmd)?;
         if code != 0 {

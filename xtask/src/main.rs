@@ -11,6 +11,7 @@ mod finetune;
 mod fixtures;
 mod fuzz;
 mod install;
+mod isa;
 mod libtorch;
 mod process;
 mod test;
