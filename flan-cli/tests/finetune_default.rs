@@ -65,21 +65,29 @@ fn print_config(args: &[&std::ffi::OsStr]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn the_default_run_trains_evaluates_and_reports() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_dir = dir.path().join("run");
+/// `flan train` on the default config with the test's budget (and `extra` flags) into
+/// `out_dir`, after checking it succeeded; its stderr.
+fn train_default(out_dir: &Path, extra: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_flan"))
         .arg("train")
         .arg("--config")
         .arg(default_config())
         .arg("--output-dir")
-        .arg(&out_dir)
+        .arg(out_dir)
         .args(SMALL)
+        .args(extra)
         .output()
         .expect("flan runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "flan train failed:\n{stderr}");
+    stderr
+}
+
+#[test]
+fn the_default_run_trains_evaluates_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let stderr = train_default(&out_dir, &[]);
     for line in ["report:", "results:", "model:", "held-out families"] {
         assert!(stderr.contains(line), "`{line}` missing from:\n{stderr}");
     }
@@ -189,20 +197,9 @@ fn the_same_seed_gives_the_same_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = |name: &str| {
         let out_dir = dir.path().join(name);
-        let out = Command::new(env!("CARGO_BIN_EXE_flan"))
-            .arg("train")
-            .arg("--config")
-            .arg(default_config())
-            .arg("--output-dir")
-            .arg(&out_dir)
-            .args(SMALL)
-            .args(["--set", "train.steps=6", "--set", "checkpoint.every=3"])
-            .output()
-            .expect("flan runs");
-        assert!(
-            out.status.success(),
-            "flan train failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
+        train_default(
+            &out_dir,
+            &["--set", "train.steps=6", "--set", "checkpoint.every=3"],
         );
         out_dir
     };
