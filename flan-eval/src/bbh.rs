@@ -275,6 +275,7 @@ pub fn task_items(
                 choices: None,
                 mode,
                 options: 0,
+                example: None,
                 exposure: None,
                 reference: None,
             }

@@ -10,19 +10,25 @@
 //! - **1/k for an item offering k answers** (the options its prompt lists, or its
 //!   rank-classification candidates: [`SampleRecord::options`]): a format-only model picks one
 //!   of them, and without knowing which is right it is right once in k;
-//! - **the majority-answer share of its family otherwise** (a free-form answer): the share of
-//!   the evaluated items of the same task, themselves free-form, whose gold answers include
-//!   that task's most frequent gold answer. No answer that ignores the question scores more
-//!   on these items (whatever one answer it gives, or however it mixes answers, it is right at
-//!   most as often as the most frequent one is gold), so it measures what the answer
-//!   distribution alone gives away: about 1/2 for yes/no, about 1/7 for weekdays, about 0 for
-//!   sorted lists, whose answers rarely repeat.
+//! - **otherwise (a free-form answer), how often its family's majority answer, estimated
+//!   without it, is its gold answer**: the answer a model that ignores the question would
+//!   give is the one most frequent among the *other* examples of the same task (free-form
+//!   ones); the item's baseline is 1 when its gold answers include it, 0 when not, and the
+//!   share of its gold answers among them when several answers tie. No answer that ignores
+//!   the question does better in expectation, so it measures what the answer distribution
+//!   alone gives away: about 1/2 for yes/no, about 1/7 for weekdays, 0 for sorted lists, whose
+//!   answers do not repeat.
+//!
+//! Why leave the item out: the share of the most frequent answer within the evaluated set
+//! itself counts every item in its own favour, so it is at least 1 over the number of distinct
+//! answers (1/8 for eight sorted lists that share no answer) and errs high on small sets. Left
+//! out is the item's whole *example* ([`SampleRecord::example`]): the synthetic suite renders
+//! each eval example of a family in every template set and mode, and copies of an item in
+//! other prompts would vote for its own answer. Records without an example id are each an
+//! example of their own.
 //!
 //! Both are computed from the records alone, within the evaluated set: the baseline of a run
-//! depends on nothing but the items it ran (and is the same before and after training). On a
-//! small set the majority share errs upwards (it is at least 1 over the number of distinct
-//! answers, 1/8 for eight sorted lists that share no answer), which makes a claim of skill
-//! above it conservative, never generous.
+//! depends on nothing but the items it ran (and is the same before and after training).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,38 +39,75 @@ use crate::runner::SampleRecord;
 /// The chance baseline of each record, in record order, as a fraction in [0, 1] (see the
 /// module documentation for the definition).
 pub fn item_chances(samples: &[SampleRecord]) -> Vec<f64> {
-    let shares = majority_shares(samples);
+    let examples = free_form_examples(samples);
     samples
         .iter()
-        .map(|s| match s.options {
-            0 => shares.get(s.task.as_str()).copied().unwrap_or(0.0),
+        .enumerate()
+        .map(|(i, s)| match s.options {
+            0 => leave_one_out_majority(&examples[s.task.as_str()], example_key(i, s), s),
             k => 1.0 / k as f64,
         })
         .collect()
 }
 
-/// The majority-answer share of each task among its free-form records: the most items whose
-/// gold answers include one answer, over the task's free-form items. Gold answers are compared
-/// after whitespace normalisation, as the scorer compares them; a record's answer counts once
-/// however many of its gold answers equal it.
-pub fn majority_shares(samples: &[SampleRecord]) -> BTreeMap<&str, f64> {
-    let mut counts: BTreeMap<&str, (usize, BTreeMap<String, usize>)> = BTreeMap::new();
-    for s in samples.iter().filter(|s| s.options == 0) {
-        let (items, answers) = counts.entry(s.task.as_str()).or_default();
-        *items += 1;
-        let distinct: BTreeSet<String> =
-            s.targets.iter().map(|t| normalize_whitespace(t)).collect();
-        for answer in distinct {
-            *answers.entry(answer).or_default() += 1;
+/// Which example a record renders: its example id, or (without one) the record itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum ExampleKey {
+    Example(usize),
+    Record(usize),
+}
+
+fn example_key(position: usize, s: &SampleRecord) -> ExampleKey {
+    s.example
+        .map_or(ExampleKey::Record(position), ExampleKey::Example)
+}
+
+/// A record's gold answers as the scorer compares them (whitespace-normalised, each once).
+fn gold_answers(s: &SampleRecord) -> BTreeSet<String> {
+    s.targets.iter().map(|t| normalize_whitespace(t)).collect()
+}
+
+/// The free-form examples of each task with their gold answers (an example rendered in several
+/// prompts counts once, with the answers of all its prompts).
+fn free_form_examples(
+    samples: &[SampleRecord],
+) -> BTreeMap<&str, BTreeMap<ExampleKey, BTreeSet<String>>> {
+    let mut out: BTreeMap<&str, BTreeMap<ExampleKey, BTreeSet<String>>> = BTreeMap::new();
+    for (i, s) in samples.iter().enumerate() {
+        if s.options == 0 {
+            out.entry(s.task.as_str())
+                .or_default()
+                .entry(example_key(i, s))
+                .or_default()
+                .extend(gold_answers(s));
         }
     }
-    counts
-        .into_iter()
-        .map(|(task, (items, answers))| {
-            let most = answers.values().copied().max().unwrap_or(0);
-            (task, most as f64 / items as f64)
-        })
-        .collect()
+    out
+}
+
+/// The chance that the majority answer of `examples` other than `own` is one of `record`'s gold
+/// answers (ties broken uniformly); 0 when no other example exists.
+fn leave_one_out_majority(
+    examples: &BTreeMap<ExampleKey, BTreeSet<String>>,
+    own: ExampleKey,
+    record: &SampleRecord,
+) -> f64 {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, answers) in examples.iter().filter(|(key, _)| **key != own) {
+        for answer in answers {
+            *counts.entry(answer.as_str()).or_default() += 1;
+        }
+    }
+    let Some(most) = counts.values().copied().max() else {
+        return 0.0;
+    };
+    let tied: Vec<&str> = counts
+        .iter()
+        .filter(|(_, &n)| n == most)
+        .map(|(a, _)| *a)
+        .collect();
+    let gold = gold_answers(record);
+    tied.iter().filter(|a| gold.contains(**a)).count() as f64 / tied.len() as f64
 }
 
 #[cfg(test)]
@@ -87,6 +130,7 @@ mod tests {
             answer: None,
             targets: vec![target.into()],
             options,
+            example: None,
             correct: false,
             f1: None,
             choice_logits: None,
@@ -95,19 +139,18 @@ mod tests {
     }
 
     #[test]
-    fn options_give_one_in_k_and_free_form_answers_their_family_s_majority_share() {
-        let weekdays = [
+    fn options_give_one_in_k_and_free_form_answers_the_others_majority() {
+        let days = [
             "Monday",
             "Tuesday",
             "Wednesday",
             "Thursday",
             "Friday",
             "Saturday",
+            " Monday ",
         ];
         let mut samples: Vec<SampleRecord> =
-            weekdays.iter().map(|d| record("day_after", d, 0)).collect();
-        // Monday twice: the majority answer is right on 2 of 7.
-        samples.push(record("day_after", " Monday ", 0));
+            days.iter().map(|d| record("day_after", d, 0)).collect();
         samples.push(record("even_odd", "(A)", 2));
         samples.push(record("topic", "sports", 4));
         samples.push(record("even_odd", "even", 0));
@@ -117,16 +160,39 @@ mod tests {
         samples.push(record("sort", "1, 3, 9", 0));
         let chances = item_chances(&samples);
         assert_eq!(chances.len(), samples.len());
-        for c in &chances[..7] {
-            assert!((c - 2.0 / 7.0).abs() < 1e-12, "{c}");
+        // A Monday: the other six answers tie, Monday among them. Any other day: the others'
+        // majority is Monday (twice).
+        let sixth = 1.0 / 6.0;
+        let expected = [sixth, 0.0, 0.0, 0.0, 0.0, 0.0, sixth];
+        for (c, e) in chances[..7].iter().zip(expected) {
+            assert!((c - e).abs() < 1e-12, "{c} != {e}");
         }
         assert_eq!(chances[7], 0.5);
         assert_eq!(chances[8], 0.25);
-        // The lettered item does not count in even_odd's free-form majority.
-        for c in &chances[9..12] {
-            assert!((c - 2.0 / 3.0).abs() < 1e-12, "{c}");
+        // even: the others say odd; odd: the others tie between even and odd. The lettered
+        // item does not count among the free-form answers.
+        assert_eq!(&chances[9..12], &[0.0, 0.5, 0.5]);
+        // Answers that never repeat give nothing away.
+        assert_eq!(&chances[12..], &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn copies_of_an_example_in_other_prompts_do_not_vote_for_it() {
+        // Example 0 rendered in three prompts, example 1 in one; their answers differ.
+        let mut samples: Vec<SampleRecord> = (0..3)
+            .map(|_| record("sort", "1, 2, 3", 0))
+            .chain([record("sort", "1, 3, 9", 0)])
+            .collect();
+        for (r, example) in samples.iter_mut().zip([0, 0, 0, 1]) {
+            r.example = Some(example);
         }
-        assert_eq!(&chances[12..], &[0.5, 0.5]);
+        assert_eq!(item_chances(&samples), vec![0.0; 4]);
+        // Without example ids every record is an example, and example 0's copies make its
+        // answer the others' majority.
+        for r in &mut samples {
+            r.example = None;
+        }
+        assert_eq!(item_chances(&samples), vec![1.0, 1.0, 1.0, 0.0]);
     }
 
     #[test]
@@ -136,23 +202,29 @@ mod tests {
         a.targets.push("Nile".into());
         let b = record("qa", "Nile", 0);
         let c = record("qa", "Amazon", 0);
-        let samples = [a, b, c];
-        let shares = majority_shares(&samples);
-        assert!((shares["qa"] - 2.0 / 3.0).abs() < 1e-12);
+        let chances = item_chances(&[a, b, c]);
+        // a: Nile and Amazon tie among the others, Nile is gold; b: three answers tie, one
+        // gold; c: the others' majority is Nile.
+        let expected = [0.5, 1.0 / 3.0, 0.0];
+        for (c, e) in chances.iter().zip(expected) {
+            assert!((c - e).abs() < 1e-12, "{c} != {e}");
+        }
     }
 
     #[test]
-    fn items_without_gold_answers_have_no_chance() {
+    fn items_without_gold_answers_or_other_examples_have_no_chance() {
         let mut r = record("continuation", "", 0);
         r.targets.clear();
         assert_eq!(item_chances(&[r]), vec![0.0]);
+        assert_eq!(item_chances(&[record("alone", "yes", 0)]), vec![0.0]);
     }
 
     proptest! {
-        /// Chances are probabilities; a task's free-form chance is at least 1 over its number of
-        /// distinct answers (the pigeonhole bound) and 1 when all answers are the same.
+        /// Chances are probabilities, 1/k with options; a task whose free-form answers are all
+        /// the same has chance 1 on each (given another example), all different 0; and no
+        /// record's chance depends on the order of the records.
         #[test]
-        fn chances_are_probabilities_bounded_by_the_answer_spread(
+        fn chances_are_probabilities_independent_of_record_order(
             answers in proptest::collection::vec((0usize..2, 0u8..6, 0usize..5), 1..60)
         ) {
             let samples: Vec<SampleRecord> = answers
@@ -172,10 +244,18 @@ mod tests {
                         .filter(|o| o.task == s.task && o.options == 0)
                         .collect();
                     let distinct: BTreeSet<&String> = same.iter().map(|o| &o.targets[0]).collect();
-                    prop_assert!(*c >= 1.0 / distinct.len() as f64 - 1e-12);
-                    prop_assert_eq!(distinct.len() == 1, *c == 1.0);
+                    if same.len() >= 2 && distinct.len() == 1 {
+                        prop_assert_eq!(*c, 1.0);
+                    }
+                    if distinct.len() == same.len() {
+                        prop_assert_eq!(*c, 0.0);
+                    }
                 }
             }
+            let reversed: Vec<SampleRecord> = samples.iter().rev().cloned().collect();
+            let mut again = item_chances(&reversed);
+            again.reverse();
+            prop_assert_eq!(again, chances);
         }
     }
 }

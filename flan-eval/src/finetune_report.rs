@@ -937,6 +937,7 @@ mod tests {
                 answer: None,
                 targets: vec!["(A)".into()],
                 options: 2,
+                example: None,
                 correct: index < right,
                 f1: None,
                 choice_logits: None,

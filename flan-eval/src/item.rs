@@ -194,6 +194,12 @@ pub struct EvalItem {
     /// does not say. Only the chance baseline reads it ([`EvalItem::answer_options`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub options: usize,
+    /// Which example of its task the item renders, where one example is rendered in several
+    /// prompts (the synthetic suite renders each eval example of a family in every template
+    /// set and mode); None: every item is an example of its own. The chance baseline leaves an
+    /// item's whole example out when it estimates the majority answer ([`crate::chance`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<usize>,
     /// How much of the item training saw (the synthetic suite, whose training is known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposure: Option<Exposure>,

@@ -320,6 +320,7 @@ pub fn build_items(
             choices: None,
             mode,
             options: 0,
+            example: None,
             exposure: None,
             reference: None,
         });

@@ -357,6 +357,7 @@ pub fn subject_items(
             choices,
             mode: opts.mode,
             options: MMLU_LETTERS.len(),
+            example: None,
             exposure: None,
             reference: None,
         });

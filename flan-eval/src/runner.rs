@@ -107,6 +107,9 @@ pub struct SampleRecord {
     /// free-form answer). The item's chance baseline follows from it ([`crate::chance`]).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub options: usize,
+    /// Which example of its task the item renders ([`EvalItem::example`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<usize>,
     /// Whether `answer` is right.
     pub correct: bool,
     /// Token F1 in percent (extractive QA).
@@ -153,6 +156,7 @@ impl SampleRecord {
             && self.prompt == item.prompt
             && self.targets == item.targets
             && self.options == item.answer_options()
+            && self.example == item.example
             && self.mode == item.mode
             && self.n_shot == item.n_shot
             && self.exposure == item.exposure
@@ -173,6 +177,7 @@ impl SampleRecord {
             answer: None,
             targets: item.targets.clone(),
             options: item.answer_options(),
+            example: item.example,
             correct: false,
             f1: None,
             choice_logits: None,

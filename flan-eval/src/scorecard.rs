@@ -373,6 +373,7 @@ mod tests {
             answer: None,
             targets: vec![target.into()],
             options,
+            example: None,
             correct,
             f1: None,
             choice_logits: None,
@@ -424,8 +425,9 @@ mod tests {
     #[test]
     fn cells_take_their_items_chance_and_json_has_accuracy_chance_and_items() {
         let mut samples = two_way(4, 2);
-        // Free-form weekdays: the majority answer (Monday) is 2 of 4.
-        for (i, day) in ["Monday", "Monday", "Friday", "Sunday"].iter().enumerate() {
+        // Free-form weekdays: each Monday's other examples say Monday, Friday's do too, so
+        // chance is 3 of 4.
+        for (i, day) in ["Monday", "Monday", "Monday", "Friday"].iter().enumerate() {
             samples.push(record(
                 "day_after",
                 i,
@@ -437,18 +439,21 @@ mod tests {
         }
         let run = Breakdown::of(&samples);
         let card = Scorecard::of(&run, &run, &Bootstrap::default()).unwrap();
-        assert_eq!(card.overall.as_ref().unwrap().after.unwrap().chance, 0.5);
+        // With the four two-way items at 1/2.
+        assert_eq!(card.overall.as_ref().unwrap().after.unwrap().chance, 0.625);
         let seen = card.setting(Exposure::SeenTemplates).unwrap();
-        assert_eq!(seen.after.unwrap().above_chance, 0.5);
+        assert_eq!(seen.after.unwrap().above_chance, 0.25);
         // The same run twice: no change, exactly.
         assert_eq!(seen.change.unwrap().interval, Interval::from([0.0, 0.0]));
         let json = serde_json::to_value(&card).unwrap();
         let cell = &json["by_setting"]["seen_templates"];
         assert_eq!(cell["accuracy"], 1.0);
-        assert_eq!(cell["chance"], 0.5);
+        assert_eq!(cell["chance"], 0.75);
         assert_eq!(cell["items"], 4);
         assert_eq!(cell["accuracy_interval"], serde_json::json!([1.0, 1.0]));
-        assert_eq!(cell["versus_chance"], "above");
+        // Only Friday is above its chance (1 − 0 against 1 − 1 for the Mondays): a resample
+        // without it is at chance, so the margin is within the interval.
+        assert_eq!(cell["versus_chance"], "within");
         assert_eq!(cell["before"]["accuracy"], 1.0);
         assert_eq!(cell["change"]["direction"], "within");
         assert_eq!(json["by_family"]["day_after"]["all"]["items"], 4);

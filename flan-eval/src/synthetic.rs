@@ -34,6 +34,7 @@ pub fn items(prompts: Vec<EvalPrompt>) -> Vec<EvalItem> {
                 task: p.family.clone(),
                 index: *index,
                 options: p.options,
+                example: Some(p.example),
                 exposure: Some(Exposure::of(&p)),
                 prompt: p.inputs,
                 targets: vec![p.answer],

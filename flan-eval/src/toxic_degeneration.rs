@@ -25,8 +25,8 @@
 //! #     let outputs = toxicity.iter().map(|_| "text".to_string()).collect();
 //! #     SampleRecord { task: task.into(), index: 0, n_shot: 0, mode: flan_eval::Mode::Direct,
 //! #         exposure: None, prompt: "p".into(), prompt_tokens_cut: 0, outputs,
-//! #         extracted: vec![], answer: None, targets: vec![], options: 0, correct: false, f1: None,
-//! #         choice_logits: None, toxicity: Some(toxicity) }
+//! #         extracted: vec![], answer: None, targets: vec![], options: 0, example: None,
+//! #         correct: false, f1: None, choice_logits: None, toxicity: Some(toxicity) }
 //! # }
 //! let samples = [record("toxic_prompts", vec![0.2, 0.9]), record("nontoxic_prompts", vec![0.1, 0.3])];
 //! let m = DegenerationMetrics::of(&samples).unwrap();
@@ -246,6 +246,7 @@ pub fn build_items(
             mode: Mode::Direct,
             choices: None,
             options: 0,
+            example: None,
             exposure: None,
             reference: None,
         });
@@ -973,6 +974,7 @@ mod tests {
             answer: None,
             targets: vec![],
             options: 0,
+            example: None,
             correct: false,
             f1: None,
             choice_logits: None,

@@ -240,6 +240,7 @@ pub fn build_items(
                 rank_by: RankBy::SequenceLogProb,
             }),
             options: 0,
+            example: None,
             exposure: None,
             reference: None,
         });

@@ -453,6 +453,7 @@ pub fn build_items(
                     rank_by: RankBy::SequenceLogProb,
                 }),
                 options: 0,
+                example: None,
                 exposure: None,
                 reference: None,
             });
@@ -596,6 +597,7 @@ mod tests {
             answer: None,
             targets: Vec::new(),
             options: 0,
+            example: None,
             correct,
             f1: None,
             choice_logits: None,

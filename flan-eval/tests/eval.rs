@@ -483,6 +483,7 @@ mod properties {
                     mode: flan_eval::Mode::Cot,
                     choices: None,
                     options: 0,
+                    example: None,
                     exposure: None,
                     reference: None,
                 })

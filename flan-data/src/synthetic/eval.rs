@@ -56,6 +56,10 @@ pub struct EvalPrompt {
     pub mode: Mode,
     /// Exemplars in the prompt.
     pub shots: usize,
+    /// Which of the family's `n` eval examples this prompt renders: the same examples are
+    /// rendered in every template set and mode of the family (with the same seed and `n`).
+    #[serde(default)]
+    pub example: usize,
     /// Whether answer options were rendered.
     pub with_options: bool,
     /// How many answer options the prompt lists (0 without options): a model that only
@@ -177,6 +181,7 @@ impl Suite {
                 held_out_template: def.held_out || template >= count - HELD_OUT_TEMPLATES,
                 mode,
                 shots,
+                example: i,
                 with_options: rendered.with_options,
                 options: if rendered.with_options {
                     task.examples[i].options.as_ref().map_or(0, Vec::len)

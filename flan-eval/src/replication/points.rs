@@ -865,6 +865,7 @@ mod tests {
             answer: None,
             targets: vec!["(A)".into()],
             options,
+            example: None,
             correct,
             f1: None,
             choice_logits: None,
