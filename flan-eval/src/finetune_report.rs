@@ -213,9 +213,9 @@ fn verdict(
         Some(r) => {
             let _ = write!(
                 out,
-                " Their chance baseline (1/k on items listing k answer options, the majority \
-                 answer's share on free-form ones) is {:.1}%, and the trained model is {} \
-                 points from it ({level} interval {}): {}.",
+                " Their chance baseline (1/k on items listing k answer options; on free-form ones, \
+                 how often the family's majority answer among its other examples is right) is \
+                 {:.1}%, and the trained model is {} points from it ({level} interval {}): {}.",
                 100.0 * r.chance,
                 signed(100.0 * r.above_chance),
                 signed_range(r.above_chance_interval),
@@ -831,7 +831,7 @@ mod tests {
         let chance = held_out["chance"].as_f64().unwrap();
         assert!(chance > 0.05, "{held_out}");
         assert!(
-            verdict.contains(&format!("Their chance baseline (1/k on items listing k answer options, the majority answer's share on free-form ones) is {:.1}%", 100.0 * chance)),
+            verdict.contains(&format!("Their chance baseline (1/k on items listing k answer options; on free-form ones, how often the family's majority answer among its other examples is right) is {:.1}%", 100.0 * chance)),
             "{verdict}"
         );
         assert_eq!(
@@ -955,7 +955,7 @@ mod tests {
         assert!(v.contains("scored 50.0% (40 of 80; 95% interval "), "{v}");
         assert!(v.contains("difference +50.0 points (95% interval +"), "{v}");
         assert!(v.contains("a rise larger than the interval"), "{v}");
-        assert!(v.contains("chance baseline (1/k on items listing k answer options, the majority answer's share on free-form ones) is 50.0%, and the trained model is +0.0 points from it (95% interval -"), "{v}");
+        assert!(v.contains("chance baseline (1/k on items listing k answer options; on free-form ones, how often the family's majority answer among its other examples is right) is 50.0%, and the trained model is +0.0 points from it (95% interval -"), "{v}");
         assert!(
             v.contains("not distinguishable from a model that learned only the answer format"),
             "{v}"

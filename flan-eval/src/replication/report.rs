@@ -236,12 +236,12 @@ fn markdown(points: &Points, sections: &[Section], bootstrap: &Bootstrap) -> Str
          otherwise); *over pooled items* is a percentile bootstrap over every seed's items \
          together ({} resamples, seed {}; each seed weighted equally; differences paired item \
          by item when both sides evaluated the same item set). *Chance* is what a model that \
-         learned only the answer format scores (1/k for k listed options, the family's \
-         majority-answer share for free-form answers). A claim is *reproduced here* when every \
-         interval of its difference lies on the claimed side of 0 (for a scaling curve, last \
-         point minus first, with a positive Spearman rank correlation over all points), *not \
-         reproduced here* when an interval lies wholly on the other side, and *inconclusive \
-         here* otherwise; the full rules are in `flan_eval::replication::verdict`.\n",
+         learned only the answer format scores (1/k for k listed options; for free-form \
+         answers, how often the family's majority answer among its other examples is right). \
+         A claim is *reproduced here* when every interval of its difference lies on the claimed \
+         side of 0 (for a scaling curve, last point minus first, with a positive Spearman rank \
+         correlation over all points), *not reproduced here* when an interval lies wholly on \
+         the other side, and *inconclusive here* otherwise; the full rules are in `flan_eval::replication::verdict`.\n",
         bootstrap.resamples, bootstrap.seed
     );
     for (i, s) in sections.iter().enumerate() {
