@@ -39,12 +39,12 @@ use crate::runner::SampleRecord;
 /// The chance baseline of each record, in record order, as a fraction in [0, 1] (see the
 /// module documentation for the definition).
 pub fn item_chances(samples: &[SampleRecord]) -> Vec<f64> {
-    let examples = free_form_examples(samples);
+    let tasks = free_form_answers(samples);
     samples
         .iter()
         .enumerate()
         .map(|(i, s)| match s.options {
-            0 => leave_one_out_majority(&examples[s.task.as_str()], example_key(i, s), s),
+            0 => tasks[s.task.as_str()].leave_one_out_majority(example_key(i, s), s),
             k => 1.0 / k as f64,
         })
         .collect()
@@ -67,47 +67,83 @@ fn gold_answers(s: &SampleRecord) -> BTreeSet<String> {
     s.targets.iter().map(|t| normalize_whitespace(t)).collect()
 }
 
-/// The free-form examples of each task with their gold answers (an example rendered in several
-/// prompts counts once, with the answers of all its prompts).
-fn free_form_examples(
-    samples: &[SampleRecord],
-) -> BTreeMap<&str, BTreeMap<ExampleKey, BTreeSet<String>>> {
-    let mut out: BTreeMap<&str, BTreeMap<ExampleKey, BTreeSet<String>>> = BTreeMap::new();
+/// The free-form examples of one task and how many of them each answer is gold for, counted
+/// once so that each record's leave-one-out majority only subtracts its own example.
+#[derive(Default)]
+struct TaskAnswers {
+    /// Each example's gold answers (an example rendered in several prompts: all of theirs).
+    examples: BTreeMap<ExampleKey, BTreeSet<String>>,
+    /// Examples each answer is gold for.
+    counts: BTreeMap<String, usize>,
+    /// Answers per count (how many answers are gold for exactly `c` examples).
+    answers_per_count: BTreeMap<usize, usize>,
+}
+
+impl TaskAnswers {
+    /// The chance that the majority answer of the examples other than `own` is one of
+    /// `record`'s gold answers (ties broken uniformly); 0 when no other example exists.
+    fn leave_one_out_majority(&self, own: ExampleKey, record: &SampleRecord) -> f64 {
+        let empty = BTreeSet::new();
+        let own_answers = self.examples.get(&own).unwrap_or(&empty);
+        let count = |answer: &str| {
+            self.counts.get(answer).copied().unwrap_or(0)
+                - usize::from(own_answers.contains(answer))
+        };
+        // Leaving `own` out moves each of its answers one count down; every other answer keeps
+        // its count, so the majority count is the top count or one below it.
+        let mut moved: BTreeMap<usize, isize> = BTreeMap::new();
+        for answer in own_answers {
+            let c = self.counts[answer];
+            *moved.entry(c).or_default() -= 1;
+            *moved.entry(c - 1).or_default() += 1;
+        }
+        let answers_at = |c: usize| {
+            self.answers_per_count.get(&c).map_or(0, |&n| n as isize)
+                + moved.get(&c).copied().unwrap_or(0)
+        };
+        let top = self
+            .answers_per_count
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0);
+        let Some(most) = [top, top.saturating_sub(1)]
+            .into_iter()
+            .find(|&c| c > 0 && answers_at(c) > 0)
+        else {
+            return 0.0;
+        };
+        let tied = answers_at(most) as f64;
+        let gold_tied = gold_answers(record)
+            .iter()
+            .filter(|g| count(g) == most)
+            .count();
+        gold_tied as f64 / tied
+    }
+}
+
+/// The free-form examples of each task with their answers' counts.
+fn free_form_answers(samples: &[SampleRecord]) -> BTreeMap<&str, TaskAnswers> {
+    let mut out: BTreeMap<&str, TaskAnswers> = BTreeMap::new();
     for (i, s) in samples.iter().enumerate() {
         if s.options == 0 {
             out.entry(s.task.as_str())
                 .or_default()
+                .examples
                 .entry(example_key(i, s))
                 .or_default()
                 .extend(gold_answers(s));
         }
     }
-    out
-}
-
-/// The chance that the majority answer of `examples` other than `own` is one of `record`'s gold
-/// answers (ties broken uniformly); 0 when no other example exists.
-fn leave_one_out_majority(
-    examples: &BTreeMap<ExampleKey, BTreeSet<String>>,
-    own: ExampleKey,
-    record: &SampleRecord,
-) -> f64 {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, answers) in examples.iter().filter(|(key, _)| **key != own) {
-        for answer in answers {
-            *counts.entry(answer.as_str()).or_default() += 1;
+    for task in out.values_mut() {
+        for answer in task.examples.values().flatten() {
+            *task.counts.entry(answer.clone()).or_default() += 1;
+        }
+        for &c in task.counts.values() {
+            *task.answers_per_count.entry(c).or_default() += 1;
         }
     }
-    let Some(most) = counts.values().copied().max() else {
-        return 0.0;
-    };
-    let tied: Vec<&str> = counts
-        .iter()
-        .filter(|(_, &n)| n == most)
-        .map(|(a, _)| *a)
-        .collect();
-    let gold = gold_answers(record);
-    tied.iter().filter(|a| gold.contains(**a)).count() as f64 / tied.len() as f64
+    out
 }
 
 #[cfg(test)]
@@ -217,6 +253,68 @@ mod tests {
         r.targets.clear();
         assert_eq!(item_chances(&[r]), vec![0.0]);
         assert_eq!(item_chances(&[record("alone", "yes", 0)]), vec![0.0]);
+    }
+
+    /// The definition, counted from scratch for each record (what [`TaskAnswers`] computes
+    /// from counts made once).
+    fn brute_force(samples: &[SampleRecord], i: usize) -> f64 {
+        let s = &samples[i];
+        if s.options > 0 {
+            return 1.0 / s.options as f64;
+        }
+        let mut examples: BTreeMap<ExampleKey, BTreeSet<String>> = BTreeMap::new();
+        for (j, o) in samples.iter().enumerate() {
+            if o.options == 0 && o.task == s.task {
+                examples
+                    .entry(example_key(j, o))
+                    .or_default()
+                    .extend(gold_answers(o));
+            }
+        }
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for (_, answers) in examples.iter().filter(|(k, _)| **k != example_key(i, s)) {
+            for a in answers {
+                *counts.entry(a.as_str()).or_default() += 1;
+            }
+        }
+        let Some(most) = counts.values().copied().max() else {
+            return 0.0;
+        };
+        let tied: Vec<&str> = counts
+            .iter()
+            .filter(|(_, &n)| n == most)
+            .map(|(a, _)| *a)
+            .collect();
+        let gold = gold_answers(s);
+        tied.iter().filter(|a| gold.contains(**a)).count() as f64 / tied.len() as f64
+    }
+
+    proptest! {
+        /// Counting once and subtracting each record's own example gives what counting the
+        /// other examples from scratch gives, with and without example ids.
+        #[test]
+        fn counts_made_once_agree_with_the_definition(
+            records in proptest::collection::vec(
+                (0usize..2, 0u8..4, 0u8..3, 0usize..3, proptest::option::of(0usize..5)),
+                1..40,
+            )
+        ) {
+            let samples: Vec<SampleRecord> = records
+                .iter()
+                .map(|&(task, answer, extra, options, example)| {
+                    let mut r = record(["a", "b"][task], &format!("x{answer}"), options);
+                    if extra > 0 {
+                        r.targets.push(format!("x{}", (answer + extra) % 4));
+                    }
+                    r.example = example;
+                    r
+                })
+                .collect();
+            let chances = item_chances(&samples);
+            for (i, c) in chances.iter().enumerate() {
+                prop_assert!((c - brute_force(&samples, i)).abs() < 1e-12);
+            }
+        }
     }
 
     proptest! {
