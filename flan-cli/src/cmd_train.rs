@@ -154,6 +154,8 @@ pub fn run(args: TrainArgs, log_format: LogFormat) -> Result<()> {
     {
         cfg.log.progress = ProgressStyle::Lines;
     }
+    // A pretraining stage (`model.pretrain`) becomes its cached model, trained first if needed.
+    crate::pretraining_stage::resolve(&mut cfg)?;
     // A hub id becomes its local snapshot once, for the trainer and the evaluations alike.
     cfg.resolve_pretrained()?;
     let hook: Option<Box<dyn EvalHook<T5ForConditionalGeneration>>> = if cfg.eval.every > 0 {

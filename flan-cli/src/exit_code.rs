@@ -41,6 +41,23 @@ impl ExitKind {
             ExitKind::Preempted => 75,
         }
     }
+
+    /// The kind a child `flan` reported with its exit status `code` (a pretraining stage's),
+    /// so that the parent exits as the child did: a preempted stage is preempted work.
+    pub fn from_code(code: i32) -> ExitKind {
+        [
+            ExitKind::Usage,
+            ExitKind::Data,
+            ExitKind::Model,
+            ExitKind::NonFinite,
+            ExitKind::Distributed,
+            ExitKind::Locked,
+            ExitKind::Preempted,
+        ]
+        .into_iter()
+        .find(|k| k.code() == code)
+        .unwrap_or(ExitKind::Failure)
+    }
 }
 
 /// An error the CLI finds itself, with its kind (a flag out of range is [`ExitKind::Usage`]).
@@ -129,7 +146,9 @@ pub fn classify(err: &anyhow::Error) -> ExitKind {
                 use flan_eval::Error as E;
                 return match e {
                     E::Data(inner) => Some(data_kind(inner)),
-                    E::Parse { .. } | E::Io { .. } | E::HubDataset { .. } => Some(ExitKind::Data),
+                    E::Parse { .. } | E::Io { .. } | E::HubDataset { .. } | E::InvalidPoints(_) => {
+                        Some(ExitKind::Data)
+                    }
                     E::Config(_) | E::Unsupported(_) => Some(ExitKind::Usage),
                     E::Model(_) => Some(ExitKind::Model),
                     _ => None,
@@ -156,6 +175,20 @@ fn data_kind(e: &flan_data::Error) -> ExitKind {
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn a_childs_exit_status_maps_back_to_its_kind() {
+        for kind in [
+            ExitKind::Failure,
+            ExitKind::Usage,
+            ExitKind::Preempted,
+            ExitKind::Locked,
+        ] {
+            assert_eq!(ExitKind::from_code(kind.code()), kind);
+        }
+        assert_eq!(ExitKind::from_code(-9), ExitKind::Failure);
+        assert_eq!(ExitKind::from_code(101), ExitKind::Failure);
+    }
 
     #[test]
     fn the_outermost_typed_cause_decides_and_context_is_looked_through() {

@@ -90,6 +90,12 @@ pub struct ModelSection {
     pub pretrained: Option<PathBuf>,
     /// A `config.json` to build a randomly initialised model from (seeded by `seed`).
     pub config: Option<PathBuf>,
+    /// Another train config whose run this one starts from: a pretraining stage (e.g. span
+    /// corruption) that `flan train` runs once and keeps in the run cache under a hash of its
+    /// content, then finetunes as it would `pretrained` (see flan-cli's `pretraining_stage`).
+    /// Resolved into `pretrained` before training starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrain: Option<PathBuf>,
     /// `tokenizer.json`; defaults to the one in `pretrained`, or with `train_tokenizer` to
     /// `output_dir/tokenizer.json`.
     pub tokenizer: Option<PathBuf>,
@@ -112,6 +118,11 @@ pub struct TokenizerTraining {
     /// template wording is in the vocabulary).
     #[serde(default = "default_tokenizer_rendered")]
     pub rendered: usize,
+    /// The mixture spec whose texts train the tokenizer (default: `data.mixture`). A
+    /// pretraining stage names the finetuning mixture here, so that the instructions' wording
+    /// has pieces of its own in the vocabulary both stages share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixture: Option<PathBuf>,
 }
 
 /// `[data]`: the mixture and how it becomes batches.
@@ -584,10 +595,12 @@ pub(crate) fn check(key: &str, value: f64, range: Range) -> Result<()> {
 }
 
 /// Keys whose values are paths, resolved against the config file's directory.
-const PATH_KEYS: [&[&str]; 6] = [
+const PATH_KEYS: [&[&str]; 8] = [
     &["output_dir"],
     &["model", "pretrained"],
+    &["model", "pretrain"],
     &["model", "config"],
+    &["model", "train_tokenizer", "mixture"],
     &["model", "tokenizer"],
     &["data", "mixture"],
     &["eval", "data_dir"],
@@ -641,10 +654,21 @@ impl TrainConfig {
     /// Checks what serde cannot: consistent and positive settings.
     pub fn validate(&self) -> Result<()> {
         let bad = |message: String| Err(Error::Config { message });
-        if self.model.pretrained.is_some() == self.model.config.is_some() {
-            return bad("set exactly one of model.pretrained (a model directory to finetune) and model.config (a T5 config.json to train from scratch)".into());
+        let sources = [
+            self.model.pretrained.is_some(),
+            self.model.config.is_some(),
+            self.model.pretrain.is_some(),
+        ];
+        if sources.iter().filter(|&&s| s).count() != 1 {
+            return bad("set exactly one of model.pretrained (a model directory to finetune), model.config (a T5 config.json to train from scratch) and model.pretrain (a pretraining stage's train config, run once and cached)".into());
+        }
+        if self.model.pretrain.is_some()
+            && (self.model.tokenizer.is_some() || self.model.train_tokenizer.is_some())
+        {
+            return bad("model.pretrain uses the pretraining stage's tokenizer: leave model.tokenizer and model.train_tokenizer to that stage's config".into());
         }
         if self.model.pretrained.is_none()
+            && self.model.pretrain.is_none()
             && self.model.tokenizer.is_none()
             && self.model.train_tokenizer.is_none()
         {

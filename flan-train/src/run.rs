@@ -28,6 +28,17 @@ pub fn prepare(cfg: &TrainConfig, resume: Option<&Path>) -> Result<(T5Trainer, O
     cfg.resolve_pretrained()?;
     let cfg = &cfg;
     cfg.validate()?;
+    if let Some(stage) = &cfg.model.pretrain {
+        // The stage is a separate run (its own process, output directory and lock); the
+        // `flan` binary runs it and puts its model into `model.pretrained`.
+        return Err(Error::Config {
+            message: format!(
+                "model.pretrain ({}) must be resolved into model.pretrained before training: \
+                 `flan train` runs the stage, or set model.pretrained to its model directory",
+                stage.display()
+            ),
+        });
+    }
     // A distributed launch (world size > 1) joins its group before anything is written, so that
     // every rank learns whether rank 0 could lock the output directory.
     let device = cfg.tch_device()?;
@@ -119,9 +130,13 @@ pub fn ensure_tokenizer(cfg: &TrainConfig) -> Result<PathBuf> {
     if path.exists() {
         return Ok(path);
     }
-    let spec = cfg.data.mixture.as_ref().ok_or_else(|| Error::Config {
-        message: "data.mixture is required".into(),
-    })?;
+    let spec = training
+        .mixture
+        .as_ref()
+        .or(cfg.data.mixture.as_ref())
+        .ok_or_else(|| Error::Config {
+            message: "data.mixture is required".into(),
+        })?;
     let data_error = |e: flan_data::Error| Error::Data {
         message: flan_data::error::chain(&e),
     };
