@@ -163,7 +163,7 @@ impl SampleRecord {
     }
 
     /// The record of `item` before it ran: what the item says, no outputs, not correct.
-    fn of(item: &EvalItem, prompt_tokens_cut: usize) -> SampleRecord {
+    pub(crate) fn of(item: &EvalItem, prompt_tokens_cut: usize) -> SampleRecord {
         SampleRecord {
             task: item.task.clone(),
             index: item.index,

@@ -20,6 +20,7 @@
 
 pub mod aggregate;
 pub mod figures;
+pub mod measure;
 pub mod points;
 mod report;
 pub mod stats;
