@@ -13,6 +13,8 @@ use flan_data::synthetic::Suite;
 use flan_data::Tokenizer;
 use flan_eval::breakdown::Breakdown;
 use flan_eval::finetune_report::{terminal_table, write_report, FinetuneReport, ReportFiles};
+use flan_eval::interval::Bootstrap;
+use flan_eval::scorecard::{CellScore, Scorecard};
 use flan_eval::runner::{self, RunOptions, RunResult, SampleRecord};
 use flan_eval::{report, synthetic, EvalItem};
 use flan_train::card::EvalTable;
@@ -138,30 +140,34 @@ impl SyntheticEvaluation {
             after: Breakdown::of(&after.samples),
         };
         let files = write_report(&self.dir, &report)?;
-        let mut rows: Vec<(String, String)> = report
-            .after
-            .by_setting_all_modes
+        // The card's table says what the report says: each setting against its chance baseline.
+        let card = Scorecard::of(&report.before, &report.after, &Bootstrap::default())?;
+        let row = |label: String, cell: Option<&CellScore>| -> Option<(String, String)> {
+            let cell = cell?;
+            let after = cell.after.as_ref()?;
+            let before = cell
+                .before
+                .as_ref()
+                .map_or("–".to_string(), |b| format!("{:.1}%", 100.0 * b.accuracy));
+            Some((
+                format!("{label} ({} prompts)", after.items),
+                format!(
+                    "{:.1}% (before: {before}; chance {:.1}%, after − chance {:+.1} points, 95% \
+                     interval {:+.1} to {:+.1})",
+                    100.0 * after.accuracy,
+                    100.0 * after.chance,
+                    100.0 * after.above_chance,
+                    100.0 * after.above_chance_interval.low,
+                    100.0 * after.above_chance_interval.high
+                ),
+            ))
+        };
+        let mut rows: Vec<(String, String)> = card
+            .by_setting
             .iter()
-            .map(|(setting, after)| {
-                let before = report
-                    .before
-                    .by_setting_all_modes
-                    .get(setting)
-                    .map_or(0.0, |s| s.percent());
-                (
-                    format!("{setting} ({} prompts)", after.n),
-                    format!("{:.1}% (before: {before:.1}%)", after.percent()),
-                )
-            })
+            .filter_map(|(setting, cell)| row(setting.clone(), Some(cell)))
             .collect();
-        rows.push((
-            format!("all ({} prompts)", report.after.overall.n),
-            format!(
-                "{:.1}% (before: {:.1}%)",
-                report.after.overall.percent(),
-                report.before.overall.percent()
-            ),
-        ));
+        rows.extend(row("all".into(), card.overall.as_ref()));
         let table = EvalTable {
             title: "flan-data's synthetic suite on the saved model, exact match, greedy (`eval/report.md`)"
                 .into(),

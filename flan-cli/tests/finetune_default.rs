@@ -123,6 +123,9 @@ fn the_default_run_trains_evaluates_and_reports() {
         "synthetic-mixture.toml",
         "synthetic suite on the saved model",
         "| all (",
+        "| held_out_family (",
+        "chance ",
+        "after − chance",
     ] {
         assert!(card.contains(needle), "{needle} missing from:\n{card}");
     }
