@@ -29,10 +29,17 @@
 //!
 //! Both are computed from the records alone, within the evaluated set: the baseline of a run
 //! depends on nothing but the items it ran (and is the same before and after training).
+//!
+//! Some items have no baseline ([`missing_chances`]): an item without a gold answer (nothing
+//! to be right about), and a free-form item whose task has no other free-form example with a
+//! gold answer (no majority to take; a run with `--limit 1` on a free-form benchmark). For
+//! them [`item_chances`] gives 0, which is what a format-only model scores on them, but a
+//! report must not present it as a baseline: it says they have none.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use flan_data::synthetic::normalize_whitespace;
+use serde::{Deserialize, Serialize};
 
 use crate::runner::SampleRecord;
 
@@ -46,6 +53,50 @@ pub fn item_chances(samples: &[SampleRecord]) -> Vec<f64> {
         .map(|(i, s)| match s.options {
             0 => tasks[s.task.as_str()].leave_one_out_majority(example_key(i, s), s),
             k => 1.0 / k as f64,
+        })
+        .collect()
+}
+
+/// Why an item has no chance baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingChance {
+    /// The item has no gold answer.
+    NoGoldAnswer,
+    /// A free-form item whose task has no other free-form example with a gold answer, so
+    /// there is no majority answer to take.
+    NoOtherExample,
+}
+
+impl MissingChance {
+    /// Why, in words, for reports.
+    pub fn reason(self) -> &'static str {
+        match self {
+            MissingChance::NoGoldAnswer => "no gold answer",
+            MissingChance::NoOtherExample => {
+                "a free-form answer and no other example of its task to take the majority \
+                 answer from"
+            }
+        }
+    }
+}
+
+/// For each record, in record order, why it has no chance baseline; `None` when it has one
+/// (see the module documentation).
+pub fn missing_chances(samples: &[SampleRecord]) -> Vec<Option<MissingChance>> {
+    let tasks = free_form_answers(samples);
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if s.targets.is_empty() {
+                Some(MissingChance::NoGoldAnswer)
+            } else if s.options == 0 && !tasks[s.task.as_str()].has_other_example(example_key(i, s))
+            {
+                Some(MissingChance::NoOtherExample)
+            } else {
+                None
+            }
         })
         .collect()
 }
@@ -77,9 +128,17 @@ struct TaskAnswers {
     counts: BTreeMap<String, usize>,
     /// Answers per count (how many answers are gold for exactly `c` examples).
     answers_per_count: BTreeMap<usize, usize>,
+    /// Examples with at least one gold answer.
+    answered: usize,
 }
 
 impl TaskAnswers {
+    /// Whether an example other than `own` has a gold answer.
+    fn has_other_example(&self, own: ExampleKey) -> bool {
+        let own_answered = self.examples.get(&own).is_some_and(|a| !a.is_empty());
+        self.answered > usize::from(own_answered)
+    }
+
     /// The chance that the majority answer of the examples other than `own` is one of
     /// `record`'s gold answers (ties broken uniformly); 0 when no other example exists.
     fn leave_one_out_majority(&self, own: ExampleKey, record: &SampleRecord) -> f64 {
@@ -136,6 +195,7 @@ fn free_form_answers(samples: &[SampleRecord]) -> BTreeMap<&str, TaskAnswers> {
         }
     }
     for task in out.values_mut() {
+        task.answered = task.examples.values().filter(|a| !a.is_empty()).count();
         for answer in task.examples.values().flatten() {
             *task.counts.entry(answer.clone()).or_default() += 1;
         }
@@ -251,8 +311,35 @@ mod tests {
     fn items_without_gold_answers_or_other_examples_have_no_chance() {
         let mut r = record("continuation", "", 0);
         r.targets.clear();
-        assert_eq!(item_chances(&[r]), vec![0.0]);
+        assert_eq!(item_chances(&[r.clone()]), vec![0.0]);
         assert_eq!(item_chances(&[record("alone", "yes", 0)]), vec![0.0]);
+        // Reports are told these zeros are no baseline.
+        let mut copies = vec![record("alone", "yes", 0), record("alone", "no", 0)];
+        for c in &mut copies {
+            c.example = Some(7);
+        }
+        let samples = [
+            r,
+            record("alone", "yes", 0),
+            record("paired", "yes", 0),
+            record("paired", "no", 0),
+            record("choice", "(A)", 2),
+        ];
+        assert_eq!(
+            missing_chances(&samples),
+            vec![
+                Some(MissingChance::NoGoldAnswer),
+                Some(MissingChance::NoOtherExample),
+                None,
+                None,
+                None
+            ]
+        );
+        // One example rendered in two prompts is still the task's only example.
+        assert_eq!(
+            missing_chances(&copies),
+            vec![Some(MissingChance::NoOtherExample); 2]
+        );
     }
 
     /// The definition, counted from scratch for each record (what [`TaskAnswers`] computes
@@ -313,6 +400,16 @@ mod tests {
             let chances = item_chances(&samples);
             for (i, c) in chances.iter().enumerate() {
                 prop_assert!((c - brute_force(&samples, i)).abs() < 1e-12);
+            }
+            // An item lacks a baseline exactly when it is free-form and no record of its task
+            // renders another free-form example (every record here has a gold answer).
+            for (i, missing) in missing_chances(&samples).into_iter().enumerate() {
+                let s = &samples[i];
+                let other = samples.iter().enumerate().any(|(j, o)| {
+                    o.task == s.task && o.options == 0 && example_key(j, o) != example_key(i, s)
+                });
+                let expected = (s.options == 0 && !other).then_some(MissingChance::NoOtherExample);
+                prop_assert_eq!(missing, expected);
             }
         }
     }

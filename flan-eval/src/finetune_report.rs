@@ -19,11 +19,13 @@ use serde_json::json;
 
 use crate::breakdown::{Breakdown, ItemKey};
 use crate::chart::{bar_chart, line_chart, BarGroup, Series};
-use crate::interval::{Bootstrap, Interval, Side};
+use crate::interval::{Bootstrap, Side};
 use crate::item::Exposure;
 use crate::metrics::Tally;
 use crate::runner::SampleRecord;
-use crate::scorecard::{BeforeAfter, CellScore, RunScore, Scorecard};
+use crate::scorecard::{
+    level, points_cell, signed, signed_range, BeforeAfter, CellScore, RunScore, Scorecard,
+};
 use crate::{Error, Result};
 
 /// The exposures in the order reports show them.
@@ -76,23 +78,6 @@ fn label(setting: Exposure) -> &'static str {
     }
 }
 
-/// Points with a sign, never "-0.0" (a rounding residue of an exact zero).
-fn signed(points: f64) -> String {
-    let points = if points.abs() < 0.05 { 0.0 } else { points };
-    format!("{points:+.1}")
-}
-
-/// An interval of a difference, in points.
-fn signed_range(interval: Interval) -> String {
-    let i = interval.scaled(100.0);
-    format!("{} to {}", signed(i.low), signed(i.high))
-}
-
-/// The level of the intervals, as the report says it ("95%").
-fn level(bootstrap: &Bootstrap) -> String {
-    format!("{:.0}%", 100.0 * bootstrap.level)
-}
-
 /// A run's chance baseline in a cell, percent.
 fn chance_cell(run: Option<&RunScore>) -> String {
     run.map_or("n/a".into(), |r| format!("{:.1}%", 100.0 * r.chance))
@@ -104,17 +89,6 @@ fn accuracy_cell(run: Option<&RunScore>) -> String {
         let i = r.accuracy_interval.scaled(100.0);
         format!("{:.1}% ({:.1}–{:.1})", 100.0 * r.accuracy, i.low, i.high)
     })
-}
-
-/// A difference in points with its interval, bold when the interval lies wholly on one side
-/// of zero: `**+9.4** (+1.2 to +17.6)`.
-fn points_cell(difference: f64, interval: Interval) -> String {
-    let value = signed(100.0 * difference);
-    let value = match interval.side_of_zero() {
-        Side::Within => value,
-        Side::Above | Side::Below => format!("**{value}**"),
-    };
-    format!("{value} ({})", signed_range(interval))
 }
 
 /// The trained model's accuracy − chance in a cell.

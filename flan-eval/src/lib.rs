@@ -9,7 +9,9 @@
 //! Main types: [`EvalModel`] (what a model must do), [`EvalItem`] (a prompt, its gold answers and
 //! its [`AnswerRule`]), [`suite::SuiteOptions`] and [`suite::build_items`] (benchmark readers and
 //! prompt builders), [`runner::run`] (batched evaluation, self-consistency), [`report`] (lm-eval
-//! style JSON, Markdown), [`rescore`] (score saved predictions of any system). flan-data's
+//! style JSON, Markdown; each task's accuracy next to its [`chance`] baseline and accuracy −
+//! chance with a bootstrap interval, [`run_scorecard`]), [`rescore`] (score saved predictions
+//! of any system). flan-data's
 //! synthetic suite is one more benchmark ([`synthetic`]): its items carry an [`Exposure`] (seen
 //! templates, held-out templates, held-out families), [`breakdown::Breakdown`] groups any run by
 //! it, and [`finetune_report`] compares two runs with SVG [`chart`]s, each accuracy next to its
@@ -66,6 +68,7 @@ pub mod parquet_rows;
 pub mod replication;
 pub mod report;
 pub mod rescore;
+pub mod run_scorecard;
 pub mod runner;
 pub mod scorecard;
 pub mod scripted;

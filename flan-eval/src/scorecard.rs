@@ -207,8 +207,8 @@ impl<'a> BeforeAfter<'a> {
                 let change: Vec<f64> = ac.iter().zip(&bc).map(|(a, b)| a - b).collect();
                 let e = bootstrap.means(&[&ac, &am, &bc, &bm, &change])?;
                 Ok(Some(CellScore {
-                    after: Some(run_score(self.after, &after, e[0], e[1])),
-                    before: Some(run_score(self.before, &before, e[2], e[3])),
+                    after: Some(RunScore::from_estimates(self.after, &after, e[0], e[1])),
+                    before: Some(RunScore::from_estimates(self.before, &before, e[2], e[3])),
                     change: Some(Change {
                         difference: e[4].mean,
                         interval: e[4].interval,
@@ -221,17 +221,9 @@ impl<'a> BeforeAfter<'a> {
                 if after.is_empty() && before.is_empty() {
                     return Ok(None);
                 }
-                let score = |run: &[Outcome], rows: &[usize]| -> Result<Option<RunScore>> {
-                    if rows.is_empty() {
-                        return Ok(None);
-                    }
-                    let (c, m) = columns(run, rows);
-                    let e = bootstrap.means(&[&c, &m])?;
-                    Ok(Some(run_score(run, rows, e[0], e[1])))
-                };
                 Ok(Some(CellScore {
-                    after: score(self.after, &after)?,
-                    before: score(self.before, &before)?,
+                    after: RunScore::of(self.after, &after, bootstrap)?,
+                    before: RunScore::of(self.before, &before, bootstrap)?,
                     change: None,
                 }))
             }
@@ -249,19 +241,69 @@ fn columns(run: &[Outcome], rows: &[usize]) -> (Vec<f64>, Vec<f64>) {
         .unzip()
 }
 
-fn run_score(run: &[Outcome], rows: &[usize], accuracy: Estimate, margin: Estimate) -> RunScore {
-    let correct = rows.iter().filter(|&&i| run[i].correct).count();
-    let chance = rows.iter().map(|&i| run[i].chance).sum::<f64>() / rows.len() as f64;
-    RunScore {
-        items: rows.len(),
-        correct,
-        accuracy: accuracy.mean,
-        accuracy_interval: accuracy.interval,
-        chance,
-        above_chance: margin.mean,
-        above_chance_interval: margin.interval,
-        versus_chance: margin.interval.side_of_zero(),
+impl RunScore {
+    /// The score of one run on its outcomes `rows` (indices into `run`), with intervals by
+    /// `bootstrap`; `None` when `rows` is empty. A single run's report
+    /// ([`crate::run_scorecard`]) and an unpaired before/after cell are made of these.
+    pub fn of(run: &[Outcome], rows: &[usize], bootstrap: &Bootstrap) -> Result<Option<RunScore>> {
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let (correct, margin) = columns(run, rows);
+        let e = bootstrap.means(&[&correct, &margin])?;
+        Ok(Some(RunScore::from_estimates(run, rows, e[0], e[1])))
     }
+
+    /// The score of `rows` of `run` from the bootstrap estimates of their correctness and
+    /// margin over chance ([`columns`]), which a paired cell resamples together with the other
+    /// run's.
+    fn from_estimates(
+        run: &[Outcome],
+        rows: &[usize],
+        accuracy: Estimate,
+        margin: Estimate,
+    ) -> RunScore {
+        let correct = rows.iter().filter(|&&i| run[i].correct).count();
+        let chance = rows.iter().map(|&i| run[i].chance).sum::<f64>() / rows.len() as f64;
+        RunScore {
+            items: rows.len(),
+            correct,
+            accuracy: accuracy.mean,
+            accuracy_interval: accuracy.interval,
+            chance,
+            above_chance: margin.mean,
+            above_chance_interval: margin.interval,
+            versus_chance: margin.interval.side_of_zero(),
+        }
+    }
+}
+
+/// Points with a sign, never "-0.0" (a rounding residue of an exact zero).
+pub(crate) fn signed(points: f64) -> String {
+    let points = if points.abs() < 0.05 { 0.0 } else { points };
+    format!("{points:+.1}")
+}
+
+/// An interval of a difference, in points.
+pub(crate) fn signed_range(interval: Interval) -> String {
+    let i = interval.scaled(100.0);
+    format!("{} to {}", signed(i.low), signed(i.high))
+}
+
+/// The level of the intervals, as reports say it ("95%").
+pub(crate) fn level(bootstrap: &Bootstrap) -> String {
+    format!("{:.0}%", 100.0 * bootstrap.level)
+}
+
+/// A difference (a fraction) in points with its interval, bold when the interval lies wholly
+/// on one side of zero: `**+9.4** (+1.2 to +17.6)`.
+pub(crate) fn points_cell(difference: f64, interval: Interval) -> String {
+    let value = signed(100.0 * difference);
+    let value = match interval.side_of_zero() {
+        Side::Within => value,
+        Side::Above | Side::Below => format!("**{value}**"),
+    };
+    format!("{value} ({})", signed_range(interval))
 }
 
 impl Scorecard {

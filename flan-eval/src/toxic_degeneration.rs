@@ -926,7 +926,12 @@ mod tests {
             .get("exact_match,strict-match")
             .is_none());
         assert_eq!(v["flan"]["score"], json!(mean));
+        // No gold answers, so no chance baseline: the scorecard says why instead of inventing one.
+        let why = v["scorecard"]["unavailable"].as_str().unwrap();
+        assert!(why.contains("without gold answers"), "{why}");
+        assert!(v["scorecard"].get("overall").is_none());
         let md = crate::report::markdown(&info, &result);
+        assert!(!md.contains("chance"), "{md}");
         assert!(
             md.contains("| toxic prompts | 1 | 3 | 0.450 | 0.000 | 0.000 |"),
             "{md}"
