@@ -12,6 +12,8 @@ mod cmd_train;
 mod exit_code;
 mod logging;
 mod model_io;
+mod pretraining_stage;
+mod replicate;
 mod train_report;
 mod values;
 
@@ -50,6 +52,9 @@ enum Command {
     Serve(cmd_serve::ServeArgs),
     /// Merge a LoRA adapter into its base model and save a plain Hugging Face checkpoint.
     Merge(cmd_merge::MergeArgs),
+    /// The paper's experiments at micro scale: finetuning runs over family counts, model sizes,
+    /// CoT data and seeds, then report.md with figures and a verdict per claim.
+    Replicate(replicate::ReplicateArgs),
 }
 
 fn main() {
@@ -87,5 +92,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => cmd_serve::run(args),
         Command::Mixture(args) => cmd_mixture::run(args),
         Command::Train(args) => cmd_train::run(args, cli.log_format),
+        Command::Replicate(args) => replicate::run(args),
     }
 }

@@ -445,8 +445,8 @@ fn legend_markdown(card: &Scorecard) -> String {
     let b = &card.bootstrap;
     let mut md = format!(
         "*Chance* is what a model that learned only the answer format scores: 1/k on an item \
-         listing k answer options, and on a free-form item the share of its family's evaluated \
-         items whose gold answer is the family's most frequent one. Intervals are {} percentile \
+         listing k answer options, and on a free-form item 1 when its gold answer is the \
+         majority answer among the family's other examples (0 otherwise). Intervals are {} percentile \
          bootstrap intervals over the items ({} resamples, seed {}); after − before is paired \
          item by item. Differences are in points; **bold**: the whole interval lies on one side \
          of zero, so the difference is larger than the interval.",

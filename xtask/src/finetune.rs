@@ -163,7 +163,7 @@ fn take_nproc(args: &[String]) -> Result<(usize, Vec<String>)> {
 }
 
 /// Now as `YYYYMMDD-HHMMSS` in UTC.
-fn utc_stamp() -> String {
+pub fn utc_stamp() -> String {
     stamp(
         SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -14,6 +14,7 @@ mod install;
 mod isa;
 mod libtorch;
 mod process;
+mod replicate;
 mod test;
 
 use std::path::PathBuf;
@@ -54,6 +55,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Setup if needed, build `flan` in release and run `flan replicate`: the paper's
+    /// experiments at micro scale (configs/replicate/full.toml, or quick.toml with --quick).
+    Replicate(replicate::ReplicateArgs),
     /// Build `flan` in release and copy it to DIR/bin; it finds libtorch on its own.
     Install {
         /// Where to install (default: $CARGO_HOME, else ~/.cargo).
@@ -96,6 +100,7 @@ fn run(task: Task) -> Result<()> {
         Task::Env => libtorch::print_env(),
         Task::Test { args } => test::run(&args),
         Task::Finetune { args } => finetune::run(&args),
+        Task::Replicate(args) => replicate::run(args),
         Task::Fixtures { names } => fixtures::run(&names),
         Task::Install { prefix } => install::run(prefix),
         Task::Fuzz(args) => fuzz::run(args),
@@ -113,7 +118,16 @@ mod tests {
         use clap::CommandFactory;
         Xtask::command().debug_assert();
         for task in [
-            "setup", "env", "test", "finetune", "install", "fixtures", "bench", "fuzz", "ci",
+            "setup",
+            "env",
+            "test",
+            "finetune",
+            "replicate",
+            "install",
+            "fixtures",
+            "bench",
+            "fuzz",
+            "ci",
         ] {
             let err = Xtask::try_parse_from(["xtask", task, "--help"]).unwrap_err();
             assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp, "{task}");
