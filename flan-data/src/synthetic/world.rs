@@ -7,12 +7,14 @@
 //! writes the knowledge the suite's families draw on as short declarative paragraphs —
 //! "The day after Friday is Saturday.", "In the year, March is the third month, and it has 31
 //! days.", "The numbers 9, 4, 17 in increasing order are 4, 9, 17.", "The word apple has five
-//! letters: a, p, p, l, e.", "12 plus 60 is 72, and 72 minus 60 is 12." — over the same vocabularies and object kinds as the families (numbers,
-//! words, letters, weekdays, months, dates and clock times, units, people with ages and scores,
-//! truth values, fruit baskets), several topics mixed in each paragraph. A mixture spec uses it
-//! as the documents of a `format = "span_corruption"` task (`synthetic_world = { documents,
-//! seed }`, [`SyntheticWorldSpec`]); span corruption then teaches a model to fill in the facts
-//! (a masked "Tuesday" after "Monday comes before"), a skill the finetuning can draw on.
+//! letters: a, p, p, l, e.", "12 plus 60 is 72, and 72 minus 60 is 12." — over the same
+//! vocabularies and object kinds as the families (numbers, words, letters, weekdays, months,
+//! dates and clock times, units, people with ages and scores, truth values, fruit baskets),
+//! several topics mixed in each paragraph. A mixture spec uses it as the documents of a
+//! `format = "span_corruption"` task (`synthetic_world = { documents, seed }`,
+//! [`SyntheticWorldSpec`]; `flan-data/specs/synthetic-pretrain.toml`); span corruption then
+//! teaches a model to fill in the facts (a masked "Saturday" after "The day after Friday is"),
+//! a skill the finetuning can draw on.
 //!
 //! **Knowledge, not tasks.** Nothing here is an instruction, a question or a question/answer
 //! format: no sentence uses the wording of the suite's templates (`templates/synthetic.toml`),

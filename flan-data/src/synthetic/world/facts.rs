@@ -175,7 +175,8 @@ fn weekdays(rng: &mut ChaCha8Rng) -> Fact {
         _ => {
             let weekend = f.list_and(&WEEKDAYS[5..]);
             f.say(format!(
-                "A week has seven days. Monday begins it and Sunday ends it, and {weekend} make the weekend."
+                "A week has seven days. Monday begins it and Sunday ends it, and {weekend} make \
+                 the weekend."
             ));
         }
     }
@@ -262,7 +263,8 @@ fn months(rng: &mut ChaCha8Rng) -> Fact {
             }
         }
         _ => f.say(
-            "A year has twelve months. January begins it and December ends it, and February is the shortest.",
+            "A year has twelve months. January begins it and December ends it, and February is \
+             the shortest.",
         ),
     }
     f

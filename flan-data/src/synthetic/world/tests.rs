@@ -53,7 +53,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn documents_are_plain_paragraphs_of_several_topics(seed in any::<u64>(), index in any::<u64>()) {
+    fn documents_are_plain_paragraphs_of_several_topics(
+        seed in any::<u64>(),
+        index in any::<u64>(),
+    ) {
         let facts = compose_facts(seed, index, Filter::TrainOnly);
         let text = world_document(seed, index);
         let words = text.split_whitespace().count();
