@@ -573,3 +573,24 @@ fn a_synthetic_world_task_built_in_code_still_needs_exactly_one_source() {
         .to_string();
     assert!(err.contains("`world`") && err.contains("neither"), "{err}");
 }
+
+#[test]
+fn the_checked_in_pretrain_spec_is_span_corruption_of_the_world_text() {
+    use flan_data::span_corruption::compute_input_and_target_lengths;
+    use flan_data::synthetic::{world_document, SyntheticWorldSpec};
+    use flan_data::Mixture;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/synthetic-pretrain.toml");
+    let mixture = Mixture::from_spec_file(&path).unwrap();
+    let (raw, targets) = compute_input_and_target_lengths(256, 0.15, 3.0).unwrap();
+    assert_eq!((mixture.input_len(), mixture.target_len()), (256, targets));
+    let [task] = mixture.span_tasks() else {
+        panic!("one span-corruption task")
+    };
+    assert_eq!((task.name.as_str(), task.config.raw_length), ("world", raw));
+    assert_eq!(mixture.rates().len(), 1);
+    let spec = flan_data::MixtureSpec::from_file(&path).unwrap();
+    let world: SyntheticWorldSpec = spec.tasks[0].synthetic_world.unwrap();
+    assert_eq!(task.documents.len(), world.documents);
+    assert_eq!(task.documents[123].text, world_document(world.seed, 123));
+}
