@@ -31,6 +31,11 @@
 //! [`Exposure`] it measures. flan-eval runs and scores them like any other benchmark (exact
 //! match after whitespace normalisation, behind the last answer phrase in CoT modes).
 //!
+//! [`world`] writes plain prose about the suite's objects (weekdays, months, numbers, lists,
+//! words, people, ...) for span-corruption pretraining before the finetuning, with no
+//! instruction and no evaluation item in it (`synthetic_world` in a span-corruption task of a
+//! mixture spec; `flan-data/specs/synthetic-pretrain.toml`).
+//!
 //! Train and evaluation examples never coincide: an example's split is decided by a hash of its
 //! input text ([`split_of`]), independent of seeds and counts, and each generator rejects inputs
 //! of the other split. Within a split, examples may repeat when a family's input space is small.

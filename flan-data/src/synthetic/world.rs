@@ -70,7 +70,7 @@ const MAX_FACT_WORDS: usize = 45;
 const MIN_FACTS: usize = 3;
 /// A document's word target, drawn in this range: it stops adding facts once it has reached
 /// the target and [`MIN_FACTS`] facts. Low in `MIN_WORDS..=MAX_WORDS`, so that documents
-/// average ~67 words (45-105), ~125 pieces with the suite's 2000-piece tokenizer, and two
+/// average ~67 words (45 to ~110), ~124 pieces with the suite's 2000-piece tokenizer, and two
 /// usually share a packed 256-token row (measured: 1.95 documents a row, 86% of slots real; at
 /// ~86 words it was 1.33 and 75%).
 const TARGET_WORDS: std::ops::RangeInclusive<usize> = MIN_WORDS + 5..=MIN_WORDS + 25;
