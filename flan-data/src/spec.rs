@@ -102,7 +102,8 @@ pub struct TaskSpec {
     /// For NIv2: a split list; only tasks it names are read.
     #[serde(default)]
     pub split: Option<PathBuf>,
-    /// Skip (and count) bad records instead of failing.
+    /// Skip (and count) bad records instead of failing (not with `synthetic_world`, which has
+    /// none).
     #[serde(default)]
     pub lenient: bool,
     /// For `flan_collection`: keep only rows of these template types (default: all four).

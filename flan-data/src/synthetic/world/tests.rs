@@ -154,6 +154,10 @@ fn every_topic_is_used_and_every_kind_of_list_is_written() {
 fn spelled_words_are_never_shaped_like_the_made_up_words() {
     assert!(pseudo_word_shaped("dakemi") && pseudo_word_shaped("rake"));
     assert!(!pseudo_word_shaped("apple") && !pseudo_word_shaped("cat"));
+    for vocabulary in [WORDS, FRUITS, ANIMALS, TOOLS, COLOURS] {
+        let unshaped = vocabulary.iter().filter(|w| !pseudo_word_shaped(w)).count();
+        assert!(unshaped * 2 > vocabulary.len(), "{vocabulary:?}");
+    }
     for ex in generate("reverse_word", Split::Train, 1, 200).unwrap() {
         assert!(pseudo_word_shaped(&ex.inputs), "{}", ex.inputs);
     }
