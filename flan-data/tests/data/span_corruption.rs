@@ -550,7 +550,7 @@ fn a_synthetic_world_task_streams_its_documents_as_a_file_of_them_would() {
 
 #[test]
 fn a_synthetic_world_task_built_in_code_still_needs_exactly_one_source() {
-    use flan_data::{Mixture, MixtureSpec};
+    use flan_data::{Mixture, MixtureSpec, SourceFormat};
     let dir = tempfile::tempdir().unwrap();
     let mut spec = MixtureSpec::from_toml(
         &world_spec("synthetic_world = { documents = 5, seed = 1 }"),
@@ -572,6 +572,26 @@ fn a_synthetic_world_task_built_in_code_still_needs_exactly_one_source() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("`world`") && err.contains("neither"), "{err}");
+    // So are the other formats' tasks: generated documents are for span corruption only.
+    for format in [SourceFormat::Jsonl, SourceFormat::FlanCollection] {
+        spec.tasks[0].format = format;
+        spec.tasks[0].synthetic_world = Some(flan_data::synthetic::SyntheticWorldSpec {
+            documents: 5,
+            seed: 1,
+        });
+        let err = Mixture::from_spec(&spec, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("applies to format = \"span_corruption\" only"),
+            "{err}"
+        );
+        spec.tasks[0].synthetic_world = None;
+        let err = Mixture::from_spec(&spec, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `path`"), "{err}");
+    }
 }
 
 #[test]
