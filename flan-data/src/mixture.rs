@@ -144,6 +144,11 @@ pub fn load_tasks(spec: &MixtureSpec, spec_dir: &Path) -> Result<(TaskRegistry, 
             SourceFormat::FlanCollection | SourceFormat::SpanCorruption
         )
     }) {
+        // A spec built in code has not been through `MixtureSpec::validate`.
+        if let Some(problem) = task_spec.source_problem() {
+            let name = task_spec.name.as_deref().unwrap_or("unnamed");
+            return Err(Error::config(format!("task `{name}`"), problem));
+        }
         let strictness = if task_spec.lenient {
             Strictness::Lenient
         } else {

@@ -84,8 +84,14 @@ pub struct TaskSpec {
     pub format: SourceFormat,
     /// The file, relative to `data_dir`; the last component may contain `*`. For
     /// `flan_collection` and `span_corruption` also a directory (every collection file, or every
-    /// `.txt`/`.jsonl`/`.json` file, under it).
+    /// `.txt`/`.jsonl`/`.json` file, under it). Required, except for a `span_corruption` task
+    /// whose documents come from `synthetic_world` (then it is empty).
+    #[serde(default, skip_serializing_if = "path_is_empty")]
     pub path: PathBuf,
+    /// For `span_corruption`, instead of `path`: documents of the synthetic suite's world text
+    /// ([`crate::synthetic::world`]), `{ documents = 20000, seed = 7 }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic_world: Option<crate::synthetic::SyntheticWorldSpec>,
     /// The submixture it belongs to (required, except for `flan_collection`, whose rows name
     /// theirs by `task_source`; there it keeps only that submixture's rows).
     #[serde(default)]
@@ -96,7 +102,8 @@ pub struct TaskSpec {
     /// For NIv2: a split list; only tasks it names are read.
     #[serde(default)]
     pub split: Option<PathBuf>,
-    /// Skip (and count) bad records instead of failing.
+    /// Skip (and count) bad records instead of failing (not with `synthetic_world`, which has
+    /// none).
     #[serde(default)]
     pub lenient: bool,
     /// For `flan_collection`: keep only rows of these template types (default: all four).
@@ -121,7 +128,50 @@ pub struct TaskSpec {
     pub raw_length: Option<usize>,
 }
 
+fn path_is_empty(path: &Path) -> bool {
+    path.as_os_str().is_empty()
+}
+
 impl TaskSpec {
+    /// Where the task's data comes from, for messages: its path, or `synthetic_world`.
+    pub fn source_description(&self) -> String {
+        match &self.synthetic_world {
+            Some(w) if path_is_empty(&self.path) => format!(
+                "synthetic_world: {} documents, seed {}",
+                w.documents, w.seed
+            ),
+            _ => self.path.display().to_string(),
+        }
+    }
+
+    /// What is wrong with the task's source, if anything: it needs `path`, except a
+    /// `span_corruption` task, which takes its documents from exactly one of `path` and
+    /// `synthetic_world`.
+    pub(crate) fn source_problem(&self) -> Option<&'static str> {
+        let has_path = !path_is_empty(&self.path);
+        let span = self.format == SourceFormat::SpanCorruption;
+        match &self.synthetic_world {
+            None if has_path => None,
+            None if span => Some(
+                "needs its documents from exactly one of `path` and `synthetic_world`; it has \
+                 neither",
+            ),
+            None => Some("missing field `path`"),
+            Some(_) if !span => {
+                Some("`synthetic_world` applies to format = \"span_corruption\" only")
+            }
+            Some(_) if has_path => {
+                Some("has both `path` and `synthetic_world`; give exactly one source of documents")
+            }
+            Some(w) if w.documents == 0 => Some("`synthetic_world.documents` must be at least 1"),
+            Some(_) if self.lenient => Some(
+                "`lenient` applies to documents read from `path`; generated documents have no \
+                 bad line to skip",
+            ),
+            Some(_) => None,
+        }
+    }
+
     /// The family used when none is given.
     pub fn family_or_default(&self) -> &str {
         self.family.as_deref().unwrap_or(match self.format {
@@ -221,7 +271,16 @@ impl MixtureSpec {
             }
         }
         for (i, task) in self.tasks.iter().enumerate() {
-            let ctx = || format!("{origin}: tasks[{i}] ({})", task.path.display());
+            let ctx = || match &task.name {
+                Some(name) => format!(
+                    "{origin}: tasks[{i}] `{name}` ({})",
+                    task.source_description()
+                ),
+                None => format!("{origin}: tasks[{i}] ({})", task.source_description()),
+            };
+            if let Some(problem) = task.source_problem() {
+                return Err(Error::config(ctx(), problem));
+            }
             let collection = task.format == SourceFormat::FlanCollection;
             match &task.submixture {
                 Some(sub) if !self.submixtures.contains_key(sub) => {
@@ -340,5 +399,80 @@ mod tests {
         )
         .unwrap_err();
         assert!(bad.to_string().contains("unknown submixture"), "{bad}");
+    }
+
+    fn span_task(fields: &str) -> Result<MixtureSpec> {
+        MixtureSpec::from_toml(
+            &format!(
+                "[submixtures.pretrain]\nweight = 1.0\ncap = 10\n[[tasks]]\nname = \"world\"\n\
+                 submixture = \"pretrain\"\n{fields}"
+            ),
+            "spec.toml",
+        )
+    }
+
+    #[test]
+    fn a_span_corruption_task_takes_exactly_one_of_path_and_synthetic_world() {
+        let world = "synthetic_world = { documents = 20, seed = 7 }";
+        let spec = span_task(&format!("format = \"span_corruption\"\n{world}")).unwrap();
+        let task = &spec.tasks[0];
+        assert_eq!(
+            task.synthetic_world,
+            Some(crate::synthetic::SyntheticWorldSpec {
+                documents: 20,
+                seed: 7
+            })
+        );
+        assert!(task.path.as_os_str().is_empty());
+        assert_eq!(
+            task.source_description(),
+            "synthetic_world: 20 documents, seed 7"
+        );
+        // The seed defaults to 0, as the `[synthetic]` section's does.
+        let spec =
+            span_task("format = \"span_corruption\"\nsynthetic_world = { documents = 1 }").unwrap();
+        assert_eq!(spec.tasks[0].synthetic_world.unwrap().seed, 0);
+        // A spec without it serializes as before (no empty `synthetic_world`).
+        let file = span_task("format = \"span_corruption\"\npath = \"corpus\"").unwrap();
+        let text = toml::to_string(&file).unwrap();
+        assert!(!text.contains("synthetic_world"), "{text}");
+        assert_eq!(MixtureSpec::from_toml(&text, "again").unwrap(), file);
+
+        let err = |fields: &str| span_task(fields).unwrap_err().to_string();
+        let both = err(&format!(
+            "format = \"span_corruption\"\npath = \"corpus\"\n{world}"
+        ));
+        assert!(
+            both.contains("`world`") && both.contains("both `path` and `synthetic_world`"),
+            "{both}"
+        );
+        let neither = err("format = \"span_corruption\"");
+        assert!(
+            neither.contains("`world`") && neither.contains("it has neither"),
+            "{neither}"
+        );
+        let zero = err("format = \"span_corruption\"\nsynthetic_world = { documents = 0 }");
+        assert!(
+            zero.contains("`world`")
+                && zero.contains("synthetic_world.documents` must be at least 1"),
+            "{zero}"
+        );
+        let other = err(&format!("format = \"jsonl\"\n{world}"));
+        assert!(
+            other.contains("`synthetic_world` applies to format = \"span_corruption\" only"),
+            "{other}"
+        );
+        let lenient = err(&format!(
+            "format = \"span_corruption\"\nlenient = true\n{world}"
+        ));
+        assert!(lenient.contains("`lenient`"), "{lenient}");
+        let unknown =
+            err("format = \"span_corruption\"\nsynthetic_world = { documents = 5, sed = 1 }");
+        assert!(unknown.contains("sed"), "{unknown}");
+        let missing = err("format = \"span_corruption\"\nsynthetic_world = { seed = 1 }");
+        assert!(missing.contains("documents"), "{missing}");
+        // Other formats still need their path.
+        let no_path = err("format = \"jsonl\"");
+        assert!(no_path.contains("missing field `path`"), "{no_path}");
     }
 }

@@ -303,6 +303,13 @@ fn load_task(
     data_dir: &Path,
     task_spec: &TaskSpec,
 ) -> Result<Vec<CollectionPart>> {
+    // A spec built in code has not been through `MixtureSpec::validate`.
+    if let Some(problem) = task_spec.source_problem() {
+        return Err(Error::config(
+            format!("flan_collection task ({})", task_spec.source_description()),
+            problem,
+        ));
+    }
     let files = collection_files(&data_dir.join(&task_spec.path))?;
     let cache = match &task_spec.index_dir {
         Some(dir) => Some(spec_dir.join(dir)),

@@ -4,8 +4,9 @@
 //! span, the targets hold each noise span after its sentinel, and both end with EOS
 //! ([`corrupt`]). [`compute_input_and_target_lengths`] gives the raw length that fills an input
 //! length after corruption (512 → 568 raw tokens, 114 target tokens). [`documents`] reads the
-//! text to corrupt, and [`SpanCorruptionStream`] turns it into a seeded, shardable, resumable
-//! stream of [`TokenizedExample`](crate::TokenizedExample)s the packer takes. In a mixture spec,
+//! text to corrupt (or a spec's `synthetic_world` generates it, [`crate::synthetic::world`]),
+//! and [`SpanCorruptionStream`] turns it into a seeded, shardable, resumable stream of
+//! [`TokenizedExample`](crate::TokenizedExample)s the packer takes. In a mixture spec,
 //! `format = "span_corruption"` makes a [`SpanCorruptionTask`] the mixture draws from like any
 //! other task.
 

@@ -1,8 +1,9 @@
 //! Span corruption as a task of a mixture spec (`format = "span_corruption"`).
 //!
-//! The documents are read when the mixture is built; their token ids, and so the chunks that are
-//! the task's examples, exist once the mixture has a tokenizer
-//! ([`Mixture::with_tokenizer`](crate::Mixture::with_tokenizer)). The mixture draws chunk
+//! The documents are read (or, with `synthetic_world = { documents, seed }`, generated: the
+//! synthetic suite's world text, [`crate::synthetic::world`]) when the mixture is built; their
+//! token ids, and so the chunks that are the task's examples, exist once the mixture has a
+//! tokenizer ([`Mixture::with_tokenizer`](crate::Mixture::with_tokenizer)). The mixture draws chunk
 //! indices as it draws the examples of other tasks (a seeded permutation per epoch), so the
 //! task's only state is how often it has been drawn, which the mixture cursor already stores;
 //! the mask of a draw is seeded by (stream seed, task name, draw number).
@@ -29,15 +30,17 @@ pub const DEFAULT_MEAN_NOISE_SPAN_LENGTH: f64 = 3.0;
 /// A span-corruption task: its documents and, once tokenized, its chunks.
 #[derive(Debug, Clone)]
 pub struct SpanCorruptionTask {
-    /// Task name (the spec's `name`, else the file or directory stem).
+    /// Task name (the spec's `name`, else `synthetic_world` for generated documents, else the
+    /// file or directory stem).
     pub name: String,
     /// Its submixture.
     pub submixture: String,
     /// The objective's settings (`raw_length` resolved).
     pub config: SpanCorruptionConfig,
-    /// The files read, in order.
+    /// The files read, in order (none when the documents come from `synthetic_world`).
     pub files: Vec<PathBuf>,
-    /// The documents, in file order.
+    /// The documents, in file order (or in generated order, each with provenance
+    /// `synthetic_world/seed-<seed>` and its 1-based index as line).
     pub documents: Vec<Document>,
     /// Blank lines and blank `text` fields: not documents, counted.
     pub blank: usize,
@@ -106,21 +109,31 @@ impl SpanCorruptionTask {
         } else {
             Strictness::Strict
         };
-        let files = document_files(&data_dir.join(&task_spec.path))?;
-        let read: Vec<_> = files
-            .par_iter()
-            .map(|f| read_documents(f, strictness))
-            .collect::<Result<_>>()?;
+        // A spec built in code has not been through `MixtureSpec::validate`.
+        if let Some(problem) = task_spec.source_problem() {
+            return Err(Error::config(&ctx, problem));
+        }
+        let mut files = Vec::new();
         let mut documents = Vec::new();
         let mut blank = 0;
         let mut skipped = Skipped::default();
-        for (docs, b, s) in read {
-            documents.extend(docs);
-            blank += b;
-            skipped.merge(&s);
-        }
-        if documents.is_empty() {
-            return Err(Error::config(&ctx, "its files hold no document"));
+        if let Some(world) = &task_spec.synthetic_world {
+            // Generated documents are never blank and have no line to skip.
+            documents = world.documents().map_err(with_ctx)?;
+        } else {
+            files = document_files(&data_dir.join(&task_spec.path))?;
+            let read: Vec<_> = files
+                .par_iter()
+                .map(|f| read_documents(f, strictness))
+                .collect::<Result<_>>()?;
+            for (docs, b, s) in read {
+                documents.extend(docs);
+                blank += b;
+                skipped.merge(&s);
+            }
+            if documents.is_empty() {
+                return Err(Error::config(&ctx, "its files hold no document"));
+            }
         }
         Ok(SpanCorruptionTask {
             salt: crate::hash::fnv1a(&name),
@@ -259,10 +272,13 @@ impl SpanCorruptionTask {
     }
 }
 
-/// The spec's `name`, else the stem of the file or directory, else (a wildcard)
-/// `span_corruption`.
+/// The spec's `name`, else `synthetic_world` for generated documents, else the stem of the file
+/// or directory, else (a wildcard) `span_corruption`.
 fn task_name(task_spec: &TaskSpec) -> String {
     task_spec.name.clone().unwrap_or_else(|| {
+        if task_spec.synthetic_world.is_some() {
+            return "synthetic_world".to_string();
+        }
         let stem = task_spec
             .path
             .file_stem()

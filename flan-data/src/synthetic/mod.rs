@@ -31,6 +31,11 @@
 //! [`Exposure`] it measures. flan-eval runs and scores them like any other benchmark (exact
 //! match after whitespace normalisation, behind the last answer phrase in CoT modes).
 //!
+//! [`world`] writes plain prose about the suite's objects (weekdays, months, numbers, lists,
+//! words, people, ...) for span-corruption pretraining before the finetuning, with no
+//! instruction and no evaluation item in it (`synthetic_world` in a span-corruption task of a
+//! mixture spec; `flan-data/specs/synthetic-pretrain.toml`).
+//!
 //! Train and evaluation examples never coincide: an example's split is decided by a hash of its
 //! input text ([`split_of`]), independent of seeds and counts, and each generator rejects inputs
 //! of the other split. Within a split, examples may repeat when a family's input space is small.
@@ -65,6 +70,7 @@ mod summary;
 mod tables;
 mod templates;
 mod words;
+pub mod world;
 
 pub use eval::{
     answer_after_last_phrase, normalize_whitespace, EvalPrompt, EvalRequest, TemplateSet,
@@ -72,6 +78,7 @@ pub use eval::{
 pub use source::SyntheticSpec;
 pub use summary::{Exposure, StandardEval};
 pub use templates::{Suite, HELD_OUT_TEMPLATES, SYNTHETIC_TEMPLATES};
+pub use world::{world_document, world_documents, SyntheticWorldSpec};
 
 pub(crate) use source::{add_tasks, extend_library};
 
@@ -136,16 +143,28 @@ fn join<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
     out
 }
 
+// The shape of [`pseudo_word`]'s words, shared with the world text (`world.rs`), which never
+// spells out or reverses a word of that shape.
+/// Consonants of made-up words.
+const PSEUDO_CONSONANTS: &[u8] = b"bdfgklmnprstvz";
+/// Vowels of made-up words.
+const PSEUDO_VOWELS: &[u8] = b"aeiou";
+/// Syllables of made-up words; `i32`, as the literal range it replaced was, since the type
+/// decides how many random bits a draw takes (and so every later draw).
+const PSEUDO_SYLLABLES: std::ops::RangeInclusive<i32> = 2..=3;
+
 /// A pronounceable made-up word of two or three consonant-vowel syllables: string edits over a
 /// space of ~350,000 words, so evaluation words are new words, not memorised ones.
 fn pseudo_word(rng: &mut ChaCha8Rng) -> String {
-    const CONSONANTS: &[u8] = b"bdfgklmnprstvz";
-    const VOWELS: &[u8] = b"aeiou";
-    let syllables = rng.gen_range(2..=3);
+    let syllables = rng.gen_range(PSEUDO_SYLLABLES);
     let mut word = String::with_capacity(6);
     for _ in 0..syllables {
-        word.push(char::from(CONSONANTS[rng.gen_range(0..CONSONANTS.len())]));
-        word.push(char::from(VOWELS[rng.gen_range(0..VOWELS.len())]));
+        word.push(char::from(
+            PSEUDO_CONSONANTS[rng.gen_range(0..PSEUDO_CONSONANTS.len())],
+        ));
+        word.push(char::from(
+            PSEUDO_VOWELS[rng.gen_range(0..PSEUDO_VOWELS.len())],
+        ));
     }
     word
 }

@@ -449,3 +449,168 @@ fn span_corruption_settings_are_checked_against_the_spec() {
     );
     assert!(m.stream(0).next_batch(1).is_err());
 }
+
+/// A spec with one span-corruption task, `world`, whose documents come from `source` (a `path`
+/// or a `synthetic_world` line).
+fn world_spec(source: &str) -> String {
+    use flan_data::span_corruption::compute_input_and_target_lengths;
+    let (_, targets) = compute_input_and_target_lengths(64, 0.15, 3.0).unwrap();
+    format!(
+        r#"
+        seed = 3
+        input_len = 64
+        target_len = {targets}
+        [submixtures.pretrain]
+        weight = 1.0
+        cap = 100000
+        [[tasks]]
+        name = "world"
+        format = "span_corruption"
+        submixture = "pretrain"
+        {source}
+        "#
+    )
+}
+
+#[test]
+fn a_synthetic_world_task_streams_its_documents_as_a_file_of_them_would() {
+    use flan_data::pipeline::train_tokenizer_on_mixture;
+    use flan_data::span_corruption::compute_input_and_target_lengths;
+    use flan_data::synthetic::world_documents;
+    use flan_data::{Mixture, MixtureSpec};
+    use std::collections::BTreeSet;
+
+    let dir = tempfile::tempdir().unwrap();
+    let texts = world_documents(7, 200);
+    std::fs::write(dir.path().join("world.txt"), texts.join("\n") + "\n").unwrap();
+    let build = |source: &str| {
+        let spec = MixtureSpec::from_toml(&world_spec(source), "spec.toml").unwrap();
+        Mixture::from_spec(&spec, dir.path()).unwrap()
+    };
+    let generated = "synthetic_world = { documents = 200, seed = 7 }";
+    let from_file = "path = \"world.txt\"";
+    let (g, f) = (build(generated), build(from_file));
+    let (gt, ft) = (&g.span_tasks()[0], &f.span_tasks()[0]);
+    let read: Vec<&str> = ft.documents.iter().map(|d| d.text.as_str()).collect();
+    let made: Vec<&str> = gt.documents.iter().map(|d| d.text.as_str()).collect();
+    assert_eq!(made, read);
+    assert_eq!((gt.files.len(), gt.blank, gt.skipped.count), (0, 0, 0));
+    assert_eq!(
+        gt.documents[9].provenance.file,
+        std::path::PathBuf::from("synthetic_world/seed-7")
+    );
+    assert_eq!(gt.documents[9].provenance.line, 10);
+    let raw = compute_input_and_target_lengths(64, 0.15, 3.0).unwrap().0;
+    assert_eq!(gt.config.raw_length, raw);
+
+    // The tokenizer trainer takes the generated documents as it takes a file's: the same
+    // tokenizer, byte for byte.
+    let train = |m: Mixture| train_tokenizer_on_mixture(&Arc::new(m), 3, 100, 300).unwrap();
+    let (tok, tok_file) = (train(g), train(f));
+    let saved = |t: &Tokenizer, name: &str| {
+        let path = dir.path().join(name);
+        t.save(&path).unwrap();
+        std::fs::read(path).unwrap()
+    };
+    assert_eq!(saved(&tok, "g.json"), saved(&tok_file, "f.json"));
+
+    // With it, the two mixtures stream the same span-corrupted examples.
+    let tok = Arc::new(tok);
+    let with_tok = |source: &str| Arc::new(build(source).with_tokenizer(tok.clone()));
+    let (g, f) = (with_tok(generated), with_tok(from_file));
+    g.check().unwrap();
+    let n = 1500;
+    let examples = g.stream(3).next_batch(n).unwrap();
+    // (Equality covers the ids in `tokens`, not only the decoded text.)
+    assert_eq!(f.stream(3).next_batch(n).unwrap(), examples);
+
+    // Every example merges back into a chunk of a document; the first pass over the task takes
+    // each chunk once, so the chunks, in document order, are the documents' tokens.
+    let sentinels = Sentinels::of(&tok).unwrap();
+    let mut chunks: Vec<Vec<u32>> = Vec::new();
+    for d in &g.span_tasks()[0].documents {
+        let ids = tok.encode_pieces(&d.text).unwrap();
+        chunks.extend(ids.chunks(raw).map(<[u32]>::to_vec));
+    }
+    assert_eq!(g.rates()[0].examples, chunks.len());
+    assert!(chunks.len() < n, "{} chunks", chunks.len());
+    let mut s = g.stream(3);
+    let merged: Vec<Vec<u32>> = (0..chunks.len())
+        .map(|_| {
+            let e = s.next().unwrap().unwrap();
+            let t = e.tokens.expect("span corruption examples carry ids");
+            assert!(t.inputs.len() <= 64 && t.targets.len() <= g.target_len());
+            uncorrupt(&t, &sentinels)
+        })
+        .collect();
+    let first_pass: BTreeSet<&Vec<u32>> = merged.iter().collect();
+    assert_eq!(first_pass, chunks.iter().collect());
+    assert!(examples.iter().all(|e| e.task == "world"));
+}
+
+#[test]
+fn a_synthetic_world_task_built_in_code_still_needs_exactly_one_source() {
+    use flan_data::{Mixture, MixtureSpec, SourceFormat};
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = MixtureSpec::from_toml(
+        &world_spec("synthetic_world = { documents = 5, seed = 1 }"),
+        "spec.toml",
+    )
+    .unwrap();
+    // `from_toml` checks the spec; one changed afterwards is checked when its task loads.
+    spec.tasks[0].path = "world.txt".into();
+    let err = Mixture::from_spec(&spec, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`world`") && err.contains("both `path` and `synthetic_world`"),
+        "{err}"
+    );
+    spec.tasks[0].path = Default::default();
+    spec.tasks[0].synthetic_world = None;
+    let err = Mixture::from_spec(&spec, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`world`") && err.contains("neither"), "{err}");
+    // So are the other formats' tasks: generated documents are for span corruption only.
+    for format in [SourceFormat::Jsonl, SourceFormat::FlanCollection] {
+        spec.tasks[0].format = format;
+        spec.tasks[0].synthetic_world = Some(flan_data::synthetic::SyntheticWorldSpec {
+            documents: 5,
+            seed: 1,
+        });
+        let err = Mixture::from_spec(&spec, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("applies to format = \"span_corruption\" only"),
+            "{err}"
+        );
+        spec.tasks[0].synthetic_world = None;
+        let err = Mixture::from_spec(&spec, dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `path`"), "{err}");
+    }
+}
+
+#[test]
+fn the_checked_in_pretrain_spec_is_span_corruption_of_the_world_text() {
+    use flan_data::span_corruption::compute_input_and_target_lengths;
+    use flan_data::synthetic::{world_document, SyntheticWorldSpec};
+    use flan_data::Mixture;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("specs/synthetic-pretrain.toml");
+    let mixture = Mixture::from_spec_file(&path).unwrap();
+    let (raw, targets) = compute_input_and_target_lengths(256, 0.15, 3.0).unwrap();
+    assert_eq!((mixture.input_len(), mixture.target_len()), (256, targets));
+    let [task] = mixture.span_tasks() else {
+        panic!("one span-corruption task")
+    };
+    assert_eq!((task.name.as_str(), task.config.raw_length), ("world", raw));
+    assert_eq!(mixture.rates().len(), 1);
+    let spec = flan_data::MixtureSpec::from_file(&path).unwrap();
+    let world: SyntheticWorldSpec = spec.tasks[0].synthetic_world.unwrap();
+    assert_eq!(task.documents.len(), world.documents);
+    assert_eq!(task.documents[123].text, world_document(world.seed, 123));
+}
