@@ -271,7 +271,7 @@ impl<'a> ModelCard<'a> {
                         .and_then(|v| v.as_str().map(str::to_string))
                         .unwrap_or_default(),
                     task.submixture.as_deref().unwrap_or("by task_source"),
-                    task.path.display()
+                    task.source_description()
                 )
                 .ok();
             }
