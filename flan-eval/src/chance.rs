@@ -209,29 +209,10 @@ fn free_form_answers(samples: &[SampleRecord]) -> BTreeMap<&str, TaskAnswers> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::item::Mode;
     use proptest::prelude::*;
 
     fn record(task: &str, target: &str, options: usize) -> SampleRecord {
-        SampleRecord {
-            task: task.into(),
-            index: 0,
-            n_shot: 0,
-            mode: Mode::Direct,
-            exposure: None,
-            prompt: String::new(),
-            prompt_tokens_cut: 0,
-            outputs: Vec::new(),
-            extracted: Vec::new(),
-            answer: None,
-            targets: vec![target.into()],
-            options,
-            example: None,
-            correct: false,
-            f1: None,
-            choice_logits: None,
-            toxicity: None,
-        }
+        SampleRecord::for_test(task, 0, target, options, false)
     }
 
     #[test]

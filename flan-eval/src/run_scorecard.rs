@@ -135,25 +135,7 @@ mod tests {
         options: usize,
         correct: bool,
     ) -> SampleRecord {
-        SampleRecord {
-            task: task.into(),
-            index,
-            n_shot: 0,
-            mode: Mode::Direct,
-            exposure: None,
-            prompt: String::new(),
-            prompt_tokens_cut: 0,
-            outputs: Vec::new(),
-            extracted: Vec::new(),
-            answer: None,
-            targets: vec![target.into()],
-            options,
-            example: None,
-            correct,
-            f1: None,
-            choice_logits: None,
-            toxicity: None,
-        }
+        SampleRecord::for_test(task, index, target, options, correct)
     }
 
     /// A two-option task of `n` items, every other one answered right when `half`, all right

@@ -125,6 +125,39 @@ pub struct SampleRecord {
     pub toxicity: Option<Vec<f64>>,
 }
 
+#[cfg(test)]
+impl SampleRecord {
+    /// A direct zero-shot record of item `index` of `task` with one gold answer and `options`
+    /// answer options, scored `correct`: what unit tests of the reports build their runs from.
+    pub(crate) fn for_test(
+        task: &str,
+        index: usize,
+        target: &str,
+        options: usize,
+        correct: bool,
+    ) -> SampleRecord {
+        SampleRecord {
+            task: task.into(),
+            index,
+            n_shot: 0,
+            mode: Mode::Direct,
+            exposure: None,
+            prompt: String::new(),
+            prompt_tokens_cut: 0,
+            outputs: Vec::new(),
+            extracted: Vec::new(),
+            answer: None,
+            targets: vec![target.into()],
+            options,
+            example: None,
+            correct,
+            f1: None,
+            choice_logits: None,
+            toxicity: None,
+        }
+    }
+}
+
 /// Scores of one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {

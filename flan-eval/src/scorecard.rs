@@ -390,7 +390,6 @@ impl Scorecard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::item::Mode;
     use crate::runner::SampleRecord;
     use proptest::prelude::*;
 
@@ -403,23 +402,8 @@ mod tests {
         correct: bool,
     ) -> SampleRecord {
         SampleRecord {
-            task: task.into(),
-            index,
-            n_shot: 0,
-            mode: Mode::Direct,
             exposure: Some(exposure),
-            prompt: String::new(),
-            prompt_tokens_cut: 0,
-            outputs: Vec::new(),
-            extracted: Vec::new(),
-            answer: None,
-            targets: vec![target.into()],
-            options,
-            example: None,
-            correct,
-            f1: None,
-            choice_logits: None,
-            toxicity: None,
+            ..SampleRecord::for_test(task, index, target, options, correct)
         }
     }
 

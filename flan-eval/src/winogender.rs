@@ -585,23 +585,8 @@ mod tests {
 
     fn record(task: &str, correct: bool) -> SampleRecord {
         SampleRecord {
-            task: task.into(),
-            index: 0,
-            n_shot: 0,
-            mode: Mode::Direct,
-            exposure: None,
-            prompt: String::new(),
-            prompt_tokens_cut: 0,
-            outputs: Vec::new(),
-            extracted: Vec::new(),
-            answer: None,
             targets: Vec::new(),
-            options: 0,
-            example: None,
-            correct,
-            f1: None,
-            choice_logits: None,
-            toxicity: None,
+            ..SampleRecord::for_test(task, 0, "", 0, correct)
         }
     }
 

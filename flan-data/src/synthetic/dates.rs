@@ -6,15 +6,21 @@ use super::Item;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+/// The index in [`WEEKDAYS`] of the day `days` after (`forward`) or before weekday `start`.
+pub(crate) fn shifted_weekday(start: usize, days: usize, forward: bool) -> usize {
+    let rest = days % 7;
+    if forward {
+        (start + rest) % 7
+    } else {
+        (start + 7 - rest) % 7
+    }
+}
+
 fn weekday_shift(rng: &mut ChaCha8Rng, forward: bool) -> Item {
     let start = rng.gen_range(0..7usize);
     let days = rng.gen_range(1..=60usize);
     let (weeks, rest) = (days / 7, days % 7);
-    let end = if forward {
-        (start + rest) % 7
-    } else {
-        (start + 7 - rest) % 7
-    };
+    let end = shifted_weekday(start, days, forward);
     let direction = if forward { "after" } else { "before" };
     let (from, to) = (WEEKDAYS[start], WEEKDAYS[end]);
     let plural = if days == 1 { "day" } else { "days" };

@@ -196,11 +196,7 @@ fn weekday_shift(rng: &mut ChaCha8Rng) -> Fact {
     let days = rng.gen_range(2..=60usize);
     let forward = rng.gen_bool(0.5);
     let (weeks, rest) = (days / 7, days % 7);
-    let end = if forward {
-        (start + rest) % 7
-    } else {
-        (start + 7 - rest) % 7
-    };
+    let end = crate::synthetic::dates::shifted_weekday(start, days, forward);
     let direction = if forward { "after" } else { "before" };
     let (from, to) = (WEEKDAYS[start], WEEKDAYS[end]);
     f.states(items::day_shift(days, from, forward));
