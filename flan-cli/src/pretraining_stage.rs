@@ -8,9 +8,9 @@
 //! finetunes its `model/` as it would a `model.pretrained` directory. A later run whose stage
 //! has the same hash starts at once from the cached model.
 //!
-//! The hash covers the stage's resolved config (without its output directory) and the bytes of
-//! the files it names (model config, mixture spec, tokenizer, tokenizer mixture), and flan's
-//! version. It does not cover files a mixture spec names in turn, nor code changes within one
+//! The hash covers the stage's resolved config (without its output directory), with the files it
+//! names (model config, mixture spec, tokenizer, tokenizer mixture) entering by their bytes rather
+//! than their paths, and flan's version. It does not cover files a mixture spec names in turn, nor code changes within one
 //! version: after changing those, clear the cache (`rm -r <run cache>/pretrain-*`).
 
 use std::path::{Path, PathBuf};
@@ -37,30 +37,30 @@ pub fn run_cache_root() -> Result<PathBuf> {
 }
 
 /// The content hash of a stage's config, as 16 hex digits (see the module docs for what it
-/// covers).
+/// covers). The files the config names enter by their content, not their path, so that one
+/// stage reached by two spellings of a path (`configs/replicate/../finetune-default/x.json`)
+/// or from a moved checkout is one cache entry.
 pub fn config_hash(stage: &TrainConfig) -> Result<String> {
     let mut stage = stage.clone();
     stage.output_dir = PathBuf::new();
-    let mut text = format!("flan {}\n{}", env!("CARGO_PKG_VERSION"), stage.to_toml()?);
-    let files = [
-        stage.model.config.as_ref(),
-        stage.data.mixture.as_ref(),
-        stage.model.tokenizer.as_ref(),
-        stage
-            .model
-            .train_tokenizer
-            .as_ref()
-            .and_then(|t| t.mixture.as_ref()),
-    ];
-    for file in files.into_iter().flatten() {
-        let bytes = std::fs::read(file)
-            .with_context(|| format!("reading {} (named by the stage)", file.display()))?;
-        text.push_str(&format!(
-            "\n{}: {:016x}",
-            file.display(),
-            fnv1a(&String::from_utf8_lossy(&bytes))
-        ));
+    let by_content = |file: &mut Option<PathBuf>| -> Result<()> {
+        if let Some(path) = file.as_mut() {
+            let bytes = std::fs::read(&*path)
+                .with_context(|| format!("reading {} (named by the stage)", path.display()))?;
+            *path = PathBuf::from(format!(
+                "content:{:016x}",
+                fnv1a(&String::from_utf8_lossy(&bytes))
+            ));
+        }
+        Ok(())
+    };
+    by_content(&mut stage.model.config)?;
+    by_content(&mut stage.data.mixture)?;
+    by_content(&mut stage.model.tokenizer)?;
+    if let Some(training) = stage.model.train_tokenizer.as_mut() {
+        by_content(&mut training.mixture)?;
     }
+    let text = format!("flan {}\n{}", env!("CARGO_PKG_VERSION"), stage.to_toml()?);
     Ok(format!("{:016x}", fnv1a(&text)))
 }
 
@@ -191,6 +191,11 @@ mod tests {
         moved.output_dir = PathBuf::from("/elsewhere");
         assert_eq!(config_hash(&moved).unwrap(), h);
         assert_ne!(config_hash(&stage(tmp.path(), 11)).unwrap(), h);
+        // The same files through another spelling of their directory.
+        std::fs::create_dir(tmp.path().join("sub")).unwrap();
+        let mut respelled = a.clone();
+        respelled.data.mixture = Some(tmp.path().join("sub/../spec.toml"));
+        assert_eq!(config_hash(&respelled).unwrap(), h);
         // Same config, another mixture spec content.
         std::fs::write(tmp.path().join("spec.toml"), "seed = 1\n").unwrap();
         assert_ne!(config_hash(&a).unwrap(), h);
