@@ -6,6 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The six experiments, as points.json and the figures name them.
+const EXPERIMENTS: [&str; 6] = [
+    "task_scaling",
+    "model_scaling",
+    "cot_mixture",
+    "zero_shot_cot",
+    "self_consistency",
+    "normalized_average",
+];
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -139,14 +149,7 @@ fn the_replication_runs_every_experiment_from_real_runs_and_resumes_from_the_cac
     // Points of every experiment, from the runs' own records.
     let points = json(&first.join("points.json"));
     let points = points["points"].as_array().unwrap();
-    for experiment in [
-        "task_scaling",
-        "model_scaling",
-        "cot_mixture",
-        "zero_shot_cot",
-        "self_consistency",
-        "normalized_average",
-    ] {
+    for experiment in EXPERIMENTS {
         let of: Vec<&serde_json::Value> = points
             .iter()
             .filter(|p| p["experiment"] == experiment)
@@ -177,14 +180,7 @@ fn the_replication_runs_every_experiment_from_real_runs_and_resumes_from_the_cac
     // The report: every experiment's figure, table and verdict.
     let report = std::fs::read_to_string(first.join("report.md")).unwrap();
     assert!(!report.contains("not run"), "{report}");
-    for experiment in [
-        "task_scaling",
-        "model_scaling",
-        "cot_mixture",
-        "zero_shot_cot",
-        "self_consistency",
-        "normalized_average",
-    ] {
+    for experiment in EXPERIMENTS {
         let svg = std::fs::read_to_string(first.join("figures").join(format!("{experiment}.svg")))
             .unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
