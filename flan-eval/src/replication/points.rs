@@ -599,7 +599,7 @@ fn point_problems(p: &Point, field: &dyn Fn(&str) -> String, problems: &mut Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::item::{Exposure, Mode};
+    use crate::item::Exposure;
 
     pub(crate) fn point(experiment: Experiment, series: &str, x: X, seed: u64) -> Point {
         Point {
@@ -853,23 +853,8 @@ mod tests {
     #[test]
     fn a_point_from_records_takes_their_outcomes_chance_and_identity() {
         let record = |index: usize, correct: bool, options: usize| SampleRecord {
-            task: "parity".into(),
-            index,
-            n_shot: 0,
-            mode: Mode::Direct,
             exposure: Some(Exposure::HeldOutFamily),
-            prompt: String::new(),
-            prompt_tokens_cut: 0,
-            outputs: Vec::new(),
-            extracted: Vec::new(),
-            answer: None,
-            targets: vec!["(A)".into()],
-            options,
-            example: None,
-            correct,
-            f1: None,
-            choice_logits: None,
-            toxicity: None,
+            ..SampleRecord::for_test("parity", index, "(A)", options, correct)
         };
         let samples = vec![record(0, true, 2), record(1, false, 4), record(2, true, 2)];
         let p = Point::from_samples(
