@@ -1,27 +1,43 @@
-//! Bias-free linear layers whose decoding steps multiply by a weight packed for MKL's GEMM.
+//! Bias-free linear layers whose decoding steps compute the plain product with a faster kernel
+//! where one gives it bitwise: MKL's packed GEMM, or one batched product over chunks of the weight.
 //!
-//! Why: a decoding step at batch 32 multiplies 32 rows by every decoder weight and the output
-//! head, and at so few rows MKL's plain `sgemm` spends much of its time reformatting the weight
-//! into its kernel's layout, again at every step. `cblas_sgemm_pack` does that once, and
+//! Why packed: a decoding step at batch 32 multiplies 32 rows by every decoder weight and the
+//! output head, and at so few rows MKL's plain `sgemm` spends much of its time reformatting the
+//! weight into its kernel's layout, again at every step. `cblas_sgemm_pack` does that once, and
 //! `cblas_sgemm_compute` multiplies by the packed copy. Greedy decoding of 64 tokens at batch 32
-//! (random weights, 113-token prompts, three alternating runs each): the bench's small shape went
-//! from 479–520 to 609–631 new tokens/s, the tiny shape from 2558–2699 to 2857–3326.
+//! (random weights, 113-token prompts, three alternating runs each, Intel Xeon): the bench's small
+//! shape went from 479–520 to 609–631 new tokens/s, the tiny shape from 2558–2699 to 2857–3326.
 //!
-//! Numerics: the packed product is used only where it is bitwise the plain one, which is what
-//! transformers computes. That depends on the shape, not on the data: on this machine's MKL the
-//! two sum in the same order for 16 rows or more and an input width up to 768, and in another
-//! order (a few ulps apart) for fewer rows or wider inputs. Rather than hard-code what one CPU and
-//! one MKL do, each weight's packed copy is checked once per row count against the plain product
-//! on a probe input whose values use every mantissa bit; a copy that differs is dropped and that
-//! weight keeps the plain product at that row count.
+//! Why chunked: on an AMD EPYC (MKL takes its generic `def` kernels there), a product of one row
+//! by a weight (batch-1 decoding) runs in MKL's `xsgemv` on the calling thread alone, whatever
+//! the intra-op thread count: `perf` showed the second thread spinning in libgomp for 46% of
+//! the samples while the first spent 37% in `xsgemv`, so batch 1 got nothing from a second
+//! thread (tiny shape 320 new tokens/s on one, 300 on two). One `bmm` over `C` row chunks of the
+//! weight (`[C, out/C, in]`, the input broadcast, no copy) is MKL's batched GEMM, which spreads
+//! the chunks over the threads, and each chunk's outputs are the same dot products in the same
+//! order: bitwise the plain product. 1 row, 2 threads: the small shape's 32128×512 head 6.1 →
+//! 3.1 ms, its 512×512 projections 24 → 11 µs; at 32 rows, chunks of about 1024 outputs also
+//! keep each chunk's weight in cache (head 13.7 ms plain, 14.1 packed, 8.4 in 32 chunks).
 //!
-//! A weight is packed the first time a step needs it at a given number of rows and kept for
-//! later steps and later generations (for at most two row counts per weight), until
-//! the weight changes: the cached copy remembers the weight's storage (which it keeps alive, so
-//! the address cannot be reused) and its version counter, which every in-place update bumps.
-//! Packing and checking the small shape's 73 decoder and head weights takes about 0.3 s. The
-//! copies take about the weights' size in memory per row count (MKL reserves more address space
-//! than it writes).
+//! Numerics: a kernel is used only where it is bitwise the plain product, which is what
+//! transformers computes. That depends on the shape, not on the data: on one Intel machine's MKL
+//! the packed product sums in the same order for 16 rows or more and an input width up to 768,
+//! and in another order (a few ulps apart) for fewer rows or wider inputs; chunks of 8 outputs,
+//! or 64 chunks of the 32128-wide head at one row, sum in another order on the AMD one. Rather
+//! than hard-code what one CPU and one MKL do, each candidate is checked once per weight and row
+//! count against the plain product on a probe input whose values use every mantissa bit; one
+//! that differs is dropped.
+//!
+//! Which kernel: the candidates that pass are timed on the probe (the plain product included)
+//! and the fastest is kept. The choice can differ between runs and machines; the numbers cannot.
+//!
+//! A plan is made the first time a step needs the weight at a given number of rows and kept for
+//! later steps and later generations (for at most two row counts per weight), until the weight
+//! changes: the plan remembers the weight's storage (which it keeps alive, so the address cannot
+//! be reused) and its version counter, which every in-place update bumps. Planning the small
+//! shape's 73 decoder and head weights takes well under a second. Packed copies take about the
+//! weights' size in memory per row count (MKL reserves more address space than it writes);
+//! chunks are views of the weight.
 //!
 //! Errors: the shim refuses operands that are not contiguous fp32 CPU matrices of matching shapes
 //! (and packing where MKL's GEMM is missing) with libtorch's message. The layer checks dtype,
@@ -31,20 +47,39 @@
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use tch::{Device, Kind, Tensor};
 
+use crate::autocast::Autocast;
 use crate::ffi::{self, owned_tensor, tensor_ptr};
+use crate::inference_mode::InferenceMode;
 use crate::lora::LoraLinear;
 use crate::t5::Pass;
 use crate::Result;
 
-/// Fewest rows for which a step uses the packed product (see the module docs).
+/// Fewest rows for which a step tries the packed product (see the module docs).
 const MIN_PACKED_ROWS: i64 = 16;
 
-/// Row counts a weight keeps packed copies for: a batch size and, say, the last smaller batch of
-/// an evaluation.
+/// Most rows for which a step plans a kernel: decoding steps (batch × beams) and not a
+/// prompt's worth of positions.
+const MAX_PLANNED_ROWS: i64 = 256;
+
+/// Outputs per chunk a chunked product aims at: about 2 MB of a 512-wide fp32 weight, which
+/// stays in cache while the rows go through it.
+const CHUNK_OUTPUTS: i64 = 1024;
+
+/// Fewest outputs per chunk: narrower chunks sum in another order on some MKL kernels, and
+/// gain nothing.
+const MIN_CHUNK_OUTPUTS: i64 = 32;
+
+/// Row counts a weight keeps plans for: a batch size and, say, the last smaller batch of an
+/// evaluation.
 const MAX_ROW_COUNTS: usize = 2;
+
+/// Timed runs of each candidate when a plan is made (after one untimed run); the fastest run
+/// counts.
+const PLAN_TIMED_RUNS: usize = 3;
 
 /// Whether this libtorch has MKL's packed GEMM (x86-64 builds with MKL).
 pub fn prepacked_gemm_available() -> bool {
@@ -90,6 +125,32 @@ fn packed_linear(
     Ok(unsafe { owned_tensor(out) })
 }
 
+/// How many row chunks of a weight with `out` outputs a chunked product uses on `threads`
+/// intra-op threads: the fewest that divide `out` evenly, give every thread a chunk and keep
+/// chunks near [`CHUNK_OUTPUTS`] outputs; None where that leaves fewer than two chunks or chunks
+/// narrower than [`MIN_CHUNK_OUTPUTS`].
+pub(crate) fn chunk_count(out: i64, threads: i64) -> Option<i64> {
+    let want = threads
+        .max((out + CHUNK_OUTPUTS - 1) / CHUNK_OUTPUTS)
+        .max(2);
+    (want..=out / MIN_CHUNK_OUTPUTS).find(|c| out % c == 0)
+}
+
+/// `x [rows, in] · weightᵀ` as one batched product over `chunks` row chunks of the weight,
+/// `[rows, out]`.
+fn chunked_linear(x: &Tensor, weight: &Tensor, chunks: i64) -> Result<Tensor> {
+    let (out, inner) = weight.size2()?;
+    let rows = x.size2()?.0;
+    let w = weight
+        .f_view([chunks, out / chunks, inner])?
+        .f_transpose(1, 2)?;
+    Ok(x.f_unsqueeze(0)?
+        .f_expand([chunks, rows, inner], false)?
+        .f_bmm(&w)?
+        .f_transpose(0, 1)?
+        .f_reshape([rows, out])?)
+}
+
 /// Whether `t` is an fp32 CPU tensor, as the packed kernel needs (its other requirements are
 /// checked by the shim).
 fn fp32_on_cpu(t: &Tensor) -> bool {
@@ -99,43 +160,54 @@ fn fp32_on_cpu(t: &Tensor) -> bool {
 /// A deterministic `[rows, inner]` input in (-0.5, 0.5) whose values fill the mantissa (the
 /// fractional parts of multiples of the plastic number's inverse): any difference in summation
 /// order between two products shows in the last bits of some of their outputs.
-fn probe_input(rows: i64, inner: i64) -> Tensor {
+fn probe_input(rows: i64, inner: i64, kind: Kind) -> Tensor {
     let n = Tensor::arange(rows * inner, (tch::Kind::Double, tch::Device::Cpu)) + 1.0;
     let x = n * 0.754_877_666_246_692_7;
-    (x.frac() - 0.5)
-        .to_kind(tch::Kind::Float)
-        .view([rows, inner])
+    (x.frac() - 0.5).to_kind(kind).view([rows, inner])
 }
 
-/// What the packed weights of a model amount to ([`crate::T5ForConditionalGeneration::prepacked_decoding_stats`]).
+/// What the decoding-step kernels of a model amount to
+/// ([`crate::T5ForConditionalGeneration::prepacked_decoding_stats`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PrepackedStats {
-    /// (weight, row count) pairs packed and checked against the plain product.
+    /// (weight, row count) pairs planned: their candidates checked against the plain product.
     pub checked: usize,
-    /// Of those, the ones that gave it bitwise and are used.
+    /// Of those, the ones that multiply by a packed copy.
     pub in_use: usize,
+    /// Of those, the ones that multiply chunk by chunk in one batched product.
+    pub chunked: usize,
+}
+
+/// The kernel a decoding step uses for one weight at one row count.
+#[derive(Debug)]
+enum StepKernel {
+    /// libtorch's linear (no candidate passed the check, or none was faster).
+    Plain,
+    /// MKL's GEMM over this packed copy.
+    Packed(Tensor),
+    /// One batched product over this many row chunks of the weight.
+    Chunked(i64),
 }
 
 #[derive(Debug)]
-struct PackedCopy {
+struct StepPlan {
     rows: i64,
-    /// None: the packed product differed from the plain one at this row count.
-    data: Option<Tensor>,
-    /// An alias of the weight's storage when it was packed: keeps that storage alive, so a
+    kernel: StepKernel,
+    /// An alias of the weight's storage when the plan was made: keeps that storage alive, so a
     /// weight whose data is later replaced cannot show the same address.
     source: Tensor,
     version: i64,
 }
 
-/// A bias-free linear layer's weight `[out, in]` (PyTorch's layout), its packed copies, and the
-/// LoRA adapter on it, if any.
+/// A bias-free linear layer's weight `[out, in]` (PyTorch's layout), its decoding-step plans,
+/// and the LoRA adapter on it, if any.
 #[derive(Debug)]
 pub(crate) struct PrepackedLinear {
     /// The module's name in the checkpoint (`encoder.block.0.layer.0.SelfAttention.q`,
     /// `lm_head`): what PEFT's `target_modules` match and its adapter keys start with.
     pub(crate) name: String,
     pub(crate) weight: Tensor,
-    packed: RefCell<Vec<PackedCopy>>,
+    plans: RefCell<Vec<StepPlan>>,
     pub(crate) lora: RefCell<Option<LoraLinear>>,
 }
 
@@ -144,7 +216,7 @@ impl PrepackedLinear {
         PrepackedLinear {
             name,
             weight,
-            packed: RefCell::new(Vec::new()),
+            plans: RefCell::new(Vec::new()),
             lora: RefCell::new(None),
         }
     }
@@ -167,97 +239,159 @@ impl PrepackedLinear {
         x.linear::<&Tensor>(&self.weight, None)
     }
 
-    /// The same product for a decoding step: through the packed weight when `x` has at least
-    /// [`MIN_PACKED_ROWS`] rows, the packed kernel applies (fp32 on CPU, no autograd, no
-    /// autocast, MKL present) and gives the plain product bitwise at this shape; else
-    /// [`Self::forward`].
+    /// The same product for a decoding step: through the kernel planned for `x`'s row count
+    /// (see the module docs), which gives it bitwise; else [`Self::forward`].
     pub(crate) fn forward_step(&self, x: &Tensor) -> Tensor {
-        self.packed_forward(x).unwrap_or_else(|| self.forward(x))
+        self.planned_forward(x).unwrap_or_else(|| self.forward(x))
     }
 
-    fn packed_forward(&self, x: &Tensor) -> Option<Tensor> {
+    fn planned_forward(&self, x: &Tensor) -> Option<Tensor> {
         let shape = x.size();
         let (&inner, outer) = shape.split_last()?;
         let rows: i64 = outer.iter().product();
-        if rows < MIN_PACKED_ROWS
-            || !prepacked_gemm_available()
-            || !fp32_on_cpu(x)
-            || !fp32_on_cpu(&self.weight)
+        // Plans are made and used in one mode: inference (generation's), without autocast, in
+        // which the candidates compute what the plain product does and nothing else.
+        if !(1..=MAX_PLANNED_ROWS).contains(&rows)
+            || x.device() != Device::Cpu
+            || x.kind() != self.weight.kind()
+            || !InferenceMode::is_enabled()
+            || Autocast::is_enabled(Device::Cpu).unwrap_or(true)
         {
             return None;
         }
-        let packed = self.packed_for(rows, inner)?;
-        let out = self.packed_product(&x.f_view([rows, inner]).ok()?, &packed)?;
+        let x2 = x.f_view([rows, inner]).ok()?;
+        let out = self.with_plan(rows, inner, |kernel| self.run(kernel, &x2))??;
         let mut out_shape = outer.to_vec();
         out_shape.push(out.size()[1]);
         Some(out.view(out_shape.as_slice()))
     }
 
-    /// `x [rows, in]` times the packed weight (None where the kernel does not apply or the shim
-    /// refuses the operands: see the module docs).
-    fn packed_product(&self, x: &Tensor, packed: &Tensor) -> Option<Tensor> {
-        packed_linear(x, packed, &self.weight, x.size()[0])
-            .ok()
-            .flatten()
+    /// `x [rows, in] · weightᵀ` through `kernel` (None where it does not apply in the current
+    /// mode or the shim refuses the operands: see the module docs).
+    fn run(&self, kernel: &StepKernel, x: &Tensor) -> Option<Tensor> {
+        match kernel {
+            StepKernel::Plain => Some(self.forward(x)),
+            StepKernel::Packed(packed) => packed_linear(x, packed, &self.weight, x.size()[0])
+                .ok()
+                .flatten(),
+            StepKernel::Chunked(chunks) => chunked_linear(x, &self.weight, *chunks).ok(),
+        }
     }
 
-    /// Whether `packed` times a probe of `rows` rows of width `inner` is bitwise this layer's
-    /// plain product.
-    fn gives_plain_product(&self, packed: &Tensor, rows: i64, inner: i64) -> bool {
-        let probe = probe_input(rows, inner);
-        self.packed_product(&probe, packed)
-            .is_some_and(|product| product.equal(&self.forward(&probe)))
+    /// The kernels worth trying at `rows` rows, the plain product first.
+    fn candidates(&self, rows: i64) -> Vec<StepKernel> {
+        let mut kernels = vec![StepKernel::Plain];
+        let Ok((out, _)) = self.weight.size2() else {
+            return kernels;
+        };
+        if let Some(chunks) = chunk_count(out, i64::from(tch::get_num_threads())) {
+            kernels.push(StepKernel::Chunked(chunks));
+        }
+        if rows >= MIN_PACKED_ROWS && prepacked_gemm_available() && fp32_on_cpu(&self.weight) {
+            if let Ok(Some(packed)) = pack(&self.weight, rows) {
+                kernels.push(StepKernel::Packed(packed));
+            }
+        }
+        kernels
     }
 
-    /// The weight packed for `rows` rows of width `inner`: cached if the weight is unchanged
-    /// since, else packed and checked now. None where packing does not apply or differs.
-    fn packed_for(&self, rows: i64, inner: i64) -> Option<Tensor> {
-        let mut cache = self.packed.try_borrow_mut().ok()?;
+    /// Whether `kernel` multiplies `probe` into `plain`, this layer's plain product of it, bitwise.
+    fn gives_plain_product(&self, kernel: &StepKernel, probe: &Tensor, plain: &Tensor) -> bool {
+        matches!(kernel, StepKernel::Plain)
+            || self
+                .run(kernel, probe)
+                .is_some_and(|product| product.equal(plain))
+    }
+
+    /// The fastest of the candidates that give the plain product bitwise on a probe of `rows`
+    /// rows of width `inner`.
+    fn plan(&self, rows: i64, inner: i64) -> StepKernel {
+        let probe = probe_input(rows, inner, self.weight.kind());
+        let plain = self.forward(&probe);
+        let mut best: Option<(Duration, StepKernel)> = None;
+        for kernel in self.candidates(rows) {
+            if !self.gives_plain_product(&kernel, &probe, &plain) {
+                continue;
+            }
+            let time = (0..=PLAN_TIMED_RUNS)
+                .map(|_| {
+                    let start = Instant::now();
+                    let _ = self.run(&kernel, &probe);
+                    start.elapsed()
+                })
+                .skip(1)
+                .min()
+                .unwrap_or_default();
+            if best.as_ref().is_none_or(|(fastest, _)| time < *fastest) {
+                best = Some((time, kernel));
+            }
+        }
+        best.map_or(StepKernel::Plain, |(_, kernel)| kernel)
+    }
+
+    /// Runs `f` with the kernel planned for `rows` rows of width `inner`: the cached plan if the
+    /// weight is unchanged since, else one made now.
+    fn with_plan<T>(&self, rows: i64, inner: i64, f: impl FnOnce(&StepKernel) -> T) -> Option<T> {
+        let mut plans = self.plans.try_borrow_mut().ok()?;
         let version = self.weight.f_internal_version().ok()?;
         let address = self.weight.data_ptr();
-        cache.retain(|c| c.version == version && c.source.data_ptr() == address);
-        if let Some(c) = cache.iter().find(|c| c.rows == rows) {
-            return c.data.as_ref().map(Tensor::shallow_clone);
+        plans.retain(|p| p.version == version && p.source.data_ptr() == address);
+        if let Some(p) = plans.iter().find(|p| p.rows == rows) {
+            return Some(f(&p.kernel));
         }
-        let data = pack(&self.weight, rows).ok().flatten()?;
-        let same = self.gives_plain_product(&data, rows, inner);
-        if cache.len() >= MAX_ROW_COUNTS {
-            cache.remove(0);
+        let kernel = self.plan(rows, inner);
+        if plans.len() >= MAX_ROW_COUNTS {
+            plans.remove(0);
         }
-        cache.push(PackedCopy {
+        let result = f(&kernel);
+        plans.push(StepPlan {
             rows,
-            data: same.then(|| data.shallow_clone()),
+            kernel,
             source: self.weight.detach(),
             version,
         });
-        same.then_some(data)
+        Some(result)
     }
 
-    /// Drops the packed copies (their memory).
+    /// Drops the plans (and the packed copies' memory).
     pub(crate) fn clear_prepacked(&self) {
-        if let Ok(mut cache) = self.packed.try_borrow_mut() {
-            cache.clear();
+        if let Ok(mut plans) = self.plans.try_borrow_mut() {
+            plans.clear();
         }
     }
 
-    /// `(rows, packed copy in use)` for each row count checked (oldest first).
+    /// `(rows, kernel name)` for each row count planned (oldest first).
     #[cfg(test)]
-    pub(crate) fn packed_row_counts(&self) -> Vec<(i64, bool)> {
-        self.packed
+    pub(crate) fn planned_row_counts(&self) -> Vec<(i64, &'static str)> {
+        self.plans
             .try_borrow()
-            .map(|cache| cache.iter().map(|c| (c.rows, c.data.is_some())).collect())
+            .map(|plans| {
+                plans
+                    .iter()
+                    .map(|p| {
+                        let name = match p.kernel {
+                            StepKernel::Plain => "plain",
+                            StepKernel::Packed(_) => "packed",
+                            StepKernel::Chunked(_) => "chunked",
+                        };
+                        (p.rows, name)
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
-    /// Adds this layer's packed copies to `stats`.
+    /// Adds this layer's plans to `stats`.
     pub(crate) fn add_stats(&self, stats: &mut PrepackedStats) {
-        let Ok(cache) = self.packed.try_borrow() else {
+        let Ok(plans) = self.plans.try_borrow() else {
             return;
         };
-        for copy in cache.iter() {
+        for plan in plans.iter() {
             stats.checked += 1;
-            if copy.data.is_some() {
-                stats.in_use += 1;
+            match plan.kernel {
+                StepKernel::Plain => {}
+                StepKernel::Packed(_) => stats.in_use += 1,
+                StepKernel::Chunked(_) => stats.chunked += 1,
             }
         }
     }
@@ -267,6 +401,7 @@ impl PrepackedLinear {
 mod tests {
     use super::*;
     use crate::InferenceMode;
+    use proptest::prelude::*;
     use tch::{Device, Kind};
 
     /// A deterministic `[rows, cols]` matrix of values about `std` in size, different for each
@@ -283,12 +418,39 @@ mod tests {
         InferenceMode::run(|| (linear.forward_step(x), linear.forward(x))).unwrap()
     }
 
-    /// The shapes of the bench's tiny and small decoders (and their heads) at decoding batch
-    /// sizes: the step's product is bitwise the plain one, and with MKL present the packed copy
-    /// is what computed it.
     #[test]
-    fn packed_step_equals_the_plain_product_bitwise_at_decoder_shapes() {
+    fn chunk_counts_divide_the_outputs_and_give_every_thread_a_chunk() {
+        assert_eq!(
+            chunk_count(32128, 2),
+            Some(32),
+            "t5-small's head: 1004 outputs each"
+        );
+        assert_eq!(
+            chunk_count(32100, 2),
+            Some(50),
+            "Flan-T5's head: 642 outputs each"
+        );
+        assert_eq!(chunk_count(8192, 2), Some(8));
+        assert_eq!(chunk_count(512, 2), Some(2));
+        assert_eq!(chunk_count(512, 1), Some(2), "at least two chunks");
+        assert_eq!(chunk_count(640, 4), Some(4));
+        assert_eq!(
+            chunk_count(96, 8),
+            None,
+            "chunks of 12 outputs are too narrow"
+        );
+        assert_eq!(chunk_count(34, 2), None);
+        assert_eq!(chunk_count(97, 2), None, "a prime");
+    }
+
+    /// The shapes of the bench's tiny and small decoders (and their heads) at decoding batch
+    /// sizes, one row included: the step's product is bitwise the plain one, planned once.
+    #[test]
+    fn a_step_equals_the_plain_product_bitwise_at_decoder_shapes() {
         for (rows, inner, out) in [
+            (1, 256, 8192),
+            (1, 512, 1024),
+            (4, 512, 512),
             (16, 256, 640),
             (32, 256, 8000),
             (32, 512, 1024),
@@ -299,34 +461,59 @@ mod tests {
             let (step, plain) = step_and_plain(&linear, &x);
             assert_eq!(step.size(), vec![rows, 1, out]);
             assert!(step.equal(&plain), "{rows}x{inner} by {out}x{inner}");
-            if prepacked_gemm_available() {
-                assert_eq!(
-                    linear.packed_row_counts(),
-                    vec![(rows, true)],
-                    "{rows}x{inner}"
-                );
-            }
+            let planned = linear.planned_row_counts();
+            assert_eq!(planned.len(), 1, "{rows}x{inner}: planned once");
+            assert_eq!(planned[0].0, rows);
         }
     }
 
-    /// The check catches a packed copy that is not the plain product: here, another weight's.
-    #[test]
-    fn the_check_rejects_a_copy_that_differs() {
-        if !prepacked_gemm_available() {
-            return;
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// Whatever kernel a plan picks, at any row count and shape, a step gives the plain
+        /// product bitwise, on the first call and on a later one.
+        #[test]
+        fn any_plan_gives_the_plain_product(
+            rows in 1i64..40,
+            inner in prop::sample::select(vec![64i64, 200, 256, 512, 640, 1024]),
+            out in prop::sample::select(vec![40i64, 96, 256, 640, 1000, 2048, 4096]),
+            seed in 0i64..1000,
+        ) {
+            let linear = PrepackedLinear::new("test".into(), matrix(seed, out, inner, 0.05));
+            let x = matrix(seed + 1, rows, inner, 1.0);
+            for _ in 0..2 {
+                let (step, plain) = step_and_plain(&linear, &x);
+                prop_assert!(step.equal(&plain));
+            }
+            prop_assert_eq!(linear.planned_row_counts().len(), 1);
         }
+    }
+
+    /// The check catches a candidate that is not the plain product: here, a packed copy of
+    /// another weight, and chunks of another weight's shape.
+    #[test]
+    fn the_check_rejects_a_kernel_that_differs() {
         let linear = PrepackedLinear::new("test".into(), matrix(3, 96, 256, 0.05));
-        let other = matrix(4, 96, 256, 0.05);
-        let pack = |w: &Tensor| pack(w, 32).unwrap().expect("MKL packs fp32");
         InferenceMode::run(|| {
-            assert!(linear.gives_plain_product(&pack(&linear.weight), 32, 256));
-            assert!(!linear.gives_plain_product(&pack(&other), 32, 256));
+            let probe = probe_input(32, 256, Kind::Float);
+            let plain = linear.forward(&probe);
+            let check = |k: &StepKernel| linear.gives_plain_product(k, &probe, &plain);
+            assert!(check(&StepKernel::Plain));
+            assert!(check(&StepKernel::Chunked(3)));
+            let other = PrepackedLinear::new("other".into(), matrix(4, 96, 256, 0.05));
+            let other_plain = other.forward(&probe);
+            assert!(other.gives_plain_product(&StepKernel::Chunked(3), &probe, &other_plain));
+            assert!(!other.gives_plain_product(&StepKernel::Chunked(3), &probe, &plain));
+            if prepacked_gemm_available() {
+                let pack = |w: &Tensor| pack(w, 32).unwrap().expect("MKL packs fp32");
+                assert!(check(&StepKernel::Packed(pack(&linear.weight))));
+                assert!(!check(&StepKernel::Packed(pack(&other.weight))));
+            }
         })
         .unwrap();
     }
 
-    /// Wide inputs, where this machine's MKL sums the packed product in another order: whatever
-    /// the check decides, the step returns the plain product, and it decides once.
+    /// Wide inputs, where one machine's MKL sums the packed product in another order: whatever
+    /// the check decides, the step returns the plain product, and it plans once.
     #[test]
     fn wide_inputs_still_give_the_plain_product() {
         for inner in [1024, 2048] {
@@ -334,27 +521,29 @@ mod tests {
             let x = matrix(4, 32, inner, 1.0);
             let (step, plain) = step_and_plain(&linear, &x);
             assert!(step.equal(&plain), "width {inner}");
-            let counts = linear.packed_row_counts();
-            if prepacked_gemm_available() {
-                assert_eq!(counts.len(), 1, "width {inner}: checked once");
-            }
+            let counts = linear.planned_row_counts();
+            assert_eq!(counts.len(), 1, "width {inner}: planned once");
             let _ = step_and_plain(&linear, &x);
-            assert_eq!(linear.packed_row_counts(), counts);
+            assert_eq!(linear.planned_row_counts(), counts);
         }
     }
 
     #[test]
-    fn few_rows_and_autograd_keep_the_plain_product() {
+    fn autograd_keeps_the_plain_product() {
         let weight = matrix(5, 64, 256, 0.05).set_requires_grad(true);
         let linear = PrepackedLinear::new("test".into(), weight.shallow_clone());
         let (step, plain) = step_and_plain(&linear, &matrix(6, 8, 256, 1.0));
         assert!(step.equal(&plain));
-        assert!(linear.packed_row_counts().is_empty(), "8 rows: not packed");
+        let planned = linear.planned_row_counts();
+        assert_eq!(planned.len(), 1, "8 rows in inference mode: planned");
+        assert_ne!(planned[0].1, "packed", "8 rows: never packed");
+        linear.clear_prepacked();
         // Outside inference mode with a weight that wants gradients: the product is libtorch's,
-        // with its gradient.
+        // with its gradient, and no plan is made.
         let x = matrix(7, 32, 256, 1.0);
         let out = linear.forward_step(&x);
         assert!(out.requires_grad());
+        assert!(linear.planned_row_counts().is_empty());
         out.sum(Kind::Float).backward();
         let want = x
             .sum_dim_intlist(0, false, Kind::Float)
@@ -363,10 +552,44 @@ mod tests {
         assert!(weight.grad().allclose(&want, 1e-5, 1e-5, false));
     }
 
-    /// A weight updated in place (an optimiser step) or given new data (a dtype round trip, a
-    /// checkpoint) is packed again: a stale copy would silently compute with the old weights.
+    /// Under CPU autocast a step takes libtorch's product (in autocast's dtype) and plans
+    /// nothing: a plan made there would not be the plain fp32 product.
     #[test]
-    fn a_changed_weight_is_packed_again() {
+    fn autocast_keeps_the_plain_product() {
+        let linear = PrepackedLinear::new("test".into(), matrix(5, 640, 256, 0.05));
+        let x = matrix(6, 4, 256, 1.0);
+        let (step, plain) = InferenceMode::run(|| {
+            let _bf16 = Autocast::enter(Device::Cpu, Kind::BFloat16).unwrap();
+            (linear.forward_step(&x), linear.forward(&x))
+        })
+        .unwrap();
+        assert_eq!(step.kind(), Kind::BFloat16);
+        assert!(step.equal(&plain));
+        assert!(linear.planned_row_counts().is_empty());
+    }
+
+    /// bf16 weights (how Flan-T5 is usually run) are planned too: the chunked product is bitwise
+    /// libtorch's bf16 linear where the check says so, and the step is that product either way.
+    #[test]
+    fn bf16_steps_give_the_plain_bf16_product() {
+        for (rows, out) in [(1, 8192), (32, 1024)] {
+            let weight = matrix(8, out, 512, 0.05).to_kind(Kind::BFloat16);
+            let linear = PrepackedLinear::new("test".into(), weight);
+            let x = matrix(9, rows, 512, 1.0).to_kind(Kind::BFloat16);
+            let (step, plain) = step_and_plain(&linear, &x);
+            assert_eq!(step.kind(), Kind::BFloat16);
+            assert!(step.equal(&plain), "{rows} rows by {out}");
+            let planned = linear.planned_row_counts();
+            assert_eq!(planned.len(), 1);
+            assert_ne!(planned[0].1, "packed", "MKL's packed GEMM is fp32 only");
+        }
+    }
+
+    /// A weight updated in place (an optimiser step) or given new data (a dtype round trip, a
+    /// checkpoint) is planned again: a stale packed copy would silently compute with the old
+    /// weights.
+    #[test]
+    fn a_changed_weight_is_planned_again() {
         let weight = matrix(8, 320, 256, 0.05);
         let linear = PrepackedLinear::new("test".into(), weight.shallow_clone());
         let x = matrix(9, 32, 256, 1.0);
@@ -382,13 +605,7 @@ mod tests {
         weight.shallow_clone().set_data(&matrix(10, 320, 256, 0.05));
         let (step, plain) = step_and_plain(&linear, &x);
         assert!(step.equal(&plain), "after set_data");
-        if prepacked_gemm_available() {
-            assert_eq!(
-                linear.packed_row_counts(),
-                vec![(32, true)],
-                "stale copies dropped"
-            );
-        }
+        assert_eq!(linear.planned_row_counts().len(), 1, "stale plans dropped");
     }
 
     /// Operands the packed kernel cannot take are refused in C++, and libtorch's message reaches
@@ -415,13 +632,16 @@ mod tests {
         let m =
             InferenceMode::run(|| message(packed_linear(&narrow, &packed, &weight, 32))).unwrap();
         assert!(m.contains("input of shape [32, 128]"), "{m}");
-        // The layer does not hand the shim what it would refuse: an fp64 layer keeps the plain
-        // product without trying to pack.
+        // The layer does not hand the shim what it would refuse: an fp64 layer never tries to
+        // pack.
         let linear = PrepackedLinear::new("test".into(), double);
         let x = matrix(15, 32, 256, 1.0).to_kind(Kind::Double);
         let (step, plain) = step_and_plain(&linear, &x);
         assert!(step.equal(&plain));
-        assert!(linear.packed_row_counts().is_empty());
+        assert!(linear
+            .planned_row_counts()
+            .iter()
+            .all(|(_, kernel)| *kernel != "packed"));
     }
 
     #[test]
@@ -432,10 +652,9 @@ mod tests {
             let (step, plain) = step_and_plain(&linear, &x);
             assert!(step.equal(&plain), "{rows} rows");
         }
-        if prepacked_gemm_available() {
-            assert_eq!(linear.packed_row_counts(), vec![(24, true), (32, true)]);
-        }
+        let rows: Vec<i64> = linear.planned_row_counts().iter().map(|p| p.0).collect();
+        assert_eq!(rows, vec![24, 32]);
         linear.clear_prepacked();
-        assert!(linear.packed_row_counts().is_empty());
+        assert!(linear.planned_row_counts().is_empty());
     }
 }

@@ -105,7 +105,7 @@ impl Params {
 }
 
 /// How a pass runs through the network's layers: whether dropout applies, and whether the linear
-/// layers may multiply by prepacked weights. The public API's `train: bool` becomes
+/// layers may use a decoding step's faster kernels. The public API's `train: bool` becomes
 /// [`Pass::Train`] or [`Pass::Eval`]; only [`T5ForConditionalGeneration::decode_step`] makes
 /// [`Pass::DecodeStep`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,8 +115,8 @@ pub(crate) enum Pass {
     /// Evaluation, full decoding and multi-position cached steps: no dropout, plain products.
     Eval,
     /// A one-position decoding step over a KV cache: no dropout, and the projections of the new
-    /// position may use prepacked weights ([`PrepackedLinear::forward_step`], bitwise the plain
-    /// product).
+    /// position may use packed weights or a chunked product ([`PrepackedLinear::forward_step`],
+    /// bitwise the plain product).
     DecodeStep,
 }
 
@@ -1024,11 +1024,12 @@ impl T5ForConditionalGeneration {
         }
     }
 
-    /// Whether decoding steps may multiply by weights packed for MKL's GEMM (on by default;
-    /// see [`crate::prepacked_linear`]). Results are bitwise the same either way: a packed weight
-    /// is used only where it was checked to give the plain product. Switching off drops the
-    /// packed copies and their memory (about the size of the decoder's and the head's weights
-    /// per batch size in use).
+    /// Whether decoding steps may multiply by weights packed for MKL's GEMM or chunk by chunk in
+    /// one batched product, whichever was fastest when first timed (on by default; see
+    /// [`crate::prepacked_linear`]). Results are bitwise the same either way: a kernel is used
+    /// only where it was checked to give the plain product. Switching off drops the plans and
+    /// the packed copies' memory (about the size of the decoder's and the head's weights per
+    /// batch size in use).
     pub fn set_prepacked_decoding(&self, on: bool) {
         self.prepacked_decoding.set(on);
         if !on {
@@ -1067,7 +1068,8 @@ impl T5ForConditionalGeneration {
         self.activation_checkpointing.get()
     }
 
-    /// The packed copies the decoder and the head hold now.
+    /// The decoding-step plans the decoder and the head hold now, and which use packed copies
+    /// or chunks.
     pub fn prepacked_decoding_stats(&self) -> PrepackedStats {
         let mut stats = PrepackedStats::default();
         for linear in self.prepacked_linears() {

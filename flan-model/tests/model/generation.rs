@@ -104,8 +104,8 @@ fn beam_token_ids_match_transformers() {
     }
 }
 
-/// Decoding steps of 16 rows or more multiply by MKL-packed weights where that gives the plain
-/// product bitwise: greedy and beam outputs (ids and scores) must equal those with packing off.
+/// Decoding steps multiply by MKL-packed weights or chunk by chunk where that gives the plain
+/// product bitwise: greedy and beam outputs (ids and scores) must equal those with both off.
 /// At the bench's tiny shape (untied head), and a tied variant whose FFN output projection is
 /// 1024 wide, which some CPUs' MKL sums in another order when packed (Intel Xeon with AVX-512:
 /// the check keeps it plain and the step mixes packed and plain layers). Which layers pass the
@@ -146,19 +146,28 @@ fn prepacked_decoding_gives_the_same_outputs_as_plain() {
         };
         let packed = run();
         let stats = model.prepacked_decoding_stats();
-        if flan_model::prepacked_linear::prepacked_gemm_available() {
-            // 20 rows (greedy) and 40 (beam): per block self-attention's q, k, v, o,
-            // cross-attention's q, o (its keys and values are projected once, unpacked) and the
-            // FFN's wi_0, wi_1, wo; and the head.
-            let layers = 3 * (4 + 2 + 3) + 1;
-            assert_eq!(stats.checked, 2 * layers, "d_ff {d_ff}");
-            eprintln!("d_ff {d_ff}: {stats:?}");
-        }
+        // 20 rows (greedy) and 40 (beam): per block self-attention's q, k, v, o,
+        // cross-attention's q, o (its keys and values are projected once, plainly) and the FFN's
+        // wi_0, wi_1, wo; and the head.
+        let layers = 3 * (4 + 2 + 3) + 1;
+        assert_eq!(stats.checked, 2 * layers, "d_ff {d_ff}");
+        eprintln!("d_ff {d_ff}: {stats:?}");
         model.set_prepacked_decoding(false);
         assert_eq!(model.prepacked_decoding_stats(), Default::default());
         let plain = run();
         assert_eq!(model.prepacked_decoding_stats(), Default::default());
         assert_eq!(packed, plain, "d_ff {d_ff}");
+
+        // Batch 1, where a step's rows are one: chunked products only.
+        let (one, one_mask) = padded(&rows[..1]);
+        let single = || generate(&model, &one, &one_mask, &greedy).unwrap();
+        let plain = single();
+        model.set_prepacked_decoding(true);
+        let planned = single();
+        let stats = model.prepacked_decoding_stats();
+        assert_eq!(stats.checked, layers, "d_ff {d_ff}: one row count");
+        assert_eq!(stats.in_use, 0, "one row is never packed");
+        assert_eq!(planned, plain, "d_ff {d_ff}, batch 1");
     }
 }
 
