@@ -257,12 +257,21 @@ def bench_train_variant(args, shape, variant, examples):
 
 def bench_shape(args, shape, examples, prompts):
     import torch
-    from transformers import T5ForConditionalGeneration
 
     bench_train(args, shape, examples, flushed=False)
 
-    # Generate with the saved initial weights, as our side does: training changed this copy.
-    model = T5ForConditionalGeneration.from_pretrained(os.path.join(args.dir, f"model-{shape}"))
+    # Generate with the saved initial weights, as our side does: training changed this copy. In
+    # fp32 and with bf16 weights (transformers keeps `wo` in fp32 there, `_keep_in_fp32_modules`).
+    for dtype, precision in [(torch.float32, ""), (torch.bfloat16, " bf16")]:
+        bench_generation(args, shape, prompts, dtype, precision)
+
+
+def bench_generation(args, shape, prompts, dtype, precision):
+    import torch
+    from transformers import T5ForConditionalGeneration
+
+    model = T5ForConditionalGeneration.from_pretrained(os.path.join(args.dir, f"model-{shape}"),
+                                                       dtype=dtype)
     model.eval()
     gen = dict(max_new_tokens=args.new_tokens, do_sample=False, num_beams=1, eos_token_id=1,
                pad_token_id=0, decoder_start_token_id=0)
@@ -289,7 +298,7 @@ def bench_shape(args, shape, examples, prompts):
 
     secs = time_runs(args.warmup, args.reps, single)
     total, sums = state["b1"]
-    emit(f"generate {shape} batch 1", "transformers generate", "new tokens/s",
+    emit(f"generate {shape}{precision} batch 1", "transformers generate", "new tokens/s",
          [total / s for s in secs], {"new_tokens": total, "checksum": sums})
 
     ids, mask, _ = padded(torch, [{"inputs": p, "targets": [1]} for p in prompts])
@@ -301,8 +310,8 @@ def bench_shape(args, shape, examples, prompts):
 
     secs = time_runs(args.warmup, args.reps, batched)
     total, sums = state["b32"]
-    emit(f"generate {shape} batch {len(prompts)}", "transformers generate", "new tokens/s",
-         [total / s for s in secs], {"new_tokens": total, "checksum": sums})
+    emit(f"generate {shape}{precision} batch {len(prompts)}", "transformers generate",
+         "new tokens/s", [total / s for s in secs], {"new_tokens": total, "checksum": sums})
 
 
 def main():

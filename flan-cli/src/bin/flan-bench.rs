@@ -445,8 +445,26 @@ fn bench_shape(
 
     // (2) Greedy generation with the KV cache, batch 1 and batch 32, from the saved initial
     // weights (the training runs above changed `model`, and the Python side trained its own
-    // copy differently), so both sides decode the same network and must agree on the tokens.
-    let (model, _) = T5ForConditionalGeneration::from_pretrained(&dir, Device::Cpu, Kind::Float)?;
+    // copy differently), so both sides decode the same network and must agree on the tokens:
+    // in fp32, and with bf16 weights (how Flan-T5 is usually run; `wo` stays fp32 on both sides,
+    // as transformers' `_keep_in_fp32_modules` has it).
+    for (kind, precision) in [(Kind::Float, ""), (Kind::BFloat16, " bf16")] {
+        bench_generation(args, shape, &dir, prompts, kind, precision)?;
+    }
+    Ok(())
+}
+
+/// Greedy decoding of `args.new_tokens` tokens from the weights in `dir` loaded as `kind`:
+/// `--gen-single` prompts one at a time, then all of `prompts` as one padded batch.
+fn bench_generation(
+    args: &Args,
+    shape: &str,
+    dir: &Path,
+    prompts: &[Vec<u32>],
+    kind: Kind,
+    precision: &str,
+) -> Result<()> {
+    let (model, _) = T5ForConditionalGeneration::from_pretrained(dir, Device::Cpu, kind)?;
     let cfg = GenerationConfig::greedy(args.new_tokens);
     let singles = &prompts[..args.gen_single.min(prompts.len())];
     let mut produced = 0usize;
@@ -467,11 +485,12 @@ fn bench_shape(
     })?;
     emit(
         "ours",
-        &format!("generate {shape} batch 1"),
+        &format!("generate {shape}{precision} batch 1"),
         "ours greedy",
         "new tokens/s",
         &secs.iter().map(|s| produced as f64 / s).collect::<Vec<_>>(),
-        json!({"new_tokens": produced, "checksum": checksum}),
+        json!({"new_tokens": produced, "checksum": checksum,
+               "step_kernels": kernels_json(&model)}),
     );
     let batch: Vec<TokenizedExample> = prompts
         .iter()
@@ -489,13 +508,20 @@ fn bench_shape(
     })?;
     emit(
         "ours",
-        &format!("generate {shape} batch {}", batch.len()),
+        &format!("generate {shape}{precision} batch {}", batch.len()),
         "ours greedy",
         "new tokens/s",
         &secs.iter().map(|s| produced as f64 / s).collect::<Vec<_>>(),
-        json!({"new_tokens": produced, "checksum": checksum}),
+        json!({"new_tokens": produced, "checksum": checksum,
+               "step_kernels": kernels_json(&model)}),
     );
     Ok(())
+}
+
+/// Which kernels the decoding steps' products use (see flan_model::prepacked_linear).
+fn kernels_json(model: &T5ForConditionalGeneration) -> serde_json::Value {
+    let stats = model.prepacked_decoding_stats();
+    json!({"planned": stats.checked, "packed": stats.in_use, "chunked": stats.chunked})
 }
 
 /// A position-weighted sum of ids: equal on both sides when greedy decoding picked the same tokens.
