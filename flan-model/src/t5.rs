@@ -31,10 +31,11 @@ struct Params {
 }
 
 /// The dtype of parameter `name` in a model of dtype `kind`. As in transformers
-/// (`_keep_in_fp32_modules`), the FFN output projections (`wo`) stay in fp32 for half-precision
-/// kinds: they overflow in fp16 for T5 v1.1/Flan.
+/// (`_keep_in_fp32_modules`), the FFN output projections (`wo`) stay in fp32 in an f16 model:
+/// they overflow in fp16 for T5 v1.1/Flan. transformers does this for f16 only (bf16 has fp32's
+/// range), so a bf16 model is bf16 throughout, and greedy decoding picks its tokens.
 fn param_kind(name: &str, kind: Kind) -> Kind {
-    if matches!(kind, Kind::BFloat16 | Kind::Half) && name.ends_with("DenseReluDense.wo.weight") {
+    if kind == Kind::Half && name.ends_with("DenseReluDense.wo.weight") {
         Kind::Float
     } else {
         kind
@@ -406,7 +407,7 @@ impl DenseReluDense {
             None => h,
         };
         let h = dropout(h, self.dropout, pass);
-        // transformers keeps `wo` in fp32 for half-precision models; follow the weight's dtype.
+        // transformers keeps `wo` in fp32 for f16 models; follow the weight's dtype.
         let wo_kind = self.wo.weight.kind();
         let h = if h.kind() != wo_kind {
             h.to_kind(wo_kind)

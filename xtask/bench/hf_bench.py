@@ -261,7 +261,7 @@ def bench_shape(args, shape, examples, prompts):
     bench_train(args, shape, examples, flushed=False)
 
     # Generate with the saved initial weights, as our side does: training changed this copy. In
-    # fp32 and with bf16 weights (transformers keeps `wo` in fp32 there, `_keep_in_fp32_modules`).
+    # fp32 and with bf16 weights.
     for dtype, precision in [(torch.float32, ""), (torch.bfloat16, " bf16")]:
         bench_generation(args, shape, prompts, dtype, precision)
 

@@ -446,8 +446,7 @@ fn bench_shape(
     // (2) Greedy generation with the KV cache, batch 1 and batch 32, from the saved initial
     // weights (the training runs above changed `model`, and the Python side trained its own
     // copy differently), so both sides decode the same network and must agree on the tokens:
-    // in fp32, and with bf16 weights (how Flan-T5 is usually run; `wo` stays fp32 on both sides,
-    // as transformers' `_keep_in_fp32_modules` has it).
+    // in fp32, and with bf16 weights (how Flan-T5 is usually run; bf16 throughout on both sides).
     for (kind, precision) in [(Kind::Float, ""), (Kind::BFloat16, " bf16")] {
         bench_generation(args, shape, &dir, prompts, kind, precision)?;
     }

@@ -152,9 +152,10 @@ fn legacy_embedding_names_and_obsolete_bias_are_accepted() {
 }
 
 /// A checkpoint stored in bf16 (as transformers saves with `torch_dtype=torch.bfloat16`) loads
-/// as bf16 with nothing converted but the FFN output projections, which stay fp32 as in
-/// transformers; an fp32 checkpoint loads as bf16 rounded exactly as PyTorch rounds; a bf16
-/// checkpoint loaded as fp32 is upcast. Random weights, so that most are not bf16 values.
+/// as bf16 with nothing converted; an fp32 checkpoint loads as bf16 rounded exactly as PyTorch
+/// rounds; a bf16 checkpoint loaded as fp32 is upcast; an fp32 one loaded as f16 keeps the FFN
+/// output projections in fp32, as transformers does for f16 only (`_keep_in_fp32_modules`).
+/// Random weights, so that most are not bf16 values.
 #[test]
 fn checkpoints_load_in_either_dtype_bit_for_bit_with_each_conversion_reported() {
     let config = T5Config::from_file(fixture_dir("v1_1").join("config.json")).unwrap();
@@ -181,6 +182,7 @@ fn checkpoints_load_in_either_dtype_bit_for_bit_with_each_conversion_reported() 
         (&bf16_dir, Kind::BFloat16, true),
         (&f32_dir, Kind::BFloat16, false),
         (&bf16_dir, Kind::Float, true),
+        (&f32_dir, Kind::Half, false),
     ];
     for (dir, kind, stored_bf16) in cases {
         let (loaded, report) =
@@ -196,17 +198,17 @@ fn checkpoints_load_in_either_dtype_bit_for_bit_with_each_conversion_reported() 
             .iter()
             .zip(model.named_parameters())
         {
-            let want_kind = if kind == Kind::BFloat16 && is_wo(name) {
+            let want_kind = if kind == Kind::Half && is_wo(name) {
                 Kind::Float
             } else {
                 kind
             };
             assert_eq!(got.kind(), want_kind, "{what}: {name}");
-            // Exact: bf16 values, or the fp32 original where fp32 is kept from an fp32 file.
+            // Exact: bf16 values, or the fp32 original rounded as PyTorch rounds (or kept).
             let want = if stored_bf16 || want_kind == Kind::BFloat16 {
                 rounded(name).to_kind(want_kind)
             } else {
-                original.shallow_clone()
+                original.to_kind(want_kind)
             };
             assert!(got.equal(&want), "{what}: {name} differs");
             let stored = if stored_bf16 {
