@@ -15,8 +15,10 @@ use crate::prepacked_linear::{PrepackedLinear, PrepackedStats};
 use crate::{Error, Result};
 
 mod activation_checkpointing;
+mod token_grid;
 
 use activation_checkpointing::Recompute;
+use token_grid::{off_grid, on_grid, TokenGrid};
 
 /// Records every variable the network creates under its checkpoint name (relative to the model's
 /// root path), so that loading, saving and optimisers address parameters by Hugging Face key.
@@ -270,38 +272,40 @@ impl Attention {
     /// Self-attention of `hidden` `[batch, len, d_model]` (the encoder's, or the decoder's,
     /// causal through `bias`). `bias` is the position bias plus the additive mask, broadcastable
     /// to `[batch, heads, query, key]`. With a cache slot, the new positions' keys and values are
-    /// appended to the earlier ones' and the queries attend to all of them.
+    /// appended to the earlier ones' and the queries attend to all of them. With a `grid`,
+    /// `hidden` is its tokens, `[tokens, d_model]`, and so is the output (see [`TokenGrid`]).
     fn self_attention(
         &self,
         hidden: &Tensor,
         bias: &Tensor,
+        grid: Option<&TokenGrid>,
         cache: Option<&mut LayerCache>,
         pass: Pass,
     ) -> Tensor {
-        let q = self.heads(self.q.apply(hidden, pass));
-        let k = self.heads(self.k.apply(hidden, pass));
-        let v = self.heads(self.v.apply(hidden, pass));
+        let project = |l: &PrepackedLinear| self.heads(on_grid(grid, l.apply(hidden, pass)));
+        let (q, k, v) = (project(&self.q), project(&self.k), project(&self.v));
         let (k, v) = match cache {
             Some(slot) => slot.append_self(k, v),
             None => (k, v),
         };
-        self.attend(&q, &k, &v, bias, pass)
+        self.attend(&q, &k, &v, bias, grid, pass)
     }
 
-    /// Cross-attention of the decoder's `hidden` `[batch, len, d_model]` over the encoder's
-    /// output `encoder_hidden` `[batch, source_len, d_model]`; `bias` is the additive mask over
-    /// the encoder's positions. With a cache slot the keys and values are projected once, at the
-    /// first step, and reused: they are products over the whole source, never a decoding step's,
-    /// so they never use packed weights.
+    /// Cross-attention of the decoder's `hidden` `[batch, len, d_model]` (or `grid`'s tokens)
+    /// over the encoder's output (`encoder.hidden`, `[batch, source_len, d_model]` or its own
+    /// grid's tokens); `encoder.mask` is the additive mask over the encoder's positions. With a
+    /// cache slot the keys and values are projected once, at the first step, and reused: they
+    /// are products over the whole source, never a decoding step's, so they never use packed
+    /// weights.
     fn cross_attention(
         &self,
         hidden: &Tensor,
-        encoder_hidden: &Tensor,
-        bias: &Tensor,
+        grid: Option<&TokenGrid>,
+        encoder: Encoded<'_>,
         cache: Option<&mut LayerCache>,
         pass: Pass,
     ) -> Tensor {
-        let q = self.heads(self.q.apply(hidden, pass));
+        let q = self.heads(on_grid(grid, self.q.apply(hidden, pass)));
         // Products over the whole source, never a decoding step's.
         let full = if pass == Pass::DecodeStep {
             Pass::Eval
@@ -309,10 +313,10 @@ impl Attention {
             pass
         };
         let project = || {
-            (
-                self.heads(self.k.apply(encoder_hidden, full)),
-                self.heads(self.v.apply(encoder_hidden, full)),
-            )
+            let source = |l: &PrepackedLinear| {
+                self.heads(on_grid(encoder.grid, l.apply(encoder.hidden, full)))
+            };
+            (source(&self.k), source(&self.v))
         };
         let (k, v) = match cache {
             None => project(),
@@ -321,12 +325,21 @@ impl Attention {
                 (k.shallow_clone(), v.shallow_clone())
             }
         };
-        self.attend(&q, &k, &v, bias, pass)
+        self.attend(&q, &k, &v, encoder.mask, grid, pass)
     }
 
     /// Softmax attention of `q` over `k`, `v` (`[batch, heads, len, d_kv]`) with the additive
-    /// `bias`, dropout on the weights when training, heads merged and projected by `o`.
-    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, pass: Pass) -> Tensor {
+    /// `bias`, dropout on the weights when training, heads merged (and taken back to the
+    /// queries' `grid`'s tokens) and projected by `o`.
+    fn attend(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        bias: &Tensor,
+        grid: Option<&TokenGrid>,
+        pass: Pass,
+    ) -> Tensor {
         let (b, _, t, _) = q.size4().expect("query heads are 4-d");
         let out = if pass == Pass::Train && self.dropout > 0.0 {
             // What sdpa does on CPU when it has to drop attention weights (its math path, as
@@ -356,7 +369,7 @@ impl Attention {
             .transpose(1, 2)
             .contiguous()
             .view([b, t, self.num_heads * self.d_kv]);
-        self.o.apply(&out, pass)
+        self.o.apply(&off_grid(grid, out), pass)
     }
 }
 
@@ -434,11 +447,13 @@ fn gelu_tanh(x: &Tensor) -> Tensor {
 }
 
 /// What the decoder's cross-attention reads: the encoder's output `[batch, source_len, d_model]`
-/// and the additive mask over its positions, broadcastable to `[batch, heads, query, source_len]`.
+/// (or its grid's tokens, `[tokens, d_model]`) and the additive mask over its positions,
+/// broadcastable to `[batch, heads, query, source_len]`.
 #[derive(Clone, Copy)]
 struct Encoded<'a> {
     hidden: &'a Tensor,
     mask: &'a Tensor,
+    grid: Option<&'a TokenGrid>,
 }
 
 /// One sublayer: pre-norm, the op, dropout, residual.
@@ -488,12 +503,13 @@ impl Block {
         }
     }
 
-    /// The block over `h`, with `self_bias` as its self-attention bias and, in the decoder,
-    /// cross-attention over `encoder`.
+    /// The block over `h` (`[batch, len, d_model]`, or `grid`'s tokens), with `self_bias` as
+    /// its self-attention bias and, in the decoder, cross-attention over `encoder`.
     fn forward(
         &self,
         h: &Tensor,
         self_bias: &Tensor,
+        grid: Option<&TokenGrid>,
         encoder: Option<Encoded<'_>>,
         mut cache: Option<&mut LayerCache>,
         pass: Pass,
@@ -501,16 +517,25 @@ impl Block {
         let normed = self.self_norm.forward(h);
         let a = self
             .self_attn
-            .self_attention(&normed, self_bias, cache.as_deref_mut(), pass);
+            .self_attention(&normed, self_bias, grid, cache.as_deref_mut(), pass);
         let mut h = clamp_fp16(h + dropout(a, self.dropout, pass));
         if let (Some((attn, norm)), Some(encoder)) = (&self.cross, encoder) {
             let normed = norm.forward(&h);
-            let a = attn.cross_attention(&normed, encoder.hidden, encoder.mask, cache, pass);
+            let a = attn.cross_attention(&normed, grid, encoder, cache, pass);
             h = clamp_fp16(h + dropout(a, self.dropout, pass));
         }
         let f = self.ffn.forward(&self.ffn_norm.forward(&h), pass);
         clamp_fp16(h + dropout(f, self.dropout, pass))
     }
+}
+
+/// A stack's input in a packed pass: its embedded tokens `[tokens, d_model]`, where they sit in
+/// the batch's grid, and the additive self-attention mask over the grid.
+#[derive(Debug)]
+struct StackInput {
+    embedded: Tensor,
+    mask: Tensor,
+    grid: TokenGrid,
 }
 
 /// `T5Stack`: blocks and a final norm. The embedding is the model's `shared` table.
@@ -556,7 +581,7 @@ impl Stack {
         pass: Pass,
     ) -> Tensor {
         let bias = self.self_bias(embedded.size()[1], offset, mask);
-        self.forward_with_bias(embedded, &bias, encoder, cache, pass)
+        self.forward_with_bias(embedded, &bias, None, encoder, cache, pass)
     }
 
     /// The self-attention bias every block shares: block 0's position bias for `query_len`
@@ -583,12 +608,31 @@ impl Stack {
             .and_then(|b| b.self_attn.row_position_bias(query_pos, key_len))
     }
 
+    /// Runs the blocks over a packed batch's tokens (see [`TokenGrid`]), from position 0.
+    fn forward_on_tokens(
+        &self,
+        input: &StackInput,
+        encoder: Option<Encoded<'_>>,
+        pass: Pass,
+    ) -> Tensor {
+        let bias = self.self_bias(input.grid.len(), 0, &input.mask);
+        self.forward_with_bias(
+            &input.embedded,
+            &bias,
+            Some(&input.grid),
+            encoder,
+            None,
+            pass,
+        )
+    }
+
     /// Runs the blocks with `bias` (position bias plus mask) as every block's self-attention
-    /// bias.
+    /// bias, over `embedded` `[batch, len, d_model]` or, with a `grid`, its tokens.
     fn forward_with_bias(
         &self,
         embedded: &Tensor,
         bias: &Tensor,
+        grid: Option<&TokenGrid>,
         encoder: Option<Encoded<'_>>,
         mut cache: Option<&mut KvCache>,
         pass: Pass,
@@ -596,7 +640,7 @@ impl Stack {
         let mut h = dropout(embedded.shallow_clone(), self.dropout, pass);
         for (i, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            h = block.forward(&h, bias, encoder, slot, pass);
+            h = block.forward(&h, bias, grid, encoder, slot, pass);
         }
         dropout(self.final_layer_norm.forward(&h), self.dropout, pass)
     }
@@ -1117,6 +1161,7 @@ impl T5ForConditionalGeneration {
         let encoded = Encoded {
             hidden: encoder_hidden,
             mask: &cross,
+            grid: None,
         };
         let h = self.decoder.forward(
             &self.embed(decoder_input_ids),
@@ -1159,10 +1204,12 @@ impl T5ForConditionalGeneration {
             let encoded = Encoded {
                 hidden: encoder_hidden,
                 mask: &cross,
+                grid: None,
             };
             let h = self.decoder.forward_with_bias(
                 &self.embed(decoder_input_ids),
                 &bias,
+                None,
                 Some(encoded),
                 Some(cache),
                 pass,
@@ -1179,6 +1226,7 @@ impl T5ForConditionalGeneration {
         let encoded = Encoded {
             hidden: encoder_hidden,
             mask: &cross,
+            grid: None,
         };
         let h = self.decoder.forward(
             &self.embed(decoder_input_ids),
@@ -1239,10 +1287,12 @@ impl T5ForConditionalGeneration {
         let encoded = Encoded {
             hidden: &unused,
             mask: cross_mask,
+            grid: None,
         };
         let h = self.decoder.forward_with_bias(
             &self.embed(ids),
             &bias,
+            None,
             Some(encoded),
             Some(cache),
             Pass::Eval,
@@ -1398,38 +1448,33 @@ impl T5ForConditionalGeneration {
             .view([1, 1, t, t]);
         let dec_mask = additive_mask(&same(dec_seg, dec_seg).logical_and(&causal), kind);
         let cross_mask = additive_mask(&same(dec_seg, enc_seg), kind);
-        if checkpoint {
-            let (states, recompute) = Recompute::forward(
-                self,
-                &self.embed(&batch.encoder_input_tokens),
-                &enc_mask,
-                &self.embed(&batch.decoder_input_tokens),
-                &dec_mask,
-                &cross_mask,
-            );
-            return (states, Some(recompute));
-        }
-        let h_enc = self.encoder.forward(
-            &self.embed(&batch.encoder_input_tokens),
-            &enc_mask,
-            0,
-            None,
-            None,
-            pass,
-        );
-        let encoded = Encoded {
-            hidden: &h_enc,
-            mask: &cross_mask,
+        // The blocks run on the tokens alone; only attention sees the grid (see TokenGrid).
+        let enc_grid = TokenGrid::of_segments(enc_seg);
+        let dec_grid = TokenGrid::of_segments(dec_seg);
+        let enc = StackInput {
+            embedded: self.embed(&enc_grid.tokens(&batch.encoder_input_tokens)),
+            mask: enc_mask,
+            grid: enc_grid,
         };
-        let states = self.decoder.forward(
-            &self.embed(&batch.decoder_input_tokens),
-            &dec_mask,
-            0,
-            Some(encoded),
-            None,
-            pass,
-        );
-        (states, None)
+        let dec = StackInput {
+            embedded: self.embed(&dec_grid.tokens(&batch.decoder_input_tokens)),
+            mask: dec_mask,
+            grid: dec_grid,
+        };
+        let (states, recompute) = if checkpoint {
+            let (states, recompute) = Recompute::forward(self, &enc, &dec, &cross_mask);
+            (states, Some(recompute))
+        } else {
+            let h_enc = self.encoder.forward_on_tokens(&enc, None, pass);
+            let encoded = Encoded {
+                hidden: &h_enc,
+                mask: &cross_mask,
+                grid: Some(&enc.grid),
+            };
+            let states = self.decoder.forward_on_tokens(&dec, Some(encoded), pass);
+            (states, None)
+        };
+        (dec.grid.grid(&states), recompute)
     }
 
     /// Token-weighted mean cross-entropy of a packed batch: `sum(w * ce) / sum(w)`.

@@ -31,7 +31,8 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::{dropout, Encoded, Pass, Stack, T5ForConditionalGeneration};
+use super::token_grid::TokenGrid;
+use super::{dropout, Encoded, Pass, Stack, StackInput, T5ForConditionalGeneration};
 use crate::dropout::{record_seeds, replay_seeds, SeedRecord};
 use crate::{Autocast, Error, Result};
 
@@ -74,6 +75,8 @@ struct EncoderInput {
     leaf: Tensor,
     /// The cross-attention's additive mask.
     mask: Tensor,
+    /// Where the encoder's tokens sit in the batch.
+    grid: TokenGrid,
 }
 
 /// What one stack's checkpointed pass keeps for its recompute.
@@ -94,30 +97,33 @@ struct StackTape {
     encoder: Option<EncoderInput>,
     /// The last block's output, where the rest of the pass starts (a leaf).
     output: Tensor,
+    /// Where the stack's tokens sit in the batch.
+    grid: TokenGrid,
 }
 
 impl Stack {
-    /// The stack's training pass over `embedded` with the additive self-attention `mask` (and
-    /// in the decoder cross-attention over `encoder`: hidden states and mask), its blocks run
+    /// The stack's training pass over `input`'s tokens (and in the decoder cross-attention
+    /// over `encoder`: the encoder's output, the mask over it and its grid), its blocks run
     /// without autograd; `trainable[i]` says whether block `i` has parameters that train.
     /// Same values and the same dropout draws, in the same order, as
-    /// `self.forward(embedded, mask, 0, encoder, None, Pass::Train)`.
+    /// `self.forward_on_tokens(input, encoder, Pass::Train)`.
     fn forward_checkpointed(
         &self,
-        embedded: &Tensor,
-        mask: &Tensor,
-        encoder: Option<(&Tensor, &Tensor)>,
+        input: &StackInput,
+        encoder: Option<(&Tensor, &Tensor, &TokenGrid)>,
         trainable: &[bool],
     ) -> (Tensor, StackTape) {
         let pass = Pass::Train;
-        let bias = self.self_bias(embedded.size()[1], 0, mask);
+        let grid = input.grid.shallow_clone();
+        let bias = self.self_bias(grid.len(), 0, &input.mask);
         let bias_leaf = leaf(&bias);
-        let encoder = encoder.map(|(hidden, mask)| EncoderInput {
+        let encoder = encoder.map(|(hidden, mask, grid)| EncoderInput {
             graph: hidden.shallow_clone(),
             leaf: leaf(hidden),
             mask: mask.shallow_clone(),
+            grid: grid.shallow_clone(),
         });
-        let first = dropout(embedded.shallow_clone(), self.dropout, pass);
+        let first = dropout(input.embedded.shallow_clone(), self.dropout, pass);
         let shared_grad =
             bias.requires_grad() || encoder.as_ref().is_some_and(|e| e.graph.requires_grad());
         let mut grad = first.requires_grad();
@@ -128,9 +134,10 @@ impl Stack {
             let encoded = encoder.as_ref().map(|e| Encoded {
                 hidden: &e.leaf,
                 mask: &e.mask,
+                grid: Some(&e.grid),
             });
             let (out, record) = tch::no_grad(|| {
-                record_seeds(|| block.forward(&h, &bias_leaf, encoded, None, pass))
+                record_seeds(|| block.forward(&h, &bias_leaf, Some(&grid), encoded, None, pass))
             });
             inputs.push((h, grad));
             seeds.push(record);
@@ -147,6 +154,7 @@ impl Stack {
             bias_leaf,
             encoder,
             output,
+            grid,
         };
         (states, tape)
     }
@@ -165,6 +173,7 @@ impl StackTape {
             bias_leaf,
             encoder,
             output,
+            grid,
         } = self;
         let mut g = output.grad();
         if !g.defined() {
@@ -196,13 +205,14 @@ impl StackTape {
                 .map(|(e, hidden)| Encoded {
                     hidden,
                     mask: &e.mask,
+                    grid: Some(&e.grid),
                 });
             let out = {
                 let _autocast = autocast
                     .map(|(device, kind)| Autocast::enter(device, kind))
                     .transpose()?;
                 replay_seeds(&record, || {
-                    block.forward(&x.alias(), &bias_in, encoded, None, Pass::Train)
+                    block.forward(&x.alias(), &bias_in, Some(&grid), encoded, None, Pass::Train)
                 })?
             };
             out.f_mul(&g)?.f_sum(Kind::Float)?.f_backward()?;
@@ -269,28 +279,25 @@ impl Drop for MustRecompute {
 }
 
 impl<'m> Recompute<'m> {
-    /// The checkpointed training pass of `model` over the embedded encoder and decoder inputs
-    /// with their masks: the decoder's final states (as the plain pass's) and the recompute.
+    /// The checkpointed training pass of `model` over the encoder's and decoder's inputs, with
+    /// the cross-attention's mask: the decoder's final states on its tokens (as the plain
+    /// pass's) and the recompute.
     pub(super) fn forward(
         model: &'m T5ForConditionalGeneration,
-        enc_embedded: &Tensor,
-        enc_mask: &Tensor,
-        dec_embedded: &Tensor,
-        dec_mask: &Tensor,
+        enc: &StackInput,
+        dec: &StackInput,
         cross_mask: &Tensor,
     ) -> (Tensor, Self) {
         // A device type without autocast cannot be in an autocast region.
         let autocast = Autocast::current(model.device()).unwrap_or(None);
         let (h_enc, encoder) = model.encoder.forward_checkpointed(
-            enc_embedded,
-            enc_mask,
+            enc,
             None,
             &model.trainable_blocks("encoder", model.encoder.blocks.len()),
         );
         let (states, decoder) = model.decoder.forward_checkpointed(
-            dec_embedded,
-            dec_mask,
-            Some((&h_enc, cross_mask)),
+            dec,
+            Some((&h_enc, cross_mask, &enc.grid)),
             &model.trainable_blocks("decoder", model.decoder.blocks.len()),
         );
         let guard = MustRecompute {

@@ -129,7 +129,9 @@ fn checkpointed_gradients_equal_the_plain_ones_with_dropout() {
         let model = with_dropout(name, 0.1);
         let plain = step(&model, &batch, false, 17, false);
         let checkpointed = step(&model, &batch, true, 17, false);
-        assert_same(name, &checkpointed, &plain, 1e-6);
+        // The encoder's first block gathers its gradient through every decoder block's
+        // cross-attention, summed in another order: 1e-7 to 1.3e-6 of the largest entry here.
+        assert_same(name, &checkpointed, &plain, 2e-6);
         assert!(plain.grads.iter().all(|(_, g)| g.is_some()));
         // Dropout is in play: another seed draws other masks, and evaluation has none.
         let other = step(&model, &batch, true, 18, false);

@@ -159,6 +159,99 @@ proptest! {
     }
 }
 
+/// One batch of the rows' rows, in order.
+fn stack_rows(rows: &[PackedTensors]) -> PackedTensors {
+    let cat = |field: fn(&PackedTensors) -> &Tensor| {
+        Tensor::cat(&rows.iter().map(field).collect::<Vec<_>>(), 0)
+    };
+    PackedTensors {
+        encoder_input_tokens: cat(|p| &p.encoder_input_tokens),
+        encoder_segment_ids: cat(|p| &p.encoder_segment_ids),
+        encoder_positions: cat(|p| &p.encoder_positions),
+        decoder_target_tokens: cat(|p| &p.decoder_target_tokens),
+        decoder_input_tokens: cat(|p| &p.decoder_input_tokens),
+        decoder_segment_ids: cat(|p| &p.decoder_segment_ids),
+        decoder_positions: cat(|p| &p.decoder_positions),
+        decoder_loss_weights: cat(|p| &p.decoder_loss_weights),
+    }
+}
+
+/// Every parameter's gradient of `loss` (from zero).
+fn gradients(model: &T5ForConditionalGeneration, loss: Tensor) -> Vec<Tensor> {
+    for (_, p) in model.named_parameters() {
+        let mut g = p.grad();
+        if g.defined() {
+            let _ = g.zero_();
+        }
+    }
+    loss.backward();
+    model
+        .named_parameters()
+        .iter()
+        .map(|(_, p)| p.grad().copy())
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, .. ProptestConfig::default() })]
+    /// A padded batch (one example per row, as `flan train` batches without packing) through
+    /// the packed pass, which runs its blocks on the tokens alone, gives the loss and the
+    /// gradients of transformers' padded pass (`forward_with_labels`), which computes every
+    /// padding slot too: padding changes nothing a token reads.
+    #[test]
+    fn padded_batches_on_their_tokens_equal_the_padded_pass(
+        lens in prop::collection::vec((1usize..14, 1usize..10), 1..5),
+        seed in 0u64..1000,
+        model_index in 0usize..3,
+    ) {
+        let model = load(MODELS[model_index]);
+        let examples: Vec<Example> = lens
+            .iter()
+            .enumerate()
+            .map(|(k, &(i, t))| Example {
+                inputs: tokens(seed + 2 * k as u64, i, 60),
+                targets: tokens(seed + 2 * k as u64 + 1, t, 60),
+            })
+            .collect();
+        let (li, lt) = (
+            lens.iter().map(|l| l.0).max().unwrap_or(1),
+            lens.iter().map(|l| l.1).max().unwrap_or(1),
+        );
+        let batch = stack_rows(
+            &examples
+                .iter()
+                .map(|e| pack(std::slice::from_ref(e), li, lt))
+                .collect::<Vec<_>>(),
+        );
+        let labels = batch
+            .decoder_target_tokens
+            .where_self(&batch.decoder_segment_ids.ne(0), &Tensor::from(-100i64));
+        let padded = model
+            .forward_with_labels(
+                &batch.encoder_input_tokens,
+                &batch.encoder_segment_ids,
+                &labels,
+                false,
+            )
+            .1;
+        let tokens_only = model.forward_packed_targets(&batch, false).mean_loss();
+        let (l, w) = (tokens_only.double_value(&[]), padded.double_value(&[]));
+        prop_assert!((l - w).abs() <= 1e-6 * w.abs(), "loss {} vs {}", l, w);
+        let (g_tokens, g_padded) = (gradients(&model, tokens_only), gradients(&model, padded));
+        for ((name, _), (g, w)) in model
+            .named_parameters()
+            .iter()
+            .zip(g_tokens.iter().zip(&g_padded))
+        {
+            let scale = w.abs().max().double_value(&[]);
+            let err = (g - w).abs().max().double_value(&[]) / scale.max(1e-12);
+            prop_assert!(err <= 1e-5, "{}: gradient rel err {}", name, err);
+            // Both zero only where the batch cannot reach (e.g. unused position buckets).
+            prop_assert_eq!(scale == 0.0, g.abs().max().double_value(&[]) == 0.0, "{}", name);
+        }
+    }
+}
+
 /// The head on target positions only gives those positions' logits, the same loss and the same
 /// gradients as the head on every slot: padding only ever met zero weights.
 #[test]
@@ -176,33 +269,8 @@ fn target_logits_equal_full_logits_loss_and_gradients() {
             },
         ];
         // Two rows: the second holds only the first example, so both rows end in padding.
-        let a = pack(&examples, 14, 12);
-        let b = pack(&examples[..1], 14, 12);
-        let rows = |field: fn(&PackedTensors) -> &Tensor| Tensor::cat(&[field(&a), field(&b)], 0);
-        let packed = PackedTensors {
-            encoder_input_tokens: rows(|p| &p.encoder_input_tokens),
-            encoder_segment_ids: rows(|p| &p.encoder_segment_ids),
-            encoder_positions: rows(|p| &p.encoder_positions),
-            decoder_target_tokens: rows(|p| &p.decoder_target_tokens),
-            decoder_input_tokens: rows(|p| &p.decoder_input_tokens),
-            decoder_segment_ids: rows(|p| &p.decoder_segment_ids),
-            decoder_positions: rows(|p| &p.decoder_positions),
-            decoder_loss_weights: rows(|p| &p.decoder_loss_weights),
-        };
-        let grads = |loss: Tensor| -> Vec<Tensor> {
-            for (_, p) in model.named_parameters() {
-                let mut g = p.grad();
-                if g.defined() {
-                    let _ = g.zero_();
-                }
-            }
-            loss.backward();
-            model
-                .named_parameters()
-                .iter()
-                .map(|(_, p)| p.grad().copy())
-                .collect()
-        };
+        let packed = stack_rows(&[pack(&examples, 14, 12), pack(&examples[..1], 14, 12)]);
+        let grads = |loss: Tensor| gradients(&model, loss);
         let full = model.forward_packed(&packed, false);
         let full_loss = T5ForConditionalGeneration::packed_loss(&full, &packed);
         let targets = model.forward_packed_targets(&packed, false);
