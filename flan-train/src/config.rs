@@ -135,7 +135,8 @@ pub struct DataSection {
     pub input_len: Option<usize>,
     /// Decoder length (default: the spec's `target_len`).
     pub target_len: Option<usize>,
-    /// Pack several examples per row (t5x); otherwise one padded example per row.
+    /// Pack several examples per row (t5x); otherwise one example per row, padded to the
+    /// longest of its batch.
     #[serde(default = "yes")]
     pub pack: bool,
     /// Seed of the mixture stream (default: the run's `seed`).

@@ -182,10 +182,15 @@ impl BatchSource for MixtureBatches {
                 Some((cursor, _)) => cursor.clone(),
                 None => self.stream.cursor(),
             };
+            // Padded to the batch's longest example (within the limits), as transformers'
+            // seq2seq collator pads: longer rows only lengthen attention's grid.
+            let longest = |len: fn(&TokenizedExample) -> usize, limit: usize| {
+                examples.iter().map(len).max().unwrap_or(1).clamp(1, limit.max(1))
+            };
             return Ok(Some(PackedBatch::unpacked(
                 &examples,
-                self.input_len,
-                self.target_len,
+                longest(|e| e.inputs.len(), self.input_len),
+                longest(|e| e.targets.len(), self.target_len),
             )));
         }
         loop {

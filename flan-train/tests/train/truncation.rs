@@ -62,3 +62,33 @@ fn an_error_policy_refuses_the_first_overlong_example_by_name() {
     );
     assert_eq!(data.trainer(cfg).run().unwrap().truncation.truncated, 0);
 }
+
+#[test]
+fn unpacked_batches_are_padded_to_their_longest_example_within_the_limits() {
+    use flan_train::source::BatchSource;
+    let data = TinyData::new();
+    let out = data.path().join("run");
+    // The prompts are 10 to 20 words (up to 34 tokens here): at 64 no batch reaches the limit,
+    // at 12 examples are cut to it.
+    for input_len in [64usize, 12] {
+        let cfg = data.config(
+            &out,
+            &["data.pack=false", &format!("data.input_len={input_len}")],
+        );
+        let mut source = data.source(&cfg);
+        for _ in 0..6 {
+            let b = source.next_batch().unwrap().unwrap();
+            let longest = |segments: &[i64], len: usize| {
+                segments
+                    .chunks(len)
+                    .map(|row| row.iter().filter(|&&s| s != 0).count())
+                    .max()
+                    .unwrap()
+            };
+            assert_eq!(b.input_len, longest(&b.encoder_segment_ids, b.input_len));
+            assert_eq!(b.target_len, longest(&b.decoder_segment_ids, b.target_len));
+            assert!(b.input_len < 64 && b.input_len <= input_len && b.target_len <= 8);
+        }
+        assert_eq!(source.truncation().inputs.cut > 0, input_len == 12);
+    }
+}
