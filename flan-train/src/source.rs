@@ -185,7 +185,12 @@ impl BatchSource for MixtureBatches {
             // Padded to the batch's longest example (within the limits), as transformers'
             // seq2seq collator pads: longer rows only lengthen attention's grid.
             let longest = |len: fn(&TokenizedExample) -> usize, limit: usize| {
-                examples.iter().map(len).max().unwrap_or(1).clamp(1, limit.max(1))
+                examples
+                    .iter()
+                    .map(len)
+                    .max()
+                    .unwrap_or(1)
+                    .clamp(1, limit.max(1))
             };
             return Ok(Some(PackedBatch::unpacked(
                 &examples,

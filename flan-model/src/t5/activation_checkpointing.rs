@@ -212,7 +212,14 @@ impl StackTape {
                     .map(|(device, kind)| Autocast::enter(device, kind))
                     .transpose()?;
                 replay_seeds(&record, || {
-                    block.forward(&x.alias(), &bias_in, Some(&grid), encoded, None, Pass::Train)
+                    block.forward(
+                        &x.alias(),
+                        &bias_in,
+                        Some(&grid),
+                        encoded,
+                        None,
+                        Pass::Train,
+                    )
                 })?
             };
             out.f_mul(&g)?.f_sum(Kind::Float)?.f_backward()?;

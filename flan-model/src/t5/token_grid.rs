@@ -48,7 +48,9 @@ impl TokenGrid {
     /// `[tokens, d]`.
     pub(super) fn tokens(&self, grid: &Tensor) -> Tensor {
         let size = grid.size();
-        let flat: Vec<i64> = std::iter::once(-1).chain(size[2..].iter().copied()).collect();
+        let flat: Vec<i64> = std::iter::once(-1)
+            .chain(size[2..].iter().copied())
+            .collect();
         grid.reshape(flat).index_select(0, &self.index)
     }
 
@@ -98,7 +100,10 @@ mod tests {
         let seg = Tensor::from_slice(&[1i64, 1, 0, 2, 0, 0, 1, 1]).view([2, 4]);
         let grid = TokenGrid::of_segments(&seg);
         assert_eq!(grid.index.kind(), Kind::Int64);
-        assert_eq!(Vec::<i64>::try_from(&grid.index).unwrap(), vec![0, 1, 3, 6, 7]);
+        assert_eq!(
+            Vec::<i64>::try_from(&grid.index).unwrap(),
+            vec![0, 1, 3, 6, 7]
+        );
         let x = Tensor::arange(16, (Kind::Float, tch::Device::Cpu)).view([2, 4, 2]) + 1.0;
         let t = grid.tokens(&x);
         assert_eq!(t.size(), [5, 2]);
@@ -106,6 +111,9 @@ mod tests {
         let keep = seg.ne(0).unsqueeze(-1).to_kind(Kind::Float);
         assert!(back.equal(&(&x * &keep)));
         let ids = grid.tokens(&(&seg * 10));
-        assert_eq!(Vec::<i64>::try_from(&ids).unwrap(), vec![10, 10, 20, 10, 10]);
+        assert_eq!(
+            Vec::<i64>::try_from(&ids).unwrap(),
+            vec![10, 10, 20, 10, 10]
+        );
     }
 }
