@@ -28,8 +28,15 @@
 //! count against the plain product on a probe input whose values use every mantissa bit; one
 //! that differs is dropped.
 //!
-//! Which kernel: the candidates that pass are timed on the probe (the plain product included)
-//! and the fastest is kept. The choice can differ between runs and machines; the numbers cannot.
+//! Which kernel: the candidates that pass (the plain product included) take turns on the steps
+//! themselves, [`PLAN_TRIALS`] calls each, and the one with the fastest median call is kept.
+//! Timing them on the probe instead, alone and with a hot cache, misled: on the AMD EPYC the
+//! packed and chunked products were within 5% of each other and of the plain one there, and the
+//! plans chose packed for most weights, while in the steps, where each weight comes back only
+//! after all the others, chunked products everywhere decoded the tiny shape's batch of 32 at
+//! 3600–3770 new tokens/s, plain ones at 3270 and packed ones at 3070–3315 (small shape: 649–683,
+//! 612–620, 593–596). Every candidate gives the same bits, so trying them on real steps changes
+//! no output. The choice can differ between runs and machines; the numbers cannot.
 //!
 //! A plan is made the first time a step needs the weight at a given number of rows and kept for
 //! later steps and later generations (for at most two row counts per weight), until the weight
@@ -77,9 +84,9 @@ const MIN_CHUNK_OUTPUTS: i64 = 32;
 /// evaluation.
 const MAX_ROW_COUNTS: usize = 2;
 
-/// Timed runs of each candidate when a plan is made (after one untimed run); the fastest run
-/// counts.
-const PLAN_TIMED_RUNS: usize = 3;
+/// Steps each candidate kernel of a plan takes, in turn, before the fastest is kept (see the
+/// module docs).
+pub(crate) const PLAN_TRIALS: usize = 4;
 
 /// Whether this libtorch has MKL's packed GEMM (x86-64 builds with MKL).
 pub fn prepacked_gemm_available() -> bool {
@@ -176,6 +183,8 @@ pub struct PrepackedStats {
     pub in_use: usize,
     /// Of those, the ones that multiply chunk by chunk in one batched product.
     pub chunked: usize,
+    /// Of those, the ones still trying their candidates on the steps (none chosen yet).
+    pub trying: usize,
 }
 
 /// The kernel a decoding step uses for one weight at one row count.
@@ -189,14 +198,54 @@ enum StepKernel {
     Chunked(i64),
 }
 
+impl StepKernel {
+    fn name(&self) -> &'static str {
+        match self {
+            StepKernel::Plain => "plain",
+            StepKernel::Packed(_) => "packed",
+            StepKernel::Chunked(_) => "chunked",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct StepPlan {
     rows: i64,
-    kernel: StepKernel,
+    /// The candidates that gave the plain product bitwise, the plain product first; once one is
+    /// chosen, that one alone (the others' packed copies freed).
+    kernels: Vec<StepKernel>,
+    /// Each candidate's call times on the steps so far; empty once one is chosen.
+    trials: Vec<Vec<Duration>>,
     /// An alias of the weight's storage when the plan was made: keeps that storage alive, so a
     /// weight whose data is later replaced cannot show the same address.
     source: Tensor,
     version: i64,
+}
+
+impl StepPlan {
+    /// Keeps the candidate with the fastest median trial and drops the others.
+    fn choose(&mut self) {
+        let median = |t: &Vec<Duration>| {
+            let mut t = t.clone();
+            t.sort();
+            t.get(t.len() / 2).copied().unwrap_or(Duration::MAX)
+        };
+        let fastest = (0..self.kernels.len())
+            .min_by_key(|&i| median(&self.trials[i]))
+            .unwrap_or(0);
+        let kernel = self.kernels.swap_remove(fastest);
+        self.kernels = vec![kernel];
+        self.trials.clear();
+    }
+
+    /// The kernel in use, or `trying` while the candidates take turns.
+    fn kernel_name(&self) -> &'static str {
+        match self.kernels.as_slice() {
+            [] => "plain",
+            [only] => only.name(),
+            _ => "trying",
+        }
+    }
 }
 
 /// A bias-free linear layer's weight `[out, in]` (PyTorch's layout), its decoding-step plans,
@@ -260,7 +309,7 @@ impl PrepackedLinear {
             return None;
         }
         let x2 = x.f_view([rows, inner]).ok()?;
-        let out = self.with_plan(rows, inner, |kernel| self.run(kernel, &x2))??;
+        let out = self.planned_product(rows, inner, &x2)?;
         let mut out_shape = outer.to_vec();
         out_shape.push(out.size()[1]);
         Some(out.view(out_shape.as_slice()))
@@ -303,54 +352,56 @@ impl PrepackedLinear {
                 .is_some_and(|product| product.equal(plain))
     }
 
-    /// The fastest of the candidates that give the plain product bitwise on a probe of `rows`
-    /// rows of width `inner`.
-    fn plan(&self, rows: i64, inner: i64) -> StepKernel {
+    /// The candidates that give the plain product bitwise on a probe of `rows` rows of width
+    /// `inner`, the plain product first.
+    fn passing_candidates(&self, rows: i64, inner: i64) -> Vec<StepKernel> {
         let probe = probe_input(rows, inner, self.weight.kind());
         let plain = self.forward(&probe);
-        let mut best: Option<(Duration, StepKernel)> = None;
-        for kernel in self.candidates(rows) {
-            if !self.gives_plain_product(&kernel, &probe, &plain) {
-                continue;
-            }
-            let time = (0..=PLAN_TIMED_RUNS)
-                .map(|_| {
-                    let start = Instant::now();
-                    let _ = self.run(&kernel, &probe);
-                    start.elapsed()
-                })
-                .skip(1)
-                .min()
-                .unwrap_or_default();
-            if best.as_ref().is_none_or(|(fastest, _)| time < *fastest) {
-                best = Some((time, kernel));
-            }
-        }
-        best.map_or(StepKernel::Plain, |(_, kernel)| kernel)
+        self.candidates(rows)
+            .into_iter()
+            .filter(|kernel| self.gives_plain_product(kernel, &probe, &plain))
+            .collect()
     }
 
-    /// Runs `f` with the kernel planned for `rows` rows of width `inner`: the cached plan if the
-    /// weight is unchanged since, else one made now.
-    fn with_plan<T>(&self, rows: i64, inner: i64, f: impl FnOnce(&StepKernel) -> T) -> Option<T> {
+    /// `x` `[rows, inner]` times the weight through the kernel planned for `rows` rows: the
+    /// cached plan if the weight is unchanged since, else one made now. While the plan is still
+    /// choosing, the candidate with the fewest trials runs and is timed. None where the kernel
+    /// does not apply after all (the caller takes the plain product).
+    fn planned_product(&self, rows: i64, inner: i64, x: &Tensor) -> Option<Tensor> {
         let mut plans = self.plans.try_borrow_mut().ok()?;
         let version = self.weight.f_internal_version().ok()?;
         let address = self.weight.data_ptr();
         plans.retain(|p| p.version == version && p.source.data_ptr() == address);
-        if let Some(p) = plans.iter().find(|p| p.rows == rows) {
-            return Some(f(&p.kernel));
+        let index = match plans.iter().position(|p| p.rows == rows) {
+            Some(index) => index,
+            None => {
+                if plans.len() >= MAX_ROW_COUNTS {
+                    plans.remove(0);
+                }
+                let kernels = self.passing_candidates(rows, inner);
+                plans.push(StepPlan {
+                    rows,
+                    trials: vec![Vec::new(); kernels.len()],
+                    kernels,
+                    source: self.weight.detach(),
+                    version,
+                });
+                plans.len() - 1
+            }
+        };
+        let plan = &mut plans[index];
+        if plan.kernels.len() <= 1 {
+            return self.run(plan.kernels.first()?, x);
         }
-        let kernel = self.plan(rows, inner);
-        if plans.len() >= MAX_ROW_COUNTS {
-            plans.remove(0);
+        let turn = (0..plan.trials.len()).min_by_key(|&i| plan.trials[i].len())?;
+        let start = Instant::now();
+        let out = self.run(&plan.kernels[turn], x);
+        // A kernel that refused the operands is never chosen.
+        plan.trials[turn].push(out.as_ref().map_or(Duration::MAX, |_| start.elapsed()));
+        if plan.trials.iter().all(|t| t.len() >= PLAN_TRIALS) {
+            plan.choose();
         }
-        let result = f(&kernel);
-        plans.push(StepPlan {
-            rows,
-            kernel,
-            source: self.weight.detach(),
-            version,
-        });
-        Some(result)
+        out
     }
 
     /// Drops the plans (and the packed copies' memory).
@@ -365,19 +416,7 @@ impl PrepackedLinear {
     pub(crate) fn planned_row_counts(&self) -> Vec<(i64, &'static str)> {
         self.plans
             .try_borrow()
-            .map(|plans| {
-                plans
-                    .iter()
-                    .map(|p| {
-                        let name = match p.kernel {
-                            StepKernel::Plain => "plain",
-                            StepKernel::Packed(_) => "packed",
-                            StepKernel::Chunked(_) => "chunked",
-                        };
-                        (p.rows, name)
-                    })
-                    .collect()
-            })
+            .map(|plans| plans.iter().map(|p| (p.rows, p.kernel_name())).collect())
             .unwrap_or_default()
     }
 
@@ -388,10 +427,11 @@ impl PrepackedLinear {
         };
         for plan in plans.iter() {
             stats.checked += 1;
-            match plan.kernel {
-                StepKernel::Plain => {}
-                StepKernel::Packed(_) => stats.in_use += 1,
-                StepKernel::Chunked(_) => stats.chunked += 1,
+            match plan.kernel_name() {
+                "packed" => stats.in_use += 1,
+                "chunked" => stats.chunked += 1,
+                "trying" => stats.trying += 1,
+                _ => {}
             }
         }
     }
@@ -469,8 +509,8 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(24))]
-        /// Whatever kernel a plan picks, at any row count and shape, a step gives the plain
-        /// product bitwise, on the first call and on a later one.
+        /// Whatever kernel a plan tries or picks, at any row count and shape, a step gives the
+        /// plain product bitwise: on the first call, while the candidates take turns, and after.
         #[test]
         fn any_plan_gives_the_plain_product(
             rows in 1i64..40,
@@ -480,12 +520,48 @@ mod tests {
         ) {
             let linear = PrepackedLinear::new("test".into(), matrix(seed, out, inner, 0.05));
             let x = matrix(seed + 1, rows, inner, 1.0);
-            for _ in 0..2 {
+            for _ in 0..3 * PLAN_TRIALS + 2 {
                 let (step, plain) = step_and_plain(&linear, &x);
                 prop_assert!(step.equal(&plain));
             }
-            prop_assert_eq!(linear.planned_row_counts().len(), 1);
+            let planned = linear.planned_row_counts();
+            prop_assert_eq!(planned.len(), 1);
+            prop_assert_ne!(planned[0].1, "trying");
         }
+    }
+
+    /// The candidates take turns on the first steps, each `PLAN_TRIALS` times, then one is kept
+    /// for good; the steps are the plain product throughout.
+    #[test]
+    fn a_plan_tries_its_candidates_on_the_steps_then_keeps_one() {
+        let linear = PrepackedLinear::new("test".into(), matrix(3, 640, 256, 0.05));
+        let x = matrix(4, 32, 256, 1.0);
+        let candidates = InferenceMode::run(|| linear.passing_candidates(32, 256)).unwrap();
+        assert!(candidates.len() >= 2, "plain and chunked at least");
+        for call in 1..=candidates.len() * PLAN_TRIALS {
+            let (step, plain) = step_and_plain(&linear, &x);
+            assert!(step.equal(&plain), "call {call}");
+            let kernel = linear.planned_row_counts()[0].1;
+            if call < candidates.len() * PLAN_TRIALS {
+                assert_eq!(kernel, "trying", "call {call}");
+                let plans = linear.plans.borrow();
+                let trials: Vec<usize> = plans[0].trials.iter().map(Vec::len).collect();
+                let (fewest, most) = (trials.iter().min(), trials.iter().max());
+                assert!(most.unwrap() - fewest.unwrap() <= 1, "in turn: {trials:?}");
+            }
+        }
+        let chosen = linear.planned_row_counts()[0].1;
+        assert_ne!(chosen, "trying");
+        assert_eq!(
+            linear.plans.borrow()[0].kernels.len(),
+            1,
+            "the others dropped"
+        );
+        for _ in 0..3 {
+            let (step, plain) = step_and_plain(&linear, &x);
+            assert!(step.equal(&plain));
+        }
+        assert_eq!(linear.planned_row_counts()[0].1, chosen, "kept");
     }
 
     /// The check catches a candidate that is not the plain product: here, a packed copy of

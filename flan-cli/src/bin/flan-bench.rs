@@ -543,7 +543,8 @@ fn bench_generation(
 /// Which kernels the decoding steps' products use (see flan_model::prepacked_linear).
 fn kernels_json(model: &T5ForConditionalGeneration) -> serde_json::Value {
     let stats = model.prepacked_decoding_stats();
-    json!({"planned": stats.checked, "packed": stats.in_use, "chunked": stats.chunked})
+    json!({"planned": stats.checked, "packed": stats.in_use, "chunked": stats.chunked,
+           "trying": stats.trying})
 }
 
 /// A position-weighted sum of ids: equal on both sides when greedy decoding picked the same tokens.
