@@ -45,8 +45,8 @@ pub struct TrainConfig {
     pub autocast: String,
     /// Flush fp32 denormals to zero while training (on by default): x86 cores handle them in
     /// microcode, and a T5 step makes enough of them to run at about half speed on CPU. Only
-    /// values below 1.2e-38 change. `false` keeps transformers' exact numerics, for comparing
-    /// training runs with it bit for bit. x86 CPUs only (elsewhere it does nothing).
+    /// values below 1.2e-38 change. `false` keeps denormals, as transformers computes them, for
+    /// comparing training runs with it. x86 CPUs only (elsewhere it does nothing).
     #[serde(default = "yes")]
     pub flush_denormals: bool,
     /// Which model to finetune.
