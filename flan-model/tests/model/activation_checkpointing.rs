@@ -8,7 +8,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::common::*;
 use crate::dropout::with_dropout;
-use crate::packed::{pack, tokens, Example};
+use crate::packed::{pack, stack_rows, tokens, Example};
 
 fn example(seed: u64, inputs: usize, targets: usize) -> Example {
     Example {
@@ -19,7 +19,7 @@ fn example(seed: u64, inputs: usize, targets: usize) -> Example {
 
 /// Three packed rows of one to three examples each, every row ending in padding.
 fn batch() -> PackedTensors {
-    rows([
+    stack_rows(&[
         pack(&[example(1, 7, 5), example(3, 9, 4)], 24, 16),
         pack(&[example(5, 20, 12)], 24, 16),
         pack(
@@ -28,22 +28,6 @@ fn batch() -> PackedTensors {
             16,
         ),
     ])
-}
-
-fn rows(rows: [PackedTensors; 3]) -> PackedTensors {
-    let cat = |field: fn(&PackedTensors) -> &Tensor| {
-        Tensor::cat(&rows.iter().map(field).collect::<Vec<_>>(), 0)
-    };
-    PackedTensors {
-        encoder_input_tokens: cat(|p| &p.encoder_input_tokens),
-        encoder_segment_ids: cat(|p| &p.encoder_segment_ids),
-        encoder_positions: cat(|p| &p.encoder_positions),
-        decoder_target_tokens: cat(|p| &p.decoder_target_tokens),
-        decoder_input_tokens: cat(|p| &p.decoder_input_tokens),
-        decoder_segment_ids: cat(|p| &p.decoder_segment_ids),
-        decoder_positions: cat(|p| &p.decoder_positions),
-        decoder_loss_weights: cat(|p| &p.decoder_loss_weights),
-    }
 }
 
 /// A training step's loss and the gradient of every parameter (`None`: never computed).

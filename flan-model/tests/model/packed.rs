@@ -138,6 +138,17 @@ fn packed_forward_is_autograd_friendly_with_dropout() {
     );
 }
 
+/// Examples of the given `(input, target)` lengths, their tokens drawn from `seed`.
+fn examples_of(lens: &[(usize, usize)], seed: u64) -> Vec<Example> {
+    lens.iter()
+        .enumerate()
+        .map(|(k, &(i, t))| Example {
+            inputs: tokens(seed + 2 * k as u64, i, 60),
+            targets: tokens(seed + 2 * k as u64 + 1, t, 60),
+        })
+        .collect()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, .. ProptestConfig::default() })]
     #[test]
@@ -147,20 +158,13 @@ proptest! {
         model_index in 0usize..3,
     ) {
         let model = load(MODELS[model_index]);
-        let examples: Vec<Example> = lens
-            .iter()
-            .enumerate()
-            .map(|(k, &(i, t))| Example {
-                inputs: tokens(seed + 2 * k as u64, i, 60),
-                targets: tokens(seed + 2 * k as u64 + 1, t, 60),
-            })
-            .collect();
+        let examples = examples_of(&lens, seed);
         check_packed_equals_alone(&model, &examples);
     }
 }
 
 /// One batch of the rows' rows, in order.
-fn stack_rows(rows: &[PackedTensors]) -> PackedTensors {
+pub(crate) fn stack_rows(rows: &[PackedTensors]) -> PackedTensors {
     let cat = |field: fn(&PackedTensors) -> &Tensor| {
         Tensor::cat(&rows.iter().map(field).collect::<Vec<_>>(), 0)
     };
@@ -205,14 +209,7 @@ proptest! {
         model_index in 0usize..3,
     ) {
         let model = load(MODELS[model_index]);
-        let examples: Vec<Example> = lens
-            .iter()
-            .enumerate()
-            .map(|(k, &(i, t))| Example {
-                inputs: tokens(seed + 2 * k as u64, i, 60),
-                targets: tokens(seed + 2 * k as u64 + 1, t, 60),
-            })
-            .collect();
+        let examples = examples_of(&lens, seed);
         let (li, lt) = (
             lens.iter().map(|l| l.0).max().unwrap_or(1),
             lens.iter().map(|l| l.1).max().unwrap_or(1),
