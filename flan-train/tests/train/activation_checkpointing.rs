@@ -21,8 +21,10 @@ fn records(out: &std::path::Path) -> Vec<StepRecord> {
     read_step_records(&out.join("metrics.jsonl")).unwrap()
 }
 
-/// Same steps; losses and gradient norms within 1e-6 relative (the gradients differ only in the
-/// order of summation, and so do the weights after an update).
+/// Same steps; losses and gradient norms within 4e-6 relative (the gradients differ only in the
+/// order of summation, and so do the weights after an update at lr 1e-2: on an AMD EPYC the
+/// fourth step's gradient norm was 1.2e-6 apart under the AVX2 kernels, within 1e-6 under
+/// AVX-512; a checkpointed pass that lost a gradient would be off by far more).
 fn assert_same_curve(what: &str, a: &[StepRecord], b: &[StepRecord], steps: usize) {
     assert_eq!(a.len(), steps, "{what}");
     assert_eq!(b.len(), steps, "{what}");
@@ -39,7 +41,7 @@ fn assert_same_curve(what: &str, a: &[StepRecord], b: &[StepRecord], steps: usiz
             );
             let err = (u - v).abs() / v.abs();
             assert!(
-                err <= 1e-6,
+                err <= 4e-6,
                 "{what}: step {} {name} {u} vs {v} (rel {err})",
                 x.step
             );
