@@ -201,7 +201,10 @@ proptest! {
     /// A padded batch (one example per row, as `flan train` batches without packing) through
     /// the packed pass, which runs its blocks on the tokens alone, gives the loss and the
     /// gradients of transformers' padded pass (`forward_with_labels`), which computes every
-    /// padding slot too: padding changes nothing a token reads.
+    /// padding slot too: padding changes nothing a token reads. In fp64, where summation order
+    /// cannot hide a difference: in fp32 the two differ by up to 1.9e-5 of a parameter's
+    /// largest gradient entry (rounding, amplified by the norms' cancellations; measured on
+    /// an AMD EPYC, native and AVX2 kernels).
     #[test]
     fn padded_batches_on_their_tokens_equal_the_padded_pass(
         lens in prop::collection::vec((1usize..14, 1usize..10), 1..5),
@@ -209,6 +212,7 @@ proptest! {
         model_index in 0usize..3,
     ) {
         let model = load(MODELS[model_index]);
+        model.set_kind(Kind::Double).unwrap();
         let examples = examples_of(&lens, seed);
         let (li, lt) = (
             lens.iter().map(|l| l.0).max().unwrap_or(1),
@@ -233,6 +237,7 @@ proptest! {
             .1;
         let tokens_only = model.forward_packed_targets(&batch, false).mean_loss();
         let (l, w) = (tokens_only.double_value(&[]), padded.double_value(&[]));
+        // The losses are computed in fp32 either way, reduced in another order.
         prop_assert!((l - w).abs() <= 1e-6 * w.abs(), "loss {} vs {}", l, w);
         let (g_tokens, g_padded) = (gradients(&model, tokens_only), gradients(&model, padded));
         for ((name, _), (g, w)) in model
@@ -242,7 +247,7 @@ proptest! {
         {
             let scale = w.abs().max().double_value(&[]);
             let err = (g - w).abs().max().double_value(&[]) / scale.max(1e-12);
-            prop_assert!(err <= 1e-5, "{}: gradient rel err {}", name, err);
+            prop_assert!(err <= 1e-10, "{}: gradient rel err {}", name, err);
             // Both zero only where the batch cannot reach (e.g. unused position buckets).
             prop_assert_eq!(scale == 0.0, g.abs().max().double_value(&[]) == 0.0, "{}", name);
         }
