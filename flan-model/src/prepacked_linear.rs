@@ -198,6 +198,7 @@ enum StepKernel {
     Chunked(i64),
 }
 
+#[cfg(test)]
 impl StepKernel {
     fn name(&self) -> &'static str {
         match self {
@@ -239,6 +240,7 @@ impl StepPlan {
     }
 
     /// The kernel in use, or `trying` while the candidates take turns.
+    #[cfg(test)]
     fn kernel_name(&self) -> &'static str {
         match self.kernels.as_slice() {
             [] => "plain",
@@ -427,10 +429,10 @@ impl PrepackedLinear {
         };
         for plan in plans.iter() {
             stats.checked += 1;
-            match plan.kernel_name() {
-                "packed" => stats.in_use += 1,
-                "chunked" => stats.chunked += 1,
-                "trying" => stats.trying += 1,
+            match plan.kernels.as_slice() {
+                [StepKernel::Packed(_)] => stats.in_use += 1,
+                [StepKernel::Chunked(_)] => stats.chunked += 1,
+                [_, _, ..] => stats.trying += 1,
                 _ => {}
             }
         }
