@@ -1,10 +1,10 @@
 //! Compiles the C++ shims for what tch does not bind: per-device autocast (`csrc/autocast.cpp`;
 //! tch has only the CUDA fp16 switch, and T5 v1.1/Flan needs bf16), inference mode
 //! (`csrc/inference_mode.cpp`), flushing denormals on every intra-op thread
-//! (`csrc/denormals.cpp`) and MKL's packed GEMM for decoding steps (`csrc/prepacked_linear.cpp`).
-//! `csrc/flan_model_shim.h` declares their C interface and its error convention, which
-//! flan-build's `csrc/flan_shim_error.h` (shared with flan-dist) and `csrc/shim_error.cpp`
-//! implement; `src/ffi.rs` is the Rust side.
+//! (`csrc/denormals.cpp`), and MKL's packed GEMM and oneDNN's reordered bf16 weights for
+//! decoding steps (`csrc/prepacked_linear.cpp`). `csrc/flan_model_shim.h` declares their C
+//! interface and its error convention, which flan-build's `csrc/flan_shim_error.h` (shared with
+//! flan-dist) and `csrc/shim_error.cpp` implement; `src/ffi.rs` is the Rust side.
 
 const SOURCES: [&str; 5] = [
     "csrc/shim_error.cpp",

@@ -1,6 +1,7 @@
 // C interface of flan-model's shims over what tch does not bind: per-device autocast
 // (autocast.cpp), flushing denormals on every intra-op thread (denormals.cpp), inference mode
-// (inference_mode.cpp) and MKL's packed GEMM for decoding steps (prepacked_linear.cpp).
+// (inference_mode.cpp), and MKL's packed GEMM and oneDNN's reordered bf16 weights for decoding
+// steps (prepacked_linear.cpp).
 //
 // The convention is flan-dist's (flan-dist/csrc/c10d_shim.h): every function that can fail
 // returns NULL on success or a heap-allocated, NUL-terminated error message that the caller frees
@@ -64,6 +65,17 @@ char* flan_model_prepacked_linear_pack(void* weight, int64_t rows, void** out);
 // CPU matrices of matching shapes.
 char* flan_model_prepacked_linear_forward(
     void* x, void* packed, void* weight, int64_t rows, void** out);
+// 1 when this libtorch has oneDNN's reordered linear weights (mkldnn::_reorder_linear_weight
+// and mkldnn::_linear_pointwise), else 0.
+int32_t flan_model_onednn_linear_available(void);
+// *out: `weight` ([out, in], a contiguous bf16 CPU matrix) reordered by oneDNN for inputs of
+// `rows` rows, an opaque mkldnn tensor. Fails when oneDNN is unavailable or the weight is not
+// such a matrix.
+char* flan_model_onednn_linear_pack(void* weight, int64_t rows, void** out);
+// *out: `x [rows, in] · weightᵀ` through `packed` (`weight` reordered by oneDNN); NULL, with
+// nothing computed, in the modes where flan_model_prepacked_linear_forward gives NULL. Fails
+// when the operands are not contiguous bf16 CPU matrices of matching shapes.
+char* flan_model_onednn_linear_forward(void* x, void* packed, void* weight, void** out);
 
 #ifdef __cplusplus
 }

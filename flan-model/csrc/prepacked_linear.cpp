@@ -5,7 +5,13 @@
 // is built with MKL, as the x86-64 PyPI wheels are. tch binds neither, and they are not part of
 // ATen's public op list, so they are looked up in the dispatcher at run time: a libtorch without
 // them (no MKL, another CPU architecture) reports 0 from flan_model_prepacked_linear_available,
-// and the caller keeps the plain linear layer. Errors follow flan_model_shim.h's convention.
+// and the caller keeps the plain linear layer.
+//
+// bf16 weights go through oneDNN instead, which libtorch's bf16 linear uses: libtorch registers
+// `mkldnn::_reorder_linear_weight` (the weight reordered into oneDNN's blocked layout, an opaque
+// mkldnn tensor) and `mkldnn::_linear_pointwise` (the product over it) when built with oneDNN.
+// The same run-time lookup applies (flan_model_onednn_linear_available). Errors follow
+// flan_model_shim.h's convention.
 #include "flan_model_shim.h"
 #include "flan_shim_error.h"
 
@@ -22,6 +28,11 @@ namespace {
 using PackFn = at::Tensor(const at::Tensor&, int64_t);
 using LinearFn = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                             const std::optional<at::Tensor>&, int64_t);
+using OneDnnReorderFn = at::Tensor(const at::Tensor&, std::optional<int64_t>);
+using OneDnnLinearFn = at::Tensor(const at::Tensor&, const at::Tensor&,
+                                  const std::optional<at::Tensor>&, c10::string_view,
+                                  c10::List<std::optional<at::Scalar>>,
+                                  std::optional<c10::string_view>);
 
 template <typename Fn>
 std::optional<c10::TypedOperatorHandle<Fn>> lookup(const char* name) {
@@ -46,15 +57,32 @@ const std::optional<c10::TypedOperatorHandle<LinearFn>>& linear_op() {
   return op;
 }
 
-// Throws unless `t` is a 2-d contiguous fp32 CPU tensor.
-void check_plain_cpu_matrix(const at::Tensor& t, const char* what) {
+const std::optional<c10::TypedOperatorHandle<OneDnnReorderFn>>& onednn_reorder_op() {
+  static const auto op = lookup<OneDnnReorderFn>("mkldnn::_reorder_linear_weight");
+  return op;
+}
+
+const std::optional<c10::TypedOperatorHandle<OneDnnLinearFn>>& onednn_linear_op() {
+  static const auto op = lookup<OneDnnLinearFn>("mkldnn::_linear_pointwise");
+  return op;
+}
+
+// Throws unless `t` is a 2-d contiguous CPU tensor of `dtype`.
+void check_plain_cpu_matrix(const at::Tensor& t, const char* what,
+                            at::ScalarType dtype = at::kFloat) {
   TORCH_CHECK(t.defined(), "prepacked linear: the ", what, " is an undefined tensor");
   TORCH_CHECK(t.device().is_cpu() && t.layout() == at::kStrided, "prepacked linear: the ", what,
               " must be a strided CPU tensor, got ", t.layout(), " on ", t.device());
-  TORCH_CHECK(t.scalar_type() == at::kFloat, "prepacked linear: the ", what,
-              " must be fp32, got ", t.scalar_type());
+  TORCH_CHECK(t.scalar_type() == dtype, "prepacked linear: the ", what, " must be ", dtype,
+              ", got ", t.scalar_type());
   TORCH_CHECK(t.dim() == 2 && t.is_contiguous(), "prepacked linear: the ", what,
               " must be a contiguous matrix, got shape ", t.sizes());
+}
+
+// Whether the packed kernels would not compute what `linear` does in the current mode: they
+// have no autograd formula and ignore autocast.
+bool plain_product_mode() {
+  return c10::GradMode::is_enabled() || at::autocast::is_autocast_enabled(at::kCPU);
 }
 
 void check_available() {
@@ -92,9 +120,8 @@ char* flan_model_prepacked_linear_forward(void* x, void* packed, void* weight, i
     const at::Tensor& w = *static_cast<at::Tensor*>(weight);
     const at::Tensor& p = *static_cast<at::Tensor*>(packed);
     check_available();
-    // Not errors: modes in which the packed kernel would not compute what `linear` does (it has
-    // no autograd formula and ignores autocast). The caller then takes the plain product.
-    if (c10::GradMode::is_enabled() || at::autocast::is_autocast_enabled(at::kCPU)) {
+    // Not an error (see plain_product_mode): the caller then takes the plain product.
+    if (plain_product_mode()) {
       return;
     }
     check_plain_cpu_matrix(input, "input");
@@ -105,6 +132,47 @@ char* flan_model_prepacked_linear_forward(void* x, void* packed, void* weight, i
                 "shape ", input.sizes(), " for a weight of shape ", w.sizes(), " packed for ",
                 rows, " rows");
     *out = new at::Tensor(linear_op()->call(input, p, w, std::nullopt, rows));
+  });
+}
+
+int32_t flan_model_onednn_linear_available() {
+  return onednn_reorder_op().has_value() && onednn_linear_op().has_value() ? 1 : 0;
+}
+
+char* flan_model_onednn_linear_pack(void* weight, int64_t rows, void** out) {
+  return flan_shim::guarded([&] {
+    *out = nullptr;
+    const at::Tensor& w = *static_cast<at::Tensor*>(weight);
+    TORCH_CHECK(onednn_reorder_op().has_value() && onednn_linear_op().has_value(),
+                "prepacked linear: this libtorch has no oneDNN linear "
+                "(mkldnn::_reorder_linear_weight, mkldnn::_linear_pointwise)");
+    TORCH_CHECK(rows > 0, "prepacked linear: cannot pack for ", rows, " rows");
+    check_plain_cpu_matrix(w, "weight", at::kBFloat16);
+    at::NoGradGuard no_grad;
+    *out = new at::Tensor(onednn_reorder_op()->call(w.detach(), rows));
+  });
+}
+
+char* flan_model_onednn_linear_forward(void* x, void* packed, void* weight, void** out) {
+  return flan_shim::guarded([&] {
+    *out = nullptr;
+    const at::Tensor& input = *static_cast<at::Tensor*>(x);
+    const at::Tensor& w = *static_cast<at::Tensor*>(weight);
+    const at::Tensor& p = *static_cast<at::Tensor*>(packed);
+    TORCH_CHECK(onednn_linear_op().has_value(), "prepacked linear: this libtorch has no oneDNN ",
+                "linear (mkldnn::_linear_pointwise)");
+    if (plain_product_mode()) {
+      return;
+    }
+    check_plain_cpu_matrix(input, "input", at::kBFloat16);
+    check_plain_cpu_matrix(w, "weight", at::kBFloat16);
+    TORCH_CHECK(p.defined() && p.is_mkldnn() && p.sizes() == w.sizes(),
+                "prepacked linear: the packed weight must be an mkldnn tensor of shape ",
+                w.sizes());
+    TORCH_CHECK(input.size(1) == w.size(1), "prepacked linear: input of shape ", input.sizes(),
+                " for a weight of shape ", w.sizes());
+    *out = new at::Tensor(onednn_linear_op()->call(
+        input, p, std::nullopt, "none", c10::List<std::optional<at::Scalar>>(), std::nullopt));
   });
 }
 

@@ -53,6 +53,18 @@ extern "C" {
         rows: i64,
         out: *mut *mut c_void,
     ) -> *mut c_char;
+    pub(crate) fn flan_model_onednn_linear_available() -> i32;
+    pub(crate) fn flan_model_onednn_linear_pack(
+        weight: *mut c_void,
+        rows: i64,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
+    pub(crate) fn flan_model_onednn_linear_forward(
+        x: *mut c_void,
+        packed: *mut c_void,
+        weight: *mut c_void,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
 }
 
 /// Converts a shim's return value: null is success, anything else an owned error message, which

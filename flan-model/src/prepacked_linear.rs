@@ -1,5 +1,6 @@
 //! Bias-free linear layers whose decoding steps compute the plain product with a faster kernel
-//! where one gives it bitwise: MKL's packed GEMM, or one batched product over chunks of the weight.
+//! where one gives it bitwise: MKL's packed GEMM (fp32), oneDNN over a reordered weight (bf16),
+//! or one batched product over chunks of the weight.
 //!
 //! Why packed: a decoding step at batch 32 multiplies 32 rows by every decoder weight and the
 //! output head, and at so few rows MKL's plain `sgemm` spends much of its time reformatting the
@@ -18,6 +19,15 @@
 //! order: bitwise the plain product. 1 row, 2 threads: the small shape's 32128×512 head 6.1 →
 //! 3.1 ms, its 512×512 projections 24 → 11 µs; at 32 rows, chunks of about 1024 outputs also
 //! keep each chunk's weight in cache (head 13.7 ms plain, 14.1 packed, 8.4 in 32 chunks).
+//!
+//! Why reordered (bf16): libtorch's bf16 linear is oneDNN's, handed the weight in its plain
+//! layout at every call, which oneDNN's kernels then lay out their own way. The pair that
+//! torch.compile's CPU weight prepacking uses, `mkldnn::_reorder_linear_weight` once and
+//! `mkldnn::_linear_pointwise` at each step, skips that. On the AMD EPYC the check found it
+//! bitwise the plain product for every decoder weight and head of both bench shapes at 1 and
+//! 32 rows, and with 2 threads the small shape's 32128×512 head took 555 µs instead of 2144 at
+//! one row and 2842 instead of 4818 at 32 rows, its 1024×512 projections 24 µs instead of 42 at
+//! one row.
 //!
 //! Numerics: a kernel is used only where it is bitwise the plain product, which is what
 //! transformers computes. That depends on the shape, not on the data: on one Intel machine's MKL
@@ -95,6 +105,13 @@ pub fn prepacked_gemm_available() -> bool {
     *AVAILABLE.get_or_init(|| unsafe { ffi::flan_model_prepacked_linear_available() } == 1)
 }
 
+/// Whether this libtorch has oneDNN's reordered linear weights (builds with oneDNN).
+pub fn onednn_linear_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    // SAFETY: no arguments; cannot fail (the shim catches C++ exceptions of the lookup).
+    *AVAILABLE.get_or_init(|| unsafe { ffi::flan_model_onednn_linear_available() } == 1)
+}
+
 /// `weight` `[out, in]` packed for inputs of `rows` rows.
 fn pack(weight: &Tensor, rows: i64) -> Result<Option<Tensor>> {
     let mut out = std::ptr::null_mut();
@@ -132,6 +149,39 @@ fn packed_linear(
     Ok(unsafe { owned_tensor(out) })
 }
 
+/// `weight` `[out, in]`, bf16, reordered by oneDNN for inputs of `rows` rows.
+fn onednn_pack(weight: &Tensor, rows: i64) -> Result<Option<Tensor>> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: a live tensor, read during the call, and a valid out-pointer; the shim catches
+    // every C++ exception.
+    let message = unsafe { ffi::flan_model_onednn_linear_pack(tensor_ptr(weight), rows, &mut out) };
+    ffi::check(message, ffi::libtorch("reordering a weight for oneDNN"))?;
+    // SAFETY: on success `out` is null or a fresh at::Tensor* that we own.
+    Ok(unsafe { owned_tensor(out) })
+}
+
+/// `x [rows, in] · weightᵀ` through `packed`, the weight reordered by oneDNN; None where the
+/// kernel does not apply in the current mode (autograd, CPU autocast).
+fn onednn_linear(x: &Tensor, packed: &Tensor, weight: &Tensor) -> Result<Option<Tensor>> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: three live tensors, read during the call, and a valid out-pointer; the shim
+    // catches every C++ exception.
+    let message = unsafe {
+        ffi::flan_model_onednn_linear_forward(
+            tensor_ptr(x),
+            tensor_ptr(packed),
+            tensor_ptr(weight),
+            &mut out,
+        )
+    };
+    ffi::check(
+        message,
+        ffi::libtorch("multiplying by a oneDNN-reordered weight"),
+    )?;
+    // SAFETY: on success `out` is null or a fresh at::Tensor* that we own.
+    Ok(unsafe { owned_tensor(out) })
+}
+
 /// How many row chunks of a weight with `out` outputs a chunked product uses on `threads`
 /// intra-op threads: the fewest that divide `out` evenly, give every thread a chunk and keep
 /// chunks near [`CHUNK_OUTPUTS`] outputs; None where that leaves fewer than two chunks or chunks
@@ -164,6 +214,11 @@ fn fp32_on_cpu(t: &Tensor) -> bool {
     t.kind() == Kind::Float && t.device() == Device::Cpu
 }
 
+/// Whether `t` is a bf16 CPU tensor, as oneDNN's reordered product is used for.
+fn bf16_on_cpu(t: &Tensor) -> bool {
+    t.kind() == Kind::BFloat16 && t.device() == Device::Cpu
+}
+
 /// A deterministic `[rows, inner]` input in (-0.5, 0.5) whose values fill the mantissa (the
 /// fractional parts of multiples of the plastic number's inverse): any difference in summation
 /// order between two products shows in the last bits of some of their outputs.
@@ -179,7 +234,7 @@ fn probe_input(rows: i64, inner: i64, kind: Kind) -> Tensor {
 pub struct PrepackedStats {
     /// (weight, row count) pairs planned: their candidates checked against the plain product.
     pub checked: usize,
-    /// Of those, the ones that multiply by a packed copy.
+    /// Of those, the ones that multiply by a packed copy (MKL's, or oneDNN's reordered one).
     pub in_use: usize,
     /// Of those, the ones that multiply chunk by chunk in one batched product.
     pub chunked: usize,
@@ -192,8 +247,10 @@ pub struct PrepackedStats {
 enum StepKernel {
     /// libtorch's linear (no candidate passed the check, or none was faster).
     Plain,
-    /// MKL's GEMM over this packed copy.
+    /// MKL's GEMM over this packed copy (fp32).
     Packed(Tensor),
+    /// oneDNN's linear over this reordered copy (bf16).
+    OneDnnPacked(Tensor),
     /// One batched product over this many row chunks of the weight.
     Chunked(i64),
 }
@@ -204,6 +261,7 @@ impl StepKernel {
         match self {
             StepKernel::Plain => "plain",
             StepKernel::Packed(_) => "packed",
+            StepKernel::OneDnnPacked(_) => "onednn",
             StepKernel::Chunked(_) => "chunked",
         }
     }
@@ -325,6 +383,9 @@ impl PrepackedLinear {
             StepKernel::Packed(packed) => packed_linear(x, packed, &self.weight, x.size()[0])
                 .ok()
                 .flatten(),
+            StepKernel::OneDnnPacked(packed) => {
+                onednn_linear(x, packed, &self.weight).ok().flatten()
+            }
             StepKernel::Chunked(chunks) => chunked_linear(x, &self.weight, *chunks).ok(),
         }
     }
@@ -341,6 +402,11 @@ impl PrepackedLinear {
         if rows >= MIN_PACKED_ROWS && prepacked_gemm_available() && fp32_on_cpu(&self.weight) {
             if let Ok(Some(packed)) = pack(&self.weight, rows) {
                 kernels.push(StepKernel::Packed(packed));
+            }
+        }
+        if onednn_linear_available() && bf16_on_cpu(&self.weight) {
+            if let Ok(Some(packed)) = onednn_pack(&self.weight, rows) {
+                kernels.push(StepKernel::OneDnnPacked(packed));
             }
         }
         kernels
@@ -430,7 +496,7 @@ impl PrepackedLinear {
         for plan in plans.iter() {
             stats.checked += 1;
             match plan.kernels.as_slice() {
-                [StepKernel::Packed(_)] => stats.in_use += 1,
+                [StepKernel::Packed(_) | StepKernel::OneDnnPacked(_)] => stats.in_use += 1,
                 [StepKernel::Chunked(_)] => stats.chunked += 1,
                 [_, _, ..] => stats.trying += 1,
                 _ => {}
@@ -590,6 +656,57 @@ mod tests {
         .unwrap();
     }
 
+    /// The check catches a oneDNN-reordered copy of another bf16 weight, and the shim refuses
+    /// operands it cannot take with libtorch's message.
+    #[test]
+    fn reordered_bf16_copies_are_checked_and_their_operands_refused() {
+        let bf16 = |seed| matrix(seed, 96, 256, 0.05).to_kind(Kind::BFloat16);
+        let linear = PrepackedLinear::new("test".into(), bf16(3));
+        let other = bf16(4);
+        let message = |r: Result<Option<Tensor>>| match r {
+            Err(crate::Error::Libtorch { message, .. }) => message,
+            other => panic!("expected a libtorch error, got {other:?}"),
+        };
+        let m = message(onednn_pack(&matrix(3, 96, 256, 0.05), 32));
+        if !onednn_linear_available() {
+            assert!(m.contains("no oneDNN linear"), "{m}");
+            return;
+        }
+        assert!(m.contains("the weight must be BFloat16, got Float"), "{m}");
+        // A CPU without bf16 support in oneDNN refuses to reorder: the layer then never offers
+        // the candidate.
+        let (Ok(Some(own)), Ok(Some(foreign))) =
+            (onednn_pack(&linear.weight, 32), onednn_pack(&other, 32))
+        else {
+            return;
+        };
+        InferenceMode::run(|| {
+            let probe = probe_input(32, 256, Kind::BFloat16);
+            let plain = linear.forward(&probe);
+            let check = |k: StepKernel| linear.gives_plain_product(&k, &probe, &plain);
+            assert!(!check(StepKernel::OneDnnPacked(foreign.shallow_clone())));
+            let product = onednn_linear(&probe, &own, &linear.weight)
+                .unwrap()
+                .unwrap();
+            assert_eq!(product.size(), vec![32, 96]);
+            assert_eq!(
+                check(StepKernel::OneDnnPacked(own.shallow_clone())),
+                product.equal(&plain)
+            );
+            let narrow = probe_input(32, 128, Kind::BFloat16);
+            let m = message(onednn_linear(&narrow, &own, &linear.weight));
+            assert!(m.contains("input of shape [32, 128]"), "{m}");
+            let m = message(onednn_linear(&probe, &own, &other.view([256, 96])));
+            assert!(m.contains("mkldnn tensor of shape [256, 96]"), "{m}");
+        })
+        .unwrap();
+        // Outside inference mode, with autograd on, nothing is computed.
+        let probe = probe_input(4, 256, Kind::BFloat16);
+        assert!(onednn_linear(&probe, &own, &linear.weight)
+            .unwrap()
+            .is_none());
+    }
+
     /// Wide inputs, where one machine's MKL sums the packed product in another order: whatever
     /// the check decides, the step returns the plain product, and it plans once.
     #[test]
@@ -646,8 +763,9 @@ mod tests {
         assert!(linear.planned_row_counts().is_empty());
     }
 
-    /// bf16 weights (how Flan-T5 is usually run) are planned too: the chunked product is bitwise
-    /// libtorch's bf16 linear where the check says so, and the step is that product either way.
+    /// bf16 weights (how Flan-T5 is usually run) are planned too: the chunked product and
+    /// oneDNN's reordered copy are used where the check finds them bitwise libtorch's bf16
+    /// linear, and the step is that product either way.
     #[test]
     fn bf16_steps_give_the_plain_bf16_product() {
         for (rows, out) in [(1, 8192), (32, 1024)] {
@@ -700,7 +818,7 @@ mod tests {
             assert!(m.contains("no MKL packed GEMM"), "{m}");
             return;
         }
-        assert!(m.contains("the weight must be fp32, got Double"), "{m}");
+        assert!(m.contains("the weight must be Float, got Double"), "{m}");
         let m = message(pack(&matrix(13, 64, 256, 0.05), 0));
         assert!(m.contains("cannot pack for 0 rows"), "{m}");
 

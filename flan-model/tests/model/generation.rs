@@ -1,7 +1,7 @@
 //! Greedy and beam token ids against transformers; cached equals uncached; sampling is seeded.
 
 use flan_model::generate::{generate, EarlyStopping, GenerationConfig, Strategy};
-use flan_model::{T5Config, T5ForConditionalGeneration};
+use flan_model::{PrepackedStats, T5Config, T5ForConditionalGeneration};
 use proptest::prelude::*;
 
 use crate::common::*;
@@ -104,6 +104,70 @@ fn beam_token_ids_match_transformers() {
     }
 }
 
+/// A randomly initialised model at the bench's tiny shape with `d_ff` and a tied or untied head,
+/// and 20 prompts of 5 to 24 tokens.
+fn random_model_and_prompts(d_ff: i64, tied: bool) -> (T5ForConditionalGeneration, Vec<Vec<i64>>) {
+    let config = T5Config::new_small(8000, 256, 32, d_ff, 2, 3, 8, "gated-gelu", tied);
+    let model = {
+        let _rng = torch_rng();
+        tch::manual_seed(7);
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        T5ForConditionalGeneration::new(&vs.root(), &config).unwrap()
+    };
+    let rows = (0..20i64)
+        .map(|r| {
+            let mut p: Vec<i64> = (0..5 + r).map(|j| 3 + (r * 131 + j * 17) % 7990).collect();
+            p.push(1);
+            p
+        })
+        .collect();
+    (model, rows)
+}
+
+/// Greedy and 2-beam outputs (ids and scores) of `rows` with the step kernels planned, and the
+/// plans' statistics, then the same with plain products only, then greedy at batch 1 both ways;
+/// each pair must be equal. Returns the statistics of the batched and the batch-1 runs.
+fn planned_and_plain_outputs_agree(
+    model: &T5ForConditionalGeneration,
+    rows: &[Vec<i64>],
+    what: &str,
+) -> (PrepackedStats, PrepackedStats) {
+    let (input, mask) = padded(rows);
+    let greedy = GenerationConfig::greedy(12);
+    let beam = GenerationConfig {
+        strategy: Strategy::Beam {
+            num_beams: 2,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::False,
+        },
+        ..GenerationConfig::greedy(12)
+    };
+    let run = || {
+        (
+            generate(model, &input, &mask, &greedy).unwrap(),
+            generate(model, &input, &mask, &beam).unwrap(),
+        )
+    };
+    model.set_prepacked_decoding(true);
+    let planned = run();
+    let batched = model.prepacked_decoding_stats();
+    eprintln!("{what}: {batched:?}");
+    model.set_prepacked_decoding(false);
+    assert_eq!(model.prepacked_decoding_stats(), Default::default());
+    let plain = run();
+    assert_eq!(model.prepacked_decoding_stats(), Default::default());
+    assert_eq!(planned, plain, "{what}");
+
+    // Batch 1, where a step's rows are one.
+    let (one, one_mask) = padded(&rows[..1]);
+    let single = || generate(model, &one, &one_mask, &greedy).unwrap();
+    let plain = single();
+    model.set_prepacked_decoding(true);
+    let planned = single();
+    assert_eq!(planned, plain, "{what}, batch 1");
+    (batched, model.prepacked_decoding_stats())
+}
+
 /// Decoding steps multiply by MKL-packed weights or chunk by chunk where that gives the plain
 /// product bitwise: greedy and beam outputs (ids and scores) must equal those with both off.
 /// At the bench's tiny shape (untied head), and a tied variant whose FFN output projection is
@@ -114,61 +178,29 @@ fn beam_token_ids_match_transformers() {
 #[test]
 fn prepacked_decoding_gives_the_same_outputs_as_plain() {
     for (d_ff, tied) in [(640, false), (1024, true)] {
-        let config = T5Config::new_small(8000, 256, 32, d_ff, 2, 3, 8, "gated-gelu", tied);
-        let model = {
-            let _rng = torch_rng();
-            tch::manual_seed(7);
-            let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-            T5ForConditionalGeneration::new(&vs.root(), &config).unwrap()
-        };
-        let rows: Vec<Vec<i64>> = (0..20i64)
-            .map(|r| {
-                let mut p: Vec<i64> = (0..5 + r).map(|j| 3 + (r * 131 + j * 17) % 7990).collect();
-                p.push(1);
-                p
-            })
-            .collect();
-        let (input, mask) = padded(&rows);
-        let greedy = GenerationConfig::greedy(12);
-        let beam = GenerationConfig {
-            strategy: Strategy::Beam {
-                num_beams: 2,
-                length_penalty: 1.0,
-                early_stopping: EarlyStopping::False,
-            },
-            ..GenerationConfig::greedy(12)
-        };
-        let run = || {
-            (
-                generate(&model, &input, &mask, &greedy).unwrap(),
-                generate(&model, &input, &mask, &beam).unwrap(),
-            )
-        };
-        let packed = run();
-        let stats = model.prepacked_decoding_stats();
+        let (model, rows) = random_model_and_prompts(d_ff, tied);
+        let what = format!("d_ff {d_ff}");
+        let (batched, single) = planned_and_plain_outputs_agree(&model, &rows, &what);
         // 20 rows (greedy) and 40 (beam): per block self-attention's q, k, v, o,
         // cross-attention's q, o (its keys and values are projected once, plainly) and the FFN's
         // wi_0, wi_1, wo; and the head.
         let layers = 3 * (4 + 2 + 3) + 1;
-        assert_eq!(stats.checked, 2 * layers, "d_ff {d_ff}");
-        eprintln!("d_ff {d_ff}: {stats:?}");
-        model.set_prepacked_decoding(false);
-        assert_eq!(model.prepacked_decoding_stats(), Default::default());
-        let plain = run();
-        assert_eq!(model.prepacked_decoding_stats(), Default::default());
-        assert_eq!(packed, plain, "d_ff {d_ff}");
-
-        // Batch 1, where a step's rows are one: chunked products only.
-        let (one, one_mask) = padded(&rows[..1]);
-        let single = || generate(&model, &one, &one_mask, &greedy).unwrap();
-        let plain = single();
-        model.set_prepacked_decoding(true);
-        let planned = single();
-        let stats = model.prepacked_decoding_stats();
-        assert_eq!(stats.checked, layers, "d_ff {d_ff}: one row count");
-        assert_eq!(stats.in_use, 0, "one row is never packed");
-        assert_eq!(planned, plain, "d_ff {d_ff}, batch 1");
+        assert_eq!(batched.checked, 2 * layers, "{what}");
+        assert_eq!(single.checked, layers, "{what}: one row count");
+        assert_eq!(single.in_use, 0, "{what}: one fp32 row is never packed");
     }
+}
+
+/// The same in bf16, where the candidates are chunked products and oneDNN's reordered weights
+/// (libtorch's bf16 linear is oneDNN's): the outputs equal the plain bf16 ones.
+#[test]
+fn bf16_decoding_with_reordered_weights_gives_the_same_outputs_as_plain() {
+    let (model, rows) = random_model_and_prompts(640, false);
+    model.set_kind(tch::Kind::BFloat16).unwrap();
+    let (batched, single) = planned_and_plain_outputs_agree(&model, &rows, "bf16");
+    let layers = 3 * (4 + 2 + 3) + 1;
+    assert_eq!(batched.checked, 2 * layers);
+    assert_eq!(single.checked, layers);
 }
 
 #[test]
