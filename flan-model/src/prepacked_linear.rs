@@ -52,9 +52,9 @@
 //! later steps and later generations (for at most two row counts per weight), until the weight
 //! changes: the plan remembers the weight's storage (which it keeps alive, so the address cannot
 //! be reused) and its version counter, which every in-place update bumps. Planning the small
-//! shape's 73 decoder and head weights takes well under a second. Packed copies take about the
-//! weights' size in memory per row count (MKL reserves more address space than it writes);
-//! chunks are views of the weight.
+//! shape's 73 decoder and head weights takes well under a second. Packed and reordered copies
+//! take about the weights' size in memory per row count (MKL reserves more address space than it
+//! writes), while a plan tries them and after, if one is kept; chunks are views of the weight.
 //!
 //! Errors: the shim refuses operands that are not contiguous fp32 CPU matrices of matching shapes
 //! (and packing where MKL's GEMM is missing) with libtorch's message. The layer checks dtype,
