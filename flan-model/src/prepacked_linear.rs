@@ -63,6 +63,7 @@
 //! with the operands itself.
 
 use std::cell::RefCell;
+use std::ffi::{c_char, c_void};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -112,16 +113,26 @@ pub fn onednn_linear_available() -> bool {
     *AVAILABLE.get_or_init(|| unsafe { ffi::flan_model_onednn_linear_available() } == 1)
 }
 
-/// `weight` `[out, in]` packed for inputs of `rows` rows.
-fn pack(weight: &Tensor, rows: i64) -> Result<Option<Tensor>> {
+/// Runs a shim function that hands a tensor back through its out-pointer: the tensor, or None
+/// where the shim computed nothing; a failure becomes an error `during` this step.
+fn tensor_from_shim(
+    during: &'static str,
+    call: impl FnOnce(*mut *mut c_void) -> *mut c_char,
+) -> Result<Option<Tensor>> {
     let mut out = std::ptr::null_mut();
-    // SAFETY: a live tensor, read during the call, and a valid out-pointer; the shim catches
-    // every C++ exception.
-    let message =
-        unsafe { ffi::flan_model_prepacked_linear_pack(tensor_ptr(weight), rows, &mut out) };
-    ffi::check(message, ffi::libtorch("packing a weight for MKL's GEMM"))?;
+    let message = call(&mut out);
+    ffi::check(message, ffi::libtorch(during))?;
     // SAFETY: on success `out` is null or a fresh at::Tensor* that we own.
     Ok(unsafe { owned_tensor(out) })
+}
+
+/// `weight` `[out, in]` packed for inputs of `rows` rows.
+fn pack(weight: &Tensor, rows: i64) -> Result<Option<Tensor>> {
+    tensor_from_shim("packing a weight for MKL's GEMM", |out| {
+        // SAFETY: live tensors, read during the call, and a valid out-pointer; the shim
+        // catches every C++ exception.
+        unsafe { ffi::flan_model_prepacked_linear_pack(tensor_ptr(weight), rows, out) }
+    })
 }
 
 /// `x [rows, in] · weightᵀ` through `packed`, the weight packed for `rows` rows; None where the
@@ -132,54 +143,32 @@ fn packed_linear(
     weight: &Tensor,
     rows: i64,
 ) -> Result<Option<Tensor>> {
-    let mut out = std::ptr::null_mut();
-    // SAFETY: three live tensors, read during the call, and a valid out-pointer; the shim
-    // catches every C++ exception.
-    let message = unsafe {
-        ffi::flan_model_prepacked_linear_forward(
-            tensor_ptr(x),
-            tensor_ptr(packed),
-            tensor_ptr(weight),
-            rows,
-            &mut out,
-        )
-    };
-    ffi::check(message, ffi::libtorch("multiplying by a packed weight"))?;
-    // SAFETY: on success `out` is null or a fresh at::Tensor* that we own.
-    Ok(unsafe { owned_tensor(out) })
+    let (x, packed, weight) = (tensor_ptr(x), tensor_ptr(packed), tensor_ptr(weight));
+    tensor_from_shim("multiplying by a packed weight", |out| {
+        // SAFETY: live tensors, read during the call, and a valid out-pointer; the shim
+        // catches every C++ exception.
+        unsafe { ffi::flan_model_prepacked_linear_forward(x, packed, weight, rows, out) }
+    })
 }
 
 /// `weight` `[out, in]`, bf16, reordered by oneDNN for inputs of `rows` rows.
 fn onednn_pack(weight: &Tensor, rows: i64) -> Result<Option<Tensor>> {
-    let mut out = std::ptr::null_mut();
-    // SAFETY: a live tensor, read during the call, and a valid out-pointer; the shim catches
-    // every C++ exception.
-    let message = unsafe { ffi::flan_model_onednn_linear_pack(tensor_ptr(weight), rows, &mut out) };
-    ffi::check(message, ffi::libtorch("reordering a weight for oneDNN"))?;
-    // SAFETY: on success `out` is null or a fresh at::Tensor* that we own.
-    Ok(unsafe { owned_tensor(out) })
+    tensor_from_shim("reordering a weight for oneDNN", |out| {
+        // SAFETY: live tensors, read during the call, and a valid out-pointer; the shim
+        // catches every C++ exception.
+        unsafe { ffi::flan_model_onednn_linear_pack(tensor_ptr(weight), rows, out) }
+    })
 }
 
 /// `x [rows, in] · weightᵀ` through `packed`, the weight reordered by oneDNN; None where the
 /// kernel does not apply in the current mode (autograd, CPU autocast).
 fn onednn_linear(x: &Tensor, packed: &Tensor, weight: &Tensor) -> Result<Option<Tensor>> {
-    let mut out = std::ptr::null_mut();
-    // SAFETY: three live tensors, read during the call, and a valid out-pointer; the shim
-    // catches every C++ exception.
-    let message = unsafe {
-        ffi::flan_model_onednn_linear_forward(
-            tensor_ptr(x),
-            tensor_ptr(packed),
-            tensor_ptr(weight),
-            &mut out,
-        )
-    };
-    ffi::check(
-        message,
-        ffi::libtorch("multiplying by a oneDNN-reordered weight"),
-    )?;
-    // SAFETY: on success `out` is null or a fresh at::Tensor* that we own.
-    Ok(unsafe { owned_tensor(out) })
+    let (x, packed, weight) = (tensor_ptr(x), tensor_ptr(packed), tensor_ptr(weight));
+    tensor_from_shim("multiplying by a oneDNN-reordered weight", |out| {
+        // SAFETY: live tensors, read during the call, and a valid out-pointer; the shim
+        // catches every C++ exception.
+        unsafe { ffi::flan_model_onednn_linear_forward(x, packed, weight, out) }
+    })
 }
 
 /// How many row chunks of a weight with `out` outputs a chunked product uses on `threads`
