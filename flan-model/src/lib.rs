@@ -60,6 +60,7 @@ pub mod padding;
 pub mod position_bias;
 pub mod prepacked_linear;
 pub mod score;
+pub mod stacked_linears;
 pub mod t5;
 
 pub use autocast::Autocast;

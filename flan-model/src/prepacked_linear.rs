@@ -93,7 +93,7 @@ const MIN_CHUNK_OUTPUTS: i64 = 32;
 
 /// Row counts a weight keeps plans for: a batch size and, say, the last smaller batch of an
 /// evaluation.
-const MAX_ROW_COUNTS: usize = 2;
+pub(crate) const MAX_ROW_COUNTS: usize = 2;
 
 /// Steps each candidate kernel of a plan takes, in turn, before the fastest is kept (see the
 /// module docs).
@@ -208,10 +208,26 @@ fn bf16_on_cpu(t: &Tensor) -> bool {
     t.kind() == Kind::BFloat16 && t.device() == Device::Cpu
 }
 
+/// `(rows, inner)` of a decoding step's input `x` `[.., inner]` to a `kind` weight, where a
+/// planned kernel may multiply it: at most [`MAX_PLANNED_ROWS`] rows of the weight's dtype on
+/// the CPU, in inference mode (generation's) without autocast. Plans are made and used in that
+/// one mode, in which the candidates compute what the plain product does and nothing else.
+pub(crate) fn step_rows(x: &Tensor, kind: Kind) -> Option<(i64, i64)> {
+    let shape = x.size();
+    let (&inner, outer) = shape.split_last()?;
+    let rows: i64 = outer.iter().product();
+    let plannable = (1..=MAX_PLANNED_ROWS).contains(&rows)
+        && x.device() == Device::Cpu
+        && x.kind() == kind
+        && InferenceMode::is_enabled()
+        && !Autocast::is_enabled(Device::Cpu).unwrap_or(true);
+    plannable.then_some((rows, inner))
+}
+
 /// A deterministic `[rows, inner]` input in (-0.5, 0.5) whose values fill the mantissa (the
 /// fractional parts of multiples of the plastic number's inverse): any difference in summation
 /// order between two products shows in the last bits of some of their outputs.
-fn probe_input(rows: i64, inner: i64, kind: Kind) -> Tensor {
+pub(crate) fn probe_input(rows: i64, inner: i64, kind: Kind) -> Tensor {
     let n = Tensor::arange(rows * inner, (tch::Kind::Double, tch::Device::Cpu)) + 1.0;
     let x = n * 0.754_877_666_246_692_7;
     (x.frac() - 0.5).to_kind(kind).view([rows, inner])
@@ -229,6 +245,9 @@ pub struct PrepackedStats {
     pub chunked: usize,
     /// Of those, the ones still trying their candidates on the steps (none chosen yet).
     pub trying: usize,
+    /// Of those, the ones multiplied as part of one product over the stacked weights of the
+    /// layers that read the same input (see [`crate::stacked_linears`]).
+    pub stacked: usize,
 }
 
 /// The kernel a decoding step uses for one weight at one row count.
@@ -307,6 +326,8 @@ pub(crate) struct PrepackedLinear {
     pub(crate) weight: Tensor,
     plans: RefCell<Vec<StepPlan>>,
     pub(crate) lora: RefCell<Option<LoraLinear>>,
+    /// Whether plans watch the weight's version counter (see [`Self::of_private_weight`]).
+    versioned: bool,
 }
 
 impl PrepackedLinear {
@@ -316,6 +337,17 @@ impl PrepackedLinear {
             weight,
             plans: RefCell::new(Vec::new()),
             lora: RefCell::new(None),
+            versioned: true,
+        }
+    }
+
+    /// A layer over a weight that nothing else holds and nothing updates, such as one made in
+    /// inference mode (whose tensors keep no version counter): its plans need not watch for
+    /// in-place updates.
+    pub(crate) fn of_private_weight(name: String, weight: Tensor) -> Self {
+        PrepackedLinear {
+            versioned: false,
+            ..PrepackedLinear::new(name, weight)
         }
     }
 
@@ -344,23 +376,11 @@ impl PrepackedLinear {
     }
 
     fn planned_forward(&self, x: &Tensor) -> Option<Tensor> {
-        let shape = x.size();
-        let (&inner, outer) = shape.split_last()?;
-        let rows: i64 = outer.iter().product();
-        // Plans are made and used in one mode: inference (generation's), without autocast, in
-        // which the candidates compute what the plain product does and nothing else.
-        if !(1..=MAX_PLANNED_ROWS).contains(&rows)
-            || x.device() != Device::Cpu
-            || x.kind() != self.weight.kind()
-            || !InferenceMode::is_enabled()
-            || Autocast::is_enabled(Device::Cpu).unwrap_or(true)
-        {
-            return None;
-        }
+        let (rows, inner) = step_rows(x, self.weight.kind())?;
         let x2 = x.f_view([rows, inner]).ok()?;
         let out = self.planned_product(rows, inner, &x2)?;
-        let mut out_shape = outer.to_vec();
-        out_shape.push(out.size()[1]);
+        let mut out_shape = x.size();
+        *out_shape.last_mut()? = out.size()[1];
         Some(out.view(out_shape.as_slice()))
     }
 
@@ -426,7 +446,10 @@ impl PrepackedLinear {
     /// does not apply after all (the caller takes the plain product).
     fn planned_product(&self, rows: i64, inner: i64, x: &Tensor) -> Option<Tensor> {
         let mut plans = self.plans.try_borrow_mut().ok()?;
-        let version = self.weight.f_internal_version().ok()?;
+        let version = match self.versioned {
+            true => self.weight.f_internal_version().ok()?,
+            false => 0,
+        };
         let address = self.weight.data_ptr();
         plans.retain(|p| p.version == version && p.source.data_ptr() == address);
         let index = match plans.iter().position(|p| p.rows == rows) {

@@ -12,6 +12,7 @@ use crate::layer_norm::rms_norm;
 use crate::lora::AdapterState;
 use crate::position_bias::{additive_mask, bucket_grid, mask_value, relative_position_bucket};
 use crate::prepacked_linear::{PrepackedLinear, PrepackedStats};
+use crate::stacked_linears::StackedLinears;
 use crate::{Error, Result};
 
 mod activation_checkpointing;
@@ -186,6 +187,8 @@ struct Attention {
     k: PrepackedLinear,
     v: PrepackedLinear,
     o: PrepackedLinear,
+    /// q, k and v as one product in decoding steps (self-attention).
+    qkv: StackedLinears,
     relative_attention_bias: Option<Tensor>,
     num_heads: i64,
     d_kv: i64,
@@ -221,6 +224,7 @@ impl Attention {
             k: p.linear(&path, "k", d, inner, (d as f64).powf(-0.5)),
             v: p.linear(&path, "v", d, inner, (d as f64).powf(-0.5)),
             o: p.linear(&path, "o", inner, d, (inner as f64).powf(-0.5)),
+            qkv: StackedLinears::default(),
             relative_attention_bias: rel,
             num_heads: cfg.num_heads,
             d_kv: cfg.d_kv,
@@ -282,8 +286,10 @@ impl Attention {
         cache: Option<&mut LayerCache>,
         pass: Pass,
     ) -> Tensor {
-        let project = |l: &PrepackedLinear| self.heads(on_grid(grid, l.apply(hidden, pass)));
-        let (q, k, v) = (project(&self.q), project(&self.k), project(&self.v));
+        let [q, k, v] = self
+            .qkv
+            .apply([&self.q, &self.k, &self.v], hidden, pass)
+            .map(|x| self.heads(on_grid(grid, x)));
         let (k, v) = match cache {
             Some(slot) => slot.append_self(k, v),
             None => (k, v),
@@ -378,6 +384,8 @@ impl Attention {
 struct DenseReluDense {
     wi: Vec<PrepackedLinear>,
     wo: PrepackedLinear,
+    /// A gated FFN's wi_0 and wi_1 as one product in decoding steps.
+    wi_stack: StackedLinears,
     kind: FeedForwardKind,
     dropout: f64,
 }
@@ -402,6 +410,7 @@ impl DenseReluDense {
                 cfg.d_model,
                 (cfg.d_ff as f64).powf(-0.5),
             ),
+            wi_stack: StackedLinears::default(),
             kind,
             dropout: cfg.dropout_rate,
         }
@@ -414,10 +423,12 @@ impl DenseReluDense {
             Activation::Gelu => h.gelu("none"),
             Activation::Silu => h.silu(),
         };
-        let h = act(self.wi[0].apply(x, pass));
-        let h = match self.wi.get(1) {
-            Some(wi_1) => h * wi_1.apply(x, pass),
-            None => h,
+        let h = match self.wi.as_slice() {
+            [wi_0, wi_1] => {
+                let [h0, h1] = self.wi_stack.apply([wi_0, wi_1], x, pass);
+                act(h0) * h1
+            }
+            wi => act(wi[0].apply(x, pass)),
         };
         let h = dropout(h, self.dropout, pass);
         // transformers keeps `wo` in fp32 for f16 models; follow the weight's dtype.
@@ -643,6 +654,14 @@ impl Stack {
             h = block.forward(&h, bias, grid, encoder, slot, pass);
         }
         dropout(self.final_layer_norm.forward(&h), self.dropout, pass)
+    }
+
+    /// The stacks a decoding step may multiply through: self-attention's q, k, v and the FFN's
+    /// wi_0, wi_1 (cross-attention's q is alone; its keys and values are projected once).
+    fn stacked_linears(&self) -> impl Iterator<Item = &StackedLinears> {
+        self.blocks
+            .iter()
+            .flat_map(|b| [&b.self_attn.qkv, &b.ffn.wi_stack])
     }
 
     /// Every linear layer of the blocks.
@@ -1069,17 +1088,22 @@ impl T5ForConditionalGeneration {
         }
     }
 
-    /// Whether decoding steps may multiply by weights packed for MKL's GEMM or chunk by chunk in
-    /// one batched product, whichever was fastest when first timed (on by default; see
-    /// [`crate::prepacked_linear`]). Results are bitwise the same either way: a kernel is used
-    /// only where it was checked to give the plain product. Switching off drops the plans and
-    /// the packed copies' memory (about the size of the decoder's and the head's weights per
-    /// batch size in use).
+    /// Whether decoding steps may multiply by weights packed for MKL's GEMM or reordered for
+    /// oneDNN, or chunk by chunk in one batched product, whichever was fastest when first timed,
+    /// and multiply self-attention's q, k, v and a gated FFN's wi_0, wi_1 as one product each
+    /// (on by default; see [`crate::prepacked_linear`] and [`crate::stacked_linears`]). Results
+    /// are bitwise the same either way: a kernel or a stack is used only where it was checked to
+    /// give the plain products. Switching off drops the plans, the stacks and the packed copies'
+    /// memory (about the size of the decoder's and the head's weights per batch size in use,
+    /// and a copy of the stacked weights).
     pub fn set_prepacked_decoding(&self, on: bool) {
         self.prepacked_decoding.set(on);
         if !on {
             for linear in self.prepacked_linears() {
                 linear.clear_prepacked();
+            }
+            for stack in self.decoder.stacked_linears() {
+                stack.clear();
             }
         }
     }
@@ -1119,6 +1143,9 @@ impl T5ForConditionalGeneration {
         let mut stats = PrepackedStats::default();
         for linear in self.prepacked_linears() {
             linear.add_stats(&mut stats);
+        }
+        for stack in self.decoder.stacked_linears() {
+            stack.add_stats(&mut stats);
         }
         stats
     }
