@@ -327,7 +327,14 @@ impl Attention {
         let (k, v) = match cache {
             None => project(),
             Some(slot) => {
-                let (k, v) = slot.cross_kv.get_or_insert_with(project);
+                // Kept for every step, so laid out once with each (row, head)'s keys (values)
+                // contiguous: sdpa's bf16 kernel reads the heads' strided views of the projection
+                // about twice as slowly once they have left the cache (AMD EPYC, batch 32, 64
+                // source positions: 1.75-1.98 ms a call against 0.95-1.15), for the same bits.
+                let (k, v) = slot.cross_kv.get_or_insert_with(|| {
+                    let (k, v) = project();
+                    (k.contiguous(), v.contiguous())
+                });
                 (k.shallow_clone(), v.shallow_clone())
             }
         };
