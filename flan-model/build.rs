@@ -1,27 +1,33 @@
 //! Compiles the C++ shims for what tch does not bind: per-device autocast (`csrc/autocast.cpp`;
 //! tch has only the CUDA fp16 switch, and T5 v1.1/Flan needs bf16), inference mode
 //! (`csrc/inference_mode.cpp`), flushing denormals on every intra-op thread
-//! (`csrc/denormals.cpp`), and MKL's packed GEMM and oneDNN's reordered bf16 weights for
-//! decoding steps (`csrc/prepacked_linear.cpp`). `csrc/flan_model_shim.h` declares their C
-//! interface and its error convention, which flan-build's `csrc/flan_shim_error.h` (shared with
+//! (`csrc/denormals.cpp`), MKL's packed GEMM and oneDNN's reordered bf16 weights for decoding
+//! steps (`csrc/prepacked_linear.cpp`), and our own fp32 product for them
+//! (`csrc/fma_linear.cpp`). `csrc/flan_model_shim.h` declares their C interface and its error
+//! convention, which flan-build's `csrc/flan_shim_error.h` (shared with
 //! flan-dist) and `csrc/shim_error.cpp` implement; `src/ffi.rs` is the Rust side.
 
-const SOURCES: [&str; 5] = [
+const SOURCES: [&str; 6] = [
     "csrc/shim_error.cpp",
     "csrc/autocast.cpp",
     "csrc/inference_mode.cpp",
     "csrc/denormals.cpp",
     "csrc/prepacked_linear.cpp",
+    "csrc/fma_linear.cpp",
 ];
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/flan_model_shim.h");
+    println!("cargo:rerun-if-changed=csrc/intra_op_pool.h");
     for source in SOURCES {
         println!("cargo:rerun-if-changed={source}");
     }
     let libtorch = flan_build::libtorch_dir("flan-model");
     flan_build::libtorch_cpp_build(&libtorch)
         .files(SOURCES)
+        // fma_linear.cpp's kernel is the point of compiling it; unoptimised (a test build's
+        // default) its accumulators would live in memory.
+        .opt_level(2)
         .compile("flan_model_shim");
     flan_build::link_libtorch(&libtorch, &["torch_cpu", "c10"]);
 }

@@ -1,16 +1,12 @@
 // Flush-to-zero / denormals-are-zero for flan-model's `FlushDenormals` guard. libtorch's own
 // switch (what torch.set_flush_denormal calls) sets the MXCSR of the calling thread only; the
-// intra-op pool's threads keep theirs, so the switch is also run on each of them. The pool is
-// OpenMP's (libgomp in the PyPI wheels): a parallel region is opened through GOMP_parallel,
-// looked up in the process at run time, because ATen's parallel_for is a header template that
-// would run serially in this file, compiled without -fopenmp. Errors follow flan_model_shim.h's
-// convention.
+// intra-op pool's threads keep theirs, so the switch is also run on each of them (through
+// intra_op_pool.h). Errors follow flan_model_shim.h's convention.
 #include "flan_model_shim.h"
 #include "flan_shim_error.h"
+#include "intra_op_pool.h"
 
 #include <ATen/Context.h>
-#include <ATen/Parallel.h>
-#include <dlfcn.h>
 
 #include <atomic>
 #include <cstdint>
@@ -20,13 +16,6 @@
 #endif
 
 namespace {
-
-using GompParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
-using OmpThreadNum = int (*)();
-
-GompParallel gomp_parallel() {
-  return reinterpret_cast<GompParallel>(dlsym(RTLD_DEFAULT, "GOMP_parallel"));
-}
 
 int flush_is_on() {
 #if defined(__x86_64__) || defined(_M_X64)
@@ -38,7 +27,7 @@ int flush_is_on() {
 
 struct Probe {
   bool on;
-  OmpThreadNum thread_num = nullptr;
+  flan_pool::OmpInt thread_num = nullptr;
   std::atomic<int64_t> seen{0};
   std::atomic<int64_t> flushing{0};
 };
@@ -56,16 +45,6 @@ void probe_this_thread(void* data) {
   }
 }
 
-// Runs `fn` once on each thread of an OpenMP team as large as libtorch's intra-op pool (on the
-// calling thread alone if there is no OpenMP in the process).
-void on_every_thread(void (*fn)(void*), Probe* probe) {
-  if (GompParallel parallel = gomp_parallel()) {
-    parallel(fn, probe, static_cast<unsigned>(at::get_num_threads()), 0);
-  } else {
-    fn(probe);
-  }
-}
-
 }  // namespace
 
 extern "C" {
@@ -77,7 +56,7 @@ char* flan_model_set_flush_denormal(int32_t on) {
     }
     Probe probe;
     probe.on = on != 0;
-    on_every_thread(&set_on_this_thread, &probe);
+    flan_pool::on_every_thread(&set_on_this_thread, &probe);
   });
 }
 
@@ -86,8 +65,8 @@ int32_t flan_model_flush_denormal_is_on() { return flush_is_on(); }
 void flan_model_flush_denormal_threads(int64_t* seen, int64_t* on) {
   Probe probe;
   probe.on = false;
-  probe.thread_num = reinterpret_cast<OmpThreadNum>(dlsym(RTLD_DEFAULT, "omp_get_thread_num"));
-  on_every_thread(&probe_this_thread, &probe);
+  probe.thread_num = flan_pool::omp_thread_num();
+  flan_pool::on_every_thread(&probe_this_thread, &probe);
   *seen = probe.seen.load();
   *on = probe.flushing.load();
 }

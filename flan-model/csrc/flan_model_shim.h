@@ -1,7 +1,7 @@
 // C interface of flan-model's shims over what tch does not bind: per-device autocast
 // (autocast.cpp), flushing denormals on every intra-op thread (denormals.cpp), inference mode
-// (inference_mode.cpp), and MKL's packed GEMM and oneDNN's reordered bf16 weights for decoding
-// steps (prepacked_linear.cpp).
+// (inference_mode.cpp), MKL's packed GEMM and oneDNN's reordered bf16 weights for decoding
+// steps (prepacked_linear.cpp), and our own fp32 product for them (fma_linear.cpp).
 //
 // The convention is flan-dist's (flan-dist/csrc/c10d_shim.h): every function that can fail
 // returns NULL on success or a heap-allocated, NUL-terminated error message that the caller frees
@@ -77,6 +77,19 @@ char* flan_model_onednn_linear_pack(void* weight, int64_t rows, void** out);
 // when the operands are not contiguous bf16 CPU matrices of matching shapes.
 char* flan_model_onednn_linear_forward(void* x, void* packed, void* weight, void** out);
 
+// --- fma_linear.cpp. Tensors as for prepacked_linear.cpp.
+// Output columns per packed panel of this process's kernels (48 with AVX-512, 24 with AVX2 and
+// FMA, following libtorch's CPU capability); 0 where there are none.
+int64_t flan_model_fma_linear_panel_width(void);
+// *out: `weight` ([out, in], a contiguous fp32 CPU matrix) packed into panels, `[panels, in,
+// width]`. Fails where the kernels are unavailable or the weight is not such a matrix.
+char* flan_model_fma_linear_pack(void* weight, void** out);
+// *out: `x [rows, in] · weightᵀ` through `packed` (the weight's panels, `out_features` of their
+// columns real), each output one fused multiply-add chain per block of `k_block` input positions,
+// the blocks' sums added in order; NULL, with nothing computed, in the modes where
+// flan_model_prepacked_linear_forward gives NULL. Fails when the operands do not match.
+char* flan_model_fma_linear_forward(
+    void* x, void* packed, int64_t out_features, int64_t k_block, void** out);
 #ifdef __cplusplus
 }
 #endif

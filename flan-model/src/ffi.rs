@@ -5,8 +5,8 @@
 //! NUL-terminated message (the C++ exception's, without its backtrace), which [`check`] copies
 //! into an [`Error`] and frees with `flan_model_free_error`; results come back through
 //! out-parameters. Functions that cannot fail return their result directly. The safe wrappers
-//! live in [`crate::autocast`], [`crate::denormals`], [`crate::inference_mode`] and
-//! [`crate::prepacked_linear`].
+//! live in [`crate::autocast`], [`crate::denormals`], [`crate::inference_mode`],
+//! [`crate::prepacked_linear`] and [`crate::fma_linear`].
 
 use std::ffi::{c_char, c_void, CStr};
 
@@ -63,6 +63,20 @@ extern "C" {
         x: *mut c_void,
         packed: *mut c_void,
         weight: *mut c_void,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
+
+    // csrc/fma_linear.cpp
+    pub(crate) fn flan_model_fma_linear_panel_width() -> i64;
+    pub(crate) fn flan_model_fma_linear_pack(
+        weight: *mut c_void,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
+    pub(crate) fn flan_model_fma_linear_forward(
+        x: *mut c_void,
+        packed: *mut c_void,
+        out_features: i64,
+        k_block: i64,
         out: *mut *mut c_void,
     ) -> *mut c_char;
 }

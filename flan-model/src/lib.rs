@@ -48,6 +48,7 @@ pub mod dtype;
 pub mod error;
 pub mod fallible;
 mod ffi;
+pub mod fma_linear;
 pub mod generate;
 pub mod hub;
 pub mod inference_mode;

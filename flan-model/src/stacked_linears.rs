@@ -189,6 +189,7 @@ impl StackedLinears {
         stats.checked += n * own.checked;
         stats.in_use += n * own.in_use;
         stats.chunked += n * own.chunked;
+        stats.fma += n * own.fma;
         stats.trying += n * own.trying;
         stats.stacked += n * own.checked;
     }
