@@ -78,15 +78,18 @@ char* flan_model_onednn_linear_pack(void* weight, int64_t rows, void** out);
 char* flan_model_onednn_linear_forward(void* x, void* packed, void* weight, void** out);
 
 // --- fma_linear.cpp. Tensors as for prepacked_linear.cpp.
-// Output columns per packed panel of this process's kernels (48 with AVX-512, 24 with AVX2 and
-// FMA, following libtorch's CPU capability); 0 where there are none.
-int64_t flan_model_fma_linear_panel_width(void);
-// *out: `weight` ([out, in], a contiguous fp32 CPU matrix) packed into panels, `[panels, in,
-// width]`. Fails where the kernels are unavailable or the weight is not such a matrix.
+// Output columns per packed panel of this process's kernel for `scalar_type` (a c10::ScalarType):
+// fp32 48 with AVX-512, 24 with AVX2 and FMA, following libtorch's CPU capability; bf16 48 with
+// AVX512-BF16; 0 where there is none.
+int64_t flan_model_fma_linear_panel_width(int32_t scalar_type);
+// *out: `weight` ([out, in], a contiguous fp32 or bf16 CPU matrix; bf16: `in` even) packed into
+// panels, `[panels, in, width]` (fp32) or `[panels, in / 2, width, 2]` (bf16). Fails where there
+// is no kernel for the dtype or the weight is not such a matrix.
 char* flan_model_fma_linear_pack(void* weight, void** out);
 // *out: `x [rows, in] · weightᵀ` through `packed` (the weight's panels, `out_features` of their
-// columns real), each output one fused multiply-add chain per block of `k_block` input positions,
-// the blocks' sums added in order; NULL, with nothing computed, in the modes where
+// columns real), each output one chain of fused multiply-adds (bf16: of vdpbf16ps, by pairs of
+// positions) per block of `k_block` input positions, the blocks' sums added in order (bf16: then
+// rounded to bf16); NULL, with nothing computed, in the modes where
 // flan_model_prepacked_linear_forward gives NULL. Fails when the operands do not match.
 char* flan_model_fma_linear_forward(
     void* x, void* packed, int64_t out_features, int64_t k_block, void** out);

@@ -41,16 +41,21 @@ inline void on_every_thread(void (*fn)(void*), void* data) {
   }
 }
 
-// Calls `body(begin, end)` on contiguous parts of [0, n) that cover it, one part per thread of
-// the pool, from those threads. `body` must not throw: an exception cannot leave an OpenMP
-// region.
+// How many parts parallel_ranges splits [0, n) into at most.
+inline int64_t most_parts(int64_t n) {
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n));
+}
+
+// Calls `body(part, begin, end)` on contiguous parts of [0, n) that cover it, one part per
+// thread of the pool, from those threads; `part` counts from 0 and stays below most_parts(n).
+// `body` must not throw: an exception cannot leave an OpenMP region.
 template <typename Body>
 void parallel_ranges(int64_t n, const Body& body) {
-  const int64_t threads = std::min<int64_t>(at::get_num_threads(), n);
+  const int64_t threads = most_parts(n);
   if (threads <= 1 || at::in_parallel_region() || !gomp_parallel() || !omp_thread_num() ||
       !omp_num_threads()) {
     if (n > 0) {
-      body(int64_t{0}, n);
+      body(int64_t{0}, int64_t{0}, n);
     }
     return;
   }
@@ -66,7 +71,7 @@ void parallel_ranges(int64_t n, const Body& body) {
         const int64_t begin = job->n * thread / team;
         const int64_t end = job->n * (thread + 1) / team;
         if (begin < end) {
-          (*job->body)(begin, end);
+          (*job->body)(thread, begin, end);
         }
       },
       &job, static_cast<unsigned>(threads), 0);

@@ -67,7 +67,7 @@ extern "C" {
     ) -> *mut c_char;
 
     // csrc/fma_linear.cpp
-    pub(crate) fn flan_model_fma_linear_panel_width() -> i64;
+    pub(crate) fn flan_model_fma_linear_panel_width(scalar_type: i32) -> i64;
     pub(crate) fn flan_model_fma_linear_pack(
         weight: *mut c_void,
         out: *mut *mut c_void,

@@ -1,23 +1,34 @@
-//! Our own fp32 product for decoding steps (`csrc/fma_linear.cpp`): `x · weightᵀ` with every
-//! output summed as one fused multiply-add chain over the input positions, restarted every
-//! `k_block` positions, the blocks' sums added in order.
+//! Our own products for decoding steps (`csrc/fma_linear.cpp`): `x · weightᵀ` with every output
+//! summed as one chain of fused multiply-adds over the input positions, restarted every
+//! `k_block` positions, the blocks' sums added in order. fp32 takes one FMA per position; bf16
+//! one AVX512-BF16 `vdpbf16ps` per pair of positions (the odd position's product added first,
+//! each step rounded to fp32), the sum rounded to bf16 at the end.
 //!
-//! Why: on an AMD EPYC, MKL takes its generic (`def`) kernels, and at the row counts of batched
-//! decoding (32 rows) they reach about half of the machine's fp32 peak. Their summation order
-//! there is exactly this one, with blocks of 192 positions: emulating the chains in Python
-//! reproduced MKL's products bit for bit at 32 rows and input widths 512 and 1024, and no other
-//! block length did (a single unbroken chain matched 5–7% of the outputs). A kernel that sums in
-//! the same order gives the same bits, so [`crate::prepacked_linear`] offers it as a candidate
-//! for each block length in [`K_BLOCKS`], and its probe check keeps the one, if any, that is
-//! bitwise the plain product on the machine at hand. Elsewhere (another MKL, one row, where MKL
+//! Why: on an AMD EPYC, the plain products' kernels sum in exactly these orders, slowly.
+//! - fp32: MKL takes its generic (`def`) kernels there, which at the row counts of batched
+//!   decoding (32 rows) reach about half of the machine's peak. Emulating the chains in Python
+//!   reproduced MKL's products bit for bit at 32 rows and input widths 512 and 1024 with blocks of
+//!   192 positions, and no other block length did (a single unbroken chain matched 5–7% of the
+//!   outputs).
+//! - bf16: oneDNN's AVX512-BF16 kernels, which stream a batch-1 step's weights at about half of
+//!   the memory bandwidth. The emulation matched them at 1 and 32 rows, widths 512 and 1024, with
+//!   blocks of 512 positions; other block lengths and the even-first order each missed nearly
+//!   every output. bf16 outputs hide most order differences in their rounding, so this was found
+//!   on inputs built to show them (large terms that cancel, beside small ones).
+//!
+//! A kernel that sums in the same order gives the same bits, so [`crate::prepacked_linear`]
+//! offers it as a candidate for each block length in [`K_BLOCKS`], and its probe check keeps the
+//! one, if any, that is bitwise the plain product on the machine at hand (bf16 also on the
+//! cancelling input, [`order_probe`]). Elsewhere (another MKL or oneDNN, one fp32 row, where MKL
 //! runs `sgemv` in another order) no length passes and nothing changes.
 //!
 //! The vector width does not change the bits (each lane is an output column with its own chain),
-//! so the AVX-512 and AVX2 kernels agree; which runs follows libtorch's CPU capability.
+//! so the fp32 AVX-512 and AVX2 kernels agree; which runs follows libtorch's CPU capability.
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::ffi::{self, tensor_ptr};
 use crate::prepacked_linear::tensor_from_shim;
@@ -27,22 +38,91 @@ use crate::Result;
 /// input width is one unbroken chain, and is offered once.
 pub(crate) const K_BLOCKS: [i64; 6] = [128, 192, 256, 384, 512, i64::MAX];
 
-/// The distinct block lengths of [`K_BLOCKS`] for inputs `inner` wide.
+/// The distinct block lengths of [`K_BLOCKS`] for inputs `inner` wide (all even, as the bf16
+/// kernel's pairs need, for an even `inner`).
 pub(crate) fn k_blocks(inner: i64) -> Vec<i64> {
     let mut blocks: Vec<i64> = K_BLOCKS.iter().map(|&b| b.min(inner.max(1))).collect();
     blocks.dedup();
     blocks
 }
 
-/// Whether this process has the kernels: an x86-64 CPU with AVX2 and FMA (or AVX-512) and
-/// libtorch's CPU capability at least AVX2.
-pub fn fma_linear_available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    // SAFETY: no arguments; cannot fail (the shim catches every C++ exception).
-    *AVAILABLE.get_or_init(|| unsafe { ffi::flan_model_fma_linear_panel_width() } > 0)
+/// Whether this process has the kernel for `kind` weights: fp32 on an x86-64 CPU with AVX2 and
+/// FMA and libtorch's CPU capability at least AVX2; bf16 with AVX512-BF16 and the capability at
+/// AVX512.
+pub fn fma_linear_available(kind: Kind) -> bool {
+    static FP32: OnceLock<bool> = OnceLock::new();
+    static BF16: OnceLock<bool> = OnceLock::new();
+    // c10::ScalarType's numbers.
+    let (cell, scalar_type) = match kind {
+        Kind::Float => (&FP32, 6),
+        Kind::BFloat16 => (&BF16, 15),
+        _ => return false,
+    };
+    // SAFETY: a plain integer argument; cannot fail (the shim catches every C++ exception).
+    *cell.get_or_init(|| unsafe { ffi::flan_model_fma_linear_panel_width(scalar_type) } > 0)
 }
 
-/// `weight` `[out, in]` (contiguous fp32) laid out in the kernels' panels.
+/// The block lengths of [`k_blocks`] at which the bf16 kernel sums `rows` rows by an `[out,
+/// inner]` weight as libtorch's plain product does, judged on [`order_probe`]; every length for
+/// fp32, whose outputs show any order difference on the layer's own probe. Remembered per shape
+/// (and thread count) for the process: the order belongs to the kernels, not to the data.
+pub(crate) fn k_blocks_in_plain_order(kind: Kind, rows: i64, out: i64, inner: i64) -> Vec<i64> {
+    type Shape = (i64, i64, i64, i32);
+    static KNOWN: Mutex<BTreeMap<Shape, Vec<i64>>> = Mutex::new(BTreeMap::new());
+    if kind != Kind::BFloat16 || inner == 0 {
+        return k_blocks(inner);
+    }
+    let shape = (rows, out, inner, tch::get_num_threads());
+    if let Some(known) = KNOWN.lock().ok().and_then(|k| k.get(&shape).cloned()) {
+        return known;
+    }
+    let (x, weight) = order_probe(rows, out, inner);
+    let plain = x.linear::<&Tensor>(&weight, None);
+    let matching: Vec<i64> = match pack(&weight) {
+        Ok(Some(panels)) => k_blocks(inner)
+            .into_iter()
+            .filter(|&k_block| {
+                product(&x, &panels, out, k_block)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|y| y.equal(&plain))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    if let Ok(mut known) = KNOWN.lock() {
+        known.insert(shape, matching.clone());
+    }
+    matching
+}
+
+/// A bf16 input `[rows, inner]` of ones and a weight `[out, inner]` on which summation orders
+/// show through bf16's rounding: in each output's terms, large values (±2²²) that cancel in
+/// pairs, at scattered positions, beside small ones with full mantissas. The large partial sums
+/// round the small terms at a coarse step, which depends on where the order puts them; the
+/// result is small, so its bf16 rounding keeps the difference.
+pub(crate) fn order_probe(rows: i64, out: i64, inner: i64) -> (Tensor, Tensor) {
+    let options = (Kind::Double, tch::Device::Cpu);
+    let k = Tensor::arange(inner, options).view([1, inner]);
+    let n = Tensor::arange(out, options).view([out, 1]);
+    let small = ((&n * inner + &k + 1.0) * 0.754_877_666_246_692_7).frac() * 2.0 - 1.0;
+    let large = ((&k + 1.0) * (&n + 1.0) * 0.618_033_988_749_894_9)
+        .frac()
+        .lt(0.25);
+    // Alternating signs along each row; a row's odd last one is left small.
+    let count = large.to_kind(Kind::Int64).cumsum(1, Kind::Int64);
+    let total = count.select(1, inner - 1).view([out, 1]);
+    let unpaired = count.eq_tensor(&total) * total.remainder(2).eq(1) * &large;
+    let large = large.logical_and(&unpaired.logical_not());
+    let sign = (count.remainder(2) * 2 - 1).to_kind(Kind::Double);
+    let weight = (sign * 4_194_304.0).where_self(&large, &small);
+    (
+        Tensor::ones([rows, inner], (Kind::BFloat16, tch::Device::Cpu)),
+        weight.to_kind(Kind::BFloat16),
+    )
+}
+
+/// `weight` `[out, in]` (contiguous fp32, or bf16 with `in` even) laid out in its kernel's panels.
 pub(crate) fn pack(weight: &Tensor) -> Result<Option<Tensor>> {
     tensor_from_shim("packing a weight for the FMA kernel", |out| {
         // SAFETY: a live tensor, read during the call, and a valid out-pointer; the shim
@@ -89,8 +169,16 @@ mod tests {
             .collect()
     }
 
-    /// The order the kernel promises, one scalar FMA at a time.
-    fn chains(x: &[f32], w: &[f32], rows: i64, out: i64, inner: i64, block: i64) -> Vec<f32> {
+    /// The order the kernel promises, one scalar FMA at a time; with `pairs` (bf16), each pair
+    /// of positions odd one first, as `vdpbf16ps` adds them (whose bf16 products are exact in
+    /// fp32, so each step is one rounding, as an FMA's).
+    fn chains(
+        x: &[f32],
+        w: &[f32],
+        (rows, out, inner): (i64, i64, i64),
+        block: i64,
+        pairs: bool,
+    ) -> Vec<f32> {
         let (rows, out, inner) = (rows as usize, out as usize, inner as usize);
         let block = block.min(inner.max(1) as i64) as usize;
         let mut y = vec![0.0f32; rows * out];
@@ -99,7 +187,8 @@ mod tests {
                 let mut sum = 0.0f32;
                 for (b, start) in (0..inner).step_by(block).enumerate() {
                     let mut acc = 0.0f32;
-                    for k in start..(start + block).min(inner) {
+                    for i in start..(start + block).min(inner) {
+                        let k = if pairs { i ^ 1 } else { i };
                         acc = x[r * inner + k].mul_add(w[c * inner + k], acc);
                     }
                     sum = if b == 0 { acc } else { sum + acc };
@@ -126,14 +215,14 @@ mod tests {
             block in prop::sample::select(vec![1i64, 7, 128, 192, 384, i64::MAX]),
             seed in 0u64..1000,
         ) {
-            if !fma_linear_available() {
+            if !fma_linear_available(Kind::Float) {
                 return Ok(());
             }
             let (x, w) = (values(seed, rows, inner), values(seed + 1, out, inner));
             let _mode = InferenceMode::enter().unwrap();
             let packed = pack(&tensor(&w, out, inner)).unwrap().unwrap();
             let y = product(&tensor(&x, rows, inner), &packed, out, block).unwrap().unwrap();
-            let want = chains(&x, &w, rows, out, inner, block);
+            let want = chains(&x, &w, (rows, out, inner), block, false);
             let got = Vec::<f32>::try_from(y.flatten(0, -1)).unwrap();
             prop_assert_eq!(
                 got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
@@ -142,11 +231,84 @@ mod tests {
         }
     }
 
+    /// Values as bf16 and back, so that the emulation sees what the bf16 kernel does.
+    fn bf16_values(seed: u64, rows: i64, cols: i64) -> Vec<f32> {
+        let t = tensor(&values(seed, rows, cols), rows, cols).to_kind(Kind::BFloat16);
+        Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// The bf16 kernel: the promised pair chains, rounded to bf16 (to nearest even, as
+        /// libtorch converts), for any shape with an even input width.
+        #[test]
+        fn the_bf16_kernel_sums_in_the_promised_order(
+            rows in 1i64..=19,
+            out in 1i64..=110,
+            half_inner in 0i64..=210,
+            block in prop::sample::select(vec![2i64, 8, 128, 192, 384, i64::MAX]),
+            seed in 0u64..1000,
+        ) {
+            if !fma_linear_available(Kind::BFloat16) {
+                return Ok(());
+            }
+            let inner = 2 * half_inner;
+            let (x, w) = (bf16_values(seed, rows, inner), bf16_values(seed + 1, out, inner));
+            let bf16 = |v: &[f32], r, c| tensor(v, r, c).to_kind(Kind::BFloat16);
+            let _mode = InferenceMode::enter().unwrap();
+            let packed = pack(&bf16(&w, out, inner)).unwrap().unwrap();
+            let y = product(&bf16(&x, rows, inner), &packed, out, block).unwrap().unwrap();
+            let want = chains(&x, &w, (rows, out, inner), block, true);
+            prop_assert!(y.equal(&bf16(&want, rows, out)));
+        }
+    }
+
+    /// The order probe shows the bf16 kernel's block lengths apart, as the layer's own probe
+    /// could not: its outputs' bf16 rounding hides most order differences.
+    #[test]
+    fn the_order_probe_tells_bf16_block_lengths_apart() {
+        if !fma_linear_available(Kind::BFloat16) {
+            return;
+        }
+        let _mode = InferenceMode::enter().unwrap();
+        let (rows, out, inner) = (1, 256, 1024);
+        let (x, w) = order_probe(rows, out, inner);
+        let packed = pack(&w).unwrap().unwrap();
+        let products: Vec<Tensor> = k_blocks(inner)
+            .iter()
+            .map(|&b| product(&x, &packed, out, b).unwrap().unwrap())
+            .collect();
+        for (i, a) in products.iter().enumerate() {
+            for b in &products[i + 1..] {
+                let differ = a.ne_tensor(b).sum(Kind::Int64).int64_value(&[]);
+                assert!(differ > out / 2, "{differ} of {out} outputs differ");
+            }
+        }
+        // The layer's own kind of probe: most pairs of lengths agree on every output.
+        let probe = crate::prepacked_linear::probe_input(rows, inner, Kind::BFloat16);
+        let weight = tensor(&values(5, out, inner), out, inner).to_kind(Kind::BFloat16);
+        let packed = pack(&weight).unwrap().unwrap();
+        let first = product(&probe, &packed, out, 128).unwrap().unwrap();
+        let same = k_blocks(inner)
+            .iter()
+            .filter(|&&b| {
+                product(&probe, &packed, out, b)
+                    .unwrap()
+                    .unwrap()
+                    .equal(&first)
+            })
+            .count();
+        assert!(
+            same > 1,
+            "only {same} of the lengths agree on a plain probe"
+        );
+    }
+
     /// Different block lengths really are different orders: on a probe input most pairs differ
     /// somewhere, which is what lets the plan's check tell them apart.
     #[test]
     fn block_lengths_give_different_bits() {
-        if !fma_linear_available() {
+        if !fma_linear_available(Kind::Float) {
             return;
         }
         let _mode = InferenceMode::enter().unwrap();
@@ -169,7 +331,7 @@ mod tests {
 
     #[test]
     fn grad_mode_and_autocast_take_the_plain_product() {
-        if !fma_linear_available() {
+        if !fma_linear_available(Kind::Float) {
             return;
         }
         let w = tensor(&values(1, 50, 64), 50, 64);
@@ -187,7 +349,7 @@ mod tests {
 
     #[test]
     fn mismatched_operands_are_refused_with_libtorchs_message() {
-        if !fma_linear_available() {
+        if !fma_linear_available(Kind::Float) {
             return;
         }
         let _mode = InferenceMode::enter().unwrap();
@@ -200,12 +362,22 @@ mod tests {
         let narrow = x.narrow(1, 0, 32).contiguous();
         assert!(err(&narrow, 50, 192).contains("for a packed weight of shape"));
         assert!(err(&x.transpose(0, 1), 50, 192).contains("must be a contiguous 2-d tensor"));
-        assert!(err(&x.to_kind(Kind::Double), 50, 192).contains("must be Float"));
+        assert!(err(&x.to_kind(Kind::Double), 50, 192).contains("must be Float or BFloat16"));
+        assert!(err(&x.to_kind(Kind::BFloat16), 50, 192).contains("packed weight"));
         assert!(err(&x, 500, 192).contains("do not fill"));
         assert!(err(&x, 50, 0).contains("blocks of 0"));
-        assert!(pack(&w.to_kind(Kind::BFloat16))
+        assert!(pack(&w.to_kind(Kind::Double))
             .unwrap_err()
             .to_string()
-            .contains("must be Float"));
+            .contains("must be Float or BFloat16"));
+        if fma_linear_available(Kind::BFloat16) {
+            let odd = w.narrow(1, 0, 63).contiguous().to_kind(Kind::BFloat16);
+            let message = pack(&odd).unwrap_err().to_string();
+            assert!(message.contains("needs an even input width"), "{message}");
+            let bf16 = pack(&w.to_kind(Kind::BFloat16)).unwrap().unwrap();
+            let x = x.to_kind(Kind::BFloat16);
+            let message = product(&x, &bf16, 50, 31).unwrap_err().to_string();
+            assert!(message.contains("bf16 needs an even number"), "{message}");
+        }
     }
 }

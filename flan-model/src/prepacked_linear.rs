@@ -1,6 +1,6 @@
 //! Bias-free linear layers whose decoding steps compute the plain product with a faster kernel
 //! where one gives it bitwise: MKL's packed GEMM (fp32), oneDNN over a reordered weight (bf16),
-//! one batched product over chunks of the weight, or our own FMA kernel (fp32,
+//! one batched product over chunks of the weight, or our own FMA kernel (fp32 and bf16,
 //! [`crate::fma_linear`]).
 //!
 //! Why packed: a decoding step at batch 32 multiplies 32 rows by every decoder weight and the
@@ -30,12 +30,14 @@
 //! one row and 2842 instead of 4818 at 32 rows, its 1024×512 projections 24 µs instead of 42 at
 //! one row.
 //!
-//! Why our own kernel: MKL's generic kernels on the AMD EPYC sum at 32 rows in an order a plain
-//! FMA loop can follow (see [`crate::fma_linear`]), at about half the machine's peak. Ours, 2
-//! threads, hot cache: the small shape's 32128×512 head at 32 rows 5.1 ms against 8.4 in 32
-//! chunks and 14.4 plain; its 1536×512 stacked q, k, v 219 µs against 290 and 344. Greedy
-//! decoding at batch 32 (probe, builds alternating, same checksums): small fp32 641–726 → 840–933
-//! new tokens/s, tiny fp32 3253 → 4321; every planned weight chose it.
+//! Why our own kernel: MKL's generic fp32 kernels on the AMD EPYC sum at 32 rows, and oneDNN's
+//! AVX512-BF16 kernels there at 1 and 32 rows, in orders a plain loop of FMAs (`vdpbf16ps` for
+//! bf16) can follow (see [`crate::fma_linear`]), and slowly. Ours, 2 threads, hot cache: the
+//! small shape's 32128×512 fp32 head at 32 rows 5.1 ms against 8.4 in 32 chunks and 14.4 plain;
+//! its 1536×512 stacked q, k, v 219 µs against 290 and 344. Greedy decoding (probe, builds
+//! alternating, same checksums): small fp32 batch 32 641–726 → 840–933 new tokens/s, tiny fp32
+//! batch 32 3253 → 4321, small bf16 batch 1 156–174 → 234–261; every planned weight chose it.
+//! bf16 at batch 32 stays near oneDNN's speed (the plans mix both).
 //!
 //! Numerics: a kernel is used only where it is bitwise the plain product, which is what
 //! transformers computes. That depends on the shape, not on the data: on one Intel machine's MKL
@@ -438,13 +440,14 @@ impl PrepackedLinear {
                 kernels.push(StepKernel::OneDnnPacked(packed));
             }
         }
-        if fma_linear_available() && fp32_on_cpu(&self.weight) {
-            if let Ok(Some(panels)) = fma_linear::pack(&self.weight) {
-                kernels.extend(fma_linear::k_blocks(inner).into_iter().map(|k_block| {
-                    StepKernel::Fma {
-                        panels: panels.shallow_clone(),
-                        k_block,
-                    }
+        let kind = self.weight.kind();
+        if fma_linear_available(kind) && self.weight.device() == Device::Cpu {
+            let k_blocks = fma_linear::k_blocks_in_plain_order(kind, rows, out, inner);
+            if let (false, Ok(Some(panels))) = (k_blocks.is_empty(), fma_linear::pack(&self.weight))
+            {
+                kernels.extend(k_blocks.into_iter().map(|k_block| StepKernel::Fma {
+                    panels: panels.shallow_clone(),
+                    k_block,
                 }));
             }
         }
@@ -697,7 +700,7 @@ mod tests {
                 assert!(check(&StepKernel::Packed(pack(&linear.weight))));
                 assert!(!check(&StepKernel::Packed(pack(&other.weight))));
             }
-            if fma_linear_available() {
+            if fma_linear_available(Kind::Float) {
                 // Our FMA kernel: another weight's panels are refused, and of the block lengths
                 // (each a different order on the probe) at most one can pass.
                 let fma = |w: &Tensor, k_block| StepKernel::Fma {
