@@ -62,9 +62,10 @@
 //! later steps and later generations (for at most two row counts per weight), until the weight
 //! changes: the plan remembers the weight's storage (which it keeps alive, so the address cannot
 //! be reused) and its version counter, which every in-place update bumps. Planning the small
-//! shape's 73 decoder and head weights takes well under a second. Packed and reordered copies
-//! take about the weights' size in memory per row count (MKL reserves more address space than it
-//! writes), while a plan tries them and after, if one is kept; chunks are views of the weight.
+//! shape's 73 decoder and head weights takes well under a second. Packed, reordered and panel
+//! copies take about the weights' size in memory per row count (MKL reserves more address space
+//! than it writes), while a plan tries them and after, if one is kept; chunks are views of the
+//! weight.
 //!
 //! Errors: the shim refuses operands that are not contiguous fp32 CPU matrices of matching shapes
 //! (and packing where MKL's GEMM is missing) with libtorch's message. The layer checks dtype,
@@ -275,7 +276,7 @@ enum StepKernel {
     /// One batched product over this many row chunks of the weight.
     Chunked(i64),
     /// Our own FMA kernel over the weight's panels, in chains of `k_block` input positions
-    /// (fp32; see [`crate::fma_linear`]).
+    /// (fp32 and bf16; see [`crate::fma_linear`]).
     Fma { panels: Tensor, k_block: i64 },
 }
 
