@@ -19,6 +19,7 @@ const SOURCES: [&str; 6] = [
 fn main() {
     println!("cargo:rerun-if-changed=csrc/flan_model_shim.h");
     println!("cargo:rerun-if-changed=csrc/intra_op_pool.h");
+    println!("cargo:rerun-if-changed=csrc/fma_linear_tile.h");
     for source in SOURCES {
         println!("cargo:rerun-if-changed={source}");
     }

@@ -13,7 +13,8 @@
 // column's chain is the same sequence of scalar operations whichever register it sits in. The
 // fp32 AVX-512 and AVX2 kernels therefore give the same result; which one runs follows
 // libtorch's own CPU capability (capped by ATEN_CPU_CAPABILITY). The bf16 kernel needs
-// AVX512-BF16 and that capability at AVX512.
+// AVX512-BF16 and that capability at AVX512. The three share one tile body,
+// fma_linear_tile.h, compiled once per ISA.
 //
 // The weight is packed once into panels of 48 (fp32 with AVX2: 24) output columns, the last
 // panel padded with zeros, so that a step reads each input position's (bf16: pair of positions')
@@ -30,16 +31,103 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string>
-#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace {
 
+// The fp32 AVX-512 kernel: 48 columns a panel, tiles of up to 8 rows (24 accumulators of 32
+// registers).
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+namespace avx512 {
+struct Lanes {
+  using Elem = float;
+  using Sum = __m512;
+  static constexpr int64_t kLanes = 16;
+  static constexpr int64_t kStep = 1;
+  static constexpr int kRows = 8;
+  static Sum zero() { return _mm512_setzero_ps(); }
+  static Sum load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, Sum s) { _mm512_storeu_ps(p, s); }
+  static Sum add(Sum a, Sum b) { return _mm512_add_ps(a, b); }
+  static __m512 weights(const float* p) { return _mm512_loadu_ps(p); }
+  static __m512 input(const float* p) { return _mm512_set1_ps(*p); }
+  static Sum step(Sum acc, __m512 a, __m512 w) { return _mm512_fmadd_ps(a, w, acc); }
+};
+#include "fma_linear_tile.h"
+}  // namespace avx512
+#pragma GCC pop_options
+
+// The fp32 AVX2 kernel: 24 columns a panel, tiles of up to 4 rows (12 accumulators of 16).
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+struct Lanes {
+  using Elem = float;
+  using Sum = __m256;
+  static constexpr int64_t kLanes = 8;
+  static constexpr int64_t kStep = 1;
+  static constexpr int kRows = 4;
+  static Sum zero() { return _mm256_setzero_ps(); }
+  static Sum load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, Sum s) { _mm256_storeu_ps(p, s); }
+  static Sum add(Sum a, Sum b) { return _mm256_add_ps(a, b); }
+  static __m256 weights(const float* p) { return _mm256_loadu_ps(p); }
+  static __m256 input(const float* p) { return _mm256_set1_ps(*p); }
+  static Sum step(Sum acc, __m256 a, __m256 w) { return _mm256_fmadd_ps(a, w, acc); }
+};
+#include "fma_linear_tile.h"
+}  // namespace avx2
+#pragma GCC pop_options
+
+// The bf16 kernel (AVX512-BF16): a step is one `vdpbf16ps` over a pair of positions, whose
+// weights the panel holds side by side for each column; 48 columns a panel, tiles of up to 8
+// rows.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bf16")
+namespace avx512bf16 {
+struct Lanes {
+  using Elem = uint16_t;
+  using Sum = __m512;
+  static constexpr int64_t kLanes = 16;
+  static constexpr int64_t kStep = 2;
+  static constexpr int kRows = 8;
+  static Sum zero() { return _mm512_setzero_ps(); }
+  static Sum load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, Sum s) { _mm512_storeu_ps(p, s); }
+  static Sum add(Sum a, Sum b) { return _mm512_add_ps(a, b); }
+  static __m512bh weights(const uint16_t* p) { return (__m512bh)_mm512_loadu_si512(p); }
+  static __m512bh input(const uint16_t* p) {
+    int32_t pair;
+    std::memcpy(&pair, p, sizeof(pair));
+    return (__m512bh)_mm512_set1_epi32(pair);
+  }
+  static Sum step(Sum acc, __m512bh a, __m512bh w) { return _mm512_dpbf16_ps(acc, a, w); }
+};
+#include "fma_linear_tile.h"
+
+// Writes `cols` of the panel's fp32 sums `sums [m, 48]` to `y` (row stride `n`) as bf16,
+// rounded to nearest even as oneDNN does.
+void emit(const float* sums, int64_t m, int64_t cols, uint16_t* y, int64_t n) {
+  for (int64_t r = 0; r < m; ++r) {
+    uint16_t row[3 * Lanes::kLanes];
+    for (int v = 0; v < 3; ++v) {
+      const __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(sums + r * 3 * Lanes::kLanes + 16 * v));
+      std::memcpy(row + 16 * v, &h, sizeof(h));
+    }
+    std::memcpy(y + r * n, row, cols * sizeof(uint16_t));
+  }
+}
+}  // namespace avx512bf16
+#pragma GCC pop_options
+
 // Output columns per panel: three vectors of fp32 lanes.
-constexpr int64_t kWidth512 = 48;
-constexpr int64_t kWidth256 = 24;
+constexpr int64_t kWidth512 = 3 * avx512::Lanes::kLanes;
+constexpr int64_t kWidth256 = 3 * avx2::Lanes::kLanes;
 
 // The panel width this process's kernels use for `dtype` (Float or BFloat16), 0 where there is
 // no kernel.
@@ -59,194 +147,33 @@ int64_t panel_width(at::ScalarType dtype) {
   }
 }
 
-// `out[r][c] (r < MR, c < 48)` for a panel: the rows' chains over positions [0, k) in blocks of
-// `k_block`, the first block's sum stored, each later one's added.
-template <int MR>
-__attribute__((target("avx512f"))) void tile_avx512(const float* x, int64_t ldx,
-                                                     const float* panel, int64_t k,
-                                                     int64_t k_block, float* out, int64_t ldo) {
-  for (int64_t k0 = 0; k0 < k; k0 += k_block) {
-    const int64_t k1 = std::min(k, k0 + k_block);
-    __m512 acc[MR][3];
-    #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
-    }
-    for (int64_t i = k0; i < k1; ++i) {
-      const float* w = panel + i * kWidth512;
-      const __m512 w0 = _mm512_loadu_ps(w);
-      const __m512 w1 = _mm512_loadu_ps(w + 16);
-      const __m512 w2 = _mm512_loadu_ps(w + 32);
-      #pragma GCC unroll 8
-      for (int r = 0; r < MR; ++r) {
-        const __m512 a = _mm512_set1_ps(x[r * ldx + i]);
-        acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
-        acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
-        acc[r][2] = _mm512_fmadd_ps(a, w2, acc[r][2]);
-      }
-    }
-    #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      #pragma GCC unroll 8
-      for (int v = 0; v < 3; ++v) {
-        float* o = out + r * ldo + 16 * v;
-        _mm512_storeu_ps(o, k0 == 0 ? acc[r][v] : _mm512_add_ps(_mm512_loadu_ps(o), acc[r][v]));
-      }
-    }
-  }
-}
-
-// The AVX2 kernel: the same chains, 24 columns per panel.
-template <int MR>
-__attribute__((target("avx2,fma"))) void tile_avx2(const float* x, int64_t ldx,
-                                                   const float* panel, int64_t k,
-                                                   int64_t k_block, float* out, int64_t ldo) {
-  for (int64_t k0 = 0; k0 < k; k0 += k_block) {
-    const int64_t k1 = std::min(k, k0 + k_block);
-    __m256 acc[MR][3];
-    #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      acc[r][0] = acc[r][1] = acc[r][2] = _mm256_setzero_ps();
-    }
-    for (int64_t i = k0; i < k1; ++i) {
-      const float* w = panel + i * kWidth256;
-      const __m256 w0 = _mm256_loadu_ps(w);
-      const __m256 w1 = _mm256_loadu_ps(w + 8);
-      const __m256 w2 = _mm256_loadu_ps(w + 16);
-      #pragma GCC unroll 8
-      for (int r = 0; r < MR; ++r) {
-        const __m256 a = _mm256_set1_ps(x[r * ldx + i]);
-        acc[r][0] = _mm256_fmadd_ps(a, w0, acc[r][0]);
-        acc[r][1] = _mm256_fmadd_ps(a, w1, acc[r][1]);
-        acc[r][2] = _mm256_fmadd_ps(a, w2, acc[r][2]);
-      }
-    }
-    #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      #pragma GCC unroll 8
-      for (int v = 0; v < 3; ++v) {
-        float* o = out + r * ldo + 8 * v;
-        _mm256_storeu_ps(o, k0 == 0 ? acc[r][v] : _mm256_add_ps(_mm256_loadu_ps(o), acc[r][v]));
-      }
-    }
-  }
-}
-
-// The bf16 kernel: `out[r][c]` (fp32 sums, r < MR, c < 48) of bf16 rows `x` over a panel
-// `[k / 2, 48, 2]`, each lane's chain one `vdpbf16ps` per pair of positions, in blocks of
-// `k_block` (even) positions.
-template <int MR>
-__attribute__((target("avx512f,avx512bf16"))) void tile_bf16(const uint16_t* x, int64_t ldx,
-                                                             const uint16_t* panel, int64_t k,
-                                                             int64_t k_block, float* out,
-                                                             int64_t ldo) {
-  for (int64_t k0 = 0; k0 < k; k0 += k_block) {
-    const int64_t k1 = std::min(k, k0 + k_block);
-    __m512 acc[MR][3];
-    #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_ps();
-    }
-    for (int64_t i = k0; i < k1; i += 2) {
-      const uint16_t* w = panel + i * kWidth512;
-      const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w);
-      const __m512bh w1 = (__m512bh)_mm512_loadu_si512(w + 32);
-      const __m512bh w2 = (__m512bh)_mm512_loadu_si512(w + 64);
-      #pragma GCC unroll 8
-      for (int r = 0; r < MR; ++r) {
-        int32_t pair;
-        std::memcpy(&pair, x + r * ldx + i, sizeof(pair));
-        const __m512bh a = (__m512bh)_mm512_set1_epi32(pair);
-        acc[r][0] = _mm512_dpbf16_ps(acc[r][0], a, w0);
-        acc[r][1] = _mm512_dpbf16_ps(acc[r][1], a, w1);
-        acc[r][2] = _mm512_dpbf16_ps(acc[r][2], a, w2);
-      }
-    }
-    #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      #pragma GCC unroll 8
-      for (int v = 0; v < 3; ++v) {
-        float* o = out + r * ldo + 16 * v;
-        _mm512_storeu_ps(o, k0 == 0 ? acc[r][v] : _mm512_add_ps(_mm512_loadu_ps(o), acc[r][v]));
-      }
-    }
-  }
-}
-
-// Writes `cols` of the panel's fp32 sums `sums [m, 48]` to `y` (row stride `n`) as bf16, rounded
-// to nearest even as oneDNN does.
-__attribute__((target("avx512f,avx512bf16"))) void emit_bf16(const float* sums, int64_t m,
-                                                             int64_t cols, uint16_t* y,
-                                                             int64_t n) {
-  for (int64_t r = 0; r < m; ++r) {
-    uint16_t row[kWidth512];
-    for (int v = 0; v < 3; ++v) {
-      const __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(sums + r * kWidth512 + 16 * v));
-      std::memcpy(row + 16 * v, &h, sizeof(h));
-    }
-    std::memcpy(y + r * n, row, cols * sizeof(uint16_t));
-  }
-}
-
 // Writes `cols` of the panel's fp32 sums `sums [m, width]` to `y` (row stride `n`).
-void emit_fp32(const float* sums, int64_t m, int64_t width, int64_t cols, float* y, int64_t n) {
+void emit(const float* sums, int64_t m, int64_t width, int64_t cols, float* y, int64_t n) {
   for (int64_t r = 0; r < m; ++r) {
     std::memcpy(y + r * n, sums + r * width, cols * sizeof(float));
   }
 }
 
-template <typename T>
-using Tile = void (*)(const T*, int64_t, const T*, int64_t, int64_t, float*, int64_t);
-
-// Rows per tile: as many as leave the accumulators in registers (3 vectors a row, of 32
-// registers with AVX-512 and 16 with AVX2).
-constexpr int kRows512 = 8;
-constexpr int kRows256 = 4;
-
-// The tile function for `rows` rows (1 to the kernel's most) of panels `width` wide.
-Tile<float> fp32_tile(int64_t width, int64_t rows) {
-  static constexpr Tile<float> avx512[kRows512] = {
-      tile_avx512<1>, tile_avx512<2>, tile_avx512<3>, tile_avx512<4>,
-      tile_avx512<5>, tile_avx512<6>, tile_avx512<7>, tile_avx512<8>};
-  static constexpr Tile<float> avx2[kRows256] = {tile_avx2<1>, tile_avx2<2>, tile_avx2<3>,
-                                                 tile_avx2<4>};
-  return width == kWidth512 ? avx512[rows - 1] : avx2[rows - 1];
-}
-
-Tile<uint16_t> bf16_tile(int64_t rows) {
-  static constexpr Tile<uint16_t> tiles[kRows512] = {
-      tile_bf16<1>, tile_bf16<2>, tile_bf16<3>, tile_bf16<4>,
-      tile_bf16<5>, tile_bf16<6>, tile_bf16<7>, tile_bf16<8>};
-  return tiles[rows - 1];
-}
-
 // `y [m, n] = x [m, k] · wᵀ` over `packed` (`panels` panels of `width` columns, `k` positions
-// each): the panels are shared out among libtorch's intra-op threads, and each goes through all
-// the rows, into its thread's fp32 sums, while its weights are in cache.
-template <typename T>
-void product(const T* x, int64_t m, int64_t k, const T* packed, int64_t panels, int64_t width,
-             int64_t n, int64_t k_block, T* y) {
-  const int64_t most_rows = width == kWidth512 ? kRows512 : kRows256;
+// each) through one ISA's kernel (its namespace's `Lanes`, `tile_for`): the panels are shared out
+// among libtorch's intra-op threads, and each goes through all the rows, into its thread's fp32
+// sums, while its weights are in cache; `emit` writes a panel's sums out.
+template <typename Lanes, typename TileFor, typename Emit>
+void product(const typename Lanes::Elem* x, int64_t m, int64_t k,
+             const typename Lanes::Elem* packed, int64_t panels, int64_t n, int64_t k_block,
+             TileFor tile_for, Emit emit) {
+  constexpr int64_t width = 3 * Lanes::kLanes;
   // Allocated here, since nothing may throw on the pool's threads.
   std::vector<float> sums(flan_pool::most_parts(panels) * m * width);
   flan_pool::parallel_ranges(panels, [&](int64_t part, int64_t begin, int64_t end) {
     float* own = sums.data() + part * m * width;
     for (int64_t p = begin; p < end; ++p) {
-      const T* panel = packed + p * k * width;
-      for (int64_t r = 0; r < m; r += most_rows) {
-        const int64_t rows = std::min(most_rows, m - r);
-        if constexpr (std::is_same<T, uint16_t>::value) {
-          bf16_tile(rows)(x + r * k, k, panel, k, k_block, own + r * width, width);
-        } else {
-          fp32_tile(width, rows)(x + r * k, k, panel, k, k_block, own + r * width, width);
-        }
+      const typename Lanes::Elem* panel = packed + p * k * width;
+      for (int64_t r = 0; r < m; r += Lanes::kRows) {
+        const int64_t rows = std::min<int64_t>(Lanes::kRows, m - r);
+        tile_for(rows)(x + r * k, k, panel, k, k_block, own + r * width, width);
       }
-      const int64_t cols = std::min(width, n - p * width);
-      if constexpr (std::is_same<T, uint16_t>::value) {
-        emit_bf16(own, m, cols, y + p * width, n);
-      } else {
-        emit_fp32(own, m, width, cols, y + p * width, n);
-      }
+      emit(own, m, std::min(width, n - p * width), p * width);
     }
   });
 }
@@ -337,16 +264,30 @@ char* flan_model_fma_linear_forward(void* x, void* packed, int64_t out_features,
     // A block boundary must not split a bf16 pair (one block covering everything has none).
     TORCH_CHECK(k_block > 0 && (!bf16 || k_block % 2 == 0 || k_block >= k), "fma linear: blocks ",
                 "of ", k_block, " input positions", bf16 ? " (bf16 needs an even number)" : "");
-    at::Tensor y = at::empty({input.size(0), out_features}, input.options());
+    const int64_t m = input.size(0);
+    at::Tensor y = at::empty({m, out_features}, input.options());
     if (k == 0) {
       y.zero_();
     } else if (bf16) {
-      product(reinterpret_cast<const uint16_t*>(input.data_ptr()), input.size(0), k,
-              reinterpret_cast<const uint16_t*>(p.data_ptr()), panels, width, out_features,
-              k_block, reinterpret_cast<uint16_t*>(y.data_ptr()));
+      auto* out = reinterpret_cast<uint16_t*>(y.data_ptr());
+      product<avx512bf16::Lanes>(
+          reinterpret_cast<const uint16_t*>(input.data_ptr()), m, k,
+          reinterpret_cast<const uint16_t*>(p.data_ptr()), panels, out_features, k_block,
+          avx512bf16::tile_for, [&](const float* sums, int64_t rows, int64_t cols, int64_t col) {
+            avx512bf16::emit(sums, rows, cols, out + col, out_features);
+          });
     } else {
-      product(input.data_ptr<float>(), input.size(0), k, p.data_ptr<float>(), panels, width,
-              out_features, k_block, y.data_ptr<float>());
+      float* out = y.data_ptr<float>();
+      const auto emit_fp32 = [&](const float* sums, int64_t rows, int64_t cols, int64_t col) {
+        emit(sums, rows, width, cols, out + col, out_features);
+      };
+      if (width == kWidth512) {
+        product<avx512::Lanes>(input.data_ptr<float>(), m, k, p.data_ptr<float>(), panels,
+                               out_features, k_block, avx512::tile_for, emit_fp32);
+      } else {
+        product<avx2::Lanes>(input.data_ptr<float>(), m, k, p.data_ptr<float>(), panels,
+                             out_features, k_block, avx2::tile_for, emit_fp32);
+      }
     }
     *out = new at::Tensor(std::move(y));
   });
