@@ -102,24 +102,37 @@ pub(crate) fn k_blocks_in_plain_order(kind: Kind, rows: i64, out: i64, inner: i6
 /// round the small terms at a coarse step, which depends on where the order puts them; the
 /// result is small, so its bf16 rounding keeps the difference.
 pub(crate) fn order_probe(rows: i64, out: i64, inner: i64) -> (Tensor, Tensor) {
+    let weight = Tensor::empty([out, inner], (Kind::BFloat16, tch::Device::Cpu));
+    // Built a few rows at a time, so that the fp64 arithmetic takes a few MB whatever the
+    // layer's size.
+    let chunk = (1 << 20) / inner.max(1) + 1;
+    for first in (0..out).step_by(chunk as usize) {
+        let count = chunk.min(out - first);
+        let mut rows = weight.narrow(0, first, count);
+        rows.copy_(&order_probe_rows(first, count, inner));
+    }
+    let x = Tensor::ones([rows, inner], (Kind::BFloat16, tch::Device::Cpu));
+    (x, weight)
+}
+
+/// Rows `first..first + count` of [`order_probe`]'s weight.
+fn order_probe_rows(first: i64, count: i64, inner: i64) -> Tensor {
     let options = (Kind::Double, tch::Device::Cpu);
     let k = Tensor::arange(inner, options).view([1, inner]);
-    let n = Tensor::arange(out, options).view([out, 1]);
+    let n = Tensor::arange_start(first, first + count, options).view([count, 1]);
     let small = ((&n * inner + &k + 1.0) * 0.754_877_666_246_692_7).frac() * 2.0 - 1.0;
     let large = ((&k + 1.0) * (&n + 1.0) * 0.618_033_988_749_894_9)
         .frac()
         .lt(0.25);
     // Alternating signs along each row; a row's odd last one is left small.
-    let count = large.to_kind(Kind::Int64).cumsum(1, Kind::Int64);
-    let total = count.select(1, inner - 1).view([out, 1]);
-    let unpaired = count.eq_tensor(&total) * total.remainder(2).eq(1) * &large;
+    let running = large.to_kind(Kind::Int64).cumsum(1, Kind::Int64);
+    let total = running.select(1, inner - 1).view([count, 1]);
+    let unpaired = running.eq_tensor(&total) * total.remainder(2).eq(1) * &large;
     let large = large.logical_and(&unpaired.logical_not());
-    let sign = (count.remainder(2) * 2 - 1).to_kind(Kind::Double);
-    let weight = (sign * 4_194_304.0).where_self(&large, &small);
-    (
-        Tensor::ones([rows, inner], (Kind::BFloat16, tch::Device::Cpu)),
-        weight.to_kind(Kind::BFloat16),
-    )
+    let sign = (running.remainder(2) * 2 - 1).to_kind(Kind::Double);
+    (sign * 4_194_304.0)
+        .where_self(&large, &small)
+        .to_kind(Kind::BFloat16)
 }
 
 /// `weight` `[out, in]` (contiguous fp32, or bf16 with `in` even) laid out in its kernel's panels.
@@ -302,6 +315,27 @@ mod tests {
             same > 1,
             "only {same} of the lengths agree on a plain probe"
         );
+    }
+
+    /// The order probe's weight, built a few rows at a time, is the same as built whole, its
+    /// large terms cancel in every row, and about a quarter of them are large.
+    #[test]
+    fn the_order_probe_is_the_same_built_in_pieces_and_cancels() {
+        let (out, inner) = (2500, 1024);
+        let (x, weight) = order_probe(3, out, inner);
+        assert_eq!(x.size(), vec![3, inner]);
+        assert!(weight.equal(&order_probe_rows(0, out, inner)));
+        let large = weight.abs().to_kind(Kind::Float).gt(1e6);
+        let large_sum = weight
+            .to_kind(Kind::Double)
+            .where_self(&large, &Tensor::zeros([1], (Kind::Double, Device::Cpu)))
+            .sum_dim_intlist(1, false, Kind::Double);
+        assert_eq!(large_sum.abs().max().double_value(&[]), 0.0);
+        let share = large
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[]);
+        assert!((0.2..0.3).contains(&share), "{share}");
     }
 
     /// Different block lengths really are different orders: on a probe input most pairs differ
