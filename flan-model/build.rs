@@ -29,6 +29,9 @@ fn main() {
         // fma_linear.cpp's kernel is the point of compiling it; unoptimised (a test build's
         // default) its accumulators would live in memory.
         .opt_level(2)
+        // Its four-lane kernel rounds each product before adding it, as the order it follows
+        // does: GCC would otherwise fuse a multiply and an add into an FMA.
+        .flag("-ffp-contract=off")
         .compile("flan_model_shim");
     flan_build::link_libtorch(&libtorch, &["torch_cpu", "c10"]);
 }

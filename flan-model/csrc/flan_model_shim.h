@@ -93,6 +93,13 @@ char* flan_model_fma_linear_pack(void* weight, void** out);
 // flan_model_prepacked_linear_forward gives NULL. Fails when the operands do not match.
 char* flan_model_fma_linear_forward(
     void* x, void* packed, int64_t out_features, int64_t k_block, void** out);
+// *out: `x [1, in] · weightᵀ` for one fp32 row through `packed` (the fp32 weight's panels),
+// each output summed in MKL's generic sgemv order: products rounded, then added; the first
+// `head` (1 to 4) in sequence, then four chains over the positions in turn, their sums added as
+// (0 + 2) + (1 + 3), then the positions past the last whole group of four, then zero. NULL as for
+// flan_model_fma_linear_forward. Fails when the operands do not match.
+char* flan_model_fma_linear_four_lanes(
+    void* x, void* packed, int64_t out_features, int64_t head, void** out);
 #ifdef __cplusplus
 }
 #endif

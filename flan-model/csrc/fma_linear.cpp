@@ -7,6 +7,9 @@
 //   first, then the even one's, each rounded to fp32), the sum rounded to bf16 at the end. That
 //   is how oneDNN's AVX512-BF16 kernels sum there (K blocks of 512), streaming a batch-1 step's
 //   weights at about half of the memory bandwidth.
+// - fp32, one row (four_lane_tile): each product rounded, then added, in four chains after a
+//   short sequential head. That is how MKL's generic sgemv sums (SSE, no FMA), streaming the
+//   weights at about a third of the memory bandwidth. Built with -ffp-contract=off for it.
 // The caller uses a kernel only where a probe shows it bitwise the plain product.
 //
 // Why the bits do not depend on the vector width: each vector lane is one output column, and a
@@ -57,6 +60,7 @@ struct Lanes {
   static __m512 weights(const float* p) { return _mm512_loadu_ps(p); }
   static __m512 input(const float* p) { return _mm512_set1_ps(*p); }
   static Sum step(Sum acc, __m512 a, __m512 w) { return _mm512_fmadd_ps(a, w, acc); }
+  static Sum mul(Sum a, Sum b) { return _mm512_mul_ps(a, b); }
 };
 #include "fma_linear_tile.h"
 }  // namespace avx512
@@ -79,6 +83,7 @@ struct Lanes {
   static __m256 weights(const float* p) { return _mm256_loadu_ps(p); }
   static __m256 input(const float* p) { return _mm256_set1_ps(*p); }
   static Sum step(Sum acc, __m256 a, __m256 w) { return _mm256_fmadd_ps(a, w, acc); }
+  static Sum mul(Sum a, Sum b) { return _mm256_mul_ps(a, b); }
 };
 #include "fma_linear_tile.h"
 }  // namespace avx2
@@ -174,6 +179,22 @@ void product(const typename Lanes::Elem* x, int64_t m, int64_t k,
         tile_for(rows)(x + r * k, k, panel, k, k_block, own + r * width, width);
       }
       emit(own, m, std::min(width, n - p * width), p * width);
+    }
+  });
+}
+
+// `y [n] = x [k] · wᵀ` for one fp32 row over `packed` (`panels` panels of `width` columns)
+// through one ISA's `tile` (its namespace's four_lane_tile), the panels shared out among
+// libtorch's intra-op threads.
+template <typename Lanes, typename FourLaneTile>
+void four_lane_product(const float* x, int64_t k, const float* packed, int64_t panels, int64_t n,
+                       int64_t head, FourLaneTile tile, float* y) {
+  constexpr int64_t width = 3 * Lanes::kLanes;
+  flan_pool::parallel_ranges(panels, [&](int64_t, int64_t begin, int64_t end) {
+    float sums[width];
+    for (int64_t p = begin; p < end; ++p) {
+      tile(x, packed + p * k * width, k, head, sums);
+      std::memcpy(y + p * width, sums, std::min(width, n - p * width) * sizeof(float));
     }
   });
 }
@@ -288,6 +309,49 @@ char* flan_model_fma_linear_forward(void* x, void* packed, int64_t out_features,
         product<avx2::Lanes>(input.data_ptr<float>(), m, k, p.data_ptr<float>(), panels,
                              out_features, k_block, avx2::tile_for, emit_fp32);
       }
+    }
+    *out = new at::Tensor(std::move(y));
+  });
+}
+
+char* flan_model_fma_linear_four_lanes(void* x, void* packed, int64_t out_features, int64_t head,
+                                       void** out) {
+  return flan_shim::guarded([&] {
+    *out = nullptr;
+    const at::Tensor& input = *static_cast<at::Tensor*>(x);
+    const at::Tensor& p = *static_cast<at::Tensor*>(packed);
+    // As for flan_model_fma_linear_forward.
+    if (c10::GradMode::is_enabled() || at::autocast::is_autocast_enabled(at::kCPU)) {
+      return;
+    }
+    check_operand(input, "input", 2);
+    check_operand(p, "packed weight", 3);
+    TORCH_CHECK(input.scalar_type() == at::kFloat && p.scalar_type() == at::kFloat,
+                "fma linear: the four-lane kernel is fp32, got a ", input.scalar_type(),
+                " input and a ", p.scalar_type(), " packed weight");
+    const int64_t width = checked_width(at::kFloat);
+    const int64_t panels = p.size(0);
+    const int64_t k = input.size(1);
+    TORCH_CHECK(input.size(0) == 1, "fma linear: the four-lane kernel takes one row, got ",
+                input.size(0));
+    TORCH_CHECK(p.size(2) == width, "fma linear: the packed weight's panels are ", p.size(2),
+                " wide, this process's kernels ", width);
+    TORCH_CHECK(p.size(1) == k, "fma linear: input of shape ", input.sizes(),
+                " for a packed weight of shape ", p.sizes());
+    TORCH_CHECK(out_features > (panels - 1) * width && out_features <= panels * width,
+                "fma linear: ", out_features, " outputs do not fill ", panels, " panels of ",
+                width);
+    TORCH_CHECK(head >= 1 && head <= 4 && head <= k, "fma linear: a head of ", head,
+                " positions (1 to 4, at most the input width ", k, ")");
+    at::Tensor y = at::empty({1, out_features}, input.options());
+    if (width == kWidth512) {
+      four_lane_product<avx512::Lanes>(input.data_ptr<float>(), k, p.data_ptr<float>(), panels,
+                                       out_features, head, avx512::four_lane_tile<>,
+                                       y.data_ptr<float>());
+    } else {
+      four_lane_product<avx2::Lanes>(input.data_ptr<float>(), k, p.data_ptr<float>(), panels,
+                                     out_features, head, avx2::four_lane_tile<>,
+                                     y.data_ptr<float>());
     }
     *out = new at::Tensor(std::move(y));
   });

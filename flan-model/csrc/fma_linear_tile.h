@@ -7,7 +7,8 @@
 // - `Sum` (fp32 accumulators), `zero()`, `load(const float*)`, `store(float*, Sum)`,
 //   `add(Sum, Sum)`;
 // - `weights(const Elem*)` (one vector of a panel's step), `input(const Elem*)` (a row's step,
-//   broadcast) and `step(Sum, input, weights)`.
+//   broadcast) and `step(Sum, input, weights)`;
+// - fp32 only, for four_lane_tile: `mul(Sum, Sum)`, a product rounded on its own.
 // No include guard: included once per ISA.
 
 // `out[r][c]` (fp32 sums, r < MR, c < 3 · kLanes) of rows `x` over a panel: each lane's chain over
@@ -45,6 +46,47 @@ void tile(const Lanes::Elem* x, int64_t ldx, const Lanes::Elem* panel, int64_t k
         Lanes::store(o, k0 == 0 ? acc[r][v] : Lanes::add(Lanes::load(o), acc[r][v]));
       }
     }
+  }
+}
+
+// `out[c]` (c < 3 · kLanes) of one fp32 row `x` over a panel, summed as MKL's generic sgemv sums
+// a dot product: each product rounded, then added (no FMA); the products of positions [0, head)
+// added in sequence; then four chains, the j-th over positions head + 4i + j, the first starting
+// from the head's sum; the chains' sums added as (0 + 2) + (1 + 3); the positions past the last
+// whole group of four added in sequence; and the result added to zero. Needs 1 <= head <= k.
+// A template so that only the fp32 ISAs, whose `Lanes` have `mul`, compile it.
+template <typename L = Lanes>
+void four_lane_tile(const float* x, const float* panel, int64_t k, int64_t head, float* out) {
+  constexpr int64_t kWidth = 3 * L::kLanes;
+  const auto product = [&](int64_t i, int v) {
+    return L::mul(L::input(x + i), L::weights(panel + i * kWidth + v * L::kLanes));
+  };
+  typename L::Sum acc[4][3];
+  #pragma GCC unroll 3
+  for (int v = 0; v < 3; ++v) {
+    acc[0][v] = product(0, v);
+    for (int64_t i = 1; i < head; ++i) {
+      acc[0][v] = L::add(acc[0][v], product(i, v));
+    }
+    acc[1][v] = acc[2][v] = acc[3][v] = L::zero();
+  }
+  const int64_t groups_end = head + (k - head) / 4 * 4;
+  for (int64_t i = head; i < groups_end; i += 4) {
+    #pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      #pragma GCC unroll 3
+      for (int v = 0; v < 3; ++v) {
+        acc[j][v] = L::add(acc[j][v], product(i + j, v));
+      }
+    }
+  }
+  #pragma GCC unroll 3
+  for (int v = 0; v < 3; ++v) {
+    auto sum = L::add(L::add(acc[0][v], acc[2][v]), L::add(acc[1][v], acc[3][v]));
+    for (int64_t i = groups_end; i < k; ++i) {
+      sum = L::add(sum, product(i, v));
+    }
+    L::store(out + v * L::kLanes, L::add(L::zero(), sum));
   }
 }
 

@@ -79,6 +79,13 @@ extern "C" {
         k_block: i64,
         out: *mut *mut c_void,
     ) -> *mut c_char;
+    pub(crate) fn flan_model_fma_linear_four_lanes(
+        x: *mut c_void,
+        packed: *mut c_void,
+        out_features: i64,
+        head: i64,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
 }
 
 /// Converts a shim's return value: null is success, anything else an owned error message, which

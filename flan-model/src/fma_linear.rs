@@ -2,7 +2,8 @@
 //! summed as one chain of fused multiply-adds over the input positions, restarted every
 //! `k_block` positions, the blocks' sums added in order. fp32 takes one FMA per position; bf16
 //! one AVX512-BF16 `vdpbf16ps` per pair of positions (the odd position's product added first,
-//! each step rounded to fp32), the sum rounded to bf16 at the end.
+//! each step rounded to fp32), the sum rounded to bf16 at the end. For one fp32 row, a second
+//! kernel sums in four chains without FMA ([`four_lane_product`]).
 //!
 //! Why: on an AMD EPYC, the plain products' kernels sum in exactly these orders, slowly.
 //! - fp32: MKL takes its generic (`def`) kernels there, which at the row counts of batched
@@ -15,12 +16,18 @@
 //!   blocks of 512 positions; other block lengths and the even-first order each missed nearly
 //!   every output. bf16 outputs hide most order differences in their rounding, so this was found
 //!   on inputs built to show them (large terms that cancel, beside small ones).
+//! - fp32 at one row: MKL's generic `sgemv` (SSE, four weight rows at a time), which streams
+//!   weights from memory at about 8 GB/s on one core of the EPYC, where a plain `sum` reads 24–32.
+//!   Its order comes from its disassembly (`mulps` then `addps`, a scalar head up to a 16-byte
+//!   boundary, four lanes reduced as (0 + 2) + (1 + 3), a scalar tail), and an emulation matched
+//!   it on every output at 1 and 2 threads, for the T5 shapes and at every 4-byte alignment.
 //!
 //! A kernel that sums in the same order gives the same bits, so [`crate::prepacked_linear`]
 //! offers it as a candidate for each block length in [`K_BLOCKS`], and its probe check keeps the
 //! one, if any, that is bitwise the plain product on the machine at hand (bf16 also on the
-//! cancelling input, [`order_probe`]). Elsewhere (another MKL or oneDNN, one fp32 row, where MKL
-//! runs `sgemv` in another order) no length passes and nothing changes.
+//! cancelling input, [`order_probe`]); at one fp32 row it also offers the four-lane kernel, with
+//! the head the weight's address gives ([`four_lane_head`]). Elsewhere (another MKL or oneDNN)
+//! none passes and nothing changes.
 //!
 //! The vector width does not change the bits (each lane is an output column with its own chain),
 //! so the fp32 AVX-512 and AVX2 kernels agree; which runs follows libtorch's CPU capability.
@@ -144,6 +151,46 @@ pub(crate) fn pack(weight: &Tensor) -> Result<Option<Tensor>> {
     })
 }
 
+/// The head (positions summed in sequence before the four chains) with which the four-lane
+/// kernel ([`four_lane_product`]) sums as MKL's generic sgemv does for one row times `weight`,
+/// where it might: a contiguous fp32 `[out, in]` weight with `out` and `in` multiples of four and
+/// `in` at least the head plus four. Elsewhere MKL takes other paths (rows left over from its
+/// groups of four, rows aligned differently, a scalar loop) and this gives None.
+///
+/// MKL multiplies four weight rows at a time and aligns its vector loop on their second
+/// position's address: the head is the first position plus those before the first 16-byte
+/// boundary, so it follows where the weight's data lies (4 for a 16-byte aligned weight).
+pub(crate) fn four_lane_head(weight: &Tensor) -> Option<i64> {
+    let (out, inner) = weight.size2().ok()?;
+    let plain = weight.kind() == Kind::Float && weight.is_contiguous();
+    let address = weight.data_ptr() as usize;
+    if !plain || out % 4 != 0 || inner % 4 != 0 || address % 4 != 0 {
+        return None;
+    }
+    let to_boundary = (16 - (address + 4) % 16) % 16;
+    let head = 1 + (to_boundary / 4) as i64;
+    (inner >= head + 4).then_some(head)
+}
+
+/// `x [1, in] · weightᵀ` `[1, out_features]` for one fp32 row over `packed` (from [`pack`]),
+/// summed as MKL's generic sgemv does (see [`four_lane_head`]): products rounded, then added;
+/// the first `head` in sequence; then four chains, the j-th over positions `head + 4i + j`, the
+/// first from the head's sum; their sums added as (0 + 2) + (1 + 3); then the positions past the
+/// last whole group of four in sequence. None where the kernel does not apply in the current mode.
+pub(crate) fn four_lane_product(
+    x: &Tensor,
+    packed: &Tensor,
+    out_features: i64,
+    head: i64,
+) -> Result<Option<Tensor>> {
+    let (x, packed) = (tensor_ptr(x), tensor_ptr(packed));
+    tensor_from_shim("multiplying through the four-lane kernel", |out| {
+        // SAFETY: live tensors, read during the call, and a valid out-pointer; the shim
+        // catches every C++ exception.
+        unsafe { ffi::flan_model_fma_linear_four_lanes(x, packed, out_features, head, out) }
+    })
+}
+
 /// `x [rows, in] · weightᵀ` `[rows, out_features]` over `packed` (from [`pack`]), in chains of
 /// `k_block` positions; None where the kernel does not apply in the current mode (autograd, CPU
 /// autocast).
@@ -241,6 +288,117 @@ mod tests {
                 got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
             );
+        }
+    }
+
+    /// The four-lane kernel's promised order for one row, one scalar operation at a time (Rust
+    /// rounds each product: it never fuses a multiply and an add).
+    fn four_lanes(x: &[f32], w: &[f32], inner: usize, head: usize) -> Vec<f32> {
+        w.chunks(inner)
+            .map(|row| {
+                let product = |i: usize| x[i] * row[i];
+                let mut lanes = [0.0f32; 4];
+                lanes[0] = (1..head).fold(product(0), |sum, i| sum + product(i));
+                let groups_end = head + (inner - head) / 4 * 4;
+                for i in (head..groups_end).step_by(4) {
+                    for (j, lane) in lanes.iter_mut().enumerate() {
+                        *lane += product(i + j);
+                    }
+                }
+                let sum = (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
+                0.0 + (groups_end..inner).fold(sum, |sum, i| sum + product(i))
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Any shape (a partial last panel, widths that end mid group) and head gives exactly
+        /// the promised order.
+        #[test]
+        fn the_four_lane_kernel_sums_in_the_promised_order(
+            out in 1i64..=110,
+            inner in 1i64..=420,
+            head in 1i64..=4,
+            seed in 0u64..1000,
+        ) {
+            if !fma_linear_available(Kind::Float) {
+                return Ok(());
+            }
+            let head = head.min(inner);
+            let (x, w) = (values(seed, 1, inner), values(seed + 1, out, inner));
+            let _mode = InferenceMode::enter().unwrap();
+            let packed = pack(&tensor(&w, out, inner)).unwrap().unwrap();
+            let y = four_lane_product(&tensor(&x, 1, inner), &packed, out, head)
+                .unwrap()
+                .unwrap();
+            let want = four_lanes(&x, &w, inner as usize, head as usize);
+            let got = Vec::<f32>::try_from(y.flatten(0, -1)).unwrap();
+            prop_assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+        }
+    }
+
+    /// `[out, inner]` fp32 values whose data starts `offset` floats past a 64-byte boundary.
+    fn weight_at_offset(seed: u64, out: i64, inner: i64, offset: i64) -> Tensor {
+        let buffer = Tensor::zeros([out * inner + 16], (Kind::Float, Device::Cpu));
+        assert_eq!(buffer.data_ptr() as usize % 64, 0);
+        let mut weight = buffer.narrow(0, offset, out * inner).view([out, inner]);
+        weight
+            .f_copy_(&tensor(&values(seed, out, inner), out, inner))
+            .unwrap();
+        weight
+    }
+
+    #[test]
+    fn the_four_lane_head_follows_the_weights_address_and_shape() {
+        let heads: Vec<Option<i64>> = (0..4)
+            .map(|offset| four_lane_head(&weight_at_offset(1, 8, 32, offset)))
+            .collect();
+        assert_eq!(heads, [Some(4), Some(3), Some(2), Some(1)]);
+        // Shapes where MKL takes other paths.
+        assert_eq!(four_lane_head(&weight_at_offset(1, 6, 32, 0)), None);
+        assert_eq!(four_lane_head(&weight_at_offset(1, 8, 30, 0)), None);
+        // Too narrow for a head and a group of four.
+        assert_eq!(four_lane_head(&weight_at_offset(1, 8, 8, 0)), Some(4));
+        assert_eq!(four_lane_head(&weight_at_offset(1, 8, 4, 0)), None);
+        assert_eq!(four_lane_head(&weight_at_offset(1, 8, 4, 3)), None);
+        let w = weight_at_offset(1, 8, 32, 0);
+        assert_eq!(four_lane_head(&w.to_kind(Kind::BFloat16)), None);
+        assert_eq!(four_lane_head(&w.view([32, 8]).transpose(0, 1)), None);
+    }
+
+    /// On libtorch's own one-row product, at most one head gives its bits at each alignment of
+    /// the weight; and where one does for an aligned weight (an MKL that sums this way, as on
+    /// an AMD EPYC), the one that does at every alignment is `four_lane_head`'s.
+    #[test]
+    fn the_head_that_matches_libtorch_is_the_one_the_address_gives() {
+        if !fma_linear_available(Kind::Float) {
+            return;
+        }
+        let _mode = InferenceMode::enter().unwrap();
+        let (out, inner) = (64, 96);
+        let x = crate::prepacked_linear::probe_input(1, inner, Kind::Float);
+        let matching: Vec<Vec<i64>> = (0..4)
+            .map(|offset| {
+                let w = weight_at_offset(2, out, inner, offset);
+                let plain = x.linear::<&Tensor>(&w, None);
+                let packed = pack(&w.contiguous()).unwrap().unwrap();
+                (1..=4)
+                    .filter(|&head| {
+                        four_lane_product(&x, &packed, out, head)
+                            .unwrap()
+                            .unwrap()
+                            .equal(&plain)
+                    })
+                    .collect()
+            })
+            .collect();
+        assert!(matching.iter().all(|m| m.len() <= 1), "{matching:?}");
+        if !matching[0].is_empty() {
+            assert_eq!(matching, [[4], [3], [2], [1]]);
         }
     }
 
@@ -404,6 +562,16 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("must be Float or BFloat16"));
+        let four = |x: &Tensor, head: i64| {
+            four_lane_product(x, &packed, 50, head)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(four(&x, 4).contains("takes one row"));
+        let one = x.narrow(0, 0, 1);
+        assert!(four(&one, 0).contains("a head of 0"));
+        assert!(four(&one, 5).contains("a head of 5"));
+        assert!(four(&one.to_kind(Kind::BFloat16), 4).contains("four-lane kernel is fp32"));
         if fma_linear_available(Kind::BFloat16) {
             let odd = w.narrow(1, 0, 63).contiguous().to_kind(Kind::BFloat16);
             let message = pack(&odd).unwrap_err().to_string();

@@ -1,7 +1,7 @@
 //! Bias-free linear layers whose decoding steps compute the plain product with a faster kernel
 //! where one gives it bitwise: MKL's packed GEMM (fp32), oneDNN over a reordered weight (bf16),
-//! one batched product over chunks of the weight, or our own FMA kernel (fp32 and bf16,
-//! [`crate::fma_linear`]).
+//! one batched product over chunks of the weight, or our own kernels (FMA chains in fp32 and
+//! bf16, four lanes at one fp32 row: [`crate::fma_linear`]).
 //!
 //! Why packed: a decoding step at batch 32 multiplies 32 rows by every decoder weight and the
 //! output head, and at so few rows MKL's plain `sgemm` spends much of its time reformatting the
@@ -37,7 +37,10 @@
 //! its 1536×512 stacked q, k, v 219 µs against 290 and 344. Greedy decoding (probe, builds
 //! alternating, same checksums): small fp32 batch 32 641–726 → 840–933 new tokens/s, tiny fp32
 //! batch 32 3253 → 4321, small bf16 batch 1 156–174 → 234–261; every planned weight chose it.
-//! bf16 at batch 32 stays near oneDNN's speed (the plans mix both).
+//! bf16 at batch 32 stays near oneDNN's speed (the plans mix both). At one fp32 row, our
+//! four-lane kernel follows MKL's `sgemv` and streams the weights about three times as fast
+//! (greedy batch 1, same checksums: tiny 1 thread 313–342 → 625–711, 2 threads 600–643 →
+//! 1076–1079; small 2 threads 99–103 → 142–177).
 //!
 //! Numerics: a kernel is used only where it is bitwise the plain product, which is what
 //! transformers computes. That depends on the shape, not on the data: on one Intel machine's MKL
@@ -262,6 +265,9 @@ pub struct PrepackedStats {
     pub stacked: usize,
     /// Of those, the ones multiplied by our own FMA kernel (see [`crate::fma_linear`]).
     pub fma: usize,
+    /// Of those, the ones multiplied by our own four-lane kernel, at one fp32 row (see
+    /// [`crate::fma_linear`]).
+    pub four_lanes: usize,
 }
 
 /// The kernel a decoding step uses for one weight at one row count.
@@ -278,6 +284,9 @@ enum StepKernel {
     /// Our own FMA kernel over the weight's panels, in chains of `k_block` input positions
     /// (fp32 and bf16; see [`crate::fma_linear`]).
     Fma { panels: Tensor, k_block: i64 },
+    /// Our own four-lane kernel over the weight's panels, its first `head` positions summed in
+    /// sequence (one fp32 row; see [`crate::fma_linear::four_lane_head`]).
+    FourLanes { panels: Tensor, head: i64 },
 }
 
 #[cfg(test)]
@@ -289,6 +298,7 @@ impl StepKernel {
             StepKernel::OneDnnPacked(_) => "onednn",
             StepKernel::Chunked(_) => "chunked",
             StepKernel::Fma { .. } => "fma",
+            StepKernel::FourLanes { .. } => "four_lanes",
         }
     }
 }
@@ -419,6 +429,11 @@ impl PrepackedLinear {
                     .ok()
                     .flatten()
             }
+            StepKernel::FourLanes { panels, head } => {
+                fma_linear::four_lane_product(x, panels, self.weight.size()[0], *head)
+                    .ok()
+                    .flatten()
+            }
         }
     }
 
@@ -444,12 +459,19 @@ impl PrepackedLinear {
         let kind = self.weight.kind();
         if fma_linear_available(kind) && self.weight.device() == Device::Cpu {
             let k_blocks = fma_linear::k_blocks_in_plain_order(kind, rows, out, inner);
-            if let (false, Ok(Some(panels))) = (k_blocks.is_empty(), fma_linear::pack(&self.weight))
-            {
+            let head = match rows {
+                1 => fma_linear::four_lane_head(&self.weight),
+                _ => None,
+            };
+            let wanted = !k_blocks.is_empty() || head.is_some();
+            if let (true, Ok(Some(panels))) = (wanted, fma_linear::pack(&self.weight)) {
                 kernels.extend(k_blocks.into_iter().map(|k_block| StepKernel::Fma {
                     panels: panels.shallow_clone(),
                     k_block,
                 }));
+                if let Some(head) = head {
+                    kernels.push(StepKernel::FourLanes { panels, head });
+                }
             }
         }
         kernels
@@ -545,6 +567,7 @@ impl PrepackedLinear {
                 [StepKernel::Packed(_) | StepKernel::OneDnnPacked(_)] => stats.in_use += 1,
                 [StepKernel::Chunked(_)] => stats.chunked += 1,
                 [StepKernel::Fma { .. }] => stats.fma += 1,
+                [StepKernel::FourLanes { .. }] => stats.four_lanes += 1,
                 [_, _, ..] => stats.trying += 1,
                 _ => {}
             }

@@ -190,6 +190,7 @@ impl StackedLinears {
         stats.in_use += n * own.in_use;
         stats.chunked += n * own.chunked;
         stats.fma += n * own.fma;
+        stats.four_lanes += n * own.four_lanes;
         stats.trying += n * own.trying;
         stats.stacked += n * own.checked;
     }
