@@ -6,8 +6,15 @@ use super::*;
 /// Entries of the per-thread chunk cache before it is cleared.
 pub(super) const CHUNK_CACHE_LIMIT: usize = 1 << 20;
 
+/// A chunk's text, inline in the map's slot when short (most words are): a lookup then compares
+/// it without following a pointer to memory that is seldom in cache.
+pub(super) type ChunkText = compact_str::CompactString;
+
+/// A chunk's ids, inline when few (most words take a few).
+pub(super) type ChunkIds = smallvec::SmallVec<[u32; 4]>;
+
 /// Ids of chunks.
-pub(super) type ChunkMap = ahash::AHashMap<Box<str>, Box<[u32]>>;
+pub(super) type ChunkMap = ahash::AHashMap<ChunkText, ChunkIds>;
 
 /// A thread's cached ids of chunks, tagged with the `cache_id` of the tokenizer that filled it.
 pub(super) type ChunkCache = (u64, ChunkMap);
@@ -35,7 +42,7 @@ impl SharedChunkCache {
         &self,
         chunk: &str,
         encode: impl FnOnce(&str) -> Result<Vec<u32>>,
-    ) -> Result<Box<[u32]>> {
+    ) -> Result<ChunkIds> {
         let shard = &self.shards[self.hasher.hash_one(chunk) as usize % Self::SHARDS];
         // A poisoned lock only means another thread panicked while holding it; the map itself
         // is never left half-updated by the operations below.
@@ -44,7 +51,7 @@ impl SharedChunkCache {
             return Ok(ids.clone());
         }
         // Encoded outside the lock: two threads may both encode a chunk, never block on it.
-        let fresh: Box<[u32]> = encode(chunk)?.into_boxed_slice();
+        let fresh = ChunkIds::from_vec(encode(chunk)?);
         let mut map = lock();
         if map.len() > CHUNK_CACHE_LIMIT / Self::SHARDS {
             map.clear();
