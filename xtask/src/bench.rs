@@ -117,7 +117,11 @@ fn settings(args: BenchArgs) -> Settings {
             warmup: 1,
             reps: 3,
             train_examples: 48,
-            pipeline_examples: 2048,
+            // Timed runs of 2048 examples took our side 15-30 ms, short enough for the host's
+            // noise to move the pipeline's ratio between 8.9 and 11 from one run to the next
+            // (spreads up to 42%). 8192, as the full bench takes, costs transformers' side a
+            // few seconds more.
+            pipeline_examples: 8192,
             pipeline_warmup_examples: 40_000,
             // One 64-token generation is about 70 ms on our side: a timed run that short
             // took scheduler noise of up to 28% (spread over three runs). Four, as the full
