@@ -1,7 +1,7 @@
 // C interface of flan-model's shims over what tch does not bind: per-device autocast
 // (autocast.cpp), flushing denormals on every intra-op thread (denormals.cpp), inference mode
 // (inference_mode.cpp), MKL's packed GEMM and oneDNN's reordered bf16 weights for decoding
-// steps (prepacked_linear.cpp), and our own fp32 product for them (fma_linear.cpp).
+// steps (prepacked_linear.cpp), and our own products for them (fma_linear.cpp).
 //
 // The convention is flan-dist's (flan-dist/csrc/c10d_shim.h): every function that can fail
 // returns NULL on success or a heap-allocated, NUL-terminated error message that the caller frees
