@@ -210,6 +210,21 @@ void check_operand(const at::Tensor& t, const char* what, int64_t dims) {
               "contiguous ", dims, "-d tensor, got shape ", t.sizes());
 }
 
+// Whether the kernels apply in the current mode. Not applying is not an error: they have no
+// autograd formula and ignore autocast, so in those modes the caller takes the plain product.
+bool kernels_apply() {
+  return !c10::GradMode::is_enabled() && !at::autocast::is_autocast_enabled(at::kCPU);
+}
+
+// Throws unless the packed weight `p`'s panels are `width` wide and `out_features` fill them.
+void check_panels(const at::Tensor& p, int64_t width, int64_t out_features) {
+  const int64_t panels = p.size(0);
+  TORCH_CHECK(p.size(2) == width, "fma linear: the packed weight's panels are ", p.size(2),
+              " wide, this process's kernels ", width);
+  TORCH_CHECK(out_features > (panels - 1) * width && out_features <= panels * width,
+              "fma linear: ", out_features, " outputs do not fill ", panels, " panels of ", width);
+}
+
 // The panel width for `dtype`; throws where there is no kernel for it.
 int64_t checked_width(at::ScalarType dtype) {
   const int64_t width = panel_width(dtype);
@@ -260,9 +275,7 @@ char* flan_model_fma_linear_forward(void* x, void* packed, int64_t out_features,
     *out = nullptr;
     const at::Tensor& input = *static_cast<at::Tensor*>(x);
     const at::Tensor& p = *static_cast<at::Tensor*>(packed);
-    // Not an error: the kernel has no autograd formula and ignores autocast, so in those modes
-    // the caller takes the plain product.
-    if (c10::GradMode::is_enabled() || at::autocast::is_autocast_enabled(at::kCPU)) {
+    if (!kernels_apply()) {
       return;
     }
     check_operand(input, "input", 2);
@@ -274,14 +287,10 @@ char* flan_model_fma_linear_forward(void* x, void* packed, int64_t out_features,
     const int64_t width = checked_width(dtype);
     const int64_t panels = p.size(0);
     const int64_t k = input.size(1);
-    TORCH_CHECK(p.size(2) == width, "fma linear: the packed weight's panels are ", p.size(2),
-                " wide, this process's kernels ", width);
+    check_panels(p, width, out_features);
     TORCH_CHECK(bf16 ? p.size(1) * 2 == k && p.size(3) == 2 : p.size(1) == k,
                 "fma linear: input of shape ", input.sizes(), " for a packed weight of shape ",
                 p.sizes());
-    TORCH_CHECK(out_features > (panels - 1) * width && out_features <= panels * width,
-                "fma linear: ", out_features, " outputs do not fill ", panels, " panels of ",
-                width);
     // A block boundary must not split a bf16 pair (one block covering everything has none).
     TORCH_CHECK(k_block > 0 && (!bf16 || k_block % 2 == 0 || k_block >= k), "fma linear: blocks ",
                 "of ", k_block, " input positions", bf16 ? " (bf16 needs an even number)" : "");
@@ -320,8 +329,7 @@ char* flan_model_fma_linear_four_lanes(void* x, void* packed, int64_t out_featur
     *out = nullptr;
     const at::Tensor& input = *static_cast<at::Tensor*>(x);
     const at::Tensor& p = *static_cast<at::Tensor*>(packed);
-    // As for flan_model_fma_linear_forward.
-    if (c10::GradMode::is_enabled() || at::autocast::is_autocast_enabled(at::kCPU)) {
+    if (!kernels_apply()) {
       return;
     }
     check_operand(input, "input", 2);
@@ -334,13 +342,9 @@ char* flan_model_fma_linear_four_lanes(void* x, void* packed, int64_t out_featur
     const int64_t k = input.size(1);
     TORCH_CHECK(input.size(0) == 1, "fma linear: the four-lane kernel takes one row, got ",
                 input.size(0));
-    TORCH_CHECK(p.size(2) == width, "fma linear: the packed weight's panels are ", p.size(2),
-                " wide, this process's kernels ", width);
+    check_panels(p, width, out_features);
     TORCH_CHECK(p.size(1) == k, "fma linear: input of shape ", input.sizes(),
                 " for a packed weight of shape ", p.sizes());
-    TORCH_CHECK(out_features > (panels - 1) * width && out_features <= panels * width,
-                "fma linear: ", out_features, " outputs do not fill ", panels, " panels of ",
-                width);
     TORCH_CHECK(head >= 1 && head <= 4 && head <= k, "fma linear: a head of ", head,
                 " positions (1 to 4, at most the input width ", k, ")");
     at::Tensor y = at::empty({1, out_features}, input.options());
