@@ -38,9 +38,9 @@
 //! alternating, same checksums): small fp32 batch 32 641–726 → 840–933 new tokens/s, tiny fp32
 //! batch 32 3253 → 4321, small bf16 batch 1 156–174 → 234–261; every planned weight chose it.
 //! bf16 at batch 32 stays near oneDNN's speed (the plans mix both). At one fp32 row, our
-//! four-lane kernel follows MKL's `sgemv` and streams the weights about three times as fast
-//! (greedy batch 1, same checksums: tiny 1 thread 313–342 → 625–711, 2 threads 600–643 →
-//! 1076–1079; small 2 threads 99–103 → 142–177).
+//! four-lane kernel sums as MKL's `sgemv` does, which reads weights from memory at about a third
+//! of the bandwidth a plain `sum` reaches there (greedy batch 1, same checksums: tiny 1 thread
+//! 313–342 → 625–711, 2 threads 600–643 → 1076–1079; small 2 threads 99–103 → 142–177).
 //!
 //! Numerics: a kernel is used only where it is bitwise the plain product, which is what
 //! transformers computes. That depends on the shape, not on the data: on one Intel machine's MKL
