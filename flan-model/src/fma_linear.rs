@@ -3,7 +3,7 @@
 //! `k_block` positions, the blocks' sums added in order. fp32 takes one FMA per position; bf16
 //! one AVX512-BF16 `vdpbf16ps` per pair of positions (the odd position's product added first,
 //! each step rounded to fp32), the sum rounded to bf16 at the end. For one fp32 row, a second
-//! kernel sums in four chains without FMA ([`four_lane_product`]).
+//! kernel sums in four chains without FMA (`four_lane_product`).
 //!
 //! Why: on an AMD EPYC, the plain products' kernels sum in exactly these orders, slowly.
 //! - fp32: MKL takes its generic (`def`) kernels there, which at the row counts of batched
@@ -23,10 +23,10 @@
 //!   it on every output at 1 and 2 threads, for the T5 shapes and at every 4-byte alignment.
 //!
 //! A kernel that sums in the same order gives the same bits, so [`crate::prepacked_linear`]
-//! offers it as a candidate for each block length in [`K_BLOCKS`], and its probe check keeps the
+//! offers it as a candidate for each block length in `K_BLOCKS`, and its probe check keeps the
 //! one, if any, that is bitwise the plain product on the machine at hand (bf16 also on the
-//! cancelling input, [`order_probe`]); at one fp32 row it also offers the four-lane kernel, with
-//! the head the weight's address gives ([`four_lane_head`]). Elsewhere (another MKL or oneDNN)
+//! cancelling input, `order_probe`); at one fp32 row it also offers the four-lane kernel, with
+//! the head the weight's address gives (`four_lane_head`). Elsewhere (another MKL or oneDNN)
 //! none passes and nothing changes.
 //!
 //! The vector width does not change the bits (each lane is an output column with its own chain),
@@ -152,7 +152,7 @@ pub(crate) fn pack(weight: &Tensor) -> Result<Option<Tensor>> {
 }
 
 /// The head (positions summed in sequence before the four chains) with which the four-lane
-/// kernel ([`four_lane_product`]) sums as MKL's generic sgemv does for one row times `weight`,
+/// kernel (`four_lane_product`) sums as MKL's generic sgemv does for one row times `weight`,
 /// where it might: a contiguous fp32 `[out, in]` weight with `out` and `in` multiples of four and
 /// `in` at least the head plus four. Elsewhere MKL takes other paths (rows left over from its
 /// groups of four, rows aligned differently, a scalar loop) and this gives None.

@@ -52,7 +52,7 @@
 //! that differs is dropped.
 //!
 //! Which kernel: the candidates that pass (the plain product included) take turns on the steps
-//! themselves, [`PLAN_TRIALS`] calls each, and the one with the fastest median call is kept.
+//! themselves, `PLAN_TRIALS` calls each, and the one with the fastest median call is kept.
 //! Timing them on the probe instead, alone and with a hot cache, misled: on the AMD EPYC the
 //! packed and chunked products were within 5% of each other and of the plain one there, and the
 //! plans chose packed for most weights, while in the steps, where each weight comes back only
