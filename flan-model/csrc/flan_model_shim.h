@@ -100,6 +100,17 @@ char* flan_model_fma_linear_forward(
 // flan_model_fma_linear_forward. Fails when the operands do not match.
 char* flan_model_fma_linear_four_lanes(
     void* x, void* packed, int64_t out_features, int64_t head, void** out);
+
+// --- bf16_dot_linear.cpp. Tensors as for prepacked_linear.cpp.
+// 1 where this process's libtorch sums bf16 dot products as flan_model_bf16_dot_linear_forward
+// does (its AVX2 build, on a CPU with AVX2 and FMA), else 0.
+int32_t flan_model_bf16_dot_linear_available(void);
+// *out: `x [rows, in] · weightᵀ` for a bf16 input and weight (contiguous 2-d CPU tensors), each
+// output summed as libtorch's AVX2 bf16_dot_with_fp32_arith sums (64 chains of FMAs, added in a
+// fixed tree; the positions past the last multiple of 64 after them) and rounded to bf16; NULL
+// as for flan_model_fma_linear_forward. Fails when the operands do not match or the kernel is
+// not available.
+char* flan_model_bf16_dot_linear_forward(void* x, void* weight, void** out);
 #ifdef __cplusplus
 }
 #endif

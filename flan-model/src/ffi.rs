@@ -86,6 +86,14 @@ extern "C" {
         head: i64,
         out: *mut *mut c_void,
     ) -> *mut c_char;
+
+    // csrc/bf16_dot_linear.cpp
+    pub(crate) fn flan_model_bf16_dot_linear_available() -> i32;
+    pub(crate) fn flan_model_bf16_dot_linear_forward(
+        x: *mut c_void,
+        weight: *mut c_void,
+        out: *mut *mut c_void,
+    ) -> *mut c_char;
 }
 
 /// Converts a shim's return value: null is success, anything else an owned error message, which

@@ -37,6 +37,7 @@
 #![deny(missing_docs)]
 
 pub mod autocast;
+pub mod bf16_dot_linear;
 pub mod checkpoint;
 pub mod config;
 pub mod continuous;

@@ -1,7 +1,8 @@
 //! Bias-free linear layers whose decoding steps compute the plain product with a faster kernel
 //! where one gives it bitwise: MKL's packed GEMM (fp32), oneDNN over a reordered weight (bf16),
 //! one batched product over chunks of the weight, or our own kernels (FMA chains in fp32 and
-//! bf16, four lanes at one fp32 row: [`crate::fma_linear`]).
+//! bf16, four lanes at one fp32 row: [`crate::fma_linear`]; libtorch's own bf16 dot order:
+//! [`crate::bf16_dot_linear`]).
 //!
 //! Why packed: a decoding step at batch 32 multiplies 32 rows by every decoder weight and the
 //! output head, and at so few rows MKL's plain `sgemm` spends much of its time reformatting the
@@ -84,6 +85,7 @@ use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
 use crate::autocast::Autocast;
+use crate::bf16_dot_linear;
 use crate::ffi::{self, owned_tensor, tensor_ptr};
 use crate::fma_linear::{self, fma_linear_available};
 use crate::inference_mode::InferenceMode;
@@ -93,6 +95,10 @@ use crate::Result;
 
 /// Fewest rows for which a step tries the packed product (see the module docs).
 const MIN_PACKED_ROWS: i64 = 16;
+
+/// Most rows of the order probe on which [`PrepackedLinear`] judges the bf16 dot kernel for a
+/// product outside decoding steps (see `bf16_dot_forward`).
+const EVAL_ORDER_ROWS: i64 = 8;
 
 /// Most rows for which a step plans a kernel: decoding steps (batch × beams) and not a
 /// prompt's worth of positions.
@@ -268,6 +274,9 @@ pub struct PrepackedStats {
     /// Of those, the ones multiplied by our own four-lane kernel, at one fp32 row (see
     /// [`crate::fma_linear`]).
     pub four_lanes: usize,
+    /// Of those, the ones multiplied by our own kernel in libtorch's AVX2 bf16 dot order (see
+    /// [`crate::bf16_dot_linear`]).
+    pub bf16_dots: usize,
 }
 
 /// The kernel a decoding step uses for one weight at one row count.
@@ -287,6 +296,9 @@ enum StepKernel {
     /// Our own four-lane kernel over the weight's panels, its first `head` positions summed in
     /// sequence (one fp32 row; see [`crate::fma_linear::four_lane_head`]).
     FourLanes { panels: Tensor, head: i64 },
+    /// Our own kernel in libtorch's AVX2 bf16 dot order, over the weight itself (see
+    /// [`crate::bf16_dot_linear`]).
+    Bf16Dots,
 }
 
 #[cfg(test)]
@@ -299,6 +311,7 @@ impl StepKernel {
             StepKernel::Chunked(_) => "chunked",
             StepKernel::Fma { .. } => "fma",
             StepKernel::FourLanes { .. } => "four_lanes",
+            StepKernel::Bf16Dots => "bf16_dots",
         }
     }
 }
@@ -384,7 +397,8 @@ impl PrepackedLinear {
     pub(crate) fn apply(&self, x: &Tensor, pass: Pass) -> Tensor {
         let base = match pass {
             Pass::DecodeStep => self.forward_step(x),
-            Pass::Train | Pass::Eval => self.forward(x),
+            Pass::Eval => self.forward_eval(x),
+            Pass::Train => self.forward(x),
         };
         match self.lora.borrow().as_ref() {
             Some(lora) => lora.add_to(base, x, pass),
@@ -395,6 +409,44 @@ impl PrepackedLinear {
     /// `x · weightᵀ`, libtorch's linear layer (the base product, without an adapter).
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         x.linear::<&Tensor>(&self.weight, None)
+    }
+
+    /// The same product outside decoding steps and training (the encoder, the cross-attention's
+    /// keys and values, scoring): through the bf16 dot kernel where it gives it bitwise; else
+    /// [`Self::forward`].
+    fn forward_eval(&self, x: &Tensor) -> Tensor {
+        self.bf16_dot_forward(x).unwrap_or_else(|| self.forward(x))
+    }
+
+    /// `x · weightᵀ` through [`crate::bf16_dot_linear`] for a bf16 input and weight in inference
+    /// mode, where the kernel sums as libtorch's plain product at the layer's shape: judged on at
+    /// most [`EVAL_ORDER_ROWS`] rows, since libtorch's product there is one dot product per
+    /// (row, output) whatever the row count (an emulation matched it at 1 to 4096 rows), so that
+    /// prompts of every length share one check.
+    fn bf16_dot_forward(&self, x: &Tensor) -> Option<Tensor> {
+        if !bf16_dot_linear::bf16_dot_linear_available()
+            || !bf16_on_cpu(&self.weight)
+            || !self.weight.is_contiguous()
+        {
+            return None;
+        }
+        let mut shape = x.size();
+        let (&inner, outer) = shape.split_last()?;
+        let rows: i64 = outer.iter().product();
+        let (out, weight_inner) = self.weight.size2().ok()?;
+        let usable = rows > 0
+            && inner == weight_inner
+            && bf16_on_cpu(x)
+            && InferenceMode::is_enabled()
+            && !Autocast::is_enabled(Device::Cpu).unwrap_or(true)
+            && bf16_dot_linear::in_plain_order(rows.min(EVAL_ORDER_ROWS), out, inner);
+        if !usable {
+            return None;
+        }
+        let x2 = x.f_contiguous().ok()?.f_view([rows, inner]).ok()?;
+        let y = bf16_dot_linear::product(&x2, &self.weight).ok().flatten()?;
+        *shape.last_mut()? = out;
+        y.f_view(shape.as_slice()).ok()
     }
 
     /// The same product for a decoding step: through the kernel planned for `x`'s row count
@@ -434,6 +486,7 @@ impl PrepackedLinear {
                     .ok()
                     .flatten()
             }
+            StepKernel::Bf16Dots => bf16_dot_linear::product(x, &self.weight).ok().flatten(),
         }
     }
 
@@ -473,6 +526,12 @@ impl PrepackedLinear {
                     kernels.push(StepKernel::FourLanes { panels, head });
                 }
             }
+        }
+        if bf16_on_cpu(&self.weight)
+            && self.weight.is_contiguous()
+            && bf16_dot_linear::in_plain_order(rows, out, inner)
+        {
+            kernels.push(StepKernel::Bf16Dots);
         }
         kernels
     }
@@ -568,6 +627,7 @@ impl PrepackedLinear {
                 [StepKernel::Chunked(_)] => stats.chunked += 1,
                 [StepKernel::Fma { .. }] => stats.fma += 1,
                 [StepKernel::FourLanes { .. }] => stats.four_lanes += 1,
+                [StepKernel::Bf16Dots] => stats.bf16_dots += 1,
                 [_, _, ..] => stats.trying += 1,
                 _ => {}
             }
@@ -866,6 +926,48 @@ mod tests {
             let planned = linear.planned_row_counts();
             assert_eq!(planned.len(), 1);
             assert_ne!(planned[0].1, "packed", "MKL's packed GEMM is fp32 only");
+        }
+    }
+
+    /// Products outside decoding steps (an encoder's, many rows of a 3-d input) take the bf16
+    /// dot kernel where it sums as libtorch does at the layer's shape, and are the plain product
+    /// bitwise either way; fp32, autograd and shapes it was not judged on stay plain.
+    #[test]
+    fn bf16_eval_products_give_the_plain_bf16_product() {
+        let weight = matrix(8, 640, 256, 0.05).to_kind(Kind::BFloat16);
+        let linear = PrepackedLinear::new("test".into(), weight);
+        let x = matrix(9, 300, 256, 1.0)
+            .to_kind(Kind::BFloat16)
+            .view([3, 100, 256]);
+        let (eval, kernel, plain) = InferenceMode::run(|| {
+            (
+                linear.apply(&x, Pass::Eval),
+                linear.bf16_dot_forward(&x),
+                linear.forward(&x),
+            )
+        })
+        .unwrap();
+        assert_eq!(eval.size(), [3, 100, 640]);
+        assert!(eval.equal(&plain));
+        let judged = bf16_dot_linear::in_plain_order(EVAL_ORDER_ROWS, 640, 256);
+        assert_eq!(kernel.is_some(), judged);
+        if let Some(kernel) = kernel {
+            assert!(kernel.equal(&plain));
+        }
+        // Outside inference mode, on an fp32 layer, on a non-contiguous input: see the docs.
+        assert!(linear.bf16_dot_forward(&x).is_none());
+        let fp32 = PrepackedLinear::new("test".into(), matrix(8, 64, 256, 0.05));
+        let x32 = x.to_kind(Kind::Float);
+        assert!(InferenceMode::run(|| fp32.bf16_dot_forward(&x32))
+            .unwrap()
+            .is_none());
+        let strided = x.transpose(0, 1);
+        let (kernel, plain) =
+            InferenceMode::run(|| (linear.bf16_dot_forward(&strided), linear.forward(&strided)))
+                .unwrap();
+        assert_eq!(kernel.is_some(), judged);
+        if let Some(kernel) = kernel {
+            assert!(kernel.equal(&plain));
         }
     }
 

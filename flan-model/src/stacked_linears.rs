@@ -191,6 +191,7 @@ impl StackedLinears {
         stats.chunked += n * own.chunked;
         stats.fma += n * own.fma;
         stats.four_lanes += n * own.four_lanes;
+        stats.bf16_dots += n * own.bf16_dots;
         stats.trying += n * own.trying;
         stats.stacked += n * own.checked;
     }

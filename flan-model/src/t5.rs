@@ -116,7 +116,9 @@ impl Params {
 pub(crate) enum Pass {
     /// Training: dropout applies (at the config's `dropout_rate`).
     Train,
-    /// Evaluation, full decoding and multi-position cached steps: no dropout, plain products.
+    /// Evaluation, full decoding and multi-position cached steps: no dropout, plain products
+    /// (bf16 ones through [`crate::bf16_dot_linear`] where that is bitwise the same:
+    /// [`PrepackedLinear::apply`]).
     Eval,
     /// A one-position decoding step over a KV cache: no dropout, and the projections of the new
     /// position may use packed weights or a chunked product ([`PrepackedLinear::forward_step`],

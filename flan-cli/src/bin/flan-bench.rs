@@ -545,7 +545,7 @@ fn kernels_json(model: &T5ForConditionalGeneration) -> serde_json::Value {
     let stats = model.prepacked_decoding_stats();
     json!({"planned": stats.checked, "packed": stats.in_use, "chunked": stats.chunked,
            "trying": stats.trying, "stacked": stats.stacked, "fma": stats.fma,
-           "four_lanes": stats.four_lanes})
+           "four_lanes": stats.four_lanes, "bf16_dots": stats.bf16_dots})
 }
 
 /// A position-weighted sum of ids: equal on both sides when greedy decoding picked the same tokens.
