@@ -37,6 +37,10 @@ pub struct CpuInfo {
     pub model: String,
     /// `vendor_id` of the first processor (empty where there is none).
     pub vendor: String,
+    /// `cpu family`, `model` and `stepping` of the first processor, as "family F, model M,
+    /// stepping S" (None where one is missing): under a hypervisor the model name may say only
+    /// "AMD EPYC", and these numbers tell its generations apart (family 25 is Zen 3 and Zen 4).
+    pub signature: Option<String>,
     /// Every flag of the first processor (`flags` on x86, `Features` on Arm).
     pub flags: Vec<String>,
     /// `processor` entries: the logical CPUs the kernel sees.
@@ -88,6 +92,10 @@ impl CpuInfo {
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| std::env::consts::ARCH.to_string()),
             vendor: first("vendor_id").unwrap_or_default(),
+            signature: match (first("cpu family"), first("model"), first("stepping")) {
+                (Some(f), Some(m), Some(s)) => Some(format!("family {f}, model {m}, stepping {s}")),
+                _ => None,
+            },
             flags: first("flags")
                 .or_else(|| first("Features"))
                 .unwrap_or_default()
@@ -192,7 +200,7 @@ impl Machine {
             .collect();
         let t = &self.torch;
         json!({
-            "cpu": self.cpu.model, "vendor": self.cpu.vendor,
+            "cpu": self.cpu.model, "vendor": self.cpu.vendor, "signature": self.cpu.signature,
             "logical_cpus": self.cpu.logical_cpus, "physical_cores": self.cpu.physical_cores,
             "available_cores": self.available_cores, "threads": self.threads,
             "isa_flags": flags,
@@ -239,10 +247,11 @@ impl Machine {
             }
         };
         let cpu = &self.cpu;
-        let vendor = if cpu.vendor.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", cpu.vendor)
+        let vendor = match (cpu.vendor.as_str(), &cpu.signature) {
+            ("", None) => String::new(),
+            ("", Some(signature)) => format!(" ({signature})"),
+            (vendor, None) => format!(" ({vendor})"),
+            (vendor, Some(signature)) => format!(" ({vendor}, {signature})"),
         };
         let physical = cpu
             .physical_cores
@@ -388,6 +397,10 @@ flags\t\t: fpu sse sse2 fma avx f16c avx2
         let epyc = CpuInfo::parse(EPYC_CPUINFO);
         assert_eq!(epyc.model, "AMD EPYC");
         assert_eq!(epyc.vendor, "AuthenticAMD");
+        assert_eq!(
+            epyc.signature.as_deref(),
+            Some("family 25, model 17, stepping 1")
+        );
         assert_eq!((epyc.logical_cpus, epyc.physical_cores), (2, Some(2)));
         let has: Vec<&str> = epyc
             .isa_flags()
@@ -447,6 +460,7 @@ flags\t\t: fpu sse sse2 fma avx f16c avx2
         assert_eq!((c.logical_cpus, c.physical_cores), (2, Some(1)));
         assert_eq!(c.model, std::env::consts::ARCH);
         assert_eq!(c.vendor, "");
+        assert_eq!(c.signature, None);
         // An Arm kernel: `Features`, no physical id.
         let arm = CpuInfo::parse("processor\t: 0\nFeatures\t: fp asimd sve\n\nprocessor\t: 1\n");
         assert_eq!((arm.logical_cpus, arm.physical_cores), (2, None));
@@ -501,6 +515,7 @@ flags\t\t: fpu sse sse2 fma avx f16c avx2
         let j = m.to_json();
         assert_eq!(j["cpu"], "AMD EPYC");
         assert_eq!(j["vendor"], "AuthenticAMD");
+        assert_eq!(j["signature"], "family 25, model 17, stepping 1");
         assert_eq!(j["isa"], "avx2");
         assert_eq!(j["isa_flags"]["avx512_bf16"], true);
         assert_eq!(j["isa_flags"]["amx_tile"], false);
@@ -509,7 +524,10 @@ flags\t\t: fpu sse sse2 fma avx f16c avx2
         assert_eq!(j["torch"]["same_libtorch_as_flan_bench"], true);
         let md = m.markdown();
         assert!(
-            md.contains("- CPU: AMD EPYC (AuthenticAMD), 2 logical CPUs, 2 physical cores"),
+            md.contains(
+                "- CPU: AMD EPYC (AuthenticAMD, family 25, model 17, stepping 1), 2 logical CPUs, \
+                 2 physical cores"
+            ),
             "{md}"
         );
         assert!(
