@@ -79,25 +79,10 @@ pub(crate) fn product(x: &Tensor, weight: &Tensor) -> Result<Option<Tensor>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fma_linear::tests::bf16_values as values;
     use crate::InferenceMode;
     use proptest::prelude::*;
     use tch::{Device, Kind};
-
-    /// Deterministic `[rows, cols]` bf16 values (as fp32) of both signs, a few exact zeros.
-    fn values(seed: u64, rows: i64, cols: i64) -> Vec<f32> {
-        let v: Vec<f32> = (0..rows * cols)
-            .map(|i| {
-                let i = i as u64 + seed * 7919;
-                if i % 37 == 0 {
-                    0.0
-                } else {
-                    ((i as f64 * 0.618_033_988_749_894_9).fract() - 0.5) as f32 * 3.0
-                }
-            })
-            .collect();
-        let t = Tensor::from_slice(&v).to_kind(Kind::BFloat16);
-        Vec::<f32>::try_from(t.to_kind(Kind::Float)).unwrap()
-    }
 
     fn bf16(v: &[f32], rows: i64, cols: i64) -> Tensor {
         Tensor::from_slice(v)

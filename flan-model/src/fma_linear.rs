@@ -209,7 +209,7 @@ pub(crate) fn product(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::InferenceMode;
     use proptest::prelude::*;
@@ -403,7 +403,7 @@ mod tests {
     }
 
     /// Values as bf16 and back, so that the emulation sees what the bf16 kernel does.
-    fn bf16_values(seed: u64, rows: i64, cols: i64) -> Vec<f32> {
+    pub(crate) fn bf16_values(seed: u64, rows: i64, cols: i64) -> Vec<f32> {
         let t = tensor(&values(seed, rows, cols), rows, cols).to_kind(Kind::BFloat16);
         Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1)).unwrap()
     }
