@@ -2,12 +2,13 @@
 //! tch has only the CUDA fp16 switch, and T5 v1.1/Flan needs bf16), inference mode
 //! (`csrc/inference_mode.cpp`), flushing denormals on every intra-op thread
 //! (`csrc/denormals.cpp`), MKL's packed GEMM and oneDNN's reordered bf16 weights for decoding
-//! steps (`csrc/prepacked_linear.cpp`), and our own products for them (`csrc/fma_linear.cpp`,
-//! `csrc/bf16_dot_linear.cpp`). `csrc/flan_model_shim.h` declares their C interface and its error
+//! steps (`csrc/prepacked_linear.cpp`), our own products for them (`csrc/fma_linear.cpp`,
+//! `csrc/bf16_dot_linear.cpp`), and T5's layer norm in one call (`csrc/rms_norm.cpp`).
+//! `csrc/flan_model_shim.h` declares their C interface and its error
 //! convention, which flan-build's `csrc/flan_shim_error.h` (shared with
 //! flan-dist) and `csrc/shim_error.cpp` implement; `src/ffi.rs` is the Rust side.
 
-const SOURCES: [&str; 7] = [
+const SOURCES: [&str; 8] = [
     "csrc/shim_error.cpp",
     "csrc/autocast.cpp",
     "csrc/inference_mode.cpp",
@@ -15,6 +16,7 @@ const SOURCES: [&str; 7] = [
     "csrc/prepacked_linear.cpp",
     "csrc/fma_linear.cpp",
     "csrc/bf16_dot_linear.cpp",
+    "csrc/rms_norm.cpp",
 ];
 
 fn main() {

@@ -1,7 +1,8 @@
 // C interface of flan-model's shims over what tch does not bind: per-device autocast
 // (autocast.cpp), flushing denormals on every intra-op thread (denormals.cpp), inference mode
 // (inference_mode.cpp), MKL's packed GEMM and oneDNN's reordered bf16 weights for decoding
-// steps (prepacked_linear.cpp), and our own products for them (fma_linear.cpp).
+// steps (prepacked_linear.cpp), our own products for them (fma_linear.cpp, bf16_dot_linear.cpp)
+// and T5's layer norm in one call (rms_norm.cpp).
 //
 // The convention is flan-dist's (flan-dist/csrc/c10d_shim.h): every function that can fail
 // returns NULL on success or a heap-allocated, NUL-terminated error message that the caller frees
@@ -111,6 +112,19 @@ int32_t flan_model_bf16_dot_linear_available(void);
 // as for flan_model_fma_linear_forward. Fails when the operands do not match or the kernel is
 // not available.
 char* flan_model_bf16_dot_linear_forward(void* x, void* weight, void** out);
+
+// --- rms_norm.cpp. Tensors as for prepacked_linear.cpp.
+// Lanes of the vectors libtorch's float sums run in (8 in its AVX2 and default builds, 16 in its
+// AVX-512 one), 0 where rms_norm.cpp does not know the build.
+int32_t flan_model_rms_norm_lanes(void);
+// *out: T5's layer norm `weight * to(x * rsqrt(mean(x²) + eps), weight.dtype)` of a contiguous
+// float or bf16 `x [..., n]` with a 1-d `weight [n]`, every row's sum of squares added in ATen's
+// cascade order over vectors of `lanes` lanes (0: flan_model_rms_norm_lanes()), and, when
+// `variance` is not NULL, *variance: the rows' mean squares (fp32, `[..., 1]`). *out stays NULL
+// where the kernel does not apply: autograd on an input that needs it, CPU autocast, other
+// dtypes, layouts or shapes, 32768 elements or more (libtorch sums those in parallel).
+char* flan_model_rms_norm_forward(
+    void* x, void* weight, double eps, int32_t lanes, void** out, void** variance);
 #ifdef __cplusplus
 }
 #endif

@@ -94,6 +94,18 @@ extern "C" {
         weight: *mut c_void,
         out: *mut *mut c_void,
     ) -> *mut c_char;
+
+    // csrc/rms_norm.cpp
+    #[cfg(test)]
+    pub(crate) fn flan_model_rms_norm_lanes() -> i32;
+    pub(crate) fn flan_model_rms_norm_forward(
+        x: *mut c_void,
+        weight: *mut c_void,
+        eps: f64,
+        lanes: i32,
+        out: *mut *mut c_void,
+        variance: *mut *mut c_void,
+    ) -> *mut c_char;
 }
 
 /// Converts a shim's return value: null is success, anything else an owned error message, which
