@@ -65,19 +65,6 @@ inline float value(const uint16_t* p) {
   return f;
 }
 
-// How far ahead, in weights, a one-row product asks for the bf16 weights it will read. At one
-// row the product only streams the weights from memory, and the hardware prefetcher alone kept
-// it at about 60% of a plain read of the same bytes (a 32128 × 512 weight, t5-small's LM head, on a Zen 3
-// EPYC); 4 KB ahead (two or more T5 weight rows) brought it to 90-100%. A prefetch never faults, so
-// asking past the weight's end is harmless.
-constexpr int64_t kPrefetchAhead = 2048;
-
-inline void prefetch_ahead(const float*) {}
-inline void prefetch_ahead(const uint16_t* p) {
-  _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead), _MM_HINT_T0);
-  _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchAhead + 32), _MM_HINT_T0);
-}
-
 template <typename W>
 inline float dot(const float* x, const W* w, int64_t k) {
   const int64_t k64 = k / 64 * 64;
@@ -87,7 +74,6 @@ inline float dot(const float* x, const W* w, int64_t k) {
     a = _mm256_setzero_ps();
   }
   for (int64_t i = 0; i < k64; i += 64) {
-    prefetch_ahead(w + i);
     #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {
       acc[j] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * j), load(w + i + 8 * j),
