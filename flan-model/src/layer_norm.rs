@@ -124,8 +124,18 @@ fn probe(x_kind: Kind, weight_kind: Kind, width: i64) -> Option<(Tensor, Tensor)
     if rows == 0 {
         return None;
     }
-    let n = rows * width;
-    let i = Tensor::arange(n, (Kind::Double, tch::Device::Cpu));
+    let x = spread(0, rows, width, x_kind);
+    let weight =
+        ((Tensor::arange(width, (Kind::Double, tch::Device::Cpu)) * 0.414_213_562_373_095).frac()
+            + 0.5)
+            .to_kind(weight_kind);
+    Some((x, weight))
+}
+
+/// `rows × width` values with magnitudes over 2^-12 to 2^12 (so that summation orders show),
+/// from `seed`.
+fn spread(seed: u64, rows: i64, width: i64, kind: Kind) -> Tensor {
+    let i = Tensor::arange(rows * width, (Kind::Double, tch::Device::Cpu)) + (seed as f64 * 7919.0);
     let mantissa = (&i * 0.618_033_988_749_894_9).frac() + 1.0;
     let exponent = ((&i * 0.754_877_666_246_692_7).frac() * 24.0 - 12.0).floor();
     let sign = (&i * 0.569_840_290_998_053_3)
@@ -134,14 +144,9 @@ fn probe(x_kind: Kind, weight_kind: Kind, width: i64) -> Option<(Tensor, Tensor)
         .to_kind(Kind::Double)
         * 2.0
         - 1.0;
-    let x = (mantissa * exponent.exp2() * sign)
-        .to_kind(x_kind)
-        .view([rows, width]);
-    let weight =
-        ((Tensor::arange(width, (Kind::Double, tch::Device::Cpu)) * 0.414_213_562_373_095).frac()
-            + 0.5)
-            .to_kind(weight_kind);
-    Some((x, weight))
+    (mantissa * exponent.exp2() * sign)
+        .to_kind(kind)
+        .view([rows, width])
 }
 
 #[cfg(test)]
@@ -155,23 +160,6 @@ mod tests {
     fn native_lanes() -> i32 {
         // SAFETY: no arguments; cannot fail (the shim catches every C++ exception).
         unsafe { ffi::flan_model_rms_norm_lanes() }
-    }
-
-    /// `rows × width` values with magnitudes over 2^-12 to 2^12 (so that summation orders
-    /// show), from `seed`.
-    fn spread(seed: u64, rows: i64, width: i64, kind: Kind) -> Tensor {
-        let i = Tensor::arange(rows * width, (Kind::Double, Device::Cpu)) + (seed as f64 * 7919.0);
-        let mantissa = (&i * 0.618_033_988_749_894_9).frac() + 1.0;
-        let exponent = ((&i * 0.754_877_666_246_692_7).frac() * 24.0 - 12.0).floor();
-        let sign = (&i * 0.569_840_290_998_053_3)
-            .frac()
-            .ge(0.5)
-            .to_kind(Kind::Double)
-            * 2.0
-            - 1.0;
-        (mantissa * exponent.exp2() * sign)
-            .to_kind(kind)
-            .view([rows, width])
     }
 
     fn kind(bf16: bool) -> Kind {
