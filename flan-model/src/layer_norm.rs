@@ -17,13 +17,19 @@ use crate::prepacked_linear::tensor_from_shim;
 /// `weight * x / sqrt(mean(x^2) + eps)`, with the variance computed in fp32 and the normalised
 /// value cast back to the weight's dtype before scaling (as transformers does for f16/bf16).
 pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Tensor {
-    if fused_agrees(
+    let key = key(
         x.kind(),
         weight.kind(),
         weight.size().first().copied().unwrap_or(0),
-    ) {
+    );
+    // The kernel is asked first, the probe only once the kernel applies: in a mode where it
+    // declines (autocast, autograd) the probe would decline too, learn nothing, and be paid
+    // again on every call.
+    if let Some(key) = key.filter(|&k| known(k) != Some(false)) {
         if let Ok(Some((y, _))) = fused(x, weight, eps, 0, false) {
-            return y;
+            if fused_agrees(key) {
+                return y;
+            }
         }
     }
     composite(x, weight, eps)
@@ -78,26 +84,48 @@ fn fused(
     Ok(y.map(|y| (y, var)))
 }
 
-/// Whether the kernel gives the composite's bits for a `[.., width]` input of `x_kind` with a
-/// weight of `weight_kind`, found on [`probe`] rows (the rows' mean squares and the norms) and
-/// remembered for the process: the summation order belongs to libtorch's build, not the data.
-fn fused_agrees(x_kind: Kind, weight_kind: Kind, width: i64) -> bool {
-    type Key = (bool, bool, i64);
-    static KNOWN: Mutex<BTreeMap<Key, bool>> = Mutex::new(BTreeMap::new());
+/// What [`fused_agrees`] remembers a verdict by: whether the input and the weight are bf16 (else
+/// fp32), and the width. None for other dtypes.
+type Key = (bool, bool, i64);
+
+fn key(x_kind: Kind, weight_kind: Kind, width: i64) -> Option<Key> {
     let supported = |k: Kind| matches!(k, Kind::Float | Kind::BFloat16);
-    if !supported(x_kind) || !supported(weight_kind) || width <= 0 {
-        return false;
-    }
-    let key = (
+    (supported(x_kind) && supported(weight_kind) && width > 0).then_some((
         x_kind == Kind::BFloat16,
         weight_kind == Kind::BFloat16,
         width,
-    );
-    if let Some(known) = KNOWN.lock().ok().and_then(|k| k.get(&key).copied()) {
+    ))
+}
+
+static KNOWN: Mutex<BTreeMap<Key, bool>> = Mutex::new(BTreeMap::new());
+
+/// Probes run in this process (for tests: a mode where the kernel declines must not pay one).
+static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// bf16 or fp32, as a [`Key`] spells them.
+fn kind(bf16: bool) -> Kind {
+    if bf16 {
+        Kind::BFloat16
+    } else {
+        Kind::Float
+    }
+}
+
+/// The verdict of [`fused_agrees`] for `key`, if it has been reached.
+fn known(key: Key) -> Option<bool> {
+    KNOWN.lock().ok().and_then(|k| k.get(&key).copied())
+}
+
+/// Whether the kernel gives the composite's bits for inputs of `key`, found on [`probe`] rows
+/// (the rows' mean squares and the norms) and remembered for the process: the summation order
+/// belongs to libtorch's build, not the data.
+fn fused_agrees(key: Key) -> bool {
+    if let Some(known) = known(key) {
         return known;
     }
+    let (x_kind, weight_kind, width) = (kind(key.0), kind(key.1), key.2);
     let Some(same) = tch::no_grad(|| matches_composite(x_kind, weight_kind, width, 0)) else {
-        // The kernel declined here (autocast, say): nothing learnt about its order.
+        // The kernel declined the probe (autocast, say): nothing learnt about its order.
         return false;
     };
     if let Ok(mut known) = KNOWN.lock() {
@@ -109,6 +137,7 @@ fn fused_agrees(x_kind: Kind, weight_kind: Kind, width: i64) -> bool {
 /// Whether the kernel over `lanes` lanes gives the composite's mean squares and norms on the
 /// probe; None where it declined.
 fn matches_composite(x_kind: Kind, weight_kind: Kind, width: i64, lanes: i32) -> Option<bool> {
+    PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (x, weight) = probe(x_kind, weight_kind, width)?;
     let eps = 1e-6;
     let (y, var) = fused(&x, &weight, eps, lanes, true).ok()??;
@@ -160,14 +189,6 @@ mod tests {
     fn native_lanes() -> i32 {
         // SAFETY: no arguments; cannot fail (the shim catches every C++ exception).
         unsafe { ffi::flan_model_rms_norm_lanes() }
-    }
-
-    fn kind(bf16: bool) -> Kind {
-        if bf16 {
-            Kind::BFloat16
-        } else {
-            Kind::Float
-        }
     }
 
     #[test]
@@ -232,7 +253,9 @@ mod tests {
                 );
             }
         }
-        assert!(fused_agrees(Kind::BFloat16, Kind::BFloat16, 512));
+        assert!(fused_agrees(
+            key(Kind::BFloat16, Kind::BFloat16, 512).unwrap()
+        ));
     }
 
     /// Where the kernel does not apply, rms_norm is the composite: gradients flow, autocast is
@@ -270,6 +293,19 @@ mod tests {
         {
             let _autocast = crate::Autocast::enter(Device::Cpu, Kind::BFloat16).unwrap();
             assert!(declined(&x, &w));
+            // Where the kernel declines, no probe is paid and no verdict reached, for a width no
+            // other test uses (other tests may probe meanwhile: the count only bounds).
+            let (x, w) = (
+                spread(7, 2, 4000, Kind::Float),
+                spread(8, 1, 4000, Kind::Float),
+            );
+            let probes = || PROBES.load(std::sync::atomic::Ordering::Relaxed);
+            let before = probes();
+            for _ in 0..50 {
+                let _ = rms_norm(&x, &w.view([4000]), 1e-6);
+            }
+            assert!(probes() - before < 50);
+            assert_eq!(known(key(Kind::Float, Kind::Float, 4000).unwrap()), None);
         }
         if native_lanes() != 0 {
             assert!(!declined(&x, &w));
