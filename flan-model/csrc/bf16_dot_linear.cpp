@@ -106,6 +106,11 @@ void widen_row(const uint16_t* w, int64_t k, float* out) {
   }
 }
 
+// A thread's part of a one-row product is read as four streams from this many bytes, as two
+// from kTwoStreamBytes, else as one.
+constexpr int64_t kFourStreamBytes = int64_t{4} << 20;
+constexpr int64_t kTwoStreamBytes = int64_t{64} << 10;
+
 // `y [m, n] = x [m, k] · wᵀ`, `xf` the rows widened to fp32, `w` the bf16 weight `[n, k]`: the
 // outputs shared out among libtorch's intra-op threads; each widens an output's weights into
 // its own buffer once and multiplies every row by them (one row reads them as they are).
@@ -115,8 +120,29 @@ void product(const float* xf, int64_t m, int64_t k, const uint16_t* w, int64_t n
   flan_pool::parallel_ranges(n, [&](int64_t part, int64_t begin, int64_t end) {
     float* wf = rows.data() + part * k;
     if (m == 1) {
-      for (int64_t c = begin; c < end; ++c) {
-        y[c] = c10::BFloat16(dot(xf, w + c * k, k)).x;
+      // One row reads each weight once, so the product waits on memory. The part's outputs
+      // are read as up to four streams, a weight row from each in turn: on the Zen 3 EPYC a
+      // core read cold weights 10-40% faster that way than as one stream (two streams for
+      // parts under 4 MB, four above, did best there). Each output is the same dot product.
+      const int64_t outputs = end - begin;
+      const int64_t bytes = outputs * k * static_cast<int64_t>(sizeof(uint16_t));
+      const int64_t streams = std::min<int64_t>(
+          outputs, bytes >= kFourStreamBytes ? 4 : bytes >= kTwoStreamBytes ? 2 : 1);
+      int64_t first[4];
+      int64_t last[4];
+      int64_t longest = 0;
+      for (int64_t s = 0; s < streams; ++s) {
+        first[s] = begin + outputs * s / streams;
+        last[s] = begin + outputs * (s + 1) / streams;
+        longest = std::max(longest, last[s] - first[s]);
+      }
+      for (int64_t i = 0; i < longest; ++i) {
+        for (int64_t s = 0; s < streams; ++s) {
+          const int64_t c = first[s] + i;
+          if (c < last[s]) {
+            y[c] = c10::BFloat16(dot(xf, w + c * k, k)).x;
+          }
+        }
       }
       return;
     }
