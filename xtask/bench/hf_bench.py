@@ -6,7 +6,7 @@ Prints one JSON object per measurement on stdout, in flan-bench's line format; x
 lines by `group`.
 
 usage: python hf_bench.py DIR --data DATA --threads N --warmup W --reps R --shapes tiny[,small]
-       --batch B --input-len L --target-len T --pipeline-examples N --pipeline-warmup-examples W --gen-single K --new-tokens M
+       [--part PART] --batch B --input-len L --target-len T --pipeline-examples N --pipeline-warmup-examples W --gen-single K --new-tokens M
 """
 
 import argparse
@@ -255,15 +255,45 @@ def bench_train_variant(args, shape, variant, examples):
          {"rss_after_load_mb": loaded})
 
 
-def bench_shape(args, shape, examples, prompts):
+def parse_part(text):
+    """`pipeline`, `train:SHAPE`, `generate:SHAPE:fp32` or `generate:SHAPE:bf16`, the parts
+    flan-bench measures under the same names; xtask runs each part on both sides back to back."""
+    fields = text.split(":")
+    if fields == ["pipeline"]:
+        return ("pipeline",)
+    if len(fields) == 2 and fields[0] == "train" and fields[1]:
+        return ("train", fields[1])
+    if len(fields) == 3 and fields[0] == "generate" and fields[1] and fields[2] in ("fp32", "bf16"):
+        return ("generate", fields[1], fields[2])
+    raise argparse.ArgumentTypeError(
+        f"expected pipeline, train:SHAPE, generate:SHAPE:fp32 or generate:SHAPE:bf16, got {text!r}")
+
+
+def all_parts(shapes):
+    parts = [("pipeline",)]
+    for shape in shapes:
+        parts += [("train", shape), ("generate", shape, "fp32"), ("generate", shape, "bf16")]
+    return parts
+
+
+def read_examples(args):
+    with open(os.path.join(args.dir, "train_examples.jsonl"), encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def run_part(args, part):
     import torch
 
-    bench_train(args, shape, examples, flushed=False)
-
-    # Generate with the saved initial weights, as our side does: training changed this copy. In
-    # fp32 and with bf16 weights.
-    for dtype, precision in [(torch.float32, ""), (torch.bfloat16, " bf16")]:
-        bench_generation(args, shape, prompts, dtype, precision)
+    if part[0] == "pipeline":
+        bench_pipeline(args)
+    elif part[0] == "train":
+        bench_train(args, part[1], read_examples(args), flushed=args.flush_denormals_train_only)
+    else:
+        with open(os.path.join(args.dir, "prompts.json"), encoding="utf-8") as f:
+            prompts = json.load(f)
+        # Generate with the saved initial weights, as our side does: training changes its copy.
+        dtype, precision = (torch.float32, "") if part[2] == "fp32" else (torch.bfloat16, " bf16")
+        bench_generation(args, part[1], prompts, dtype, precision)
 
 
 def bench_generation(args, shape, prompts, dtype, precision):
@@ -335,7 +365,12 @@ def main():
     p.add_argument("--flush-denormals-train-only", action="store_true",
                    help="only the training line, with torch.set_flush_denormal(True) set before "
                         "any parallel op so that the intra-op threads inherit it")
+    p.add_argument("--part", type=parse_part,
+                   help="only this part: pipeline, train:SHAPE, generate:SHAPE:fp32 or "
+                        "generate:SHAPE:bf16 (default: every part of --shapes)")
     args = p.parse_args()
+    if args.flush_denormals_train_only and args.part and args.part[0] != "train":
+        p.error("--flush-denormals-train-only measures training: --part must be train:SHAPE")
 
     import torch
     if (args.flush_denormals_train_only or args.train_variant) and not torch.set_flush_denormal(True):
@@ -344,27 +379,21 @@ def main():
     torch.set_num_interop_threads(1)
     torch.manual_seed(0)
 
+    shapes = args.shapes.split(",")
     if args.train_variant:
-        with open(os.path.join(args.dir, "train_examples.jsonl"), encoding="utf-8") as f:
-            examples = [json.loads(line) for line in f]
-        for shape in args.shapes.split(","):
+        examples = read_examples(args)
+        for shape in shapes:
             bench_train_variant(args, shape, args.train_variant, examples)
         return
 
-    if args.flush_denormals_train_only:
-        with open(os.path.join(args.dir, "train_examples.jsonl"), encoding="utf-8") as f:
-            examples = [json.loads(line) for line in f]
-        for shape in args.shapes.split(","):
-            bench_train(args, shape, examples, flushed=True)
-        return
-
-    bench_pipeline(args)
-    with open(os.path.join(args.dir, "train_examples.jsonl"), encoding="utf-8") as f:
-        examples = [json.loads(line) for line in f]
-    with open(os.path.join(args.dir, "prompts.json"), encoding="utf-8") as f:
-        prompts = json.load(f)
-    for shape in args.shapes.split(","):
-        bench_shape(args, shape, examples, prompts)
+    if args.part:
+        parts = [args.part]
+    elif args.flush_denormals_train_only:
+        parts = [("train", shape) for shape in shapes]
+    else:
+        parts = all_parts(shapes)
+    for part in parts:
+        run_part(args, part)
 
 
 if __name__ == "__main__":

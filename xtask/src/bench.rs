@@ -5,11 +5,15 @@
 //! 0. reads the CPU (`/proc/cpuinfo`: model, vendor, cores, ISA flags), refuses an `--isa` the CPU
 //!    lacks, and asks torch in the sides' environment which kernels it picks
 //!    (`xtask/bench/torch_probe.py`: ATen's CPU capability, oneDNN's ISA, MKL/oneDNN versions);
-//! 1. builds `flan-bench` (flan-cli) in release and runs it: it prepares the shared inputs in the
-//!    output directory (tokenizer, token ids, the model saved in the HF layout) and measures ours;
-//! 2. runs `xtask/bench/hf_bench.py` in the xtask venv on those inputs, then once more for
-//!    transformers' training alone with denormals flushed (our training flushes them by default;
-//!    the table pairs ours with both);
+//! 1. builds `flan-bench` (flan-cli) in release and has it prepare the shared inputs in the
+//!    output directory (tokenizer, token ids, the models saved in the HF layout);
+//! 2. runs the bench in parts ([`parts`]: the data pipeline, then per shape its training, its
+//!    fp32 decoding and its bf16 decoding), each part first in `flan-bench --part` and then in
+//!    `xtask/bench/hf_bench.py --part` (the xtask venv) on the same inputs; a training part
+//!    runs transformers once more with denormals flushed (our training flushes them by default;
+//!    the table pairs ours with both). The two halves of a ratio are so minutes apart, not the
+//!    length of the run: on a shared host a load that came and went between the halves moved
+//!    the small shape's ratios by up to a fifth when ours all ran first;
 //! 3. pairs the JSON lines of both sides by group and writes `results.json` and `results.md`
 //!    (median, spread, ratio ours/theirs, the speed goal of the group) under `target/bench/` by default,
 //!    with the `machine` record of step 0 (results.md: a heading and a "Measured on" block).
@@ -264,36 +268,80 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let flan_bench = process::build_release_bin(&env.libtorch, "flan-bench")?;
     if settings.train_variants {
         let lines = train_variants(&settings, &flan_bench, &python, &env)?;
-        return write_report(&settings, &lines, &machine);
+        return write_report(&settings, &lines, &machine, &[]);
     }
-    let mut ours = Command::new(flan_bench);
-    ours.arg("--out")
+    prepare_inputs(&settings, &flan_bench, &env)?;
+
+    let hf_bench = root.join("xtask").join("bench").join("hf_bench.py");
+    let mut lines = Vec::new();
+    let mut timings = Vec::new();
+    for part in parts(&settings.shapes) {
+        let mut ours = Command::new(&flan_bench);
+        ours.arg("--out")
+            .arg(&settings.out)
+            .args(common_args(&settings))
+            .args(["--part", &part])
+            .current_dir(&root);
+        let mut theirs = Command::new(&python);
+        theirs
+            .arg(&hf_bench)
+            .arg(&settings.out)
+            .args(common_args(&settings))
+            .args(["--part", &part])
+            .current_dir(&root);
+        let mut sides = vec![("ours", ours), ("transformers", theirs)];
+        // transformers' training once more, flushing denormals as our side does (a process of
+        // its own: the flag must be set before libtorch starts its threads, which inherit it).
+        if part.starts_with("train:") {
+            let mut flushed = Command::new(&python);
+            flushed
+                .arg(&hf_bench)
+                .arg(&settings.out)
+                .args(common_args(&settings))
+                .args(["--part", &part, "--flush-denormals-train-only"])
+                .current_dir(&root);
+            sides.push(("transformers, denormals flushed", flushed));
+        }
+        let mut timing = json!({"part": part, "started": utc_now()});
+        for (side, mut cmd) in sides {
+            let t = std::time::Instant::now();
+            lines.extend(capture_lines(&mut cmd, &env)?);
+            timing[side] = json!(t.elapsed().as_secs_f64().round());
+        }
+        eprintln!("bench: {timing}");
+        timings.push(timing);
+    }
+    write_report(&settings, &lines, &machine, &timings)
+}
+
+/// Has flan-bench write the inputs both sides read into the output directory (tokenizer, token
+/// ids, each shape's initial weights).
+fn prepare_inputs(settings: &Settings, flan_bench: &std::path::Path, env: &SideEnv) -> Result<()> {
+    let mut prepare = Command::new(flan_bench);
+    prepare
+        .arg("--out")
         .arg(&settings.out)
         .args(["--train-examples", &settings.train_examples.to_string()])
-        .args(common_args(&settings))
-        .current_dir(&root);
-    let mut lines = capture_lines(&mut ours, &env)?;
+        .args(common_args(settings))
+        .arg("--prepare-only")
+        .current_dir(process::workspace_root());
+    capture_lines(&mut prepare, env)?;
+    Ok(())
+}
 
-    let mut theirs = Command::new(&python);
-    theirs
-        .arg(root.join("xtask").join("bench").join("hf_bench.py"))
-        .arg(&settings.out)
-        .args(common_args(&settings))
-        .current_dir(&root);
-    lines.extend(capture_lines(&mut theirs, &env)?);
-
-    // transformers' training once more, flushing denormals as our side does (a process of its
-    // own: the flag must be set before libtorch starts its threads, which inherit it).
-    let mut theirs_flushed = Command::new(&python);
-    theirs_flushed
-        .arg(root.join("xtask").join("bench").join("hf_bench.py"))
-        .arg(&settings.out)
-        .args(common_args(&settings))
-        .arg("--flush-denormals-train-only")
-        .current_dir(&root);
-    lines.extend(capture_lines(&mut theirs_flushed, &env)?);
-
-    write_report(&settings, &lines, &machine)
+/// The parts of a run over `shapes` (comma separated), in the order they run; each is measured
+/// by a process of each side back to back (`--part` of flan-bench and hf_bench.py), so that the
+/// two halves of a ratio are minutes apart on a shared host rather than the whole run apart.
+fn parts(shapes: &str) -> Vec<String> {
+    let mut parts = vec!["pipeline".to_string()];
+    for shape in shapes.split(',') {
+        parts.extend([
+            format!("train:{shape}"),
+            format!("generate:{shape}:fp32"),
+            format!("generate:{shape}:bf16"),
+        ]);
+    }
+    parts
 }
 
 /// Runs `torch_probe.py` in the sides' environment and puts its answer beside the CPU's; a cap
@@ -355,15 +403,7 @@ fn train_variants(
     env: &SideEnv,
 ) -> Result<Vec<Value>> {
     let root = process::workspace_root();
-    let mut prepare = Command::new(flan_bench);
-    prepare
-        .arg("--out")
-        .arg(&settings.out)
-        .args(["--train-examples", &settings.train_examples.to_string()])
-        .args(common_args(settings))
-        .arg("--prepare-only")
-        .current_dir(&root);
-    capture_lines(&mut prepare, env)?;
+    prepare_inputs(settings, flan_bench, env)?;
     let mut lines = Vec::new();
     for shape in settings.shapes.split(',') {
         for variant in ["full", "lora", "checkpointing", "lora-checkpointing"] {
@@ -389,9 +429,16 @@ fn train_variants(
     Ok(lines)
 }
 
-/// Writes results.json and results.md under the output directory and prints the Markdown.
-fn write_report(settings: &Settings, lines: &[Value], machine: &Machine) -> Result<()> {
-    let report = Report::new(settings, lines, machine, utc_now())?;
+/// Writes results.json and results.md under the output directory and prints the Markdown;
+/// `timings` (when each part started and how many seconds each side's process took) go into
+/// results.json as `parts`.
+fn write_report(
+    settings: &Settings,
+    lines: &[Value],
+    machine: &Machine,
+    timings: &[Value],
+) -> Result<()> {
+    let report = Report::new(settings, lines, machine, timings, utc_now())?;
     let json_path = settings.out.join("results.json");
     let md_path = settings.out.join("results.md");
     std::fs::write(
@@ -503,6 +550,7 @@ impl Report {
         settings: &Settings,
         lines: &[Value],
         machine: &Machine,
+        timings: &[Value],
         date: String,
     ) -> Result<Report> {
         let mut groups: Vec<&str> = Vec::new();
@@ -517,7 +565,7 @@ impl Report {
             "{}\n\
              Measured {date}, {} threads on both sides, {} warm-up + {} timed runs{}{}.\n\
              Spread = (max - min) / median over the timed runs; the machine was shared, so \
-             absolute figures are noisy.\n\n\
+             absolute figures are noisy.{}\n\n\
              {}\n\
              | benchmark | case | unit | median | spread | ours / theirs | goal |\n\
              |---|---|---|---:|---:|---:|---:|\n",
@@ -529,6 +577,13 @@ impl Report {
             match settings.isa {
                 Isa::Native => String::new(),
                 isa => format!(", --isa {}", isa.name()),
+            },
+            if timings.is_empty() {
+                ""
+            } else {
+                " Each part (the pipeline, a shape's training, a shape's decoding in one \
+                 precision) ran on our side and then on the other, back to back; `parts` in \
+                 results.json says when each started and how long each side took."
             },
             machine.markdown(),
         );
@@ -594,7 +649,7 @@ impl Report {
         let json = json!({
             "date": date, "machine": machine.to_json(), "threads": settings.threads,
             "warmup": settings.warmup, "reps": settings.reps, "quick": settings.quick,
-            "results": rows,
+            "parts": timings, "results": rows,
         });
         Ok(Report { json, markdown: md })
     }
@@ -721,7 +776,14 @@ mod tests {
             vec![],
             &machine::tests::probe_answer("AVX512", ""),
         );
-        let r = Report::new(&settings, &lines, &native, "2026-01-01 00:00 UTC".into()).unwrap();
+        let r = Report::new(
+            &settings,
+            &lines,
+            &native,
+            &[],
+            "2026-01-01 00:00 UTC".into(),
+        )
+        .unwrap();
         let rows = r.json["results"].as_array().unwrap();
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[0]["ratio_ours_over_theirs"], json!(310.0 / 150.0));
@@ -733,13 +795,41 @@ mod tests {
             .markdown
             .contains("| train tiny | ours packed | real tokens/s | 310 | 6% | 2.07 | ≥1.5 met |"));
         assert!(r.markdown.contains("(DIFFERENT tokens)"));
+        assert!(!r.markdown.contains("back to back"));
+        assert_eq!(r.json["parts"], json!([]));
+        let timings = [
+            json!({"part": "train:tiny", "started": "2026-01-01 00:00 UTC",
+                              "ours": 12.0, "transformers": 30.0}),
+        ];
+        let timed = Report::new(&settings, &lines, &native, &timings, "d".into()).unwrap();
+        assert!(timed
+            .markdown
+            .contains("ran on our side and then on the other, back to back"));
+        assert_eq!(timed.json["parts"][0]["transformers"], json!(30.0));
         let bad: Vec<Value> = vec![json!({"side": "ours", "samples": [1.0]})];
-        assert!(Report::new(&settings, &bad, &native, "d".into()).is_err());
+        assert!(Report::new(&settings, &bad, &native, &[], "d".into()).is_err());
         assert!(r
             .markdown
             .starts_with("### `cargo xtask bench`: native kernels\n\nMeasured 2026-01-01"));
         assert_eq!(r.json["machine"]["isa"], "native");
         assert_eq!(r.json["machine"]["cpu"], "AMD EPYC");
+    }
+
+    #[test]
+    fn parts_are_the_pipeline_then_each_shapes_training_and_decoding() {
+        assert_eq!(
+            parts("tiny,small"),
+            [
+                "pipeline",
+                "train:tiny",
+                "generate:tiny:fp32",
+                "generate:tiny:bf16",
+                "train:small",
+                "generate:small:fp32",
+                "generate:small:bf16"
+            ]
+        );
+        assert_eq!(parts("small").len(), 4);
     }
 
     #[test]
@@ -787,7 +877,7 @@ mod tests {
             caps,
             &machine::tests::probe_answer("AVX2", "Intel AVX2"),
         );
-        let r = Report::new(&settings, &lines, &m, "2026-01-01 00:00 UTC".into()).unwrap();
+        let r = Report::new(&settings, &lines, &m, &[], "2026-01-01 00:00 UTC".into()).unwrap();
         let md = &r.markdown;
         assert!(
             md.starts_with(

@@ -3,6 +3,9 @@
 //! that the Python side (`xtask/bench/hf_bench.py`) runs on exactly the same data and weights, then
 //! measures our speed and prints one JSON object per measurement on stdout. xtask pairs these lines
 //! with the Python ones and computes the ratios; this binary knows nothing about the other side.
+//! The measurements come in parts (`--part`: the pipeline, a shape's training, a shape's decoding
+//! in one precision); xtask runs each part here and then on the Python side, so that the two
+//! halves of a ratio are minutes apart on a shared host, not the length of the whole run.
 //!
 //! Line format: `{"side", "group", "case", "unit", "samples": [...], "extra": {...}}`; lines with
 //! the same `group` are compared (ours / theirs).
@@ -17,7 +20,7 @@ use flan_model::{
     FlushDenormals, LoraConfig, LoraInit, ModuleSelector, PackedTensors, T5Config,
     T5ForConditionalGeneration,
 };
-use flan_train::optim::{trainable_params, Adafactor, AdafactorConfig, NamedParam, Optimizer};
+use flan_train::optim::{Adafactor, AdafactorConfig, NamedParam, Optimizer};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -108,6 +111,12 @@ struct Args {
     /// process's peak RSS: one variant per process, so that the peak is the variant's.
     #[arg(long, value_name = "SHAPE,full|lora|checkpointing|lora-checkpointing")]
     train_variant: Option<String>,
+    /// Measure one part in this process, from the inputs a `--prepare-only` run left in
+    /// `--out`: `pipeline`, `train:SHAPE` (with the fp32 matmul peak its MFU is a fraction of),
+    /// `generate:SHAPE:fp32` or `generate:SHAPE:bf16`. xtask runs each part on both sides back
+    /// to back, so that a ratio is measured within minutes rather than across the whole run.
+    #[arg(long, value_parser = Part::parse)]
+    part: Option<Part>,
 }
 
 fn main() {
@@ -161,8 +170,70 @@ fn run(args: Args) -> Result<()> {
     if let Some(spec) = &args.train_variant {
         return train_variant(&args, spec);
     }
-    // rayon's global pool (the tokenizer's) sizes itself from RAYON_NUM_THREADS, set by xtask.
+    if let Some(part) = &args.part {
+        return run_part(&args, part);
+    }
+    prepare(&args)?;
+    if args.prepare_only {
+        return Ok(());
+    }
+    for part in Part::all(&args.shapes) {
+        run_part(&args, &part)?;
+    }
+    Ok(())
+}
 
+/// One part of the bench: what one process of each side measures, back to back with the
+/// other side's process when xtask runs them (`--part`).
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    /// Template + mix + tokenize + pack.
+    Pipeline,
+    /// Training the shape's initial weights (packed, unpacked, activation checkpointing), with
+    /// the fp32 matmul peak the MFU is a fraction of, measured just before.
+    Train(String),
+    /// Greedy decoding at batch 1 and 32 with the weights loaded as `Kind::Float` or
+    /// `Kind::BFloat16`.
+    Generate(String, Kind),
+}
+
+impl Part {
+    /// `pipeline`, `train:SHAPE`, `generate:SHAPE:fp32` or `generate:SHAPE:bf16`, the spelling
+    /// xtask and `hf_bench.py` share.
+    fn parse(text: &str) -> std::result::Result<Part, String> {
+        let fields: Vec<&str> = text.split(':').collect();
+        match fields[..] {
+            ["pipeline"] => Ok(Part::Pipeline),
+            ["train", shape] if !shape.is_empty() => Ok(Part::Train(shape.to_string())),
+            ["generate", shape, "fp32"] if !shape.is_empty() => {
+                Ok(Part::Generate(shape.to_string(), Kind::Float))
+            }
+            ["generate", shape, "bf16"] if !shape.is_empty() => {
+                Ok(Part::Generate(shape.to_string(), Kind::BFloat16))
+            }
+            _ => Err(format!(
+                "expected pipeline, train:SHAPE, generate:SHAPE:fp32 or generate:SHAPE:bf16, \
+                 got `{text}`"
+            )),
+        }
+    }
+
+    /// Every part of a run over `shapes`, in the order xtask runs them.
+    fn all(shapes: &[String]) -> Vec<Part> {
+        let mut parts = vec![Part::Pipeline];
+        for shape in shapes {
+            parts.push(Part::Train(shape.clone()));
+            parts.push(Part::Generate(shape.clone(), Kind::Float));
+            parts.push(Part::Generate(shape.clone(), Kind::BFloat16));
+        }
+        parts
+    }
+}
+
+/// Writes the inputs both sides share into `--out`: the tokenizer, the training examples and
+/// prompts as token ids, and each shape's initial weights.
+fn prepare(args: &Args) -> Result<()> {
+    // rayon's global pool (the tokenizer's) sizes itself from RAYON_NUM_THREADS, set by xtask.
     let mixture = Arc::new(cot_mixture(&args.data)?);
     let tokenizer = Arc::new(tokenizer(&mixture, &args.out)?);
     let mixture = Arc::new(cot_mixture(&args.data)?.with_tokenizer(tokenizer.clone()));
@@ -180,16 +251,51 @@ fn run(args: Args) -> Result<()> {
         args.out.join("prompts.json"),
         serde_json::to_string(&prompts)?,
     )?;
-
-    if args.prepare_only {
-        for shape in &args.shapes {
-            let config = shape_config(shape, tokenizer.vocab_size() as i64)?;
-            initial_model(args.out.as_path(), shape, &config)?;
-        }
-        return Ok(());
+    for shape in &args.shapes {
+        let config = shape_config(shape, tokenizer.vocab_size() as i64)?;
+        initial_model(args.out.as_path(), shape, &config)?;
     }
+    Ok(())
+}
 
-    // (4) Data pipeline: template + mix + tokenize + pack, examples/s.
+/// Measures one part from the inputs [`prepare`] left in `--out`.
+fn run_part(args: &Args, part: &Part) -> Result<()> {
+    match part {
+        Part::Pipeline => bench_pipeline(args),
+        Part::Train(shape) => {
+            let peak = matmul_peak(args.warmup, args.reps)?;
+            emit(
+                "ours",
+                "matmul peak",
+                &format!("libtorch fp32 matmul 1024^3, before train {shape}"),
+                "GFLOP/s",
+                &peak.iter().map(|f| f / 1e9).collect::<Vec<_>>(),
+                json!({}),
+            );
+            let train = read_ids(&args.out.join("train_examples.jsonl"))?;
+            bench_training(args, shape, &train, median(&peak))
+        }
+        Part::Generate(shape, kind) => {
+            let path = args.out.join("prompts.json");
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read {} (run with --prepare-only first)",
+                    path.display()
+                )
+            })?;
+            let prompts: Vec<Vec<u32>> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a list of token id lists", path.display()))?;
+            let precision = if *kind == Kind::BFloat16 { " bf16" } else { "" };
+            let dir = args.out.join(format!("model-{shape}"));
+            bench_generation(args, shape, &dir, &prompts, *kind, precision)
+        }
+    }
+}
+
+/// (4) Data pipeline: template + mix + tokenize + pack, examples/s.
+fn bench_pipeline(args: &Args) -> Result<()> {
+    let tokenizer = Arc::new(Tokenizer::from_file(args.out.join("tokenizer.json"))?);
+    let mixture = Arc::new(cot_mixture(&args.data)?.with_tokenizer(tokenizer.clone()));
     let mut stream = mixture.stream(0);
     let (n, il, tl) = (args.pipeline_examples, args.input_len, args.target_len);
     let mut packed_rows = 0usize;
@@ -214,23 +320,6 @@ fn run(args: Args) -> Result<()> {
         json!({"examples": n, "packed_rows": packed_rows, "threads": args.threads,
                "warmup_examples": warmup_runs * n}),
     );
-
-    // (3) The fp32 matmul peak of this libtorch on these threads.
-    let peak = matmul_peak(args.warmup, args.reps)?;
-    let peak_median = median(&peak);
-    emit(
-        "ours",
-        "matmul peak",
-        "libtorch fp32 matmul 1024^3",
-        "GFLOP/s",
-        &peak.iter().map(|f| f / 1e9).collect::<Vec<_>>(),
-        json!({}),
-    );
-
-    for shape in &args.shapes {
-        let config = shape_config(shape, tokenizer.vocab_size() as i64)?;
-        bench_shape(&args, shape, &config, &train, &prompts, peak_median)?;
-    }
     Ok(())
 }
 
@@ -304,21 +393,23 @@ fn flops_per_token(c: &T5Config) -> (f64, f64) {
     (2.0 * enc, 2.0 * dec)
 }
 
-fn bench_shape(
-    args: &Args,
-    shape: &str,
-    config: &T5Config,
-    train: &[TokenizedExample],
-    prompts: &[Vec<u32>],
-    peak: f64,
-) -> Result<()> {
-    let (vs, model, dir) = initial_model(&args.out, shape, config)?;
-    let params = trainable_params(&vs);
+/// (1) Training the shape's initial weights from `OUT/model-SHAPE`; the MFU lines are
+/// fractions of `peak` (FLOP/s).
+fn bench_training(args: &Args, shape: &str, train: &[TokenizedExample], peak: f64) -> Result<()> {
+    let dir = args.out.join(format!("model-{shape}"));
+    let (model, _) = T5ForConditionalGeneration::from_pretrained(&dir, Device::Cpu, Kind::Float)
+        .with_context(|| format!("{} (run with --prepare-only first)", dir.display()))?;
+    let config = model.config().clone();
+    let params: Vec<NamedParam> = model
+        .named_parameters()
+        .iter()
+        .map(|(n, t)| (n.clone(), t.shallow_clone()))
+        .collect();
 
     let real_in: usize = train.iter().map(|e| e.inputs.len()).sum();
     let real_tgt: usize = train.iter().map(|e| e.targets.len()).sum();
     let real = (real_in + real_tgt) as f64;
-    let (fe, fd) = flops_per_token(config);
+    let (fe, fd) = flops_per_token(&config);
     let train_flops = 3.0 * (fe * real_in as f64 + fd * real_tgt as f64);
     let group = format!("train {shape}");
 
@@ -465,19 +556,15 @@ fn bench_shape(
     }
 
     drop(flush);
-
-    // (2) Greedy generation with the KV cache, batch 1 and batch 32, from the saved initial
-    // weights (the training runs above changed `model`, and the Python side trained its own
-    // copy differently), so both sides decode the same network and must agree on the tokens:
-    // in fp32, and with bf16 weights (how Flan-T5 is usually run; bf16 throughout on both sides).
-    for (kind, precision) in [(Kind::Float, ""), (Kind::BFloat16, " bf16")] {
-        bench_generation(args, shape, &dir, prompts, kind, precision)?;
-    }
     Ok(())
 }
 
-/// Greedy decoding of `args.new_tokens` tokens from the weights in `dir` loaded as `kind`:
-/// `--gen-single` prompts one at a time, then all of `prompts` as one padded batch.
+/// (2) Greedy decoding of `args.new_tokens` tokens with the KV cache from the weights in `dir`
+/// loaded as `kind`: `--gen-single` prompts one at a time, then all of `prompts` as one padded
+/// batch. The weights are the saved initial ones (training changes its own copy, and the
+/// Python side trains differently), so both sides decode the same network and must agree on
+/// the tokens: in fp32, and with bf16 weights (how Flan-T5 is usually run; bf16 throughout on
+/// both sides).
 fn bench_generation(
     args: &Args,
     shape: &str,
@@ -582,11 +669,8 @@ fn padded_batch(examples: &[TokenizedExample]) -> (Tensor, Tensor, Tensor) {
 
 /// The shape's initial weights (seeded), saved to `OUT/model-SHAPE` for the Python side and
 /// for `--train-variant` runs.
-fn initial_model(
-    out: &Path,
-    shape: &str,
-    config: &T5Config,
-) -> Result<(nn::VarStore, T5ForConditionalGeneration, PathBuf)> {
+/// Writes the shape's initial weights to `OUT/model-SHAPE` in the HF layout (seed 0).
+fn initial_model(out: &Path, shape: &str, config: &T5Config) -> Result<()> {
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = T5ForConditionalGeneration::new(&vs.root(), config)?;
@@ -599,9 +683,8 @@ fn initial_model(
             }
         }
     });
-    let dir = out.join(format!("model-{shape}"));
-    model.save_pretrained(&dir)?;
-    Ok((vs, model, dir))
+    model.save_pretrained(out.join(format!("model-{shape}")))?;
+    Ok(())
 }
 
 /// `--train-variant SHAPE,VARIANT`: trains the shape's initial weights from `OUT/model-SHAPE`
@@ -924,5 +1007,36 @@ fn median(xs: &[f64]) -> f64 {
         0 => f64::NAN,
         n if n % 2 == 1 => v[n / 2],
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_part_of_a_run_parses_back_from_its_spelling() {
+        let shapes = ["tiny".to_string(), "small".to_string()];
+        let spelled = [
+            "pipeline",
+            "train:tiny",
+            "generate:tiny:fp32",
+            "generate:tiny:bf16",
+            "train:small",
+            "generate:small:fp32",
+            "generate:small:bf16",
+        ];
+        let parsed: Vec<Part> = spelled.iter().map(|p| Part::parse(p).unwrap()).collect();
+        assert_eq!(parsed, Part::all(&shapes));
+        for bad in [
+            "",
+            "train",
+            "train:",
+            "generate:tiny",
+            "generate:tiny:fp16",
+            "pipeline:x",
+        ] {
+            assert!(Part::parse(bad).is_err(), "{bad}");
+        }
     }
 }
