@@ -6,7 +6,7 @@ Prints one JSON object per measurement on stdout, in flan-bench's line format; x
 lines by `group`.
 
 usage: python hf_bench.py DIR --data DATA --threads N --warmup W --reps R --shapes tiny[,small]
-       [--part PART] --batch B --input-len L --target-len T --pipeline-examples N --pipeline-warmup-examples W --gen-single K --new-tokens M
+       [--part PART] --batch B --input-len L --target-len T --pipeline-examples N --pipeline-reps P --pipeline-warmup-examples W --gen-single K --new-tokens M
 """
 
 import argparse
@@ -155,7 +155,7 @@ def bench_pipeline(args):
     # As on our side: stream --pipeline-warmup-examples untimed first, so that both tokenizers'
     # caches are as full as in a long training run.
     warmup_runs = args.warmup + -(-args.pipeline_warmup_examples // max(n, 1))
-    secs = time_runs(warmup_runs, args.reps, run)
+    secs = time_runs(warmup_runs, args.pipeline_reps, run)
     emit("data pipeline", "python tokenizers+numpy template+mix+tokenize+pack", "examples/s",
          [n / s for s in secs], {"examples": n, "warmup_examples": warmup_runs * n})
 
@@ -356,6 +356,7 @@ def main():
     p.add_argument("--input-len", type=int, default=256)
     p.add_argument("--target-len", type=int, default=128)
     p.add_argument("--pipeline-examples", type=int, default=4096)
+    p.add_argument("--pipeline-reps", type=int, default=7)
     p.add_argument("--pipeline-warmup-examples", type=int, default=40000)
     p.add_argument("--gen-single", type=int, default=2)
     p.add_argument("--new-tokens", type=int, default=64)

@@ -80,6 +80,9 @@ struct Args {
     /// Examples per timed run of the data pipeline.
     #[arg(long, default_value_t = 4096)]
     pipeline_examples: usize,
+    /// Timed runs of the data pipeline (its runs are short; xtask asks for more than `--reps`).
+    #[arg(long, default_value_t = 7)]
+    pipeline_reps: usize,
     /// Examples streamed through the data pipeline untimed before its timed runs (on top of
     /// `--warmup` runs): word-level token caches (ours per thread, the tokenizers library's own)
     /// fill over the first tens of thousands of examples, and a training run lives in the
@@ -157,8 +160,8 @@ fn time_runs(warmup: usize, reps: usize, mut f: impl FnMut() -> Result<()>) -> R
 }
 
 fn run(args: Args) -> Result<()> {
-    if args.reps == 0 || args.threads == 0 || args.batch == 0 {
-        bail!("--reps, --threads and --batch must be at least 1");
+    if args.reps == 0 || args.pipeline_reps == 0 || args.threads == 0 || args.batch == 0 {
+        bail!("--reps, --pipeline-reps, --threads and --batch must be at least 1");
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
@@ -300,7 +303,7 @@ fn bench_pipeline(args: &Args) -> Result<()> {
     let (n, il, tl) = (args.pipeline_examples, args.input_len, args.target_len);
     let mut packed_rows = 0usize;
     let warmup_runs = args.warmup + args.pipeline_warmup_examples.div_ceil(n.max(1));
-    let secs = time_runs(warmup_runs, args.reps, || {
+    let secs = time_runs(warmup_runs, args.pipeline_reps, || {
         let tokenized = next_tokenized(&mut stream, &tokenizer, n, il, tl)?;
         let mut packer = Packer::new(32, il, tl)?;
         packed_rows = 0;
