@@ -288,9 +288,7 @@ fn run_part(args: &Args, part: &Part) -> Result<()> {
             })?;
             let prompts: Vec<Vec<u32>> = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a list of token id lists", path.display()))?;
-            let precision = if *kind == Kind::BFloat16 { " bf16" } else { "" };
-            let dir = args.out.join(format!("model-{shape}"));
-            bench_generation(args, shape, &dir, &prompts, *kind, precision)
+            bench_generation(args, shape, &prompts, *kind)
         }
     }
 }
@@ -562,21 +560,17 @@ fn bench_training(args: &Args, shape: &str, train: &[TokenizedExample], peak: f6
     Ok(())
 }
 
-/// (2) Greedy decoding of `args.new_tokens` tokens with the KV cache from the weights in `dir`
-/// loaded as `kind`: `--gen-single` prompts one at a time, then all of `prompts` as one padded
+/// (2) Greedy decoding of `args.new_tokens` tokens with the KV cache from the weights in
+/// `OUT/model-SHAPE` loaded as `kind`: `--gen-single` prompts one at a time, then all of `prompts` as one padded
 /// batch. The weights are the saved initial ones (training changes its own copy, and the
 /// Python side trains differently), so both sides decode the same network and must agree on
 /// the tokens: in fp32, and with bf16 weights (how Flan-T5 is usually run; bf16 throughout on
 /// both sides).
-fn bench_generation(
-    args: &Args,
-    shape: &str,
-    dir: &Path,
-    prompts: &[Vec<u32>],
-    kind: Kind,
-    precision: &str,
-) -> Result<()> {
-    let (model, _) = T5ForConditionalGeneration::from_pretrained(dir, Device::Cpu, kind)?;
+fn bench_generation(args: &Args, shape: &str, prompts: &[Vec<u32>], kind: Kind) -> Result<()> {
+    let precision = if kind == Kind::BFloat16 { " bf16" } else { "" };
+    let dir = args.out.join(format!("model-{shape}"));
+    let (model, _) = T5ForConditionalGeneration::from_pretrained(&dir, Device::Cpu, kind)
+        .with_context(|| format!("{} (run with --prepare-only first)", dir.display()))?;
     let cfg = GenerationConfig::greedy(args.new_tokens);
     let singles = &prompts[..args.gen_single.min(prompts.len())];
     let mut produced = 0usize;
@@ -955,7 +949,7 @@ fn read_ids(path: &Path) -> Result<Vec<TokenizedExample>> {
     }
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
-            "cannot read {} (run flan-bench without --step-memory first)",
+            "cannot read {} (run flan-bench --prepare-only first)",
             path.display()
         )
     })?;
