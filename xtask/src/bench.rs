@@ -13,9 +13,12 @@
 //!    runs transformers once more with denormals flushed (our training flushes them by default;
 //!    the table pairs ours with both). The two halves of a ratio are so minutes apart, not the
 //!    length of the run: on a shared host a load that came and went between the halves moved
-//!    the small shape's ratios by up to a fifth when ours all ran first;
-//! 3. pairs the JSON lines of both sides by group and writes `results.json` and `results.md`
-//!    (median, spread, ratio ours/theirs, the speed goal of the group) under `target/bench/` by default,
+//!    the small shape's ratios by up to a fifth when ours all ran first. The pipeline and each
+//!    decoding part run in several such rounds (`--rounds`), each line tagged with its round;
+//!    training, half an hour a round at the small shape, runs once;
+//! 3. pairs the JSON lines of both sides by group and round and writes `results.json` and
+//!    `results.md` (median and spread over all rounds' timed runs, the ratio ours/theirs as the
+//!    median of the rounds' ratios, the speed goal of the group) under `target/bench/` by default,
 //!    with the `machine` record of step 0 (results.md: a heading and a "Measured on" block).
 //!
 //! `--isa avx2|avx512` runs every process of both sides (and the probe) with libtorch's kernels
@@ -30,6 +33,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
@@ -64,6 +68,12 @@ struct Settings {
     /// Examples streamed through both pipelines untimed first (caches fill as in a long run).
     pipeline_warmup_examples: usize,
     gen_single: usize,
+    /// Rounds of each part but training ([`rounds_of`]), our side then the other in each; a
+    /// ratio is the median of the rounds' ratios. On a shared host whose speed moved by a third
+    /// within minutes, one round put the small shape's fp32 batch-32 ratio anywhere from 1.40
+    /// to 2.03; a pair of halves seconds apart shares the host's state, and the median of
+    /// several such pairs is what a single pair only sometimes is.
+    rounds: usize,
 }
 
 /// `cargo xtask bench` arguments.
@@ -84,6 +94,10 @@ pub struct BenchArgs {
     /// Timed runs per case.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     reps: Option<u64>,
+    /// Rounds of the data pipeline and of each decoding part, ours then theirs in each
+    /// (default 3 with --quick, else 5); training runs once.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: Option<u64>,
     /// Only the training variants, each in a process of its own so that its peak RSS is its
     /// own: full finetuning, LoRA r=8 on q,v, and each with activation checkpointing (ours),
     /// full and the same LoRA through peft (transformers).
@@ -103,6 +117,7 @@ fn settings(args: BenchArgs) -> Settings {
         out,
         shapes,
         reps,
+        rounds,
         train_variants,
         isa,
     } = args;
@@ -136,6 +151,7 @@ fn settings(args: BenchArgs) -> Settings {
             // took scheduler noise of up to 28% (spread over three runs). Four, as the full
             // bench has, cost transformers' side a few seconds more.
             gen_single: 4,
+            rounds: 3,
         }
     } else {
         Settings {
@@ -152,6 +168,7 @@ fn settings(args: BenchArgs) -> Settings {
             pipeline_reps: 7,
             pipeline_warmup_examples: 40_000,
             gen_single: 4,
+            rounds: 5,
         }
     };
     // A subset of the full bench, e.g. the small shape alone with fewer runs (the whole of it
@@ -159,6 +176,7 @@ fn settings(args: BenchArgs) -> Settings {
     Settings {
         shapes: shapes.unwrap_or(preset.shapes),
         reps: reps.unwrap_or(preset.reps),
+        rounds: rounds.map_or(preset.rounds, |n| n as usize),
         ..preset
     }
 }
@@ -309,14 +327,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 .current_dir(&root);
             sides.push(("transformers, denormals flushed", flushed));
         }
-        let mut timing = json!({"part": part, "started": utc_now()});
-        for (side, mut cmd) in sides {
-            let t = std::time::Instant::now();
-            lines.extend(capture_lines(&mut cmd, &env)?);
-            timing[side] = json!(t.elapsed().as_secs_f64().round());
+        for round in 0..rounds_of(&part, settings.rounds) {
+            let mut timing = json!({"part": part, "round": round, "started": utc_now()});
+            for (side, cmd) in &mut sides {
+                let t = std::time::Instant::now();
+                for mut line in capture_lines(cmd, &env)? {
+                    line["round"] = json!(round);
+                    lines.push(line);
+                }
+                timing[*side] = json!(t.elapsed().as_secs_f64().round());
+            }
+            eprintln!("bench: {timing}");
+            timings.push(timing);
         }
-        eprintln!("bench: {timing}");
-        timings.push(timing);
     }
     write_report(&settings, &lines, &machine, &timings)
 }
@@ -349,6 +372,16 @@ fn parts(shapes: &str) -> Vec<String> {
         ]);
     }
     parts
+}
+
+/// How many rounds `part` runs: training once (a round of the small shape's takes half an
+/// hour), every other part `rounds` times.
+fn rounds_of(part: &str, rounds: usize) -> usize {
+    if part.starts_with("train:") {
+        1
+    } else {
+        rounds
+    }
 }
 
 /// Runs `torch_probe.py` in the sides' environment and puts its answer beside the CPU's; a cap
@@ -587,12 +620,21 @@ impl Report {
                 Isa::Native => String::new(),
                 isa => format!(", --isa {}", isa.name()),
             },
-            if timings.is_empty() {
-                ""
-            } else {
-                " Each part (the pipeline, a shape's training, a shape's decoding in one \
-                 precision) ran on our side and then on the other, back to back; `parts` in \
-                 results.json says when each started and how long each side took."
+            match (timings.is_empty(), settings.rounds) {
+                (true, _) => String::new(),
+                (false, 1) => " Each part (the pipeline, a shape's training, a shape's decoding \
+                               in one precision) ran on our side and then on the other, back to \
+                               back; `parts` in results.json says when each started and how long \
+                               each side took."
+                    .to_string(),
+                (false, rounds) => format!(
+                    " Each part (the pipeline, a shape's training, a shape's decoding in one \
+                     precision) ran on our side and then on the other, back to back, the pipeline \
+                     and each decoding part in {rounds} such rounds: a ratio is the median of the \
+                     rounds' ratios (their range in brackets), a median and spread those of the \
+                     timed runs of all rounds. `parts` in results.json says when each round \
+                     started and how long each side took."
+                ),
             },
             machine.markdown(),
         );
@@ -601,68 +643,116 @@ impl Report {
                 .iter()
                 .filter(|l| l.get("group").and_then(Value::as_str) == Some(group))
                 .collect();
-            let theirs = members
-                .iter()
-                .find(|l| l.get("side").and_then(Value::as_str) != Some("ours"))
-                .and_then(|l| samples(l).and_then(|s| Summary::of(&s)));
-            let theirs_checksum = members
-                .iter()
-                .find(|l| l.get("side").and_then(Value::as_str) != Some("ours"))
-                .and_then(|l| l.pointer("/extra/checksum").cloned());
+            // The other side's line of each round: the first of the group's lines in that
+            // round that is not ours.
+            let mut theirs: BTreeMap<u64, &Value> = BTreeMap::new();
             for line in &members {
-                let side = field(line, "side")?;
-                let summary = samples(line)
-                    .and_then(|s| Summary::of(&s))
-                    .with_context(|| format!("measurement without finite samples: {line}"))?;
-                let ratio = match (side, theirs) {
-                    ("ours", Some(t)) => Some(summary.median / t.median),
-                    _ => None,
+                if field(line, "side")? != "ours" {
+                    theirs.entry(round_of(line)).or_insert(line);
+                }
+            }
+            let theirs_checksums: Vec<&Value> = theirs
+                .values()
+                .filter_map(|l| l.pointer("/extra/checksum"))
+                .collect();
+            // Each side's case once, in the order of first appearance, with its rounds' lines.
+            let mut cases: Vec<(&str, &str, Vec<&Value>)> = Vec::new();
+            for line in &members {
+                let (side, case) = (field(line, "side")?, field(line, "case")?);
+                match cases.iter_mut().find(|(s, c, _)| (*s, *c) == (side, case)) {
+                    Some((_, _, rounds)) => rounds.push(line),
+                    None => cases.push((side, case, vec![line])),
+                }
+            }
+            for (side, case, rounds) in cases {
+                let finite = |line: &Value| -> Result<(Vec<f64>, Summary)> {
+                    let s = samples(line)
+                        .with_context(|| format!("measurement without samples: {line}"))?;
+                    let summary = Summary::of(&s)
+                        .with_context(|| format!("measurement without finite samples: {line}"))?;
+                    Ok((s, summary))
                 };
+                let mut pooled = Vec::new();
+                let mut round_ratios = Vec::new();
+                for line in &rounds {
+                    let (s, summary) = finite(line)?;
+                    pooled.extend(s);
+                    let other = theirs.get(&round_of(line)).filter(|_| side == "ours");
+                    if let Some(other) = other {
+                        round_ratios.push(summary.median / finite(other)?.1.median);
+                    }
+                }
+                let summary = Summary::of(&pooled).context("pooled samples are finite")?;
+                let ratio = Summary::of(&round_ratios);
                 let goal = goal(group).filter(|_| side == "ours");
                 // MFU is a fraction of the peak, not a ratio to the other side.
-                let versus = ratio.or(if group.starts_with("mfu ") {
+                let versus = ratio.map(|r| r.median).or(if group.starts_with("mfu ") {
                     Some(summary.median)
                 } else {
                     None
                 });
-                let same_tokens = match (line.pointer("/extra/checksum"), &theirs_checksum) {
-                    (Some(a), Some(b)) if side == "ours" => Some(a == b),
+                let ours_checksums: Vec<&Value> = rounds
+                    .iter()
+                    .filter_map(|l| l.pointer("/extra/checksum"))
+                    .collect();
+                // Every round's tokens, ours and theirs, are the same.
+                let same_tokens = match (ours_checksums.first(), theirs_checksums.is_empty()) {
+                    (Some(first), false) if side == "ours" => Some(
+                        ours_checksums
+                            .iter()
+                            .chain(&theirs_checksums)
+                            .all(|c| c == first),
+                    ),
                     _ => None,
                 };
-                let case = field(line, "case")?;
+                let versus_cell = match (versus, ratio) {
+                    (Some(v), Some(r)) if round_ratios.len() > 1 => {
+                        format!("{v:.2} ({:.2}–{:.2})", r.min, r.max)
+                    }
+                    (Some(v), _) => format!("{v:.2}"),
+                    (None, _) => String::new(),
+                };
                 md.push_str(&format!(
-                    "| {group} | {case}{} | {} | {} | {:.0}% | {} | {} |\n",
+                    "| {group} | {case}{} | {} | {} | {:.0}% | {versus_cell} | {} |\n",
                     match same_tokens {
                         Some(true) => " (same tokens)",
                         Some(false) => " (DIFFERENT tokens)",
                         None => "",
                     },
-                    field(line, "unit")?,
+                    field(rounds[0], "unit")?,
                     fmt_value(summary.median),
                     100.0 * summary.spread(),
-                    versus.map_or(String::new(), |r| format!("{r:.2}")),
                     goal.map_or(String::new(), |g| match versus {
                         Some(v) if v >= g => format!("≥{g} met"),
                         _ => format!("≥{g}"),
                     }),
                 ));
                 rows.push(json!({
-                    "group": group, "side": side, "case": case, "unit": field(line, "unit")?,
+                    "group": group, "side": side, "case": case, "unit": field(rounds[0], "unit")?,
                     "median": summary.median, "min": summary.min, "max": summary.max,
-                    "ratio_ours_over_theirs": ratio, "goal": goal,
+                    "ratio_ours_over_theirs": ratio.map(|r| r.median),
+                    "round_ratios": round_ratios, "goal": goal,
                     "same_generated_tokens": same_tokens,
-                    "samples": line.get("samples"), "extra": line.get("extra"),
+                    "samples": pooled, "rounds": rounds.len(),
+                    "samples_by_round": rounds.iter().map(|l| l.get("samples")).collect::<Vec<_>>(),
+                    "extra": rounds[0].get("extra"),
                 }));
             }
         }
         let json = json!({
             "date": date, "machine": machine.to_json(), "threads": settings.threads,
             "warmup": settings.warmup, "reps": settings.reps,
-            "pipeline_reps": settings.pipeline_reps, "quick": settings.quick,
+            "pipeline_reps": settings.pipeline_reps, "rounds": settings.rounds,
+            "quick": settings.quick,
             "parts": timings, "results": rows,
         });
         Ok(Report { json, markdown: md })
     }
+}
+
+/// The round a line was measured in (0 for a line without one: a part run once).
+fn round_of(line: &Value) -> u64 {
+    line.get("round").and_then(Value::as_u64).unwrap_or(0)
 }
 
 fn samples(line: &Value) -> Option<Vec<f64>> {
@@ -757,11 +847,20 @@ mod tests {
             (s.shapes.as_str(), s.reps, s.train_examples, s.pipeline_reps),
             ("small", 2, 256, 7)
         );
+        assert_eq!(
+            (s.rounds, parse_args(&["--quick".into()]).unwrap().rounds),
+            (5, 3)
+        );
+        assert_eq!(
+            parse_args(&["--rounds".into(), "1".into()]).unwrap().rounds,
+            1
+        );
         for bad in [
             ["--shapes", "huge"],
             ["--shapes", ""],
             ["--reps", "0"],
             ["--reps", "x"],
+            ["--rounds", "0"],
         ] {
             assert!(parse_args(&bad.map(String::from)).is_err(), "{bad:?}");
         }
@@ -826,7 +925,84 @@ mod tests {
     }
 
     #[test]
+    fn a_ratio_over_rounds_is_the_median_of_the_rounds_ratios() {
+        let settings = parse_args(&["--quick".into(), "--threads".into(), "2".into()]).unwrap();
+        let line = |side: &str, round: u64, samples: &[f64], checksum: i64| {
+            json!({"side": side, "group": "generate small batch 32",
+                   "case": if side == "ours" { "ours greedy" } else { "hf" },
+                   "unit": "new tokens/s", "samples": samples, "round": round,
+                   "extra": {"checksum": checksum}})
+        };
+        // Round ratios 2.0, 1.5 (the host slowed ours) and 3.0 (it slowed theirs); pooled,
+        // our median is 500 and theirs 300.
+        let lines = vec![
+            line("ours", 0, &[600.0, 620.0], 7),
+            line("transformers", 0, &[300.0, 310.0], 7),
+            line("ours", 1, &[450.0, 500.0], 7),
+            line("transformers", 1, &[300.0, 333.3], 7),
+            line("ours", 2, &[300.0, 310.0], 7),
+            line("transformers", 2, &[100.0, 105.0], 7),
+        ];
+        let native = machine::tests::machine(
+            Isa::Native,
+            vec![],
+            &machine::tests::probe_answer("AVX2", ""),
+        );
+        let timings = [json!({"part": "generate:small:fp32", "round": 0, "started": "d"})];
+        let r = Report::new(&settings, &lines, &native, &timings, "d".into()).unwrap();
+        let rows = r.json["results"].as_array().unwrap();
+        assert_eq!(
+            rows.len(),
+            2,
+            "one row per side and case, whatever the rounds"
+        );
+        let ratios: Vec<f64> = serde_json::from_value(rows[0]["round_ratios"].clone()).unwrap();
+        let expected = [610.0 / 305.0, 475.0 / 316.65, 305.0 / 102.5];
+        assert_eq!(ratios.len(), 3);
+        for (got, want) in ratios.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-12, "{ratios:?}");
+        }
+        assert_eq!(rows[0]["ratio_ours_over_theirs"], json!(expected[0]));
+        assert_eq!(
+            (rows[0]["median"].as_f64(), rows[0]["rounds"].as_u64()),
+            (Some(475.0), Some(3))
+        );
+        assert_eq!(rows[0]["samples"].as_array().unwrap().len(), 6);
+        assert_eq!(rows[0]["same_generated_tokens"], json!(true));
+        assert_eq!(rows[1]["round_ratios"], json!([]));
+        assert!(
+            r.markdown.contains("| ours greedy (same tokens) | new tokens/s | 475 | 67% | 2.00 (1.50–2.98) | ≥1.5 met |"),
+            "{}",
+            r.markdown
+        );
+        assert!(r
+            .markdown
+            .contains("in 3 such rounds: a ratio is the median of the rounds' ratios"));
+        // One round's tokens differing from the others' is a difference.
+        let mut odd = lines.clone();
+        odd[5]["extra"]["checksum"] = json!(8);
+        let r = Report::new(&settings, &odd, &native, &timings, "d".into()).unwrap();
+        assert_eq!(r.json["results"][0]["same_generated_tokens"], json!(false));
+        // A round without the other side's line has no ratio of its own.
+        let r = Report::new(&settings, &lines[..5], &native, &timings, "d".into()).unwrap();
+        assert_eq!(
+            r.json["results"][0]["round_ratios"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
     fn parts_are_the_pipeline_then_each_shapes_training_and_decoding() {
+        assert_eq!(
+            parts("small")
+                .iter()
+                .map(|p| rounds_of(p, 5))
+                .collect::<Vec<_>>(),
+            [5, 1, 5, 5]
+        );
         assert_eq!(
             parts("tiny,small"),
             [
