@@ -620,21 +620,22 @@ impl Report {
                 Isa::Native => String::new(),
                 isa => format!(", --isa {}", isa.name()),
             },
-            match (timings.is_empty(), settings.rounds) {
-                (true, _) => String::new(),
-                (false, 1) => " Each part (the pipeline, a shape's training, a shape's decoding \
-                               in one precision) ran on our side and then on the other, back to \
-                               back; `parts` in results.json says when each started and how long \
-                               each side took."
-                    .to_string(),
-                (false, rounds) => format!(
+            if timings.is_empty() {
+                String::new()
+            } else {
+                format!(
                     " Each part (the pipeline, a shape's training, a shape's decoding in one \
-                     precision) ran on our side and then on the other, back to back, the pipeline \
-                     and each decoding part in {rounds} such rounds: a ratio is the median of the \
-                     rounds' ratios (their range in brackets), a median and spread those of the \
-                     timed runs of all rounds. `parts` in results.json says when each round \
-                     started and how long each side took."
-                ),
+                     precision) ran on our side and then on the other, back to back{}. `parts` in \
+                     results.json says when each round started and how long each side took.",
+                    match settings.rounds {
+                        1 => String::new(),
+                        rounds => format!(
+                            ", the pipeline and each decoding part in {rounds} such rounds: a \
+                             ratio is the median of the rounds' ratios (their range in brackets), \
+                             a median and spread those of the timed runs of all rounds"
+                        ),
+                    }
+                )
             },
             machine.markdown(),
         );
