@@ -11,6 +11,8 @@ use tch::{Kind, Tensor};
 
 use crate::inference_mode::InferenceMode;
 use crate::kv_cache::KvCache;
+use crate::memory::{Call, MemoryEstimate};
+use crate::step_copies::{CopyReserve, DEFAULT_RESERVE};
 use crate::t5::T5ForConditionalGeneration;
 use crate::{Error, Result};
 
@@ -147,6 +149,20 @@ pub fn generate(
             attention_mask.size()
         )));
     }
+    // Step copies of the weights leave this call the memory it may need (see step_copies).
+    let (rows_per_input, beam) = match &config.strategy {
+        Strategy::Beam { num_beams, .. } => (*num_beams, true),
+        _ => (config.num_return_sequences, false),
+    };
+    let call = Call::Generate {
+        batch: input_ids.size()[0] as u64,
+        input_len: input_ids.size()[1] as u64,
+        max_new_tokens: config.max_new_tokens as u64,
+        rows_per_input: rows_per_input as u64,
+        beam,
+    };
+    let needs = MemoryEstimate::of(model.config(), model.kind(), call).bytes;
+    let _reserve = CopyReserve::keep(needs.max(DEFAULT_RESERVE));
     // Nothing made here outlives the call but plain token ids and scores.
     InferenceMode::run(|| match &config.strategy {
         Strategy::Beam {

@@ -63,6 +63,7 @@ pub mod position_bias;
 pub mod prepacked_linear;
 pub mod score;
 pub mod stacked_linears;
+pub mod step_copies;
 pub mod t5;
 
 pub use autocast::Autocast;

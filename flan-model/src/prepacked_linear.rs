@@ -69,7 +69,8 @@
 //! shape's 73 decoder and head weights takes well under a second. Packed, reordered and panel
 //! copies take about the weights' size in memory per row count (MKL reserves more address space
 //! than it writes), while a plan tries them and after, if one is kept; chunks are views of the
-//! weight.
+//! weight. A copy is made only where it leaves the call its memory ([`crate::step_copies`]);
+//! a plan without one says so in [`PrepackedStats::short_of_memory`].
 //!
 //! Errors: the shim refuses operands that are not contiguous fp32 CPU matrices of matching shapes
 //! (and packing where MKL's GEMM is missing) with libtorch's message. The layer checks dtype,
@@ -90,6 +91,7 @@ use crate::ffi::{self, owned_tensor, tensor_ptr};
 use crate::fma_linear::{self, fma_linear_available};
 use crate::inference_mode::InferenceMode;
 use crate::lora::LoraLinear;
+use crate::step_copies::{self, ShortOfMemory, WeightCopy};
 use crate::t5::Pass;
 use crate::Result;
 
@@ -277,6 +279,10 @@ pub struct PrepackedStats {
     /// Of those, the ones multiplied by our own kernel in libtorch's AVX2 bf16 dot order (see
     /// [`crate::bf16_dot_linear`]).
     pub bf16_dots: usize,
+    /// Plans (and stacks) that went without a copy of the weights because it would not have
+    /// left the call its memory (see [`crate::step_copies`]): their products ran plain, or
+    /// through another kernel.
+    pub short_of_memory: usize,
 }
 
 /// The kernel a decoding step uses for one weight at one row count.
@@ -285,17 +291,17 @@ enum StepKernel {
     /// libtorch's linear (no candidate passed the check, or none was faster).
     Plain,
     /// MKL's GEMM over this packed copy (fp32).
-    Packed(Tensor),
+    Packed(WeightCopy),
     /// oneDNN's linear over this reordered copy (bf16).
-    OneDnnPacked(Tensor),
+    OneDnnPacked(WeightCopy),
     /// One batched product over this many row chunks of the weight.
     Chunked(i64),
     /// Our own FMA kernel over the weight's panels, in chains of `k_block` input positions
     /// (fp32 and bf16; see [`crate::fma_linear`]).
-    Fma { panels: Tensor, k_block: i64 },
+    Fma { panels: WeightCopy, k_block: i64 },
     /// Our own four-lane kernel over the weight's panels, its first `head` positions summed in
     /// sequence (one fp32 row; see [`crate::fma_linear::four_lane_head`]).
-    FourLanes { panels: Tensor, head: i64 },
+    FourLanes { panels: WeightCopy, head: i64 },
     /// Our own kernel in libtorch's AVX2 bf16 dot order, over the weight itself (see
     /// [`crate::bf16_dot_linear`]).
     Bf16Dots,
@@ -319,6 +325,8 @@ impl StepKernel {
 #[derive(Debug)]
 struct StepPlan {
     rows: i64,
+    /// Whether a candidate was left out because its copy would not have fit.
+    short_of_memory: bool,
     /// The candidates that gave the plain product bitwise, the plain product first; once one is
     /// chosen, that one alone (the others' packed copies freed).
     kernels: Vec<StepKernel>,
@@ -469,20 +477,22 @@ impl PrepackedLinear {
     fn run(&self, kernel: &StepKernel, x: &Tensor) -> Option<Tensor> {
         match kernel {
             StepKernel::Plain => Some(self.forward(x)),
-            StepKernel::Packed(packed) => packed_linear(x, packed, &self.weight, x.size()[0])
+            StepKernel::Packed(packed) => {
+                packed_linear(x, &packed.tensor, &self.weight, x.size()[0])
+                    .ok()
+                    .flatten()
+            }
+            StepKernel::OneDnnPacked(packed) => onednn_linear(x, &packed.tensor, &self.weight)
                 .ok()
                 .flatten(),
-            StepKernel::OneDnnPacked(packed) => {
-                onednn_linear(x, packed, &self.weight).ok().flatten()
-            }
             StepKernel::Chunked(chunks) => chunked_linear(x, &self.weight, *chunks).ok(),
             StepKernel::Fma { panels, k_block } => {
-                fma_linear::product(x, panels, self.weight.size()[0], *k_block)
+                fma_linear::product(x, &panels.tensor, self.weight.size()[0], *k_block)
                     .ok()
                     .flatten()
             }
             StepKernel::FourLanes { panels, head } => {
-                fma_linear::four_lane_product(x, panels, self.weight.size()[0], *head)
+                fma_linear::four_lane_product(x, &panels.tensor, self.weight.size()[0], *head)
                     .ok()
                     .flatten()
             }
@@ -490,22 +500,35 @@ impl PrepackedLinear {
         }
     }
 
-    /// The kernels worth trying at `rows` rows, the plain product first.
-    fn candidates(&self, rows: i64) -> Vec<StepKernel> {
+    /// The kernels worth trying at `rows` rows, the plain product first, and whether a copy
+    /// one of them needs was not made for want of memory (see [`crate::step_copies`]).
+    fn candidates(&self, rows: i64) -> (Vec<StepKernel>, bool) {
         let mut kernels = vec![StepKernel::Plain];
+        let mut short_of_memory = false;
         let Ok((out, inner)) = self.weight.size2() else {
-            return kernels;
+            return (kernels, short_of_memory);
         };
+        let weight_bytes = step_copies::copy_bytes(&self.weight);
+        // A copy of the weight's size, if there is room for it (`make` gives None if the
+        // kernel cannot have one).
+        let mut copy =
+            |make: &dyn Fn() -> Option<Tensor>| match step_copies::make_copy(weight_bytes, make) {
+                Ok(copy) => copy,
+                Err(ShortOfMemory) => {
+                    short_of_memory = true;
+                    None
+                }
+            };
         if let Some(chunks) = chunk_count(out, i64::from(tch::get_num_threads())) {
             kernels.push(StepKernel::Chunked(chunks));
         }
         if rows >= MIN_PACKED_ROWS && prepacked_gemm_available() && fp32_on_cpu(&self.weight) {
-            if let Ok(Some(packed)) = pack(&self.weight, rows) {
+            if let Some(packed) = copy(&|| pack(&self.weight, rows).ok().flatten()) {
                 kernels.push(StepKernel::Packed(packed));
             }
         }
         if onednn_linear_available() && bf16_on_cpu(&self.weight) {
-            if let Ok(Some(packed)) = onednn_pack(&self.weight, rows) {
+            if let Some(packed) = copy(&|| onednn_pack(&self.weight, rows).ok().flatten()) {
                 kernels.push(StepKernel::OneDnnPacked(packed));
             }
         }
@@ -517,9 +540,12 @@ impl PrepackedLinear {
                 _ => None,
             };
             let wanted = !k_blocks.is_empty() || head.is_some();
-            if let (true, Ok(Some(panels))) = (wanted, fma_linear::pack(&self.weight)) {
+            if let Some(panels) = wanted
+                .then(|| copy(&|| fma_linear::pack(&self.weight).ok().flatten()))
+                .flatten()
+            {
                 kernels.extend(k_blocks.into_iter().map(|k_block| StepKernel::Fma {
-                    panels: panels.shallow_clone(),
+                    panels: panels.share(),
                     k_block,
                 }));
                 if let Some(head) = head {
@@ -533,7 +559,7 @@ impl PrepackedLinear {
         {
             kernels.push(StepKernel::Bf16Dots);
         }
-        kernels
+        (kernels, short_of_memory)
     }
 
     /// Whether `kernel` multiplies `probe` into `plain`, this layer's plain product of it, bitwise.
@@ -545,14 +571,16 @@ impl PrepackedLinear {
     }
 
     /// The candidates that give the plain product bitwise on a probe of `rows` rows of width
-    /// `inner`, the plain product first.
-    fn passing_candidates(&self, rows: i64, inner: i64) -> Vec<StepKernel> {
+    /// `inner`, the plain product first, and whether one was left out for want of memory.
+    fn passing_candidates(&self, rows: i64, inner: i64) -> (Vec<StepKernel>, bool) {
         let probe = probe_input(rows, inner, self.weight.kind());
         let plain = self.forward(&probe);
-        self.candidates(rows)
+        let (kernels, short_of_memory) = self.candidates(rows);
+        let passing = kernels
             .into_iter()
             .filter(|kernel| self.gives_plain_product(kernel, &probe, &plain))
-            .collect()
+            .collect();
+        (passing, short_of_memory)
     }
 
     /// `x` `[rows, inner]` times the weight through the kernel planned for `rows` rows: the
@@ -573,9 +601,10 @@ impl PrepackedLinear {
                 if plans.len() >= MAX_ROW_COUNTS {
                     plans.remove(0);
                 }
-                let kernels = self.passing_candidates(rows, inner);
+                let (kernels, short_of_memory) = self.passing_candidates(rows, inner);
                 plans.push(StepPlan {
                     rows,
+                    short_of_memory,
                     trials: vec![Vec::new(); kernels.len()],
                     kernels,
                     source: self.weight.detach(),
@@ -622,6 +651,7 @@ impl PrepackedLinear {
         };
         for plan in plans.iter() {
             stats.checked += 1;
+            stats.short_of_memory += usize::from(plan.short_of_memory);
             match plan.kernels.as_slice() {
                 [StepKernel::Packed(_) | StepKernel::OneDnnPacked(_)] => stats.in_use += 1,
                 [StepKernel::Chunked(_)] => stats.chunked += 1,
@@ -718,7 +748,8 @@ mod tests {
         ) {
             let linear = PrepackedLinear::new("test".into(), matrix(seed, out, inner, 0.05));
             let x = matrix(seed + 1, rows, inner, 1.0);
-            let candidates = InferenceMode::run(|| linear.passing_candidates(rows, inner)).unwrap();
+            let (candidates, _) =
+                InferenceMode::run(|| linear.passing_candidates(rows, inner)).unwrap();
             for _ in 0..candidates.len() * PLAN_TRIALS + 2 {
                 let (step, plain) = step_and_plain(&linear, &x);
                 prop_assert!(step.equal(&plain));
@@ -735,7 +766,7 @@ mod tests {
     fn a_plan_tries_its_candidates_on_the_steps_then_keeps_one() {
         let linear = PrepackedLinear::new("test".into(), matrix(3, 640, 256, 0.05));
         let x = matrix(4, 32, 256, 1.0);
-        let candidates = InferenceMode::run(|| linear.passing_candidates(32, 256)).unwrap();
+        let (candidates, _) = InferenceMode::run(|| linear.passing_candidates(32, 256)).unwrap();
         assert!(candidates.len() >= 2, "plain and chunked at least");
         for call in 1..=candidates.len() * PLAN_TRIALS {
             let (step, plain) = step_and_plain(&linear, &x);
@@ -781,14 +812,15 @@ mod tests {
             assert!(!other.gives_plain_product(&StepKernel::Chunked(3), &probe, &plain));
             if prepacked_gemm_available() {
                 let pack = |w: &Tensor| pack(w, 32).unwrap().expect("MKL packs fp32");
-                assert!(check(&StepKernel::Packed(pack(&linear.weight))));
-                assert!(!check(&StepKernel::Packed(pack(&other.weight))));
+                let packed = |w: &Tensor| StepKernel::Packed(WeightCopy::counted(pack(w)));
+                assert!(check(&packed(&linear.weight)));
+                assert!(!check(&packed(&other.weight)));
             }
             if fma_linear_available(Kind::Float) {
                 // Our FMA kernel: another weight's panels are refused, and of the block lengths
                 // (each a different order on the probe) at most one can pass.
                 let fma = |w: &Tensor, k_block| StepKernel::Fma {
-                    panels: fma_linear::pack(w).unwrap().unwrap(),
+                    panels: WeightCopy::counted(fma_linear::pack(w).unwrap().unwrap()),
                     k_block,
                 };
                 let passing: Vec<i64> = fma_linear::k_blocks(256)
@@ -832,15 +864,14 @@ mod tests {
             let probe = probe_input(32, 256, Kind::BFloat16);
             let plain = linear.forward(&probe);
             let check = |k: StepKernel| linear.gives_plain_product(&k, &probe, &plain);
-            assert!(!check(StepKernel::OneDnnPacked(foreign.shallow_clone())));
+            let reordered =
+                |t: &Tensor| StepKernel::OneDnnPacked(WeightCopy::counted(t.shallow_clone()));
+            assert!(!check(reordered(&foreign)));
             let product = onednn_linear(&probe, &own, &linear.weight)
                 .unwrap()
                 .unwrap();
             assert_eq!(product.size(), vec![32, 96]);
-            assert_eq!(
-                check(StepKernel::OneDnnPacked(own.shallow_clone())),
-                product.equal(&plain)
-            );
+            assert_eq!(check(reordered(&own)), product.equal(&plain));
             let narrow = probe_input(32, 128, Kind::BFloat16);
             let m = message(onednn_linear(&narrow, &own, &linear.weight));
             assert!(m.contains("input of shape [32, 128]"), "{m}");

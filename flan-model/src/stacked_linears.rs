@@ -22,21 +22,26 @@
 //! changes (the same storage-and-version test as the plans), an adapter is attached to a member
 //! (then each member is multiplied on its own, as its adapter needs), or planning is switched off.
 //! It costs a copy of the members' weights, plus the stacked layer's packed copies (which the
-//! members then do not make).
+//! members then do not make), and is made only where that copy leaves the call its memory
+//! ([`crate::step_copies`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use tch::Tensor;
 
 use crate::prepacked_linear::{
     probe_input, step_rows, PrepackedLinear, PrepackedStats, MAX_ROW_COUNTS,
 };
+use crate::step_copies::{self, ShortOfMemory, WeightCopy};
 use crate::t5::Pass;
 
 /// The decoding-step stack of `N` layers that read the same input (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct StackedLinears {
     stack: RefCell<Option<Stack>>,
+    /// Whether the stack was not made for want of memory (see [`crate::step_copies`]); not
+    /// tried again until [`Self::clear`].
+    short_of_memory: Cell<bool>,
 }
 
 /// Layers' weights stacked along the outputs, and the row counts at which that was checked.
@@ -44,6 +49,8 @@ pub(crate) struct StackedLinears {
 struct Stack {
     /// The stacked weight as a layer of its own, with its own step plans.
     linear: PrepackedLinear,
+    /// The stacked weight, counted as a step copy.
+    _copy: WeightCopy,
     /// Each member's output width, in order.
     widths: Vec<i64>,
     /// For each member, an alias of its weight's storage when stacked (kept alive, so the
@@ -55,29 +62,39 @@ struct Stack {
 
 impl Stack {
     /// The members' weights stacked, in inference mode; None if they cannot be (different
-    /// input widths or dtypes).
-    fn new(members: &[&PrepackedLinear]) -> Option<Stack> {
+    /// input widths or dtypes), ShortOfMemory if the copy would not fit.
+    fn new(members: &[&PrepackedLinear]) -> Result<Option<Stack>, ShortOfMemory> {
         let weights: Vec<&Tensor> = members.iter().map(|m| &m.weight).collect();
         let name = members
             .iter()
             .map(|m| m.name.as_str())
             .collect::<Vec<_>>()
             .join("+");
-        let widths = weights
+        let Some(widths) = weights
             .iter()
             .map(|w| w.size2().ok().map(|(out, _)| out))
-            .collect::<Option<Vec<i64>>>()?;
-        let stacked = Tensor::f_cat(&weights, 0).ok()?;
-        let sources = weights
+            .collect::<Option<Vec<i64>>>()
+        else {
+            return Ok(None);
+        };
+        let Some(sources) = weights
             .iter()
             .map(|w| Some((w.detach(), w.f_internal_version().ok()?)))
-            .collect::<Option<Vec<_>>>()?;
-        Some(Stack {
-            linear: PrepackedLinear::of_private_weight(name, stacked),
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(None);
+        };
+        let bytes = weights.iter().map(|w| step_copies::copy_bytes(w)).sum();
+        let Some(copy) = step_copies::make_copy(bytes, || Tensor::f_cat(&weights, 0).ok())? else {
+            return Ok(None);
+        };
+        Ok(Some(Stack {
+            linear: PrepackedLinear::of_private_weight(name, copy.tensor.shallow_clone()),
+            _copy: copy,
             widths,
             sources,
             checked: Vec::new(),
-        })
+        }))
     }
 
     /// Whether `members` are still the layers stacked, with unchanged weights.
@@ -148,7 +165,15 @@ impl StackedLinears {
         }
         let mut slot = self.stack.try_borrow_mut().ok()?;
         if !slot.as_ref().is_some_and(|s| s.stacks(members)) {
-            *slot = Stack::new(members);
+            if self.short_of_memory.get() {
+                return None;
+            }
+            // The old stack's copy goes first, so that the new one has its room.
+            *slot = None;
+            *slot = Stack::new(members).unwrap_or_else(|ShortOfMemory| {
+                self.short_of_memory.set(true);
+                None
+            });
         }
         let stack = slot.as_mut()?;
         if !stack.gives_members_products(members, rows, inner) {
@@ -167,16 +192,18 @@ impl StackedLinears {
         })
     }
 
-    /// Drops the stack (its copy of the weights and its plans).
+    /// Drops the stack (its copy of the weights and its plans), and forgets a want of memory.
     pub(crate) fn clear(&self) {
         if let Ok(mut slot) = self.stack.try_borrow_mut() {
             *slot = None;
         }
+        self.short_of_memory.set(false);
     }
 
     /// Adds the stacked layer's plans to `stats`, each counted once per member (the members'
     /// products it computes).
     pub(crate) fn add_stats(&self, stats: &mut PrepackedStats) {
+        stats.short_of_memory += usize::from(self.short_of_memory.get());
         let Ok(slot) = self.stack.try_borrow() else {
             return;
         };
@@ -194,6 +221,7 @@ impl StackedLinears {
         stats.bf16_dots += n * own.bf16_dots;
         stats.trying += n * own.trying;
         stats.stacked += n * own.checked;
+        stats.short_of_memory += own.short_of_memory;
     }
 }
 

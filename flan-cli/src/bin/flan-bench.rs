@@ -16,6 +16,7 @@ use flan_data::pack::{PackedBatch, Packer, TokenizedExample};
 use flan_data::pipeline::{next_tokenized, tokenize_examples};
 use flan_data::{Mixture, MixtureSpec, Tokenizer};
 use flan_model::generate::{generate, GenerationConfig};
+use flan_model::step_copies::held_copy_bytes;
 use flan_model::{
     FlushDenormals, LoraConfig, LoraInit, ModuleSelector, PackedTensors, T5Config,
     T5ForConditionalGeneration,
@@ -629,7 +630,9 @@ fn kernels_json(model: &T5ForConditionalGeneration) -> serde_json::Value {
     let stats = model.prepacked_decoding_stats();
     json!({"planned": stats.checked, "packed": stats.in_use, "chunked": stats.chunked,
            "trying": stats.trying, "stacked": stats.stacked, "fma": stats.fma,
-           "four_lanes": stats.four_lanes, "bf16_dots": stats.bf16_dots})
+           "four_lanes": stats.four_lanes, "bf16_dots": stats.bf16_dots,
+           "short_of_memory": stats.short_of_memory,
+           "copies_mb": held_copy_bytes() as f64 / 1e6})
 }
 
 /// A position-weighted sum of ids: equal on both sides when greedy decoding picked the same tokens.
