@@ -15,8 +15,8 @@
 //! The room is [`MemoryBudget::detect`]'s: `MemAvailable` and the cgroup's limit, which already
 //! count the copies made so far, or `FLAN_MEMORY_LIMIT` less the copies this process holds. A
 //! copy needs its own size plus the current call's reserve: [`CopyReserve`], which
-//! [`crate::generate`] sets to its call's [`crate::memory::MemoryEstimate`], or
-//! [`DEFAULT_RESERVE`] outside such a call.
+//! [`crate::generate`] sets to its call's [`crate::memory::MemoryEstimate`] (and `flan serve`'s
+//! worker to its fullest batch's), or [`DEFAULT_RESERVE`] where nothing set one.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};

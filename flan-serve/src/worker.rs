@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use flan_model::continuous::{DecodeBatch, EncodedSequence};
 use flan_model::generate::{generate, sample_token, EarlyStopping, GenerationConfig, Strategy};
+use flan_model::memory::{Call, MemoryEstimate};
 use flan_model::score::{score_batch, TargetScore};
+use flan_model::step_copies::{CopyReserve, DEFAULT_RESERVE};
 use flan_model::{fallible, T5ForConditionalGeneration};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -152,6 +154,17 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 /// Runs the worker until every job sender is gone and the batch is empty.
 pub fn run(model: T5ForConditionalGeneration, jobs: Receiver<Job>, shared: Arc<Shared>) {
     let max_batch = shared.limits.max_batch_size.max(1);
+    // The decoding steps' copies of the weights leave room for the fullest batch the limits
+    // allow (see flan_model::step_copies); a beam job's generate call sets its own.
+    let fullest = Call::Generate {
+        batch: max_batch as u64,
+        input_len: shared.limits.max_input_tokens as u64,
+        max_new_tokens: shared.limits.max_new_tokens as u64,
+        rows_per_input: 1,
+        beam: false,
+    };
+    let needs = MemoryEstimate::of(model.config(), model.kind(), fullest).bytes;
+    let _reserve = CopyReserve::keep(needs.max(DEFAULT_RESERVE));
     let start = model.config().decoder_start_token_id();
     let eos = model.config().eos_token_id;
     let mut batch = DecodeBatch::new(&model);
