@@ -11,8 +11,8 @@ use tch::{Kind, Tensor};
 
 use crate::inference_mode::InferenceMode;
 use crate::kv_cache::KvCache;
-use crate::memory::{Call, MemoryEstimate};
-use crate::step_copies::{CopyReserve, DEFAULT_RESERVE};
+use crate::memory::Call;
+use crate::step_copies::CopyReserve;
 use crate::t5::T5ForConditionalGeneration;
 use crate::{Error, Result};
 
@@ -161,8 +161,7 @@ pub fn generate(
         rows_per_input: rows_per_input as u64,
         beam,
     };
-    let needs = MemoryEstimate::of(model.config(), model.kind(), call).bytes;
-    let _reserve = CopyReserve::keep(needs.max(DEFAULT_RESERVE));
+    let _reserve = CopyReserve::for_call(model.config(), model.kind(), call);
     // Nothing made here outlives the call but plain token ids and scores.
     InferenceMode::run(|| match &config.strategy {
         Strategy::Beam {

@@ -22,9 +22,10 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
-use crate::memory::{MemoryBudget, LIMIT_VAR};
+use crate::config::T5Config;
+use crate::memory::{Call, MemoryBudget, MemoryEstimate, LIMIT_VAR};
 
 /// What a copy leaves free outside a call that set its own reserve.
 pub const DEFAULT_RESERVE: u64 = 1 << 30;
@@ -50,6 +51,16 @@ impl CopyReserve {
         CopyReserve {
             previous: RESERVE.with(|r| r.replace(Some(bytes))),
         }
+    }
+
+    /// Keeps free what `call` on a model of `config` in `kind` may take
+    /// ([`MemoryEstimate`]), and at least [`DEFAULT_RESERVE`].
+    pub fn for_call(config: &T5Config, kind: Kind, call: Call) -> CopyReserve {
+        CopyReserve::keep(
+            MemoryEstimate::of(config, kind, call)
+                .bytes
+                .max(DEFAULT_RESERVE),
+        )
     }
 }
 
@@ -211,5 +222,27 @@ mod tests {
             assert_eq!(get(), Some(10));
         }
         assert_eq!(get(), None);
+    }
+
+    /// A call's reserve is its estimate, or the default where that is smaller.
+    #[test]
+    fn a_calls_reserve_is_its_estimate_at_least_the_default() {
+        let config = T5Config::new_small(32128, 512, 64, 1024, 8, 8, 6, "gated-gelu", false);
+        let call = |batch, input_len| Call::Generate {
+            batch,
+            input_len,
+            max_new_tokens: 64,
+            rows_per_input: 1,
+            beam: false,
+        };
+        let reserve = |c| {
+            let _kept = CopyReserve::for_call(&config, Kind::Float, c);
+            RESERVE.with(Cell::get)
+        };
+        assert_eq!(reserve(call(1, 16)), Some(DEFAULT_RESERVE));
+        let large = call(64, 4096);
+        let estimate = MemoryEstimate::of(&config, Kind::Float, large).bytes;
+        assert!(estimate > DEFAULT_RESERVE, "{estimate}");
+        assert_eq!(reserve(large), Some(estimate));
     }
 }

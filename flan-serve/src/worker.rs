@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use flan_model::continuous::{DecodeBatch, EncodedSequence};
 use flan_model::generate::{generate, sample_token, EarlyStopping, GenerationConfig, Strategy};
-use flan_model::memory::{Call, MemoryEstimate};
+use flan_model::memory::Call;
 use flan_model::score::{score_batch, TargetScore};
-use flan_model::step_copies::{CopyReserve, DEFAULT_RESERVE};
+use flan_model::step_copies::CopyReserve;
 use flan_model::{fallible, T5ForConditionalGeneration};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -163,8 +163,7 @@ pub fn run(model: T5ForConditionalGeneration, jobs: Receiver<Job>, shared: Arc<S
         rows_per_input: 1,
         beam: false,
     };
-    let needs = MemoryEstimate::of(model.config(), model.kind(), fullest).bytes;
-    let _reserve = CopyReserve::keep(needs.max(DEFAULT_RESERVE));
+    let _reserve = CopyReserve::for_call(model.config(), model.kind(), fullest);
     let start = model.config().decoder_start_token_id();
     let eos = model.config().eos_token_id;
     let mut batch = DecodeBatch::new(&model);
