@@ -118,8 +118,7 @@ impl WeightCopy {
         }
     }
 
-    /// `tensor` counted as a copy (in tests, where it is made by hand).
-    #[cfg(test)]
+    /// `tensor` counted as a copy while this and its shares live.
     pub(crate) fn counted(tensor: Tensor) -> WeightCopy {
         let bytes = copy_bytes(&tensor);
         HELD.fetch_add(bytes, Ordering::Relaxed);
@@ -162,11 +161,7 @@ pub(crate) fn make_copy(
     if !fits(if by_limit { made } else { 0 }, room(), reserve) {
         return Err(ShortOfMemory);
     }
-    HELD.fetch_add(made, Ordering::Relaxed);
-    Ok(Some(WeightCopy {
-        tensor,
-        _held: Arc::new(Held(made)),
-    }))
+    Ok(Some(WeightCopy::counted(tensor)))
 }
 
 /// A copy was not made: it would not have left the call its reserve.

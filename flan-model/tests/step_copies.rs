@@ -9,42 +9,18 @@ use flan_model::generate::{generate, Generated, GenerationConfig};
 use flan_model::memory::LIMIT_VAR;
 use flan_model::prepacked_linear::PrepackedStats;
 use flan_model::step_copies::{held_copy_bytes, DEFAULT_RESERVE};
-use flan_model::{T5Config, T5ForConditionalGeneration};
-use tch::{Device, Tensor};
+use flan_model::T5ForConditionalGeneration;
+use tch::Tensor;
+
+// The model tests' helpers; this binary uses two of them.
+#[path = "model/common.rs"]
+#[allow(dead_code)]
+mod common;
 
 fn main() {
     let name = "step_copies_keep_within_the_memory_budget_and_change_no_output";
     step_copies_keep_within_the_memory_budget_and_change_no_output();
     println!("test {name} ... ok");
-}
-
-/// A random gated model of the bench's tiny proportions, and 20 prompts of 5 to 24 tokens.
-fn model_and_batch() -> (T5ForConditionalGeneration, Tensor, Tensor) {
-    let config = T5Config::new_small(8000, 256, 32, 640, 2, 3, 8, "gated-gelu", false);
-    tch::manual_seed(7);
-    let vs = tch::nn::VarStore::new(Device::Cpu);
-    let model = T5ForConditionalGeneration::new(&vs.root(), &config).unwrap();
-    let rows: Vec<Vec<i64>> = (0..20i64)
-        .map(|r| {
-            (0..5 + r)
-                .map(|j| 3 + (r * 131 + j * 17) % 7990)
-                .chain([1])
-                .collect()
-        })
-        .collect();
-    let width = rows.iter().map(Vec::len).max().unwrap();
-    let mut ids = vec![0i64; rows.len() * width];
-    let mut mask = vec![0i64; rows.len() * width];
-    for (r, row) in rows.iter().enumerate() {
-        ids[r * width..r * width + row.len()].copy_from_slice(row);
-        mask[r * width..r * width + row.len()].fill(1);
-    }
-    let shape = [rows.len() as i64, width as i64];
-    (
-        model,
-        Tensor::from_slice(&ids).view(shape),
-        Tensor::from_slice(&mask).view(shape),
-    )
 }
 
 type Outputs = (Vec<Vec<Generated>>, Vec<Vec<Generated>>);
@@ -66,7 +42,8 @@ fn set_limit(value: &str) {
 }
 
 fn step_copies_keep_within_the_memory_budget_and_change_no_output() {
-    let (model, ids, mask) = model_and_batch();
+    let (model, rows) = common::random_model_and_prompts(640, false);
+    let (ids, mask) = common::padded(&rows);
     model.set_prepacked_decoding(false);
     let (plain, _) = run(&model, &ids, &mask);
     assert_eq!(held_copy_bytes(), 0);

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use flan_model::T5ForConditionalGeneration;
+use flan_model::{T5Config, T5ForConditionalGeneration};
 use tch::{Device, Kind, Tensor};
 
 pub const MODELS: [&str; 3] = ["v1_1", "v1_0", "odd"];
@@ -65,4 +65,27 @@ pub fn max_rel_err(a: &Tensor, b: &Tensor) -> f64 {
 pub fn torch_rng() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A randomly initialised model at the bench's tiny shape with `d_ff` and a tied or untied head,
+/// and 20 prompts of 5 to 24 tokens.
+pub fn random_model_and_prompts(
+    d_ff: i64,
+    tied: bool,
+) -> (T5ForConditionalGeneration, Vec<Vec<i64>>) {
+    let config = T5Config::new_small(8000, 256, 32, d_ff, 2, 3, 8, "gated-gelu", tied);
+    let model = {
+        let _rng = torch_rng();
+        tch::manual_seed(7);
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        T5ForConditionalGeneration::new(&vs.root(), &config).unwrap()
+    };
+    let rows = (0..20i64)
+        .map(|r| {
+            let mut p: Vec<i64> = (0..5 + r).map(|j| 3 + (r * 131 + j * 17) % 7990).collect();
+            p.push(1);
+            p
+        })
+        .collect();
+    (model, rows)
 }

@@ -1,7 +1,7 @@
 //! Greedy and beam token ids against transformers; cached equals uncached; sampling is seeded.
 
 use flan_model::generate::{generate, EarlyStopping, GenerationConfig, Strategy};
-use flan_model::{PrepackedStats, T5Config, T5ForConditionalGeneration};
+use flan_model::{PrepackedStats, T5ForConditionalGeneration};
 use proptest::prelude::*;
 
 use crate::common::*;
@@ -102,26 +102,6 @@ fn beam_token_ids_match_transformers() {
             }
         }
     }
-}
-
-/// A randomly initialised model at the bench's tiny shape with `d_ff` and a tied or untied head,
-/// and 20 prompts of 5 to 24 tokens.
-fn random_model_and_prompts(d_ff: i64, tied: bool) -> (T5ForConditionalGeneration, Vec<Vec<i64>>) {
-    let config = T5Config::new_small(8000, 256, 32, d_ff, 2, 3, 8, "gated-gelu", tied);
-    let model = {
-        let _rng = torch_rng();
-        tch::manual_seed(7);
-        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-        T5ForConditionalGeneration::new(&vs.root(), &config).unwrap()
-    };
-    let rows = (0..20i64)
-        .map(|r| {
-            let mut p: Vec<i64> = (0..5 + r).map(|j| 3 + (r * 131 + j * 17) % 7990).collect();
-            p.push(1);
-            p
-        })
-        .collect();
-    (model, rows)
 }
 
 /// Greedy and 2-beam outputs (ids and scores) of `rows` with the step kernels planned, and the
